@@ -1,0 +1,2 @@
+//! Userspace networking for burrow's network namespaces. Built out in the
+//! netstack issue.

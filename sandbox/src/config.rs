@@ -1,0 +1,299 @@
+//! The validated description of one sandbox, built from the command line
+//! before any namespace exists, so bad input fails early with a clear line.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+use clap::ArgMatches;
+
+use crate::cli::{MapUsers, NetMode, RunArgs};
+use crate::error::{Error, Result};
+
+/// One mount requested on the command line, applied in command-line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// Bind `src` (absolute, host view, symlinks resolved) on `dst` (absolute, sandbox view).
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        read_only: bool,
+    },
+    /// A fresh tmpfs on `dst`.
+    Tmpfs { dst: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub keep_id: bool,
+    pub map_users: MapUsers,
+    pub net: NetMode,
+    /// Host path of the root filesystem (canonical).
+    pub rootfs: PathBuf,
+    pub mounts: Vec<MountOp>,
+    pub chdir: Option<PathBuf>,
+    /// Directories to try, in order, when `chdir` is not given.
+    pub fallback_dirs: Vec<PathBuf>,
+    pub hostname: Option<String>,
+    pub die_with_parent: bool,
+    pub new_session: bool,
+    pub json_status_fd: Option<i32>,
+}
+
+/// The default command when none is given.
+pub const DEFAULT_COMMAND: &str = "/bin/sh";
+
+impl SandboxConfig {
+    /// Validates `args`; `matches` gives the command-line positions so that
+    /// mounts and environment edits apply in the order the user wrote them.
+    pub fn from_args(args: RunArgs, matches: &ArgMatches, stdin_is_tty: bool) -> Result<Self> {
+        let rootfs = match &args.rootfs {
+            None => PathBuf::from("/"),
+            Some(dir) => {
+                let canon = canonical(dir, "--rootfs")?;
+                if !canon.is_dir() {
+                    return Err(Error::usage(format!(
+                        "--rootfs {}: not a directory",
+                        dir.display()
+                    )));
+                }
+                canon
+            }
+        };
+
+        let mut ordered: Vec<(usize, MountOp)> = Vec::new();
+        for (flag, id, read_only) in [("--bind", "bind", false), ("--ro-bind", "ro_bind", true)] {
+            let values = if read_only { &args.ro_bind } else { &args.bind };
+            for (idx, pair) in pairs(matches, id).into_iter().zip(values.chunks(2)) {
+                let src = canonical(&pair[0], flag)?;
+                let dst = sandbox_path(&pair[1], flag)?;
+                ordered.push((
+                    idx,
+                    MountOp::Bind {
+                        src,
+                        dst,
+                        read_only,
+                    },
+                ));
+            }
+        }
+        for (idx, dst) in singles(matches, "tmpfs").into_iter().zip(&args.tmpfs) {
+            let dst = sandbox_path(dst, "--tmpfs")?;
+            ordered.push((idx, MountOp::Tmpfs { dst }));
+        }
+        ordered.sort_by_key(|(idx, _)| *idx);
+        let mounts = ordered.into_iter().map(|(_, op)| op).collect();
+
+        let env = build_env(&args, matches)?;
+
+        let chdir = match &args.chdir {
+            Some(dir) if !dir.is_absolute() => {
+                return Err(Error::usage(format!(
+                    "--chdir {}: must be an absolute path",
+                    dir.display()
+                )))
+            }
+            other => other.clone(),
+        };
+        let mut fallback_dirs = Vec::new();
+        if let Ok(cwd) = std::env::current_dir() {
+            fallback_dirs.push(cwd);
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|h| Path::new(h).is_absolute()) {
+            fallback_dirs.push(PathBuf::from(home));
+        }
+
+        if let Some(name) = &args.hostname {
+            if name.is_empty() || name.len() > 64 || name.contains('\0') {
+                return Err(Error::usage(format!(
+                    "--hostname {name:?}: must be 1 to 64 bytes"
+                )));
+            }
+        }
+
+        let command = if args.command.is_empty() {
+            vec![OsString::from(DEFAULT_COMMAND)]
+        } else {
+            args.command.clone()
+        };
+        let argv = command
+            .into_iter()
+            .map(|a| cstring(a.into_vec(), "command argument"))
+            .collect::<Result<Vec<_>>>()?;
+        if argv[0].as_bytes().is_empty() {
+            return Err(Error::usage("the command is empty"));
+        }
+
+        let new_session = if args.new_session {
+            true
+        } else if args.no_new_session {
+            false
+        } else {
+            !stdin_is_tty
+        };
+
+        if let Some(fd) = args.json_status {
+            if fd < 0 || nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::F_GETFD).is_err() {
+                return Err(Error::usage(format!(
+                    "--json-status {fd}: file descriptor is not open"
+                )));
+            }
+        }
+
+        Ok(SandboxConfig {
+            argv,
+            env,
+            keep_id: args.keep_id,
+            map_users: args.map_users,
+            net: args.net,
+            rootfs,
+            mounts,
+            chdir,
+            fallback_dirs,
+            hostname: args.hostname,
+            die_with_parent: args.die_with_parent,
+            new_session,
+            json_status_fd: args.json_status,
+        })
+    }
+}
+
+/// Borrows a raw descriptor number the user named for a quick `fcntl` probe.
+fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: the descriptor is only used for an F_GETFD probe, which fails
+    // harmlessly with EBADF when `fd` is not open.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Command-line positions of each occurrence of a two-value flag.
+fn pairs(matches: &ArgMatches, id: &str) -> Vec<usize> {
+    matches
+        .indices_of(id)
+        .map(|it| it.step_by(2).collect())
+        .unwrap_or_default()
+}
+
+fn singles(matches: &ArgMatches, id: &str) -> Vec<usize> {
+    matches
+        .indices_of(id)
+        .map(|it| it.collect())
+        .unwrap_or_default()
+}
+
+/// The command's environment: the caller's (unless --clearenv), then
+/// --setenv and --unsetenv applied in command-line order.
+fn build_env(args: &RunArgs, matches: &ArgMatches) -> Result<Vec<CString>> {
+    let mut env: BTreeMap<OsString, OsString> = if args.clearenv {
+        BTreeMap::new()
+    } else {
+        std::env::vars_os().collect()
+    };
+    let mut edits: Vec<(usize, OsString, Option<OsString>)> = Vec::new();
+    for (idx, kv) in pairs(matches, "setenv")
+        .into_iter()
+        .zip(args.setenv.chunks(2))
+    {
+        check_var_name(&kv[0], "--setenv")?;
+        edits.push((idx, kv[0].clone(), Some(kv[1].clone())));
+    }
+    for (idx, k) in singles(matches, "unsetenv").into_iter().zip(&args.unsetenv) {
+        check_var_name(k, "--unsetenv")?;
+        edits.push((idx, k.clone(), None));
+    }
+    edits.sort_by_key(|(idx, _, _)| *idx);
+    for (_, k, v) in edits {
+        match v {
+            Some(v) => env.insert(k, v),
+            None => env.remove(&k),
+        };
+    }
+    env.into_iter()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            cstring(kv, "environment variable")
+        })
+        .collect()
+}
+
+fn check_var_name(name: &OsStr, flag: &str) -> Result<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.contains(&b'=') || b.contains(&0) {
+        return Err(Error::usage(format!(
+            "{flag} {}: not a valid variable name",
+            name.to_string_lossy()
+        )));
+    }
+    Ok(())
+}
+
+fn cstring(bytes: Vec<u8>, what: &str) -> Result<CString> {
+    CString::new(bytes).map_err(|_| Error::usage(format!("{what} contains a NUL byte")))
+}
+
+/// A host path that must exist, resolved to its canonical form.
+fn canonical(path: &Path, flag: &str) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| {
+        Error::usage(format!(
+            "{flag} {}: {}",
+            path.display(),
+            crate::sys::errno_text(&e)
+        ))
+    })
+}
+
+/// A path inside the sandbox: absolute, normalised, not `/` itself.
+fn sandbox_path(path: &Path, flag: &str) -> Result<PathBuf> {
+    if !path.is_absolute() {
+        return Err(Error::usage(format!(
+            "{flag} {}: destination must be an absolute path",
+            path.display()
+        )));
+    }
+    let mut out = PathBuf::from("/");
+    for comp in path.components() {
+        match comp {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(Error::usage(format!(
+                    "{flag} {}: destination must not contain '..'",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if out == Path::new("/") {
+        return Err(Error::usage(format!(
+            "{flag} /: cannot mount over the sandbox root (use --rootfs)"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_paths_are_normalised_and_checked() {
+        assert_eq!(
+            sandbox_path(Path::new("/a/./b/"), "--tmpfs").unwrap(),
+            PathBuf::from("/a/b")
+        );
+        assert!(sandbox_path(Path::new("rel"), "--tmpfs").is_err());
+        assert!(sandbox_path(Path::new("/a/../b"), "--tmpfs").is_err());
+        assert!(sandbox_path(Path::new("/"), "--tmpfs").is_err());
+    }
+
+    #[test]
+    fn variable_names_are_checked() {
+        assert!(check_var_name(OsStr::new("A_B"), "--setenv").is_ok());
+        assert!(check_var_name(OsStr::new("A=B"), "--setenv").is_err());
+        assert!(check_var_name(OsStr::new(""), "--unsetenv").is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! The sandbox side: pid 1 of the new pid namespace. It waits for the id
+//! maps, builds the root, forks the command, then reaps every process that
+//! ends in the namespace and relays signals to the command until the
+//! command exits, whose status it exits with.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cli::NetMode;
+use crate::config::SandboxConfig;
+use crate::error::{Context, Result, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_SETUP};
+use crate::signals;
+use crate::sys;
+
+/// PATH used to find the command when its environment has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs as pid 1 of the sandbox; never returns.
+pub fn run(cfg: &SandboxConfig, sync: OwnedFd, report_fd: OwnedFd) -> ! {
+    // If burrow dies, so does pid 1, and with it the whole pid namespace.
+    let _ = sys::set_parent_death_signal(Signal::SIGKILL);
+    let mut byte = [0u8; 1];
+    if !matches!(nix::unistd::read(&sync, &mut byte), Ok(1)) {
+        sys::exit_now(EXIT_SETUP); // burrow died or could not write the id maps
+    }
+    drop(sync);
+
+    let cwd = match setup(cfg) {
+        Ok(cwd) => cwd,
+        Err(e) => fail(&report_fd, e.exit_code(), &e.to_string()),
+    };
+    let child = match sys::fork() {
+        Ok(Some(pid)) => pid,
+        Ok(None) => exec_command(cfg, &cwd, &report_fd),
+        Err(e) => fail(&report_fd, EXIT_SETUP, &format!("fork: {}", e.desc())),
+    };
+    drop(report_fd);
+    sys::exit_now(reap_until_exit(child, cfg.new_session))
+}
+
+fn setup(cfg: &SandboxConfig) -> Result<PathBuf> {
+    if let Some(name) = &cfg.hostname {
+        nix::unistd::sethostname(name).ctx(|| "setting the hostname")?;
+    }
+    if cfg.net == NetMode::None {
+        sys::interface_up("lo").ctx(|| "bringing up lo")?;
+    }
+    crate::rootfs::enter(cfg)?;
+    if let Some(dir) = &cfg.chdir {
+        nix::unistd::chdir(dir.as_path()).ctx(|| format!("--chdir {}", dir.display()))?;
+        return Ok(dir.clone());
+    }
+    for dir in &cfg.fallback_dirs {
+        if nix::unistd::chdir(dir.as_path()).is_ok() {
+            return Ok(dir.clone());
+        }
+    }
+    nix::unistd::chdir("/").ctx(|| "entering /")?;
+    Ok(PathBuf::from("/"))
+}
+
+/// Tells burrow what failed (it prints the message) and exits.
+fn fail(report_fd: &OwnedFd, code: i32, msg: &str) -> ! {
+    let line = format!("{code}\t{msg}");
+    let _ = nix::unistd::write(report_fd, line.as_bytes());
+    sys::exit_now(code)
+}
+
+/// In the forked child: become the command.
+fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd) -> ! {
+    let _ = signals::unblock_all();
+    sys::reset_sigpipe();
+    if cfg.new_session {
+        let _ = nix::unistd::setsid();
+    }
+    let mut env: Vec<CString> = cfg
+        .env
+        .iter()
+        .filter(|kv| !kv.as_bytes().starts_with(b"PWD="))
+        .cloned()
+        .collect();
+    let mut pwd = b"PWD=".to_vec();
+    pwd.extend_from_slice(cwd.as_os_str().as_bytes());
+    if let Ok(pwd) = CString::new(pwd) {
+        env.push(pwd);
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
+        .map(|p| p.to_vec())
+        .unwrap_or_else(|| DEFAULT_PATH.as_bytes().to_vec());
+
+    let argv: Vec<*const libc::c_char> = cfg
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let envp: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+
+    let errno = exec_search(&cfg.argv[0], &path, &argv, &envp);
+    let code = match errno {
+        Errno::ENOENT | Errno::ENOTDIR => EXIT_NOT_FOUND,
+        _ => EXIT_CANNOT_EXEC,
+    };
+    let name = cfg.argv[0].to_string_lossy();
+    fail(
+        report_fd,
+        code,
+        &format!("cannot run '{name}' in the sandbox: {}", errno.desc()),
+    )
+}
+
+/// execvp's search: a name with a slash is run as is, others are looked up
+/// in `path`. Returns the error that explains the failure best.
+fn exec_search(
+    name: &CStr,
+    path: &[u8],
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Errno {
+    if name.to_bytes().contains(&b'/') {
+        return sys::execve(name, argv, envp);
+    }
+    let mut denied = false;
+    for dir in path.split(|&b| b == b':') {
+        let dir = if dir.is_empty() { &b"."[..] } else { dir };
+        let mut full = dir.to_vec();
+        full.push(b'/');
+        full.extend_from_slice(name.to_bytes());
+        let Ok(full) = CString::new(full) else {
+            continue;
+        };
+        match sys::execve(&full, argv, envp) {
+            Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENAMETOOLONG => {}
+            Errno::EACCES => denied = true,
+            other => return other,
+        }
+    }
+    if denied {
+        Errno::EACCES
+    } else {
+        Errno::ENOENT
+    }
+}
+
+/// Reaps children until the command exits; returns its exit status
+/// (128+N when killed by signal N).
+fn reap_until_exit(command: Pid, own_session: bool) -> i32 {
+    let set = signals::waited_set();
+    loop {
+        let (signo, code) = sys::wait_signal(&set);
+        if signo == libc::SIGCHLD {
+            loop {
+                match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, status)) if pid == command => return status,
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
+                        return signals::status_from_signal(sig)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {} // an orphan re-parented to us: reaped
+                }
+            }
+        } else if signals::should_relay(code, !own_session) {
+            if let Ok(sig) = Signal::try_from(signo) {
+                let _ = kill(command, sig);
+            }
+        }
+    }
+}

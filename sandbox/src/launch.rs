@@ -1,0 +1,147 @@
+//! The host side of `burrow run`: creates the namespaces, writes the id
+//! maps, reports status, relays signals and returns the command's status.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cli::{MapUsers, NetMode};
+use crate::config::SandboxConfig;
+use crate::error::{Context, Error, Result, EXIT_SETUP};
+use crate::idmap::IdMaps;
+use crate::{init, signals, status, sys};
+
+/// Runs the sandbox described by `cfg`; returns the command's exit status.
+pub fn run(cfg: &SandboxConfig) -> Result<i32> {
+    if cfg.die_with_parent {
+        let parent = nix::unistd::getppid();
+        sys::set_parent_death_signal(Signal::SIGKILL).ctx(|| "--die-with-parent")?;
+        if nix::unistd::getppid() != parent {
+            return Err(Error::usage(
+                "--die-with-parent: the parent has already exited",
+            ));
+        }
+    }
+    let maps = IdMaps::for_caller(cfg.keep_id, cfg.map_users == MapUsers::Auto);
+    let json = cfg.json_status_fd.map(borrow_status_fd);
+    if let Some(fd) = &json {
+        // Keep the status descriptor out of the command.
+        nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ctx(|| "--json-status")?;
+    }
+
+    let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
+    let waited = signals::waited_set();
+    signals::block(&waited).ctx(|| "blocking signals")?;
+
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWCGROUP;
+    if cfg.net == NetMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let child = match sys::clone_into(flags) {
+        Err(e) => return Err(namespace_error(e)),
+        Ok(None) => {
+            drop(sync_w);
+            drop(report_r);
+            init::run(cfg, sync_r, report_w)
+        }
+        Ok(Some(pid)) => pid,
+    };
+    drop(sync_r);
+    drop(report_w);
+
+    if let Err(e) = maps.apply(child) {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(e);
+    }
+    nix::unistd::write(&sync_w, b"1").ctx(|| "starting the sandbox")?;
+    drop(sync_w);
+
+    // The report pipe closes without a word once the command has exec'd.
+    let report = read_all(&report_r);
+    if !report.is_empty() {
+        let _ = waitpid(child, None);
+        return Err(parse_report(&report));
+    }
+    if let Some(fd) = &json {
+        status::write_started(fd.as_fd(), child);
+    }
+    let code = supervise(child, &waited);
+    if let Some(fd) = &json {
+        status::write_exit(fd.as_fd(), code);
+    }
+    Ok(code)
+}
+
+fn borrow_status_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: config validation checked that the descriptor is open; the
+    // user handed it to burrow for the whole run.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Waits for pid 1 of the sandbox, relaying signals sent to burrow.
+fn supervise(child: Pid, waited: &SigSet) -> i32 {
+    loop {
+        let (signo, code) = sys::wait_signal(waited);
+        if signo == libc::SIGCHLD {
+            match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, status)) => return status,
+                Ok(WaitStatus::Signaled(_, sig, _)) => return signals::status_from_signal(sig),
+                Ok(_) => {}
+                Err(_) => return EXIT_SETUP,
+            }
+        } else if signals::should_relay(code, true) {
+            if let Ok(sig) = Signal::try_from(signo) {
+                let _ = kill(child, sig);
+            }
+        }
+    }
+}
+
+fn read_all(fd: &OwnedFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(_) => return out,
+        }
+    }
+}
+
+fn parse_report(report: &[u8]) -> Error {
+    let text = String::from_utf8_lossy(report);
+    let (code, msg) = text.split_once('\t').unwrap_or(("125", &text));
+    Error::Sandbox {
+        code: code.parse().unwrap_or(EXIT_SETUP),
+        msg: msg.to_string(),
+    }
+}
+
+fn namespace_error(e: Errno) -> Error {
+    let hint = match e {
+        Errno::EPERM | Errno::ENOSPC | Errno::EUSERS | Errno::EINVAL => {
+            ": unprivileged user namespaces are disabled or exhausted here \
+             (check sysctls user.max_user_namespaces, kernel.unprivileged_userns_clone \
+             and kernel.apparmor_restrict_unprivileged_userns)"
+        }
+        _ => "",
+    };
+    Error::usage(format!(
+        "cannot create the sandbox's user namespace: {}{hint}",
+        e.desc()
+    ))
+}

@@ -1,0 +1,34 @@
+//! `burrow`: run a command in a rootless sandbox.
+
+use std::io::IsTerminal;
+
+use burrow_sandbox::cli::{Cli, Command};
+use burrow_sandbox::config::SandboxConfig;
+use burrow_sandbox::error::EXIT_SETUP;
+use clap::{CommandFactory, FromArgMatches};
+
+fn main() {
+    let code = match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("burrow: {e:#}");
+            e.downcast_ref::<burrow_sandbox::Error>()
+                .map_or(EXIT_SETUP, |e| e.exit_code())
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main() -> anyhow::Result<i32> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Run(args) => {
+            let sub = matches
+                .subcommand_matches("run")
+                .expect("clap matched the run subcommand");
+            let cfg = SandboxConfig::from_args(args, sub, std::io::stdin().is_terminal())?;
+            Ok(burrow_sandbox::launch::run(&cfg)?)
+        }
+    }
+}

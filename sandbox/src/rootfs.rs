@@ -1,0 +1,253 @@
+//! Builds the sandbox's root filesystem inside the new mount namespace.
+//!
+//! A scratch tmpfs becomes the root first, with the host's root at
+//! /oldroot, so every source path (even one under the host's /tmp) stays
+//! reachable. The rootfs is cloned with open_tree, made read-only in one
+//! recursive mount_setattr, and moved to /newroot; /proc, /dev and /tmp are
+//! fresh mounts; user mounts follow in command-line order, their targets
+//! resolved with RESOLVE_IN_ROOT so symlinks in the rootfs cannot redirect
+//! them. Finally /newroot becomes the root and the rest is detached.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+use crate::config::{MountOp, SandboxConfig};
+use crate::error::{Context, Error, Result};
+use crate::sys::{self, FsOption};
+
+const SCRATCH: &str = "/tmp";
+const OLDROOT: &str = "/oldroot";
+const NEWROOT: &str = "/newroot";
+
+/// Device nodes bound from the host into the sandbox's /dev.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+const RO: u64 = libc::MOUNT_ATTR_RDONLY;
+const NOSUID: u64 = libc::MOUNT_ATTR_NOSUID;
+const NODEV: u64 = libc::MOUNT_ATTR_NODEV;
+const NOEXEC: u64 = libc::MOUNT_ATTR_NOEXEC;
+
+/// Builds the root described by `cfg` and pivots into it.
+pub fn enter(cfg: &SandboxConfig) -> Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx(|| "making the mount tree private")?;
+
+    // 1. A scratch root holding the old root and the new one.
+    mount(
+        Some("tmpfs"),
+        SCRATCH,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755,size=64k"),
+    )
+    .ctx(|| format!("mounting a scratch tmpfs on {SCRATCH}"))?;
+    nix::unistd::chdir(SCRATCH).ctx(|| format!("entering {SCRATCH}"))?;
+    for dir in ["oldroot", "newroot"] {
+        nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o755))
+            .ctx(|| format!("creating {dir}"))?;
+    }
+    nix::unistd::pivot_root(".", "oldroot").ctx(|| "pivot_root into the scratch tmpfs")?;
+    nix::unistd::chdir("/").ctx(|| "entering /")?;
+
+    // 2. The rootfs itself, read-only, nosuid, nodev.
+    let tree = sys::open_tree_clone(&host_path(&cfg.rootfs), true)
+        .ctx(|| format!("cloning the rootfs {}", cfg.rootfs.display()))?;
+    sys::mount_setattr(tree.as_fd(), RO | NOSUID | NODEV, true)
+        .ctx(|| "making the rootfs read-only")?;
+    sys::move_mount_to_path(tree.as_fd(), Path::new(NEWROOT)).ctx(|| "attaching the rootfs")?;
+    let root = nix::fcntl::open(
+        NEWROOT,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "opening the new root")?;
+
+    // 3. Kernel filesystems and scratch space.
+    mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
+    build_dev(&root)?;
+    mount_fresh(
+        &root,
+        "/tmp",
+        c"tmpfs",
+        &[FsOption::Value(c"mode", c"1777")],
+        NOSUID | NODEV,
+    )?;
+
+    // 4. The user's mounts, in order.
+    for op in &cfg.mounts {
+        apply(&root, op)?;
+    }
+
+    // 5. Make /newroot the root and drop everything else.
+    umount2(OLDROOT, MntFlags::MNT_DETACH).ctx(|| "detaching the host root")?;
+    nix::unistd::fchdir(&root).ctx(|| "entering the new root")?;
+    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root into the new root")?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the scratch root")?;
+    nix::unistd::chdir("/").ctx(|| "entering /")?;
+    Ok(())
+}
+
+/// Where host path `p` is reachable while the scratch root is in place.
+fn host_path(p: &Path) -> PathBuf {
+    Path::new(OLDROOT).join(p.strip_prefix("/").unwrap_or(p))
+}
+
+fn rel(p: &Path) -> &Path {
+    p.strip_prefix("/").unwrap_or(p)
+}
+
+/// Mounts a new instance of `fstype` on `dst` inside the new root.
+fn mount_fresh(
+    root: &OwnedFd,
+    dst: &str,
+    fstype: &CStr,
+    opts: &[FsOption],
+    attr: u64,
+) -> Result<()> {
+    let what = || format!("mounting {} on {dst}", fstype.to_string_lossy());
+    let target = mount_point(root.as_fd(), Path::new(dst), true)?;
+    let mnt = sys::new_mount(fstype, opts, attr).ctx(what)?;
+    sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
+}
+
+/// A minimal /dev: a tmpfs with the harmless character devices bound from
+/// the host, a private devpts, shm and mqueue.
+fn build_dev(root: &OwnedFd) -> Result<()> {
+    mount_fresh(
+        root,
+        "/dev",
+        c"tmpfs",
+        &[FsOption::Value(c"mode", c"0755")],
+        NOSUID | NOEXEC,
+    )?;
+    let dev = sys::open_in_root(
+        root.as_fd(),
+        Path::new("dev"),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )
+    .ctx(|| "opening /dev")?;
+    for name in DEVICES {
+        let host = Path::new(OLDROOT).join("dev").join(name);
+        let Ok(node) = sys::open_tree_clone(&host, false) else {
+            continue; // the host lacks it (e.g. no /dev/tty without a terminal driver)
+        };
+        let target = mount_point(root.as_fd(), &Path::new("/dev").join(name), false)?;
+        sys::move_mount_onto(node.as_fd(), target.as_fd())
+            .ctx(|| format!("binding /dev/{name}"))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        nix::unistd::symlinkat(target, dev.as_fd(), link)
+            .ctx(|| format!("creating /dev/{link}"))?;
+    }
+    mount_fresh(
+        root,
+        "/dev/pts",
+        c"devpts",
+        &[
+            FsOption::Flag(c"newinstance"),
+            FsOption::Value(c"ptmxmode", c"0666"),
+            FsOption::Value(c"mode", c"0620"),
+        ],
+        NOSUID | NOEXEC,
+    )?;
+    mount_fresh(
+        root,
+        "/dev/shm",
+        c"tmpfs",
+        &[FsOption::Value(c"mode", c"1777")],
+        NOSUID | NODEV,
+    )?;
+    mount_fresh(root, "/dev/mqueue", c"mqueue", &[], NOSUID | NODEV | NOEXEC)
+}
+
+fn apply(root: &OwnedFd, op: &MountOp) -> Result<()> {
+    match op {
+        MountOp::Tmpfs { dst } => {
+            let target = mount_point(root.as_fd(), dst, true)?;
+            let what = || format!("mounting tmpfs on {}", dst.display());
+            let mnt = sys::new_mount(
+                c"tmpfs",
+                &[FsOption::Value(c"mode", c"0755")],
+                NOSUID | NODEV,
+            )
+            .ctx(what)?;
+            sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
+        }
+        MountOp::Bind {
+            src,
+            dst,
+            read_only,
+        } => {
+            let flag = if *read_only { "--ro-bind" } else { "--bind" };
+            let what = || format!("{flag} {} {}", src.display(), dst.display());
+            let tree = sys::open_tree_clone(&host_path(src), true).ctx(what)?;
+            let attr = NOSUID | NODEV | if *read_only { RO } else { 0 };
+            sys::mount_setattr(tree.as_fd(), attr, true).ctx(what)?;
+            let target = mount_point(root.as_fd(), dst, src.is_dir())?;
+            sys::move_mount_onto(tree.as_fd(), target.as_fd()).ctx(what)
+        }
+    }
+}
+
+/// Opens `dst` in the new root (O_PATH), creating it and missing parents
+/// as directories (or, for the last component, an empty file when `dir`
+/// is false).
+fn mount_point(root: BorrowedFd, dst: &Path, dir: bool) -> Result<OwnedFd> {
+    match sys::open_in_root(root, rel(dst), libc::O_PATH) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(mount_point_error(dst, e)),
+    }
+    let (Some(parent), Some(name)) = (dst.parent(), dst.file_name()) else {
+        return Err(mount_point_error(dst, Errno::ENOENT));
+    };
+    let parent_fd = mount_point(root, parent, true)?;
+    let made = if dir {
+        nix::sys::stat::mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o755))
+    } else {
+        nix::fcntl::openat(
+            &parent_fd,
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(drop)
+    };
+    match made {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(mount_point_error(dst, e)),
+    }
+    sys::open_in_root(root, rel(dst), libc::O_PATH).map_err(|e| mount_point_error(dst, e))
+}
+
+fn mount_point_error(dst: &Path, e: Errno) -> Error {
+    let hint = if e == Errno::EROFS {
+        " (the rootfs is read-only: mount onto a path that exists, or under a --tmpfs)"
+    } else {
+        ""
+    };
+    Error::usage(format!(
+        "cannot create mount point {} in the sandbox: {}{hint}",
+        dst.display(),
+        e.desc()
+    ))
+}

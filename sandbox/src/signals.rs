@@ -1,0 +1,71 @@
+//! Which signals burrow relays into the sandbox, and when.
+//!
+//! burrow and its pid 1 block these signals and take them with
+//! sigwaitinfo. A signal the terminal generated (si_code SI_KERNEL) already
+//! reached every process of the foreground group, the command included,
+//! unless the command runs in its own session: relaying it again would
+//! deliver it twice.
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+/// Signals relayed to the command.
+pub const FORWARDED: [Signal; 9] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGALRM,
+    Signal::SIGPWR,
+];
+
+/// The forwarded signals plus SIGCHLD.
+pub fn waited_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks `set` for this thread (and for children it forks).
+pub fn block(set: &SigSet) -> nix::Result<()> {
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(set), None)
+}
+
+/// Unblocks every signal; done in the command just before exec.
+pub fn unblock_all() -> nix::Result<()> {
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
+/// Whether a signal with `si_code` should be relayed to a target that
+/// shares the terminal's foreground process group with us.
+pub fn should_relay(si_code: i32, target_shares_group: bool) -> bool {
+    !(target_shares_group && si_code == libc::SI_KERNEL)
+}
+
+/// Exit status for a child that ended with `code` or was killed by a signal.
+pub fn status_from_signal(sig: Signal) -> i32 {
+    128 + sig as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_signals_are_not_relayed_twice() {
+        assert!(!should_relay(libc::SI_KERNEL, true));
+        assert!(should_relay(libc::SI_KERNEL, false));
+        assert!(should_relay(libc::SI_USER, true));
+    }
+
+    #[test]
+    fn signal_exit_status() {
+        assert_eq!(status_from_signal(Signal::SIGKILL), 137);
+        assert_eq!(status_from_signal(Signal::SIGTERM), 143);
+    }
+}

@@ -1,0 +1,265 @@
+//! The syscall edge: thin wrappers over calls nix does not cover (clone into
+//! namespaces, the new mount API, openat2, sigwaitinfo, interface flags).
+//! Every `unsafe` block of the launcher lives here.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+
+/// Text of an I/O error without Rust's "(os error N)" suffix.
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+fn path_cstr(p: &Path) -> nix::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+fn check(r: libc::c_long) -> nix::Result<libc::c_long> {
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r)
+    }
+}
+
+fn owned(r: libc::c_long) -> nix::Result<OwnedFd> {
+    let fd = check(r)? as RawFd;
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Forks into new namespaces. Returns `None` in the child.
+pub fn clone_into(flags: CloneFlags) -> nix::Result<Option<Pid>> {
+    let all = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: with a null stack, clone behaves like fork. burrow is
+    // single-threaded at this point, so the child inherits no locks held by
+    // other threads.
+    let r = unsafe { libc::syscall(libc::SYS_clone, all, 0usize, 0usize, 0usize, 0usize) };
+    match check(r)? {
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// Asks the kernel to send `sig` to this process when its parent dies.
+pub fn set_parent_death_signal(sig: Signal) -> nix::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } as _)
+        .map(drop)
+}
+
+/// Waits for one of `set` (which must be blocked); returns the signal and
+/// its `si_code` (SI_KERNEL for signals the terminal sends).
+pub fn wait_signal(set: &SigSet) -> (i32, i32) {
+    loop {
+        // SAFETY: siginfo_t is plain data; the kernel fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for the duration of the call.
+        let r = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
+        if r > 0 {
+            return (r, info.si_code);
+        }
+    }
+}
+
+/// `open_tree(2)`: a detached copy of the mount tree at `path`.
+pub fn open_tree_clone(path: &Path, recursive: bool) -> nix::Result<OwnedFd> {
+    let c = path_cstr(path)?;
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `c` is a valid NUL-terminated path; the result is a new fd.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })
+}
+
+/// `mount_setattr(2)` on the detached or attached mount `fd` (and, with
+/// `recursive`, everything below it).
+pub fn mount_setattr(fd: BorrowedFd, set: u64, recursive: bool) -> nix::Result<()> {
+    let mut attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `attr` is a valid mount_attr of the size passed; "" is a valid C string.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &mut attr as *mut libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `move_mount(2)` of the detached mount `from` onto the object `to`.
+pub fn move_mount_onto(from: BorrowedFd, to: BorrowedFd) -> nix::Result<()> {
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: both fds are valid for the call; the paths are empty C strings.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// `move_mount(2)` of the detached mount `from` onto `path`.
+pub fn move_mount_to_path(from: BorrowedFd, path: &Path) -> nix::Result<()> {
+    let c = path_cstr(path)?;
+    // SAFETY: `from` is valid, the paths are valid C strings.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// One option for a new filesystem context.
+pub enum FsOption<'a> {
+    Flag(&'a CStr),
+    Value(&'a CStr, &'a CStr),
+}
+
+/// A new, detached mount of filesystem `fstype` (fsopen, fsconfig, fsmount).
+pub fn new_mount(fstype: &CStr, options: &[FsOption], attr: u64) -> nix::Result<OwnedFd> {
+    // SAFETY: `fstype` is a valid C string.
+    let fs =
+        owned(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) })?;
+    let config = |cmd: libc::c_uint, key: *const libc::c_char, value: *const libc::c_char| {
+        // SAFETY: `fs` is a valid fs context; key and value are null or valid C strings.
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
+    };
+    for opt in options {
+        match opt {
+            FsOption::Flag(k) => config(libc::FSCONFIG_SET_FLAG, k.as_ptr(), std::ptr::null())?,
+            FsOption::Value(k, v) => config(libc::FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr())?,
+        };
+    }
+    config(
+        libc::FSCONFIG_CMD_CREATE,
+        std::ptr::null(),
+        std::ptr::null(),
+    )?;
+    // SAFETY: `fs` is a configured fs context; the result is a new fd.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attr as libc::c_uint,
+        )
+    })
+}
+
+/// `openat2(2)` with RESOLVE_IN_ROOT: `path` is looked up as if `root` were `/`,
+/// so symlinks in the sandbox cannot point outside it.
+pub fn open_in_root(root: BorrowedFd, path: &Path, flags: libc::c_int) -> nix::Result<OwnedFd> {
+    let c = path_cstr(path)?;
+    let mut how: libc::open_how = {
+        // SAFETY: open_how is plain data; zero is a valid value for every field.
+        unsafe { std::mem::zeroed() }
+    };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = if flags & libc::O_CREAT != 0 { 0o644 } else { 0 };
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `how` and `c` are valid for the call; the result is a new fd.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &mut how as *mut libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })
+}
+
+/// Sets IFF_UP on the interface `name` of the current network namespace.
+pub fn interface_up(name: &str) -> nix::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; zero is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(Errno::EINVAL);
+    }
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: `ifr` is a valid ifreq for SIOCGIFFLAGS/SIOCSIFFLAGS, which
+    // read and write only its name and flags.
+    unsafe {
+        check(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) as _)?;
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        check(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) as _)?;
+    }
+    Ok(())
+}
+
+/// `execve(2)`; returns only on failure.
+pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+    // SAFETY: argv and envp are null-terminated arrays of pointers to C
+    // strings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+/// Ends the process at once, without running destructors or atexit handlers
+/// (used in forked children).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// Forks the calling process. Returns `None` in the child.
+pub fn fork() -> nix::Result<Option<Pid>> {
+    // SAFETY: burrow's processes are single-threaded, so the child
+    // inherits no lock held by another thread.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => Ok(None),
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+    }
+}
+
+/// Restores SIGPIPE's default action, which Rust's runtime sets to ignore
+/// and which exec would otherwise pass on to the command.
+pub fn reset_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler};
+    // SAFETY: installs the default disposition, no handler code runs.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Prepares this machine for building and testing burrow. Idempotent.
+#   scripts/setup-host.sh          Debian packages only
+#   scripts/setup-host.sh --tests  also the unprivileged test account,
+#                                  its subordinate id ranges and device modes
+# As root it installs; as another user it names what is missing and fails.
+set -euo pipefail
+
+PACKAGES=(
+  uidmap          # newuidmap/newgidmap for subordinate id ranges
+  fuse3           # fusermount3, mount.fuse3
+  libfuse3-dev pkg-config libseccomp-dev
+  bubblewrap      # peer for benchmarks
+  hyperfine       # benchmark driver
+  iproute2 util-linux procps bash coreutils
+)
+TEST_USER=${BURROW_TEST_USER:-burrow-test}
+SUB_START=${BURROW_TEST_SUBID_START:-524288}
+SUB_COUNT=65536
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ "${1:-}" = "--tests" ] || exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  # A developer running as themselves: the tests run as this user.
+  grep -q "^$(id -un):" /etc/subuid 2>/dev/null ||
+    echo "setup: note: no /etc/subuid range for $(id -un); subordinate-id tests will be SKIPPED" >&2
+  exit 0
+fi
+
+if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash --comment "burrow tests" "$TEST_USER"
+fi
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  grep -q "^$TEST_USER:" "$f" || echo "$TEST_USER:$SUB_START:$SUB_COUNT" >> "$f"
+done
+# Distributions ship these 0666; fresh VMs here may not.
+for dev in /dev/fuse /dev/net/tun; do
+  [ -e "$dev" ] && chmod 0666 "$dev"
+done
+# The setuid bits the subordinate-id helpers need.
+for h in /usr/bin/newuidmap /usr/bin/newgidmap; do
+  [ -u "$h" ] || chmod u+s "$h"
+done
+exit 0
