@@ -135,12 +135,17 @@ impl IdMaps {
     pub fn apply(&self, pid: Pid) -> Result<()> {
         match &self.helpers {
             Some((newuidmap, newgidmap)) => {
-                // The two helpers are independent: run them side by side.
-                let uid = spawn_helper(newuidmap, pid, &self.uid)?;
-                let gid = spawn_helper(newgidmap, pid, &self.gid)?;
-                let uid_res = finish_helper(newuidmap, uid);
-                let gid_res = finish_helper(newgidmap, gid);
-                uid_res.and(gid_res)
+                // The helpers are independent, and spawning one blocks
+                // until its (slow, setuid) exec is under way: run each
+                // from its own thread so that both execs overlap.
+                std::thread::scope(|scope| {
+                    let uid = scope.spawn(|| run_helper(newuidmap, pid, &self.uid));
+                    let gid = run_helper(newgidmap, pid, &self.gid);
+                    let uid = uid.join().unwrap_or_else(|_| {
+                        Err(Error::usage(format!("{} panicked", newuidmap.display())))
+                    });
+                    uid.and(gid)
+                })
             }
             None => {
                 let proc = PathBuf::from(format!("/proc/{pid}"));
@@ -180,13 +185,15 @@ fn write_proc(path: &Path, text: &str) -> Result<()> {
 
 fn find_helper(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin", "/bin"].map(PathBuf::from))
+    ["/usr/bin", "/usr/sbin", "/bin"]
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::split_paths(&path))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
-fn spawn_helper(helper: &Path, pid: Pid, map: &[IdRange]) -> Result<std::process::Child> {
+fn run_helper(helper: &Path, pid: Pid, map: &[IdRange]) -> Result<()> {
     let mut cmd = Command::new(helper);
     cmd.arg(pid.to_string());
     for r in map {
@@ -196,17 +203,12 @@ fn spawn_helper(helper: &Path, pid: Pid, map: &[IdRange]) -> Result<std::process
             r.count.to_string(),
         ]);
     }
-    cmd.stdin(Stdio::null())
+    let out = cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
-        .ctx(|| format!("cannot run {}", helper.display()))
-}
-
-fn finish_helper(helper: &Path, child: std::process::Child) -> Result<()> {
-    let out = child
-        .wait_with_output()
-        .ctx(|| format!("waiting for {}", helper.display()))?;
+        .output()
+        .ctx(|| format!("cannot run {}", helper.display()))?;
     if out.status.success() {
         return Ok(());
     }

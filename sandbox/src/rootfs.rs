@@ -202,7 +202,7 @@ fn apply(root: &OwnedFd, op: &MountOp) -> Result<()> {
             let tree = sys::open_tree_clone(&host_path(src), true).ctx(what)?;
             let attr = NOSUID | NODEV | if *read_only { RO } else { 0 };
             sys::mount_setattr(tree.as_fd(), attr, true).ctx(what)?;
-            let target = mount_point(root.as_fd(), dst, src.is_dir())?;
+            let target = mount_point(root.as_fd(), dst, host_path(src).is_dir())?;
             sys::move_mount_onto(tree.as_fd(), target.as_fd()).ctx(what)
         }
     }
@@ -212,15 +212,22 @@ fn apply(root: &OwnedFd, op: &MountOp) -> Result<()> {
 /// as directories (or, for the last component, an empty file when `dir`
 /// is false).
 fn mount_point(root: BorrowedFd, dst: &Path, dir: bool) -> Result<OwnedFd> {
-    match sys::open_in_root(root, rel(dst), libc::O_PATH) {
-        Ok(fd) => return Ok(fd),
+    open_or_create(root, dst, dir).map_err(|e| mount_point_error(dst, e))
+}
+
+fn open_or_create(root: BorrowedFd, dst: &Path, dir: bool) -> nix::Result<OwnedFd> {
+    let relative = match rel(dst) {
+        p if p.as_os_str().is_empty() => Path::new("."),
+        p => p,
+    };
+    match sys::open_in_root(root, relative, libc::O_PATH) {
         Err(Errno::ENOENT) => {}
-        Err(e) => return Err(mount_point_error(dst, e)),
+        other => return other,
     }
     let (Some(parent), Some(name)) = (dst.parent(), dst.file_name()) else {
-        return Err(mount_point_error(dst, Errno::ENOENT));
+        return Err(Errno::ENOENT);
     };
-    let parent_fd = mount_point(root, parent, true)?;
+    let parent_fd = open_or_create(root, parent, true)?;
     let made = if dir {
         nix::sys::stat::mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o755))
     } else {
@@ -233,10 +240,9 @@ fn mount_point(root: BorrowedFd, dst: &Path, dir: bool) -> Result<OwnedFd> {
         .map(drop)
     };
     match made {
-        Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(mount_point_error(dst, e)),
+        Ok(()) | Err(Errno::EEXIST) => sys::open_in_root(root, relative, libc::O_PATH),
+        Err(e) => Err(e),
     }
-    sys::open_in_root(root, rel(dst), libc::O_PATH).map_err(|e| mount_point_error(dst, e))
 }
 
 fn mount_point_error(dst: &Path, e: Errno) -> Error {

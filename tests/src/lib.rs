@@ -1,1 +1,226 @@
+//! Harness for burrow's integration tests.
+//!
+//! Every test drives the real `burrow` binary, which creates real
+//! namespaces. The tests refuse to run as root: `make test` runs them as
+//! the unprivileged `burrow-test` account (see scripts/run-tests.sh), so a
+//! pass never rests on host root's privileges.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long any one sandbox run may take before the test fails.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of the `burrow` binary under test: $BURROW_BIN, else the one cargo
+/// built next to this test binary.
+pub fn burrow_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BURROW_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/burrow
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("burrow"))
+        .expect("test binary lives in target/<profile>/deps")
+}
+
+/// Fails the test when running as root: the point is to test rootless use.
+pub fn assert_unprivileged() {
+    assert!(
+        !nix::unistd::geteuid().is_root(),
+        "integration tests must not run as root: use `make test`, which runs them as the \
+         unprivileged burrow-test account"
+    );
+}
+
+/// `burrow run` with stdin closed, ready for more arguments.
+pub fn burrow_run() -> Command {
+    assert_unprivileged();
+    let mut cmd = Command::new(burrow_bin());
+    cmd.arg("run").stdin(Stdio::null());
+    cmd
+}
+
+/// What a finished run printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts exit status 0 and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "burrow failed: {self:?}");
+        &self.stdout
+    }
+}
+
+/// Exit code, or 128+N for a signal, as a shell reports it.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+/// Runs `cmd` to completion, failing the test after RUN_TIMEOUT.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn burrow");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_timeout(&mut child, RUN_TIMEOUT);
+    Output {
+        code: exit_code(status),
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Waits for `child`, killing it and failing the test after `limit`.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("burrow did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `burrow run [flags] -- sh -c script`.
+pub fn sh(flags: &[&str], script: &str) -> Output {
+    output(burrow_run().args(flags).args(["--", "sh", "-c", script]))
+}
+
+/// Prints the skip line the test runner counts; the test then returns
+/// without asserting.
+pub fn skipped(reason: &str) {
+    println!("SKIPPED: {reason}");
+}
+
+/// A token unique to this test process and call, for finding processes.
+pub fn unique_token() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // A valid `sleep` argument: 100000.<pid><n>
+    format!("100000.{}{:03}", std::process::id(), n)
+}
+
+/// Host pids of processes whose command line contains `token` as an argument.
+pub fn processes_with_arg(token: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == token.as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fresh directory under $TMPDIR (or /tmp), removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let base = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+        let dir = base.join(format!("burrow-{tag}-{}", unique_token()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    /// The path as a &str, for command lines.
+    pub fn s(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The user this test runs as, and whether /etc/subuid grants it a range.
+pub fn has_subordinate_ids() -> bool {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let granted = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                let who = l.split(':').next().unwrap_or("");
+                Some(who) == name.as_deref() || who == uid.to_string()
+            })
+    };
+    granted("/etc/subuid") && granted("/etc/subgid") && Path::new("/usr/bin/newuidmap").exists()
+}
+
+/// Number of mounts in this process's (host) mount namespace.
+pub fn host_mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("read mountinfo")
+        .lines()
+        .count()
+}

@@ -1,0 +1,33 @@
+# burrow: the two commands in README.md are `make demo` and `make test`.
+CARGO ?= cargo
+
+.PHONY: demo test bench build install clean
+
+## Build burrow and run it on its built-in default: the host's / read-only,
+## fresh /proc, /dev and /tmp, every namespace new, the caller as root inside.
+demo:
+	bash scripts/setup-host.sh
+	$(CARGO) build --release --quiet -p burrow-sandbox
+	./target/release/burrow run -- sh -c 'echo "inside: $$(id)"; \
+	  echo "pid $$$$ on $$(hostname), namespaces: $$(readlink /proc/self/ns/pid) $$(readlink /proc/self/ns/net)"; \
+	  echo "network interfaces: $$(cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d " ")"; \
+	  touch /etc/burrow-demo 2>/dev/null || echo "/etc is read-only"; \
+	  echo scratch > /tmp/demo && echo "/tmp is a private tmpfs"'
+
+## Lint, build and run every test as an unprivileged account.
+test:
+	bash scripts/run-tests.sh
+
+## Start-up cost beside bubblewrap (hyperfine, same run).
+bench:
+	bash benches/startup.sh
+
+build:
+	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs
+
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 target/release/burrow $(DESTDIR)$(PREFIX)/bin/burrow
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Start-up cost of `burrow run -- true` beside bubblewrap, same run,
+# as an unprivileged user (the burrow-test account when run as root).
+#   benches/startup.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-300}
+TEST_USER=${BURROW_TEST_USER:-burrow-test}
+
+bash scripts/setup-host.sh --tests
+cargo build --release --quiet -p burrow-sandbox
+STAGE=$(mktemp -d /tmp/burrow-bench.XXXXXX)
+trap 'rm -rf "$STAGE"' EXIT
+cp target/release/burrow "$STAGE/"
+chmod -R a+rX "$STAGE"; [ "$(id -u)" -eq 0 ] && chown "$TEST_USER" "$STAGE"
+
+RUNAS=()
+[ "$(id -u)" -eq 0 ] && RUNAS=(runuser -u "$TEST_USER" --)
+cd "$STAGE"
+"${RUNAS[@]}" hyperfine -N --warmup 30 --runs "$RUNS" --export-json "$STAGE/startup.json" \
+  -n burrow "$STAGE/burrow run -- true" \
+  -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true" \
+  -n "burrow --map-users none" "$STAGE/burrow run --map-users none -- true"
+
+python3 - "$STAGE/startup.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+b = r["bwrap"]
+print("\nstart-up, median ms (mean ± sd)      ratio to bwrap (median)")
+for name, x in r.items():
+    print(f"  {name:26s} {x['median']*1e3:6.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f})   {x['median']/b['median']:.2f}x")
+PY

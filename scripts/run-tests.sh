@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds burrow and runs the whole test suite as an unprivileged account.
+# As root (CI) the tests run as $BURROW_TEST_USER (created by setup-host.sh);
+# as any other user they run as that user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TEST_USER=${BURROW_TEST_USER:-burrow-test}
+
+bash scripts/setup-host.sh --tests
+
+echo "== lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== build"
+cargo build --workspace --bins --quiet
+mapfile -t EXES < <(cargo test --workspace --no-run --message-format=json --quiet 2>/dev/null |
+  grep -o '"executable":"[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' | sort -u)
+[ ${#EXES[@]} -gt 0 ] || { echo "run-tests: no test executables were built" >&2; exit 1; }
+
+# Stage everything where the unprivileged account can execute it.
+STAGE=$(mktemp -d /tmp/burrow-tests.XXXXXX)
+trap 'rm -rf "$STAGE"' EXIT
+mkdir -p "$STAGE/bin" "$STAGE/tmp"
+cp target/debug/burrow target/debug/burrowfs "$STAGE/bin/"
+for exe in "${EXES[@]}"; do cp "$exe" "$STAGE/bin/"; done
+chmod -R a+rX "$STAGE"; chmod 1777 "$STAGE/tmp"
+
+RUNAS=() AS=$(id -un)
+if [ "$(id -u)" -eq 0 ]; then RUNAS=(runuser -u "$TEST_USER" --) AS=$TEST_USER; fi
+ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  HOME="$(getent passwd "$AS" | cut -d: -f6)"
+  TMPDIR="$STAGE/tmp" LANG=C.UTF-8 BURROW_BIN="$STAGE/bin/burrow")
+
+passed=0 failed=0 skipped=0 broken=0
+for exe in "${EXES[@]}"; do
+  name=$(basename "$exe")
+  echo "== $name (as $AS)"
+  log="$STAGE/$name.log"
+  set +e
+  (cd "$STAGE" && "${RUNAS[@]}" "${ENV[@]}" "$STAGE/bin/$name" --show-output) 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  read -r p f < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" |
+    awk '{p+=$1; f+=$2} END {print p+0, f+0}')
+  s=$(grep -c '^SKIPPED:' "$log" || true)
+  passed=$((passed + p - s)); failed=$((failed + f)); skipped=$((skipped + s))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then broken=$((broken + 1)); echo "run-tests: $name exited $rc" >&2; fi
+done
+
+echo
+grep -h '^SKIPPED:' "$STAGE"/*.log | sort | uniq -c | sed 's/^/  /' || true
+echo "tests: $passed passed, $((failed + broken)) failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$broken" -eq 0 ]

@@ -1,0 +1,67 @@
+//! Namespaces: every kind is new, hostname and network are the sandbox's own.
+
+use burrow_tests::*;
+
+const KINDS: [&str; 7] = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"];
+
+fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn sandbox_ns(flags: &[&str]) -> Vec<String> {
+    let script = KINDS
+        .map(|k| format!("readlink /proc/self/ns/{k}"))
+        .join("; ");
+    sh(flags, &script)
+        .ok()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_namespace_is_new() {
+    let inside = sandbox_ns(&[]);
+    assert_eq!(inside.len(), KINDS.len());
+    for (kind, ns) in KINDS.iter().zip(&inside) {
+        assert_ne!(ns, &host_ns(kind), "{kind} namespace is the host's");
+    }
+}
+
+#[test]
+fn net_host_shares_only_the_network() {
+    let inside = sandbox_ns(&["--net", "host"]);
+    for (kind, ns) in KINDS.iter().zip(&inside) {
+        if *kind == "net" {
+            assert_eq!(ns, &host_ns(kind));
+        } else {
+            assert_ne!(ns, &host_ns(kind), "{kind} namespace is the host's");
+        }
+    }
+}
+
+#[test]
+fn only_loopback_and_it_is_up() {
+    let out = sh(&[], "ip -o link show; ip -o addr show lo");
+    let stdout = out.ok();
+    let links: Vec<&str> = stdout.lines().filter(|l| l.contains("link/")).collect();
+    assert_eq!(links.len(), 1, "{stdout}");
+    assert!(
+        links[0].contains(": lo:") && links[0].contains("UP"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("inet 127.0.0.1/8"), "{stdout}");
+}
+
+#[test]
+fn hostname_is_private() {
+    let host = nix::unistd::gethostname().unwrap();
+    let out = sh(&["--hostname", "sandbox-name"], "hostname");
+    assert_eq!(out.ok().trim(), "sandbox-name");
+    assert_eq!(nix::unistd::gethostname().unwrap(), host);
+    // Without --hostname the sandbox starts with the host's name.
+    assert_eq!(sh(&[], "hostname").ok().trim(), host.to_string_lossy());
+}
