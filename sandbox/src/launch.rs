@@ -1,7 +1,7 @@
 //! The host side of `burrow run`: creates the namespaces, writes the id
 //! maps, reports status, relays signals and returns the command's status.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag};
@@ -29,8 +29,9 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     }
     let maps = IdMaps::for_caller(cfg.keep_id, cfg.map_users == MapUsers::Auto);
     let json = cfg.json_status_fd.map(borrow_status_fd);
-    if let Some(fd) = &json {
-        // Keep the status descriptor out of the command.
+    if let Some(fd) = json.filter(|fd| fd.as_raw_fd() > 2) {
+        // Keep the status descriptor out of the command (unless it is one
+        // of the standard streams the command needs anyway).
         nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ctx(|| "--json-status")?;
     }
 

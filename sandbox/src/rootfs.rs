@@ -42,7 +42,18 @@ pub fn enter(cfg: &SandboxConfig) -> Result<()> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .ctx(|| "making the mount tree private")?;
+    .map_err(|e| {
+        let hint = if e == Errno::EPERM {
+            ": the sandbox's user namespace has no privileges here (restricted, e.g. by \
+             AppArmor's kernel.apparmor_restrict_unprivileged_userns)"
+        } else {
+            ""
+        };
+        Error::usage(format!(
+            "cannot set up the sandbox's mounts: {}{hint}",
+            e.desc()
+        ))
+    })?;
 
     // 1. A scratch root holding the old root and the new one.
     mount(
