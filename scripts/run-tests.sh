@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds burrow and runs the whole test suite as an unprivileged account.
+# Builds burrow and runs the whole test suite (the test harness binaries
+# cargo puts in target/debug/deps) as an unprivileged account.
 # As root (CI) the tests run as $BURROW_TEST_USER (created by setup-host.sh);
 # as any other user they run as that user.
 set -euo pipefail
@@ -15,7 +16,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== build"
 cargo build --workspace --bins --quiet
 mapfile -t EXES < <(cargo test --workspace --no-run --message-format=json --quiet 2>/dev/null |
-  grep -o '"executable":"[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' | sort -u)
+  grep -o '"executable":"[^"]*/deps/[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' | sort -u)
 [ ${#EXES[@]} -gt 0 ] || { echo "run-tests: no test executables were built" >&2; exit 1; }
 
 # Stage everything where the unprivileged account can execute it.

@@ -1,2 +1,11 @@
-//! burrowfs: a FUSE union filesystem (read-only lowers, a writable upper,
-//! kernel overlayfs' on-disk format). Built out in the union fs issue.
+//! burrowfs: a union filesystem in kernel overlayfs' on-disk format.
+//!
+//! This crate holds the layer logic (how read-only lower layers and a
+//! writable upper merge, with whiteouts and opaque directories) apart from
+//! the FUSE glue, so that the merge rules can be tested on plain
+//! directories and against kernel overlayfs.
+
+pub mod format;
+pub mod layers;
+
+pub use layers::{DirEntry, Entry, Kind, Stack};

@@ -1,0 +1,83 @@
+//! The on-disk markers of kernel overlayfs and of OCI image layers.
+//!
+//! - whiteout: a character device 0/0, or (kernel 6.7+) an empty regular
+//!   file with the `overlay.whiteout` xattr inside a directory whose
+//!   `overlay.opaque` xattr is "x";
+//! - opaque directory: `overlay.opaque` = "y";
+//! - OCI layers: `.wh.NAME` hides NAME, `.wh..wh..opq` makes its directory
+//!   opaque.
+//!
+//! The xattrs live in the `user.` namespace for overlayfs mounted with
+//! `userxattr` (unprivileged), and in `trusted.` otherwise; both are read.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// Prefix of OCI whiteout names.
+pub const OCI_WHITEOUT_PREFIX: &str = ".wh.";
+/// OCI marker that makes its directory opaque.
+pub const OCI_OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+const NAMESPACES: [&str; 2] = ["user.overlay.", "trusted.overlay."];
+
+/// The value of overlay xattr `name` ("opaque", "whiteout", ...) on `path`,
+/// from the user namespace first, then trusted (when readable).
+pub fn overlay_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    NAMESPACES
+        .iter()
+        .find_map(|ns| xattr::get(path, format!("{ns}{name}")).ok().flatten())
+}
+
+/// How a directory in one layer affects the layers below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirMark {
+    /// Lower layers' contents show through.
+    Transparent,
+    /// Lower layers' contents are hidden.
+    Opaque,
+    /// Transparent, and may hold xattr whiteouts (`overlay.opaque` = "x").
+    HasXattrWhiteouts,
+}
+
+/// The overlay mark of directory `path`.
+pub fn dir_mark(path: &Path) -> DirMark {
+    match overlay_xattr(path, "opaque").as_deref() {
+        Some(b"y") => DirMark::Opaque,
+        Some(b"x") => DirMark::HasXattrWhiteouts,
+        _ if path.join(OCI_OPAQUE_MARKER).symlink_metadata().is_ok() => DirMark::Opaque,
+        _ => DirMark::Transparent,
+    }
+}
+
+/// Whether the entry at `path` (with metadata `meta`) is a whiteout, given
+/// the mark of the directory holding it.
+pub fn is_whiteout(path: &Path, meta: &std::fs::Metadata, parent: DirMark) -> bool {
+    let ft = meta.file_type();
+    if ft.is_char_device() && meta.rdev() == 0 {
+        return true;
+    }
+    parent == DirMark::HasXattrWhiteouts
+        && ft.is_file()
+        && meta.len() == 0
+        && overlay_xattr(path, "whiteout").is_some()
+}
+
+/// The name an OCI whiteout file hides, if `name` is one.
+pub fn oci_hidden_name(name: &str) -> Option<&str> {
+    if name == OCI_OPAQUE_MARKER {
+        return None;
+    }
+    name.strip_prefix(OCI_WHITEOUT_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_names() {
+        assert_eq!(oci_hidden_name(".wh.foo"), Some("foo"));
+        assert_eq!(oci_hidden_name(".wh..wh..opq"), None);
+        assert_eq!(oci_hidden_name("foo"), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! How the layers merge: lookup walks a path through the stack top-down,
+//! stopping at whiteouts, non-directories and opaque directories, as
+//! kernel overlayfs does; readdir merges the contributing directories.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::fs::Metadata;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::format::{self, DirMark};
+
+/// The type of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl Kind {
+    pub fn of(ft: std::fs::FileType) -> Kind {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else if ft.is_char_device() {
+            Kind::CharDevice
+        } else if ft.is_block_device() {
+            Kind::BlockDevice
+        } else {
+            Kind::File
+        }
+    }
+}
+
+/// Why a stack of layers cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("no lower layer given (lowerdir= is empty)")]
+    NoLower,
+    #[error("{role} {path}: {source}")]
+    Unusable {
+        role: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{role} {path}: not a directory")]
+    NotDir { role: &'static str, path: PathBuf },
+}
+
+/// The layers, top first: the upper (when writable) then the lowers in
+/// `lowerdir=` order (leftmost on top).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    layers: Vec<PathBuf>,
+    has_upper: bool,
+}
+
+/// What a path resolves to.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Index of the layer the entry comes from (the topmost one holding it).
+    pub layer: usize,
+    pub kind: Kind,
+    pub meta: Metadata,
+    /// For a directory: every layer whose directory merges into it, top
+    /// first, ending at the first opaque one.
+    pub dir_layers: Vec<usize>,
+}
+
+/// One name of a merged directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: OsString,
+    pub kind: Kind,
+    pub layer: usize,
+}
+
+impl Stack {
+    /// Checks that every layer is a readable directory.
+    pub fn new(lowers: Vec<PathBuf>, upper: Option<PathBuf>) -> Result<Stack, StackError> {
+        if lowers.is_empty() {
+            return Err(StackError::NoLower);
+        }
+        let has_upper = upper.is_some();
+        let mut layers = Vec::with_capacity(lowers.len() + 1);
+        let roles = upper
+            .into_iter()
+            .map(|u| ("upperdir", u))
+            .chain(lowers.into_iter().map(|l| ("lowerdir", l)));
+        for (role, path) in roles {
+            let meta = std::fs::metadata(&path).map_err(|source| StackError::Unusable {
+                role,
+                path: path.clone(),
+                source,
+            })?;
+            if !meta.is_dir() {
+                return Err(StackError::NotDir { role, path });
+            }
+            std::fs::read_dir(&path).map_err(|source| StackError::Unusable {
+                role,
+                path: path.clone(),
+                source,
+            })?;
+            layers.push(path);
+        }
+        Ok(Stack { layers, has_upper })
+    }
+
+    /// Directory of layer `idx`.
+    pub fn layer_dir(&self, idx: usize) -> &Path {
+        &self.layers[idx]
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Index of the upper layer, when there is one.
+    pub fn upper(&self) -> Option<usize> {
+        self.has_upper.then_some(0)
+    }
+
+    /// Resolves `rel` (relative to the union's root) to the entry that the
+    /// union shows there.
+    pub fn lookup(&self, rel: &Path) -> io::Result<Entry> {
+        let names = normal_components(rel)?;
+        let mut dirs = self.root_layers();
+        let mut cur = PathBuf::new();
+        for (i, name) in names.iter().enumerate() {
+            let parent = cur.clone();
+            cur.push(name);
+            let (top, below) = self.resolve_in(&dirs, &parent, name)?;
+            let Some((layer, meta)) = top else {
+                return Err(io::ErrorKind::NotFound.into());
+            };
+            let kind = Kind::of(meta.file_type());
+            if i + 1 == names.len() {
+                let dir_layers = if kind == Kind::Dir { below } else { Vec::new() };
+                return Ok(Entry {
+                    layer,
+                    kind,
+                    meta,
+                    dir_layers,
+                });
+            }
+            if kind != Kind::Dir {
+                return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            }
+            dirs = below;
+        }
+        let meta = std::fs::metadata(&self.layers[dirs[0]])?;
+        Ok(Entry {
+            layer: dirs[0],
+            kind: Kind::Dir,
+            meta,
+            dir_layers: dirs,
+        })
+    }
+
+    /// The layers merging into the root: all of them down to the first
+    /// whose root is opaque.
+    fn root_layers(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, dir) in self.layers.iter().enumerate() {
+            out.push(i);
+            if i > 0 && format::dir_mark(dir) == DirMark::Opaque {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Looks `name` up in directory `parent` of each layer in `dirs`, top
+    /// down. Returns the visible entry and, when it is a directory, the
+    /// layers whose directories merge into it.
+    #[allow(clippy::type_complexity)]
+    fn resolve_in(
+        &self,
+        dirs: &[usize],
+        parent: &Path,
+        name: &OsStr,
+    ) -> io::Result<(Option<(usize, Metadata)>, Vec<usize>)> {
+        let mut top: Option<(usize, Metadata)> = None;
+        let mut merged = Vec::new();
+        for &l in dirs {
+            let pdir = self.layers[l].join(parent);
+            let path = pdir.join(name);
+            match path.symlink_metadata() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if has_oci_whiteout(&pdir, name) {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e),
+                Ok(meta) => {
+                    if format::is_whiteout(&path, &meta, format::dir_mark(&pdir)) {
+                        break;
+                    }
+                    if !meta.is_dir() {
+                        // A non-directory hides everything below it, and a
+                        // directory above hides it.
+                        if top.is_none() {
+                            top = Some((l, meta));
+                        }
+                        break;
+                    }
+                    merged.push(l);
+                    let opaque = format::dir_mark(&path) == DirMark::Opaque;
+                    if top.is_none() {
+                        top = Some((l, meta));
+                    }
+                    if opaque {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((top, merged))
+    }
+
+    /// The merged listing of directory `rel`, sorted by name, without `.`,
+    /// `..`, whiteouts and the names they hide.
+    pub fn read_dir(&self, rel: &Path) -> io::Result<Vec<DirEntry>> {
+        let entry = self.lookup(rel)?;
+        if entry.kind != Kind::Dir {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        let mut seen: HashSet<OsString> = HashSet::new();
+        let mut out = Vec::new();
+        for &l in &entry.dir_layers {
+            let dir = self.layers[l].join(rel);
+            let mark = format::dir_mark(&dir);
+            let mut hidden_below = Vec::new();
+            for item in std::fs::read_dir(&dir)? {
+                let item = item?;
+                let name = item.file_name();
+                let text = name.to_string_lossy();
+                if text == format::OCI_OPAQUE_MARKER {
+                    continue;
+                }
+                if let Some(hidden) = format::oci_hidden_name(&text) {
+                    hidden_below.push(OsString::from(hidden));
+                    continue;
+                }
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let meta = item.path().symlink_metadata()?;
+                if format::is_whiteout(&item.path(), &meta, mark) {
+                    continue;
+                }
+                out.push(DirEntry {
+                    name,
+                    kind: Kind::of(meta.file_type()),
+                    layer: l,
+                });
+            }
+            seen.extend(hidden_below);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+fn has_oci_whiteout(dir: &Path, name: &OsStr) -> bool {
+    let mut marker = OsString::from(format::OCI_WHITEOUT_PREFIX);
+    marker.push(name);
+    dir.join(marker).symlink_metadata().is_ok()
+}
+
+/// The names of `rel`, refusing `..` and absolute prefixes beyond `/`.
+fn normal_components(rel: &Path) -> io::Result<Vec<&OsStr>> {
+    let mut out = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+    Ok(out)
+}
