@@ -5,6 +5,8 @@
 //! the unprivileged `burrow-test` account (see scripts/run-tests.sh), so a
 //! pass never rests on host root's privileges.
 
+pub mod unionops;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

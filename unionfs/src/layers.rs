@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::format::{self, DirMark};
@@ -85,6 +86,10 @@ pub struct DirEntry {
     pub name: OsString,
     pub kind: Kind,
     pub layer: usize,
+    /// Device and inode number of the entry in its layer.
+    pub dev_ino: (u64, u64),
+    /// Its link count in its layer.
+    pub nlink: u64,
 }
 
 impl Stack {
@@ -137,6 +142,27 @@ impl Stack {
         self.has_upper.then_some(0)
     }
 
+    /// Whether a layer below the upper shows an entry at `rel`: removing
+    /// `rel` from the union then needs a whiteout.
+    pub fn lower_has(&self, rel: &Path) -> bool {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return false;
+        };
+        let Ok(dir) = self.lookup(parent) else {
+            return false;
+        };
+        if dir.kind != Kind::Dir {
+            return false;
+        }
+        let lowers: Vec<usize> = dir
+            .dir_layers
+            .iter()
+            .copied()
+            .filter(|&l| Some(l) != self.upper())
+            .collect();
+        matches!(self.resolve_in(&lowers, parent, name), Ok((Some(_), _)))
+    }
+
     /// Resolves `rel` (relative to the union's root) to the entry that the
     /// union shows there.
     pub fn lookup(&self, rel: &Path) -> io::Result<Entry> {
@@ -148,7 +174,7 @@ impl Stack {
             cur.push(name);
             let (top, below) = self.resolve_in(&dirs, &parent, name)?;
             let Some((layer, meta)) = top else {
-                return Err(io::ErrorKind::NotFound.into());
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
             };
             let kind = Kind::of(meta.file_type());
             if i + 1 == names.len() {
@@ -270,6 +296,8 @@ impl Stack {
                     name,
                     kind: Kind::of(meta.file_type()),
                     layer: l,
+                    dev_ino: (meta.dev(), meta.ino()),
+                    nlink: meta.nlink(),
                 });
             }
             seen.extend(hidden_below);

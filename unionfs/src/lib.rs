@@ -6,6 +6,10 @@
 //! directories and against kernel overlayfs.
 
 pub mod format;
+pub mod fs;
 pub mod layers;
+pub mod options;
+mod sys;
+pub mod upper;
 
 pub use layers::{DirEntry, Entry, Kind, Stack};

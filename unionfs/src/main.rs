@@ -1,5 +1,178 @@
-//! `burrowfs`: not implemented yet; says so instead of pretending.
+//! `burrowfs [SOURCE] MOUNTPOINT -o lowerdir=..,upperdir=..,workdir=..[,..] [-f]`
+//!
+//! Mounts the union and serves it. Without `-f` it returns once the mount
+//! is in place and keeps serving in the background (what podman's
+//! `mount_program` and mount.fuse3 expect); with `-f` it stays in the
+//! foreground. Either way it exits when the filesystem is unmounted, and
+//! unmounts cleanly on SIGTERM, SIGINT or SIGHUP.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("burrowfs is not implemented yet")
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burrow_unionfs::fs::UnionFs;
+use burrow_unionfs::options::{is_within, Options};
+use burrow_unionfs::upper::Upper;
+use burrow_unionfs::Stack;
+use nix::sys::signal::{SigSet, Signal};
+
+fn main() {
+    if let Err(e) = run(std::env::args().skip(1).collect()) {
+        eprintln!("burrowfs: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
+    std::fs::canonicalize(path).with_context(|| format!("{what} {}", path.display()))
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    let opts = Options::parse(args)?;
+    for o in &opts.ignored {
+        eprintln!("burrowfs: ignoring option {o}");
+    }
+    let mountpoint = canonical(&opts.mountpoint, "mountpoint")?;
+    let lowers = opts
+        .lowers
+        .iter()
+        .map(|l| canonical(l, "lowerdir"))
+        .collect::<Result<Vec<_>>>()?;
+    let (upper, work) = match (&opts.upper, &opts.work) {
+        (Some(u), Some(w)) => (
+            Some(canonical(u, "upperdir")?),
+            Some(canonical(w, "workdir")?),
+        ),
+        _ => (None, None),
+    };
+    if let (Some(u), Some(w)) = (&upper, &work) {
+        for l in &lowers {
+            if is_within(u, l) || is_within(l, u) {
+                bail!(
+                    "upperdir {} and lowerdir {} overlap",
+                    u.display(),
+                    l.display()
+                );
+            }
+        }
+        if is_within(w, u) || is_within(u, w) {
+            bail!(
+                "upperdir {} and workdir {} overlap",
+                u.display(),
+                w.display()
+            );
+        }
+        let (ud, wd) = (std::fs::metadata(u)?.dev(), std::fs::metadata(w)?.dev());
+        if ud != wd {
+            bail!(
+                "workdir {} is not on the same filesystem as upperdir {}",
+                w.display(),
+                u.display()
+            );
+        }
+    }
+    let stack = Stack::new(lowers, upper.clone())?;
+    let upper = match (upper, work) {
+        (Some(u), Some(w)) => {
+            Some(Upper::new(u, &w).with_context(|| format!("preparing workdir {}", w.display()))?)
+        }
+        _ => None,
+    };
+    // Modes arrive already masked by the kernel.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(opts.source.clone()),
+        fuser::MountOption::Subtype("burrowfs".into()),
+        fuser::MountOption::DefaultPermissions,
+    ];
+    if upper.is_none() {
+        config.mount_options.push(fuser::MountOption::RO);
+    }
+    if nix::unistd::geteuid().is_root() {
+        // Root (of the host or of a user namespace) serves other users too.
+        config.acl = fuser::SessionACL::All;
+    }
+    let fs = UnionFs::new(stack, upper);
+    if opts.foreground {
+        serve(fs, &mountpoint, &config, || {})
+    } else {
+        daemonize(|ready| serve(fs, &mountpoint, &config, ready))
+    }
+}
+
+/// Mounts, calls `ready`, then serves until unmounted or signalled.
+fn serve(
+    fs: UnionFs,
+    mountpoint: &Path,
+    config: &fuser::Config,
+    ready: impl FnOnce(),
+) -> Result<()> {
+    let mut stop = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stop.add(s);
+    }
+    stop.thread_block().context("blocking signals")?;
+    let mut session = fuser::Session::new(fs, mountpoint, config)
+        .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    std::thread::spawn(move || {
+        if stop.wait().is_ok() {
+            let _ = unmounter.unmount();
+        }
+    });
+    ready();
+    session.run().context("serving the filesystem")
+}
+
+/// Runs `work` in a detached child; returns once it reports the mount ready
+/// (exit 0) or fails (its error, exit 1).
+fn daemonize(work: impl FnOnce(Box<dyn FnOnce()>) -> Result<()>) -> Result<()> {
+    let (mut rx, tx) = std::io::pipe().context("pipe")?;
+    // SAFETY: burrowfs is still single-threaded here.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(tx);
+            let mut msg = String::new();
+            let _ = rx.read_to_string(&mut msg);
+            match msg.strip_prefix("ok") {
+                Some(_) => Ok(()),
+                None if msg.is_empty() => bail!("the filesystem process died before mounting"),
+                None => bail!("{}", msg.trim_end()),
+            }
+        }
+        nix::unistd::ForkResult::Child => {
+            drop(rx);
+            let _ = nix::unistd::setsid();
+            let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+            let tx_ready = tx.clone();
+            let ready = Box::new(move || {
+                if let Some(mut tx) = tx_ready.lock().unwrap().take() {
+                    let _ = tx.write_all(b"ok");
+                }
+                detach_stdio();
+            });
+            let res = work(ready);
+            if let Err(e) = &res {
+                if let Some(mut tx) = tx.lock().unwrap().take() {
+                    let _ = write!(tx, "{e:#}");
+                }
+            }
+            std::process::exit(i32::from(res.is_err()));
+        }
+    }
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
 }

@@ -1,0 +1,1196 @@
+//! The FUSE side of burrowfs: node numbers, handles, and each request
+//! mapped onto the layer stack and the upper layer.
+//!
+//! Node numbers are burrowfs' own, handed out once per file identity (the
+//! device and inode number of the file in its layer) and never reused, so
+//! hard links share a number and a file keeps its number when it is copied
+//! up. A node remembers the names it is known by; paths are rebuilt from
+//! those names, so renaming a directory is a constant-time update.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+use nix::fcntl::AT_FDCWD;
+use nix::sys::stat::{Mode, SFlag};
+use nix::unistd::{Gid, Uid};
+
+use crate::layers::{Entry, Kind, Stack};
+use crate::upper::{self, Upper};
+
+/// How long the kernel may cache names and attributes. Every change goes
+/// through burrowfs, and the kernel drops what a change touches.
+const TTL: Duration = Duration::from_secs(1);
+
+const ROOT: u64 = 1;
+
+/// Cache lifetime for attributes: none for a multiply-linked file, whose
+/// link count changes when one of its names is copied up or linked.
+fn ttl(attr: &FileAttr) -> Duration {
+    if attr.nlink > 1 && attr.kind != FileType::Directory {
+        Duration::ZERO
+    } else {
+        TTL
+    }
+}
+
+/// What makes two lookups the same file: its device and inode number in
+/// its layer, except for a hard-linked file of a lower layer, whose names
+/// each become a file of their own when copied up (kernel overlayfs
+/// breaks such links too), so each name is its own file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Inode(u64, u64),
+    Name(u64, OsString),
+}
+
+/// A file known to the kernel.
+#[derive(Debug, Default)]
+struct Node {
+    /// (parent node, name) for each name of the file; the first builds paths.
+    names: Vec<(u64, OsString)>,
+    /// Layer identities (device, inode) that resolve to this node.
+    identities: Vec<Key>,
+}
+
+enum Handle {
+    File(File),
+    Dir(Vec<(u64, FileType, OsString)>),
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<u64, Node>,
+    by_identity: HashMap<Key, u64>,
+    next_node: u64,
+    handles: HashMap<u64, Handle>,
+    next_handle: u64,
+}
+
+/// The union filesystem served over FUSE.
+pub struct UnionFs {
+    stack: Stack,
+    upper: Option<Upper>,
+    /// Whether burrowfs runs as root (of its user namespace): new files are
+    /// then given to the requesting user.
+    as_root: bool,
+    state: Mutex<State>,
+}
+
+fn err(e: io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(code) => Errno::from_i32(code),
+        None => Errno::from(e.kind()),
+    }
+}
+
+fn nix_err(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+fn os_err(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn system_time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsecs as u64)
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn attr_of(ino: u64, m: &Metadata) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: m.size(),
+        blocks: m.blocks(),
+        atime: system_time(m.atime(), m.atime_nsec()),
+        mtime: system_time(m.mtime(), m.mtime_nsec()),
+        ctime: system_time(m.ctime(), m.ctime_nsec()),
+        crtime: UNIX_EPOCH,
+        kind: file_type(Kind::of(m.file_type())),
+        perm: (m.mode() & 0o7777) as u16,
+        nlink: m.nlink() as u32,
+        uid: m.uid(),
+        gid: m.gid(),
+        rdev: m.rdev() as u32,
+        blksize: m.blksize() as u32,
+        flags: 0,
+    }
+}
+
+/// Attributes of a union entry: a directory merged from several layers
+/// reports one link, as kernel overlayfs does (its real count is unknown).
+fn union_attr(ino: u64, e: &Entry) -> FileAttr {
+    let mut attr = attr_of(ino, &e.meta);
+    if e.dir_layers.len() > 1 {
+        attr.nlink = 1;
+    }
+    attr
+}
+
+impl State {
+    fn path(&self, node: u64) -> io::Result<PathBuf> {
+        let mut names = Vec::new();
+        let mut cur = node;
+        while cur != ROOT {
+            let n = self.nodes.get(&cur).ok_or_else(|| os_err(libc::ENOENT))?;
+            let (parent, name) = n.names.first().ok_or_else(|| os_err(libc::ENOENT))?;
+            names.push(name.as_os_str());
+            cur = *parent;
+            if names.len() > 4096 {
+                return Err(os_err(libc::ELOOP));
+            }
+        }
+        Ok(names.iter().rev().collect())
+    }
+
+    /// The node for a file with layer identity `id`, known as `name` in `parent`.
+    fn node_for(&mut self, id: Key, parent: u64, name: &OsStr) -> u64 {
+        let node = match self.by_identity.get(&id) {
+            Some(&n) => n,
+            None => {
+                self.next_node += 1;
+                let n = self.next_node;
+                self.by_identity.insert(id.clone(), n);
+                self.nodes.insert(
+                    n,
+                    Node {
+                        names: Vec::new(),
+                        identities: vec![id],
+                    },
+                );
+                n
+            }
+        };
+        if node != ROOT {
+            let entry = self.nodes.entry(node).or_default();
+            if !entry.names.iter().any(|(p, n)| *p == parent && n == name) {
+                entry.names.push((parent, name.to_owned()));
+            }
+        }
+        node
+    }
+
+    /// Adds another layer identity (a copy-up) to `node`.
+    fn alias(&mut self, node: u64, id: Key) {
+        self.by_identity.insert(id.clone(), node);
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.identities.push(id);
+        }
+    }
+
+    /// Drops the name `name` in `parent` from whichever node has it; a node
+    /// left without names forgets its identities, so that a recycled inode
+    /// number in a layer never maps to it.
+    fn unname(&mut self, parent: u64, name: &OsStr) {
+        let mut orphan = None;
+        for (&id, node) in self.nodes.iter_mut() {
+            let before = node.names.len();
+            node.names.retain(|(p, n)| !(*p == parent && n == name));
+            if node.names.len() != before && node.names.is_empty() {
+                orphan = Some(id);
+            }
+        }
+        if let Some(id) = orphan {
+            let ids = std::mem::take(&mut self.nodes.get_mut(&id).unwrap().identities);
+            for key in ids {
+                self.by_identity.remove(&key);
+            }
+        }
+    }
+
+    fn rename_name(&mut self, from: (u64, &OsStr), to: (u64, &OsStr)) {
+        for node in self.nodes.values_mut() {
+            for (p, n) in node.names.iter_mut() {
+                if *p == from.0 && n == from.1 {
+                    *p = to.0;
+                    *n = to.1.to_owned();
+                }
+            }
+        }
+    }
+
+    fn add_handle(&mut self, h: Handle) -> u64 {
+        self.next_handle += 1;
+        self.handles.insert(self.next_handle, h);
+        self.next_handle
+    }
+}
+
+impl UnionFs {
+    pub fn new(stack: Stack, upper: Option<Upper>) -> UnionFs {
+        let mut state = State {
+            next_node: ROOT,
+            ..State::default()
+        };
+        if let Ok(root) = stack.lookup(Path::new("")) {
+            state
+                .by_identity
+                .insert(Key::Inode(root.meta.dev(), root.meta.ino()), ROOT);
+        }
+        state.nodes.insert(ROOT, Node::default());
+        UnionFs {
+            stack,
+            upper,
+            as_root: nix::unistd::geteuid().is_root(),
+            state: Mutex::new(state),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn upper(&self) -> io::Result<&Upper> {
+        self.upper.as_ref().ok_or_else(|| os_err(libc::EROFS))
+    }
+
+    fn is_upper(&self, e: &Entry) -> bool {
+        self.stack.upper() == Some(e.layer)
+    }
+
+    fn real_path(&self, e: &Entry, rel: &Path) -> PathBuf {
+        self.stack.layer_dir(e.layer).join(rel)
+    }
+
+    fn identity(m: &Metadata) -> Key {
+        Key::Inode(m.dev(), m.ino())
+    }
+
+    /// The key of an entry found as `name` in `parent`.
+    fn key(&self, layer: usize, m: &Metadata, parent: u64, name: &OsStr) -> Key {
+        if Some(layer) != self.stack.upper() && !m.is_dir() && m.nlink() > 1 {
+            Key::Name(parent, name.to_owned())
+        } else {
+            Self::identity(m)
+        }
+    }
+
+    /// Looks `name` up in `parent` and registers the node.
+    fn entry_attr(&self, st: &mut State, parent: u64, name: &OsStr) -> io::Result<FileAttr> {
+        let rel = st.path(parent)?.join(name);
+        let e = self.stack.lookup(&rel)?;
+        let node = st.node_for(self.key(e.layer, &e.meta, parent, name), parent, name);
+        Ok(union_attr(node, &e))
+    }
+
+    fn node_attr(&self, st: &mut State, node: u64) -> io::Result<FileAttr> {
+        let rel = st.path(node)?;
+        let e = self.stack.lookup(&rel)?;
+        if self.is_upper(&e) && !st.by_identity.contains_key(&Self::identity(&e.meta)) {
+            st.alias(node, Self::identity(&e.meta));
+        }
+        Ok(union_attr(node, &e))
+    }
+
+    /// Makes sure `rel` is in the upper layer, copying it (and its parents)
+    /// up when it is only in a lower one. Returns its upper path.
+    fn copy_up(&self, st: &mut State, rel: &Path) -> io::Result<PathBuf> {
+        let upper = self.upper()?;
+        let e = self.stack.lookup(rel)?;
+        if self.is_upper(&e) {
+            return Ok(upper.path(rel));
+        }
+        if let Some(parent) = rel.parent() {
+            if !parent.as_os_str().is_empty() {
+                self.copy_up(st, parent)?;
+            }
+        }
+        upper.copy_up(&self.real_path(&e, rel), &e.meta, rel)?;
+        let copied = upper.path(rel).symlink_metadata()?;
+        let node = match (rel.parent(), rel.file_name()) {
+            (Some(parent), Some(name)) if e.meta.nlink() > 1 && !e.meta.is_dir() => self
+                .node_of_path(st, parent)
+                .map(|p| Key::Name(p, name.to_owned())),
+            _ => Some(Self::identity(&e.meta)),
+        }
+        .and_then(|key| st.by_identity.get(&key).copied());
+        if let Some(node) = node {
+            st.alias(node, Self::identity(&copied));
+        }
+        Ok(upper.path(rel))
+    }
+
+    /// The node already known for directory `rel`, if any.
+    fn node_of_path(&self, st: &State, rel: &Path) -> Option<u64> {
+        let e = self.stack.lookup(rel).ok()?;
+        st.by_identity.get(&Self::identity(&e.meta)).copied()
+    }
+
+    /// Copies `rel` and, for a directory, everything visible below it.
+    fn copy_up_tree(&self, st: &mut State, rel: &Path) -> io::Result<()> {
+        self.copy_up(st, rel)?;
+        if self.stack.lookup(rel)?.kind == Kind::Dir {
+            for child in self.stack.read_dir(rel)? {
+                self.copy_up_tree(st, &rel.join(&child.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner for a new object in `parent_upper`, as the kernel would give it.
+    fn new_owner(&self, req: &Request, parent_upper: &Path) -> Option<(u32, u32, bool)> {
+        if !self.as_root {
+            return None;
+        }
+        let pm = parent_upper.metadata().ok()?;
+        let sgid = pm.mode() & libc::S_ISGID != 0;
+        let gid = if sgid { pm.gid() } else { req.gid() };
+        Some((req.uid(), gid, sgid))
+    }
+
+    /// Creates a new object named `name` in `parent`: `build` makes it in
+    /// the work directory, then it replaces a whiteout or lands in place.
+    fn create_object(
+        &self,
+        req: &Request,
+        st: &mut State,
+        parent: u64,
+        name: &OsStr,
+        build: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<FileAttr> {
+        let parent_rel = st.path(parent)?;
+        let rel = parent_rel.join(name);
+        match self.stack.lookup(&rel) {
+            Ok(_) => return Err(os_err(libc::EEXIST)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let upper = self.upper()?;
+        let parent_upper = if parent_rel.as_os_str().is_empty() {
+            upper.dir().to_path_buf()
+        } else {
+            self.copy_up(st, &parent_rel)?
+        };
+        let tmp = upper.temp();
+        build(&tmp)?;
+        let res = self.finish_new(req, &tmp, &parent_upper, &rel);
+        if res.is_err() {
+            let _ = upper::remove_any(&tmp);
+        }
+        res?;
+        self.entry_attr(st, parent, name)
+    }
+
+    fn finish_new(
+        &self,
+        req: &Request,
+        tmp: &Path,
+        parent_upper: &Path,
+        rel: &Path,
+    ) -> io::Result<()> {
+        let upper = self.upper()?;
+        let is_dir = tmp.symlink_metadata()?.is_dir();
+        if let Some((uid, gid, sgid)) = self.new_owner(req, parent_upper) {
+            nix::unistd::fchownat(
+                AT_FDCWD,
+                tmp,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(nix_err)?;
+            if sgid && is_dir {
+                let mode = tmp.metadata()?.mode() | libc::S_ISGID;
+                std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode & 0o7777))?;
+            }
+        }
+        let target = upper.path(rel);
+        if target.symlink_metadata().is_ok() {
+            // Only a whiteout can be there: the new object replaces it, and
+            // a directory must not show what the lower layers had.
+            if is_dir {
+                xattr::set(tmp, "user.overlay.opaque", b"y")?;
+            }
+            upper.replace(tmp, rel)
+        } else {
+            upper.install(tmp, rel)
+        }
+    }
+
+    /// Removes `name` from `parent`, leaving a whiteout when a lower layer
+    /// still has it.
+    fn remove(&self, st: &mut State, parent: u64, name: &OsStr, dir: bool) -> io::Result<()> {
+        let rel = st.path(parent)?.join(name);
+        let e = self.stack.lookup(&rel)?;
+        match (dir, e.kind == Kind::Dir) {
+            (true, false) => return Err(os_err(libc::ENOTDIR)),
+            (false, true) => return Err(os_err(libc::EISDIR)),
+            _ => {}
+        }
+        if dir && !self.stack.read_dir(&rel)?.is_empty() {
+            return Err(os_err(libc::ENOTEMPTY));
+        }
+        let upper = self.upper()?;
+        let needs_whiteout = self.stack.lower_has(&rel);
+        if needs_whiteout {
+            if let Some(p) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                self.copy_up(st, p)?;
+            }
+        }
+        if self.is_upper(&e) {
+            let target = upper.path(&rel);
+            if dir {
+                // Only whiteouts can be left in it: it is empty in the union.
+                std::fs::remove_dir_all(&target)?;
+            } else {
+                std::fs::remove_file(&target)?;
+            }
+        }
+        if needs_whiteout {
+            upper.make_whiteout(&rel)?;
+        }
+        st.unname(parent, name);
+        Ok(())
+    }
+
+    fn do_rename(
+        &self,
+        st: &mut State,
+        from: (u64, &OsStr),
+        to: (u64, &OsStr),
+        flags: RenameFlags,
+    ) -> io::Result<()> {
+        let src_rel = st.path(from.0)?.join(from.1);
+        let dst_rel = st.path(to.0)?.join(to.1);
+        let src = self.stack.lookup(&src_rel)?;
+        let dst = match self.stack.lookup(&dst_rel) {
+            Ok(e) => Some(e),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) && dst.is_some() {
+            return Err(os_err(libc::EEXIST));
+        }
+        if exchange && dst.is_none() {
+            return Err(os_err(libc::ENOENT));
+        }
+        // Two names of one upper file (a lower hard link counts as two
+        // files, as its copy-up would separate them).
+        let same_file = dst.as_ref().is_some_and(|d| {
+            self.is_upper(d)
+                && self.is_upper(&src)
+                && (d.meta.dev(), d.meta.ino()) == (src.meta.dev(), src.meta.ino())
+        });
+        if src_rel == dst_rel || (same_file && !exchange) {
+            // rename(2) between names of one file does nothing and succeeds.
+            return Ok(());
+        }
+        if !exchange {
+            if let Some(d) = &dst {
+                match (src.kind == Kind::Dir, d.kind == Kind::Dir) {
+                    (true, false) => return Err(os_err(libc::ENOTDIR)),
+                    (false, true) => return Err(os_err(libc::EISDIR)),
+                    (true, true) if !self.stack.read_dir(&dst_rel)?.is_empty() => {
+                        return Err(os_err(libc::ENOTEMPTY))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let upper = self.upper()?;
+        // Full copy-up: a directory moves as a complete upper tree (no
+        // redirect xattrs), marked opaque at its new place.
+        self.copy_up_tree(st, &src_rel)?;
+        if let Some(p) = dst_rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.copy_up(st, p)?;
+        }
+        let (src_upper, dst_upper) = (upper.path(&src_rel), upper.path(&dst_rel));
+        if exchange {
+            self.copy_up_tree(st, &dst_rel)?;
+            nix::fcntl::renameat2(
+                AT_FDCWD,
+                &src_upper,
+                AT_FDCWD,
+                &dst_upper,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .map_err(nix_err)?;
+            for (rel, kind) in [
+                (&src_rel, dst.as_ref().map(|d| d.kind)),
+                (&dst_rel, Some(src.kind)),
+            ] {
+                if kind == Some(Kind::Dir) {
+                    upper.set_opaque(rel)?;
+                }
+            }
+            let tmp_name = OsString::from("\0exchange");
+            st.rename_name(from, (0, &tmp_name));
+            st.rename_name(to, from);
+            st.rename_name((0, &tmp_name), to);
+            return Ok(());
+        }
+        let src_needs_whiteout = self.stack.lower_has(&src_rel);
+        if let Ok(m) = dst_upper.symlink_metadata() {
+            if m.is_dir() || src.kind == Kind::Dir {
+                // An emptied directory (whiteouts only) or a whiteout under
+                // a directory: clear it so that rename(2) can land.
+                upper::remove_any(&dst_upper)?;
+            }
+        }
+        std::fs::rename(&src_upper, &dst_upper)?;
+        if src.kind == Kind::Dir {
+            upper.set_opaque(&dst_rel)?;
+        }
+        if src_needs_whiteout {
+            upper.make_whiteout(&src_rel)?;
+        }
+        st.unname(to.0, to.1);
+        st.rename_name(from, to);
+        Ok(())
+    }
+
+    fn open_file(&self, st: &mut State, node: u64, flags: i32) -> io::Result<File> {
+        let rel = st.path(node)?;
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let path = if writes {
+            self.copy_up(st, &rel)?
+        } else {
+            let e = self.stack.lookup(&rel)?;
+            self.real_path(&e, &rel)
+        };
+        let keep = libc::O_ACCMODE
+            | libc::O_APPEND
+            | libc::O_TRUNC
+            | libc::O_SYNC
+            | libc::O_DSYNC
+            | libc::O_NOATIME;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+            .write(writes && flags & libc::O_ACCMODE != libc::O_RDONLY)
+            .custom_flags(flags & keep & !libc::O_ACCMODE);
+        if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE == libc::O_RDONLY {
+            // O_RDONLY|O_TRUNC truncates on Linux.
+            opts.write(true);
+        }
+        opts.open(path)
+    }
+
+    fn set_times(
+        path: &Path,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> io::Result<()> {
+        use nix::sys::time::TimeSpec;
+        let spec = |t: Option<TimeOrNow>| match t {
+            None => TimeSpec::UTIME_OMIT,
+            Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
+            Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => TimeSpec::from_duration(d),
+                Err(e) => {
+                    let d = e.duration();
+                    let ns = d.subsec_nanos();
+                    let secs = -(d.as_secs() as i64) - i64::from(ns > 0);
+                    let nsec = if ns > 0 { 1_000_000_000 - ns } else { 0 };
+                    TimeSpec::new(secs, nsec as i64)
+                }
+            },
+        };
+        nix::sys::stat::utimensat(
+            AT_FDCWD,
+            path,
+            &spec(atime),
+            &spec(mtime),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(nix_err)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn do_setattr(
+        &self,
+        st: &mut State,
+        node: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> io::Result<FileAttr> {
+        let rel = st.path(node);
+        let path = match &rel {
+            Ok(rel) => Some(self.copy_up(st, rel)?),
+            Err(_) => None, // unlinked: only the open handle is left
+        };
+        if let Some(size) = size {
+            match fh.and_then(|fh| st.handles.get(&fh.0)) {
+                Some(Handle::File(f)) if path.is_none() || f.set_len(size).is_ok() => {
+                    f.set_len(size)?;
+                }
+                _ => {
+                    let p = path.as_ref().ok_or_else(|| os_err(libc::ENOENT))?;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(p)?
+                        .set_len(size)?;
+                }
+            }
+        }
+        let Some(path) = path else {
+            return self.handle_attr(st, node, fh);
+        };
+        if uid.is_some() || gid.is_some() {
+            nix::unistd::fchownat(
+                AT_FDCWD,
+                &path,
+                uid.map(Uid::from_raw),
+                gid.map(Gid::from_raw),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(nix_err)?;
+        }
+        if let Some(mode) = mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            Self::set_times(&path, atime, mtime)?;
+        }
+        self.node_attr(st, node)
+    }
+
+    fn handle_attr(
+        &self,
+        st: &mut State,
+        node: u64,
+        fh: Option<FileHandle>,
+    ) -> io::Result<FileAttr> {
+        match fh.and_then(|fh| st.handles.get(&fh.0)) {
+            Some(Handle::File(f)) => Ok(attr_of(node, &f.metadata()?)),
+            _ => self.node_attr(st, node),
+        }
+    }
+
+    fn list_dir(&self, st: &mut State, node: u64) -> io::Result<Vec<(u64, FileType, OsString)>> {
+        let rel = st.path(node)?;
+        let parent = st
+            .nodes
+            .get(&node)
+            .and_then(|n| n.names.first())
+            .map_or(ROOT, |(p, _)| *p);
+        let mut out = vec![
+            (node, FileType::Directory, OsString::from(".")),
+            (parent, FileType::Directory, OsString::from("..")),
+        ];
+        for e in self.stack.read_dir(&rel)? {
+            let key = if Some(e.layer) != self.stack.upper() && e.kind != Kind::Dir && e.nlink > 1 {
+                Key::Name(node, e.name.clone())
+            } else {
+                Key::Inode(e.dev_ino.0, e.dev_ino.1)
+            };
+            let ino = st.node_for(key, node, &e.name);
+            out.push((ino, file_type(e.kind), e.name));
+        }
+        Ok(out)
+    }
+
+    fn xattr_target(&self, st: &State, node: u64) -> io::Result<PathBuf> {
+        let rel = st.path(node)?;
+        let e = self.stack.lookup(&rel)?;
+        Ok(self.real_path(&e, &rel))
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+impl Filesystem for UnionFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let mut st = self.lock();
+        match self.entry_attr(&mut st, parent.0, name) {
+            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let mut st = self.lock();
+        match self.handle_attr(&mut st, ino.0, fh) {
+            Ok(attr) => reply.attr(&ttl(&attr), &attr),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let mut st = self.lock();
+        match self.do_setattr(&mut st, ino.0, mode, uid, gid, size, atime, mtime, fh) {
+            Ok(attr) => reply.attr(&ttl(&attr), &attr),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let st = self.lock();
+        match self.xattr_target(&st, ino.0).and_then(std::fs::read_link) {
+            Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        let build = |tmp: &Path| {
+            let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
+            nix::sys::stat::mknod(
+                tmp,
+                kind,
+                Mode::from_bits_truncate(mode & 0o7777),
+                rdev as u64,
+            )
+            .map_err(nix_err)
+        };
+        match self.create_object(req, &mut st, parent.0, name, build) {
+            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        let build = |tmp: &Path| {
+            std::fs::create_dir(tmp)?;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode & 0o7777))
+        };
+        match self.create_object(req, &mut st, parent.0, name, build) {
+            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut st = self.lock();
+        match self.remove(&mut st, parent.0, name, false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut st = self.lock();
+        match self.remove(&mut st, parent.0, name, true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        let build = |tmp: &Path| std::os::unix::fs::symlink(target, tmp);
+        match self.create_object(req, &mut st, parent.0, link_name, build) {
+            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.lock();
+        match self.do_rename(&mut st, (parent.0, name), (newparent.0, newname), flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        let res = st.path(ino.0).and_then(|rel| {
+            let src = self.copy_up(&mut st, &rel)?;
+            self.create_object(req, &mut st, newparent.0, newname, |tmp| {
+                std::fs::hard_link(&src, tmp)
+            })
+        });
+        match res {
+            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let mut st = self.lock();
+        match self.open_file(&mut st, ino.0, flags.0) {
+            Ok(file) => {
+                let fh = st.add_handle(Handle::File(file));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let st = self.lock();
+        let Some(Handle::File(file)) = st.handles.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut buf = vec![0u8; size as usize];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return reply.error(err(e)),
+            }
+        }
+        reply.data(&buf[..filled]);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let st = self.lock();
+        let Some(Handle::File(file)) = st.handles.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        match file.write_all_at(data, offset) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.lock().handles.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let st = self.lock();
+        let Some(Handle::File(file)) = st.handles.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let res = if datasync {
+            file.sync_data()
+        } else {
+            file.sync_all()
+        };
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let mut st = self.lock();
+        match self.list_dir(&mut st, ino.0) {
+            Ok(list) => {
+                let fh = st.add_handle(Handle::Dir(list));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let st = self.lock();
+        let Some(Handle::Dir(list)) = st.handles.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.lock().handles.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let dir = match &self.upper {
+            Some(u) => u.dir().to_path_buf(),
+            None => self.stack.layer_dir(0).to_path_buf(),
+        };
+        match nix::sys::statvfs::statvfs(&dir) {
+            Ok(s) => reply.statfs(
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
+                s.block_size() as u32,
+                s.name_max() as u32,
+                s.fragment_size() as u32,
+            ),
+            Err(e) => reply.error(err(nix_err(e))),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if upper::is_overlay_xattr(name) {
+            return reply.error(Errno::EPERM);
+        }
+        let mut st = self.lock();
+        let res = st
+            .path(ino.0)
+            .and_then(|rel| self.copy_up(&mut st, &rel))
+            .and_then(|path| crate::sys::set_xattr(&path, name, value, flags));
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if upper::is_overlay_xattr(name) {
+            return reply.error(Errno::NO_XATTR);
+        }
+        let st = self.lock();
+        match self
+            .xattr_target(&st, ino.0)
+            .and_then(|p| xattr::get(p, name))
+        {
+            Ok(Some(value)) => reply_xattr(reply, size, &value),
+            Ok(None) => reply.error(Errno::NO_XATTR),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let st = self.lock();
+        match self.xattr_target(&st, ino.0).and_then(xattr::list) {
+            Ok(names) => {
+                let mut data = Vec::new();
+                for n in names.filter(|n| !upper::is_overlay_xattr(n)) {
+                    data.extend_from_slice(n.as_encoded_bytes());
+                    data.push(0);
+                }
+                reply_xattr(reply, size, &data);
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if upper::is_overlay_xattr(name) {
+            return reply.error(Errno::NO_XATTR);
+        }
+        let mut st = self.lock();
+        let res = st
+            .path(ino.0)
+            .and_then(|rel| {
+                let e = self.stack.lookup(&rel)?;
+                if xattr::get(self.real_path(&e, &rel), name)?.is_none() {
+                    return Err(os_err(libc::ENODATA));
+                }
+                self.copy_up(&mut st, &rel)
+            })
+            .and_then(|path| xattr::remove(path, name));
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mut st = self.lock();
+        let mut opened: Option<File> = None;
+        let build = |tmp: &Path| {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(mode & 0o7777)
+                .open(tmp)?;
+            // The mode is applied as given (the kernel already masked it).
+            f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+            if flags & libc::O_APPEND != 0 {
+                nix::fcntl::fcntl(
+                    f.as_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
+                )
+                .map_err(nix_err)?;
+            }
+            opened = Some(f);
+            Ok(())
+        };
+        match self.create_object(req, &mut st, parent.0, name, build) {
+            Ok(attr) => {
+                let fh = st.add_handle(Handle::File(opened.expect("created file")));
+                reply.created(
+                    &TTL,
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                );
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! burrowfs' command line, compatible with fuse-overlayfs':
+//! `burrowfs [SOURCE] MOUNTPOINT -o lowerdir=A:B,upperdir=U,workdir=W[,...] [-f]`.
+
+use std::path::{Path, PathBuf};
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub source: String,
+    pub mountpoint: PathBuf,
+    /// Top first (the leftmost of `lowerdir=`).
+    pub lowers: Vec<PathBuf>,
+    pub upper: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+    pub foreground: bool,
+    /// Mount options that mean nothing to burrowfs, kept for a warning.
+    pub ignored: Vec<String>,
+    pub read_only: bool,
+}
+
+/// Options fuse-overlayfs users and mount(8) pass that burrowfs accepts
+/// without acting on them (flags FUSE sets itself, or that do not apply).
+const HARMLESS: &[&str] = &[
+    "rw",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "strictatime",
+    "nodiratime",
+    "lazytime",
+    "nolazytime",
+    "sync",
+    "async",
+    "dirsync",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "_netdev",
+    "nofail",
+    "default_permissions",
+    "allow_other",
+    "allow_root",
+    "noacl",
+    "xattr",
+    "index=off",
+    "redirect_dir=off",
+    "metacopy=off",
+    "userxattr",
+    "volatile",
+    "fast_ino=off",
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OptionsError {
+    #[error("usage: burrowfs [SOURCE] MOUNTPOINT -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR] [-f]")]
+    Usage,
+    #[error("missing lowerdir= option")]
+    NoLower,
+    #[error("upperdir= needs workdir= (and the other way round)")]
+    UpperWithoutWork,
+    #[error("option {0} is not supported yet")]
+    Unsupported(String),
+    #[error("unknown argument {0}")]
+    UnknownArg(String),
+}
+
+impl Options {
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, OptionsError> {
+        let mut positional = Vec::new();
+        let mut opts = Vec::new();
+        let mut foreground = false;
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "-o" => opts.push(it.next().ok_or(OptionsError::Usage)?),
+                "-f" | "-d" | "--foreground" => foreground = true,
+                s if s.starts_with("-o") => opts.push(s[2..].to_string()),
+                s if s.starts_with('-') && s.len() > 1 => {
+                    return Err(OptionsError::UnknownArg(s.to_string()))
+                }
+                _ => positional.push(arg),
+            }
+        }
+        let (source, mountpoint) = match positional.len() {
+            1 => ("burrowfs".to_string(), positional.remove(0)),
+            2 => {
+                let m = positional.remove(1);
+                (positional.remove(0), m)
+            }
+            _ => return Err(OptionsError::Usage),
+        };
+        let mut out = Options {
+            source,
+            mountpoint: PathBuf::from(mountpoint),
+            lowers: Vec::new(),
+            upper: None,
+            work: None,
+            foreground,
+            ignored: Vec::new(),
+            read_only: false,
+        };
+        for opt in opts.iter().flat_map(|o| split_options(o)) {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt.as_str(), None),
+            };
+            match (key, value) {
+                ("lowerdir", Some(v)) => out.lowers = split_lowers(v),
+                ("upperdir", Some(v)) => out.upper = Some(PathBuf::from(v)),
+                ("workdir", Some(v)) => out.work = Some(PathBuf::from(v)),
+                ("ro", None) => out.read_only = true,
+                (
+                    "uidmapping" | "gidmapping" | "squash_to_root" | "squash_to_uid"
+                    | "squash_to_gid" | "static_nlink" | "plugins",
+                    _,
+                ) => return Err(OptionsError::Unsupported(key.to_string())),
+                (
+                    "fsname" | "subtype" | "context" | "fscontext" | "defcontext" | "rootcontext"
+                    | "max_read" | "blksize",
+                    Some(_),
+                ) => out.ignored.push(opt.clone()),
+                _ if HARMLESS.contains(&opt.as_str()) => {}
+                _ => out.ignored.push(opt.clone()),
+            }
+        }
+        if out.lowers.is_empty() {
+            return Err(OptionsError::NoLower);
+        }
+        if out.upper.is_some() != out.work.is_some() {
+            return Err(OptionsError::UpperWithoutWork);
+        }
+        if out.read_only {
+            out.upper = None;
+            out.work = None;
+        }
+        Ok(out)
+    }
+}
+
+/// Splits a comma-separated option list; a backslash escapes a comma.
+fn split_options(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.last_mut().unwrap().push(n);
+                }
+            }
+            ',' => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out.retain(|o| !o.is_empty());
+    out
+}
+
+/// `A:B:C`, with `\:` for a colon inside a name.
+fn split_lowers(s: &str) -> Vec<PathBuf> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.last_mut().unwrap().push(n);
+                }
+            }
+            ':' => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out.into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Whether `inner` is `outer` or lies below it (both canonical).
+pub fn is_within(inner: &Path, outer: &Path) -> bool {
+    inner.starts_with(outer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, OptionsError> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn fuse_overlayfs_command_line() {
+        let o = parse(&["-o", "lowerdir=/a:/b,upperdir=/u,workdir=/w", "/m"]).unwrap();
+        assert_eq!(o.lowers, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(o.upper.as_deref(), Some(Path::new("/u")));
+        assert_eq!(o.mountpoint, PathBuf::from("/m"));
+        assert!(!o.foreground);
+    }
+
+    #[test]
+    fn mount_fuse3_command_line() {
+        // mount.fuse3 passes SOURCE MOUNTPOINT -o rw,...,dev,suid
+        let o = parse(&[
+            "src",
+            "/m",
+            "-o",
+            "rw,lowerdir=/a,upperdir=/u,workdir=/w,dev,suid,lazytime,weird",
+        ])
+        .unwrap();
+        assert_eq!(o.source, "src");
+        assert_eq!(o.ignored, ["weird"]);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(parse(&["/m"]), Err(OptionsError::NoLower));
+        assert_eq!(
+            parse(&["-o", "lowerdir=/a,upperdir=/u", "/m"]),
+            Err(OptionsError::UpperWithoutWork)
+        );
+        assert_eq!(
+            parse(&["-o", "lowerdir=/a,uidmapping=0:1:1", "/m"]),
+            Err(OptionsError::Unsupported("uidmapping".into()))
+        );
+        assert_eq!(parse(&["-o", "lowerdir=/a"]), Err(OptionsError::Usage));
+        assert_eq!(
+            parse(&["-x", "-o", "lowerdir=/a", "/m"]),
+            Err(OptionsError::UnknownArg("-x".into()))
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            split_lowers(r"/a\:b:/c"),
+            [PathBuf::from("/a:b"), PathBuf::from("/c")]
+        );
+        assert_eq!(split_options(r"a\,b,c"), ["a,b", "c"]);
+    }
+}
