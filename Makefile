@@ -26,8 +26,10 @@ build:
 	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs
 
 PREFIX ?= /usr/local
+## burrow, and burrowfs where mount.fuse3 finds it (`mount -t fuse.burrowfs`).
 install: build
 	install -D -m 0755 target/release/burrow $(DESTDIR)$(PREFIX)/bin/burrow
+	install -D -m 0755 target/release/burrowfs $(DESTDIR)$(PREFIX)/bin/burrowfs
 
 clean:
 	$(CARGO) clean

@@ -19,6 +19,11 @@ mapfile -t EXES < <(cargo test --workspace --no-run --message-format=json --quie
   grep -o '"executable":"[^"]*/deps/[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' | sort -u)
 [ ${#EXES[@]} -gt 0 ] || { echo "run-tests: no test executables were built" >&2; exit 1; }
 
+# As root, install burrowfs where mount.fuse3 finds it (mount -t fuse.burrowfs).
+if [ "$(id -u)" -eq 0 ]; then
+  install -m 0755 target/debug/burrowfs /usr/local/bin/burrowfs
+fi
+
 # Stage everything where the unprivileged account can execute it.
 STAGE=$(mktemp -d /tmp/burrow-tests.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT

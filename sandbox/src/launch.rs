@@ -66,6 +66,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         let _ = waitpid(child, None);
         return Err(e);
     }
+    let started = json.map(|_| status::started(child));
     nix::unistd::write(&sync_w, b"1").ctx(|| "starting the sandbox")?;
     drop(sync_w);
 
@@ -75,8 +76,8 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         let _ = waitpid(child, None);
         return Err(parse_report(&report));
     }
-    if let Some(fd) = &json {
-        status::write_started(fd.as_fd(), child);
+    if let (Some(fd), Some(line)) = (&json, &started) {
+        status::write(fd.as_fd(), line);
     }
     let code = supervise(child, &waited);
     if let Some(fd) = &json {

@@ -9,8 +9,10 @@ use serde_json::{json, Map, Value};
 
 const NAMESPACES: [&str; 7] = ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"];
 
-/// Writes `{"child-pid": N, "<ns>-namespace": inode, ...}`.
-pub fn write_started(fd: BorrowedFd, child: Pid) {
+/// The "started" line: `{"child-pid": N, "<ns>-namespace": inode, ...}`.
+/// Read while the sandbox waits for its id maps, so that the namespaces
+/// are still there however short-lived the command is.
+pub fn started(child: Pid) -> Value {
     let mut obj = Map::new();
     obj.insert("child-pid".into(), json!(child.as_raw()));
     for ns in NAMESPACES {
@@ -18,7 +20,12 @@ pub fn write_started(fd: BorrowedFd, child: Pid) {
             obj.insert(format!("{ns}-namespace"), json!(meta.ino()));
         }
     }
-    write_line(fd, &Value::Object(obj));
+    Value::Object(obj)
+}
+
+/// Writes a status line.
+pub fn write(fd: BorrowedFd, value: &Value) {
+    write_line(fd, value);
 }
 
 /// Writes `{"exit-code": N}`.

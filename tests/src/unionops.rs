@@ -170,8 +170,12 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<String, String>) {
-    let Ok(dir) = fs::read_dir(root.join(rel)) else {
-        return;
+    let dir = match fs::read_dir(root.join(rel)) {
+        Ok(d) => d,
+        Err(e) => {
+            out.insert(format!("{}/<readdir error>", rel.display()), e.to_string());
+            return;
+        }
     };
     for entry in dir.flatten() {
         let rel = rel.join(entry.file_name());

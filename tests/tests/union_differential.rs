@@ -84,7 +84,11 @@ fn burrowfs_matches_kernel_overlayfs_on_random_operations() {
 
 struct Mounts {
     base: TempDir,
+    burrowfs: std::path::PathBuf,
 }
+
+/// Which upper layer a mount uses: the kernel's ("k") or burrowfs' ("b").
+type Side = &'static str;
 
 impl Mounts {
     fn kernel(&self) -> std::path::PathBuf {
@@ -94,42 +98,66 @@ impl Mounts {
         self.base.join("b/m")
     }
 
-    fn new(burrowfs: &Path) -> Result<Mounts, String> {
-        let base = TempDir::new("diff");
-        let (l1, l2) = (base.join("l1"), base.join("l2"));
-        unionops::make_lowers(&l1, &l2).map_err(|e| e.to_string())?;
-        for side in ["k", "b"] {
-            for d in ["u", "w", "m"] {
-                std::fs::create_dir_all(base.join(side).join(d)).unwrap();
-            }
-        }
-        let lower = format!("{}:{}", l1.display(), l2.display());
-        let opts = |side: &str| {
-            format!(
-                "lowerdir={lower},upperdir={},workdir={}",
-                base.join(side).join("u").display(),
-                base.join(side).join("w").display()
-            )
-        };
-        let (kopts, bopts) = (opts("k"), opts("b"));
-        let m = Mounts { base };
+    fn options(&self, side: Side) -> String {
+        format!(
+            "lowerdir={}:{},upperdir={},workdir={}",
+            self.base.join("l1").display(),
+            self.base.join("l2").display(),
+            self.base.join(side).join("u").display(),
+            self.base.join(side).join("w").display()
+        )
+    }
+
+    /// Kernel overlayfs over `side`'s upper layer, on `target`.
+    fn mount_kernel(&self, side: Side, target: &Path) -> Result<(), String> {
         nix::mount::mount(
             Some("overlay"),
-            &m.kernel(),
+            target,
             Some("overlay"),
             nix::mount::MsFlags::empty(),
-            Some(format!("{kopts},userxattr").as_str()),
+            Some(format!("{},userxattr", self.options(side)).as_str()),
         )
-        .map_err(|e| format!("SKIPPED: kernel overlayfs cannot be mounted here: {e}"))?;
-        let st = Command::new(burrowfs)
-            .args(["-o", &bopts])
-            .arg(m.burrow())
+        .map_err(|e| format!("SKIPPED: kernel overlayfs cannot be mounted here: {e}"))
+    }
+
+    /// burrowfs over `side`'s upper layer, on `target`.
+    fn mount_burrowfs(&self, side: Side, target: &Path) -> Result<(), String> {
+        let st = Command::new(&self.burrowfs)
+            .args(["-o", &self.options(side)])
+            .arg(target)
             .status()
             .map_err(|e| e.to_string())?;
         if !st.success() {
             return Err(format!("burrowfs failed to mount: {st}"));
         }
+        Ok(())
+    }
+
+    fn new(burrowfs: &Path) -> Result<Mounts, String> {
+        let base = TempDir::new("diff");
+        unionops::make_lowers(&base.join("l1"), &base.join("l2")).map_err(|e| e.to_string())?;
+        for side in ["k", "b"] {
+            for d in ["u", "w", "m"] {
+                std::fs::create_dir_all(base.join(side).join(d)).unwrap();
+            }
+        }
+        let m = Mounts {
+            base,
+            burrowfs: burrowfs.to_path_buf(),
+        };
+        m.mount_kernel("k", &m.kernel())?;
+        m.mount_burrowfs("b", &m.burrow())?;
         Ok(m)
+    }
+
+    /// Unmounts both, then mounts each upper layer with the other
+    /// implementation: kernel overlayfs over burrowfs' upper on b/m,
+    /// burrowfs over the kernel's upper on k/m.
+    fn swap(&self) -> Result<(), String> {
+        nix::mount::umount(&self.burrow()).map_err(|e| format!("unmounting burrowfs: {e}"))?;
+        nix::mount::umount(&self.kernel()).map_err(|e| format!("unmounting overlayfs: {e}"))?;
+        self.mount_kernel("b", &self.burrow())?;
+        self.mount_burrowfs("k", &self.kernel())
     }
 }
 
@@ -185,7 +213,29 @@ fn run_case(burrowfs: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
         unionops::forget_link_counts(&mut ours);
         unionops::forget_link_counts(&mut theirs);
     }
-    prop_assert_eq!(ours, theirs, "merged trees differ after {:?}", ops);
+    prop_assert_eq!(&ours, &theirs, "merged trees differ after {:?}", ops);
+
+    // Format compatibility, both ways: each upper layer, mounted by the
+    // other implementation, shows the tree its writer showed.
+    m.swap().map_err(TestCaseError::fail)?;
+    let (mut kernel_reads_ours, mut burrowfs_reads_theirs) =
+        (unionops::snapshot(&b), unionops::snapshot(&k));
+    if moved_by_copy {
+        unionops::forget_link_counts(&mut kernel_reads_ours);
+        unionops::forget_link_counts(&mut burrowfs_reads_theirs);
+    }
+    prop_assert_eq!(
+        &kernel_reads_ours,
+        &ours,
+        "kernel overlayfs reads burrowfs' upper differently after {:?}",
+        ops
+    );
+    prop_assert_eq!(
+        &burrowfs_reads_theirs,
+        &theirs,
+        "burrowfs reads the kernel's upper differently after {:?}",
+        ops
+    );
     Ok(())
 }
 

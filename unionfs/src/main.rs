@@ -7,6 +7,7 @@
 //! unmounts cleanly on SIGTERM, SIGINT or SIGHUP.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use burrow_unionfs::fs::UnionFs;
 use burrow_unionfs::options::{is_within, Options};
 use burrow_unionfs::upper::Upper;
 use burrow_unionfs::Stack;
+use nix::mount::MsFlags;
 use nix::sys::signal::{SigSet, Signal};
 
 fn main() {
@@ -25,7 +27,13 @@ fn main() {
 }
 
 fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
-    std::fs::canonicalize(path).with_context(|| format!("{what} {}", path.display()))
+    std::fs::canonicalize(path).map_err(|e| {
+        let reason = e.raw_os_error().map_or_else(
+            || e.to_string(),
+            |n| nix::errno::Errno::from_raw(n).desc().to_string(),
+        );
+        anyhow::anyhow!("{what} {}: {reason}", path.display())
+    })
 }
 
 fn run(args: Vec<String>) -> Result<()> {
@@ -97,24 +105,45 @@ fn run(args: Vec<String>) -> Result<()> {
     }
     let fs = UnionFs::new(stack, upper);
     if opts.foreground {
-        serve(fs, &mountpoint, &config, || {})
+        serve(fs, &opts, &mountpoint, &config, || {})
     } else {
-        daemonize(|ready| serve(fs, &mountpoint, &config, ready))
+        daemonize(|ready| serve(fs, &opts, &mountpoint, &config, ready))
     }
+}
+
+/// Signals that unmount burrowfs cleanly.
+fn stop_signals() -> SigSet {
+    let mut stop = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stop.add(s);
+    }
+    stop
 }
 
 /// Mounts, calls `ready`, then serves until unmounted or signalled.
 fn serve(
     fs: UnionFs,
+    opts: &Options,
     mountpoint: &Path,
     config: &fuser::Config,
     ready: impl FnOnce(),
 ) -> Result<()> {
-    let mut stop = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        stop.add(s);
-    }
+    let stop = stop_signals();
     stop.thread_block().context("blocking signals")?;
+    let allow_other = config.acl == fuser::SessionACL::All;
+    if let Some(fd) = mount_direct(&opts.source, mountpoint, opts.upper.is_none(), allow_other)? {
+        let session = fuser::Session::from_fd(fs, fd, config.acl, config.clone())
+            .context("starting the FUSE session")?;
+        let target = mountpoint.to_path_buf();
+        std::thread::spawn(move || {
+            if stop.wait().is_ok() {
+                let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        });
+        ready();
+        return session.run().context("serving the filesystem");
+    }
+    // Not allowed to mount here: let fusermount3 do it.
     let mut session = fuser::Session::new(fs, mountpoint, config)
         .with_context(|| format!("mounting on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
@@ -125,6 +154,46 @@ fn serve(
     });
     ready();
     session.run().context("serving the filesystem")
+}
+
+/// Mounts FUSE on `mountpoint` with mount(2), as root of the host or of a
+/// user namespace can; `None` when this process may not.
+fn mount_direct(
+    source: &str,
+    mountpoint: &Path,
+    read_only: bool,
+    allow_other: bool,
+) -> Result<Option<OwnedFd>> {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .context("opening /dev/fuse")?;
+    let root_mode = std::fs::metadata(mountpoint)?.mode() & libc::S_IFMT;
+    let mut data = format!(
+        "fd={},rootmode={root_mode:o},user_id={},group_id={},default_permissions",
+        dev.as_raw_fd(),
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
+    if allow_other {
+        data.push_str(",allow_other");
+    }
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    match nix::mount::mount(
+        Some(source),
+        mountpoint,
+        Some("fuse.burrowfs"),
+        flags,
+        Some(data.as_str()),
+    ) {
+        Ok(()) => Ok(Some(OwnedFd::from(dev))),
+        Err(nix::errno::Errno::EPERM) => Ok(None),
+        Err(e) => bail!("mounting on {}: {}", mountpoint.display(), e.desc()),
+    }
 }
 
 /// Runs `work` in a detached child; returns once it reports the mount ready

@@ -1,0 +1,227 @@
+//! burrowfs as a program: its command line, mounting with and without a
+//! user namespace, mount(8) through mount.fuse3, clean exits, bad input,
+//! and crash safety of copy-up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burrow_tests::*;
+
+fn burrowfs_bin() -> PathBuf {
+    burrow_bin().with_file_name("burrowfs")
+}
+
+/// A lower layer with a file, plus empty upper, work and mount directories.
+fn layers(tag: &str) -> TempDir {
+    let t = TempDir::new(tag);
+    for d in ["l", "u", "w", "m"] {
+        std::fs::create_dir(t.join(d)).unwrap();
+    }
+    std::fs::write(t.join("l/file"), "from lower\n").unwrap();
+    t
+}
+
+/// Runs `script` with sh in a new user and mount namespace, in `dir`, with
+/// $BURROWFS set and burrowfs' directory first in PATH.
+fn in_userns(dir: &Path, script: &str) -> Output {
+    assert_unprivileged();
+    let bin = burrowfs_bin();
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    output(
+        Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+            .current_dir(dir)
+            .env("BURROWFS", &bin)
+            .env("PATH", path),
+    )
+}
+
+#[track_caller]
+fn one_line_error(out: &Output, needle: &str) {
+    assert_eq!(out.code, 1, "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line: {out:?}");
+    assert!(
+        lines[0].starts_with("burrowfs: ") && lines[0].contains(needle),
+        "{needle:?} not in {out:?}"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_mounts_nothing() {
+    assert_unprivileged();
+    let t = layers("cli-errors");
+    std::fs::create_dir(t.join("l/inner")).unwrap();
+    std::fs::create_dir(t.join("locked")).unwrap();
+    std::fs::set_permissions(
+        t.join("locked"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let shm = TempDir::new("cli-shm-probe");
+    let other_fs_work = Path::new("/dev/shm").join(format!("burrowfs-work-{}", unique_token()));
+    std::fs::create_dir_all(&other_fs_work).unwrap();
+    let before = host_mount_count();
+    let run = |opts: &str| {
+        output(
+            Command::new(burrowfs_bin())
+                .args(["-o", opts])
+                .arg(t.join("m"))
+                .current_dir(t.path()),
+        )
+    };
+    one_line_error(
+        &run("lowerdir=/nonexistent/layer"),
+        "lowerdir /nonexistent/layer: No such file or directory",
+    );
+    one_line_error(&run("lowerdir=locked"), "lowerdir");
+    one_line_error(&run("lowerdir=l,upperdir=l/inner,workdir=w"), "overlap");
+    let other = format!("lowerdir=l,upperdir=u,workdir={}", other_fs_work.display());
+    if std::fs::metadata("/dev/shm")
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+        .ok()
+        != std::fs::metadata(t.path())
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .ok()
+    {
+        one_line_error(&run(&other), "is not on the same filesystem as upperdir");
+    }
+    one_line_error(&run("lowerdir=l,upperdir=u"), "needs workdir");
+    one_line_error(&run("upperdir=u,workdir=w"), "missing lowerdir");
+    one_line_error(&run("lowerdir=l,uidmapping=0:1000:1"), "not supported yet");
+    assert_eq!(host_mount_count(), before, "something stayed mounted");
+    let _ = std::fs::remove_dir_all(&other_fs_work);
+    drop(shm);
+}
+
+#[test]
+fn unprivileged_mount_through_fusermount() {
+    let t = layers("cli-fusermount");
+    let m = t.join("m");
+    let out = output(
+        Command::new(burrowfs_bin())
+            .args(["-o", "lowerdir=l,upperdir=u,workdir=w"])
+            .arg(&m)
+            .current_dir(t.path()),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let content = std::fs::read_to_string(m.join("file"));
+    std::fs::write(m.join("new"), "written\n").unwrap();
+    let unmounted = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m)
+        .status()
+        .unwrap();
+    assert_eq!(content.unwrap(), "from lower\n");
+    assert!(unmounted.success());
+    assert_eq!(
+        std::fs::read_to_string(t.join("u/new")).unwrap(),
+        "written\n"
+    );
+    assert!(!m.join("file").exists(), "still mounted");
+}
+
+/// Where mount.fuse3 finds helpers: its shell's default PATH (mount(8)
+/// does not pass the caller's).
+const HELPER_PATH: [&str; 6] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+#[test]
+fn mount_fuse3_runs_burrowfs() {
+    let installed = HELPER_PATH
+        .iter()
+        .map(|d| Path::new(d).join("burrowfs"))
+        .find(|p| p.exists());
+    let under_test = std::fs::read(burrowfs_bin()).unwrap();
+    match installed {
+        None => {
+            skipped("burrowfs is not installed where mount.fuse3 looks (make install)");
+            return;
+        }
+        Some(p) if std::fs::read(&p).unwrap_or_default() != under_test => {
+            skipped(&format!(
+                "{} is not the build under test (make install)",
+                p.display()
+            ));
+            return;
+        }
+        Some(_) => {}
+    }
+    let t = layers("cli-mountfuse");
+    let out = in_userns(
+        t.path(),
+        "mount -t fuse.burrowfs union m -o lowerdir=$PWD/l,upperdir=$PWD/u,workdir=$PWD/w && \
+         cat m/file && grep ' fuse.burrowfs union ' /proc/self/mountinfo | wc -l && umount m",
+    );
+    if out.stderr.contains("unknown filesystem type") {
+        skipped("mount(8) has no FUSE helper (mount.fuse3) here");
+        return;
+    }
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "from lower\n1\n", "{out:?}");
+}
+
+#[test]
+fn sigterm_unmounts_and_unmount_ends_the_process() {
+    let t = layers("cli-signals");
+    let out = in_userns(
+        t.path(),
+        r#"mnt() { grep -c " $PWD/m " /proc/self/mountinfo; }
+        "$BURROWFS" -f -o lowerdir=l,upperdir=u,workdir=w m & pid=$!
+        for i in $(seq 100); do [ "$(mnt)" = 1 ] && break; sleep 0.05; done
+        echo "mounted $(mnt)"; kill -TERM $pid; wait $pid; echo "term exit $? mounted $(mnt)"
+        "$BURROWFS" -f -o lowerdir=l,upperdir=u,workdir=w m & pid=$!
+        for i in $(seq 100); do [ "$(mnt)" = 1 ] && break; sleep 0.05; done
+        umount m; wait $pid; echo "umount exit $? mounted $(mnt)""#,
+    );
+    assert_eq!(
+        out.stdout, "mounted 1\nterm exit 0 mounted 0\numount exit 0 mounted 0\n",
+        "{out:?}"
+    );
+}
+
+#[test]
+fn killed_during_copy_up_leaves_no_partial_file() {
+    let t = layers("cli-crash");
+    // A large lower file, so that copy-up takes a while.
+    let big = t.join("l/big");
+    {
+        let f = std::fs::File::create(&big).unwrap();
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..256 {
+            std::io::Write::write_all(&mut &f, &chunk).unwrap();
+        }
+    }
+    let out = in_userns(
+        t.path(),
+        r#""$BURROWFS" -f -o lowerdir=l,upperdir=u,workdir=w m & pid=$!
+        for i in $(seq 100); do grep -q " $PWD/m " /proc/self/mountinfo && break; sleep 0.05; done
+        (echo x >> m/big) 2>/dev/null & writer=$!
+        # Wait until the copy is under way in the work directory, then kill.
+        for i in $(seq 2000); do [ -n "$(ls -A w/work 2>/dev/null)" ] && break; sleep 0.001; done
+        echo "in work: $(ls -A w/work | wc -l)"
+        kill -9 $pid; wait $pid; umount -l m; wait $writer
+        echo "upper after crash: $(ls -A u | wc -l)"
+        "$BURROWFS" -o lowerdir=l,upperdir=u,workdir=w m
+        echo "work after remount: $(ls -A w/work | wc -l)"
+        cmp l/big m/big && echo "union shows the lower file"
+        umount m"#,
+    );
+    assert_eq!(
+        out.stdout,
+        "in work: 1\nupper after crash: 0\nwork after remount: 0\nunion shows the lower file\n",
+        "{out:?}"
+    );
+    let meta = std::fs::metadata(&big).unwrap();
+    assert_eq!(meta.len(), 256 << 20, "the lower file changed");
+}
