@@ -54,6 +54,21 @@ for exe in "${EXES[@]}"; do
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then broken=$((broken + 1)); echo "run-tests: $name exited $rc" >&2; fi
 done
 
+# A bounded smoke of the burrowfs fuzz target (same operation model as the
+# differential test), as the unprivileged account.
+echo "== fuzz smoke: union_ops (as $AS)"
+FUZZ_BIN=$(bash fuzz/smoke.sh | tail -n 1)
+cp "$FUZZ_BIN" "$STAGE/bin/union_ops"; chmod a+rx "$STAGE/bin/union_ops"
+mkdir -p "$STAGE/tmp/corpus"; chmod 1777 "$STAGE/tmp/corpus"
+set +e
+(cd "$STAGE/tmp" && "${RUNAS[@]}" "${ENV[@]}" BURROWFS_BIN="$STAGE/bin/burrowfs" \
+  "$STAGE/bin/union_ops" -runs="${BURROW_FUZZ_RUNS:-1000}" -max_total_time=120 -max_len=240 \
+  -len_control=0 -seed=1 "$STAGE/tmp/corpus") > "$STAGE/fuzz.log" 2>&1
+rc=$?
+set -e
+tail -n 3 "$STAGE/fuzz.log"
+if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); cat "$STAGE/fuzz.log" | tail -n 40; fi
+
 echo
 grep -h '^SKIPPED:' "$STAGE"/*.log | sort | uniq -c | sed 's/^/  /' || true
 echo "tests: $passed passed, $((failed + broken)) failed, $skipped skipped"

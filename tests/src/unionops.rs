@@ -266,3 +266,50 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Decodes fuzzer input into operations, six bytes each (at most 40).
+pub fn decode(data: &[u8]) -> Vec<Op> {
+    let p = |b: u8| b as usize % PATHS.len();
+    data.chunks_exact(6)
+        .take(40)
+        .map(|c| match c[0] % 12 {
+            0 => Op::Write {
+                path: p(c[1]),
+                byte: c[2],
+                len: u16::from_le_bytes([c[3], c[4] & 0x0f]),
+                append: c[5] & 1 != 0,
+                truncate: c[5] & 2 != 0,
+            },
+            1 => Op::Truncate {
+                path: p(c[1]),
+                len: u16::from_le_bytes([c[2], c[3] & 0x1f]),
+            },
+            2 => Op::Chmod {
+                path: p(c[1]),
+                mode: [0o644, 0o600, 0o755, 0o4755, 0o700, 0o2755][c[2] as usize % 6],
+            },
+            3 => Op::Rename {
+                from: p(c[1]),
+                to: p(c[2]),
+                flags: c[3] % 3,
+            },
+            4 => Op::Link {
+                from: p(c[1]),
+                to: p(c[2]),
+            },
+            5 => Op::Symlink {
+                target: p(c[1]),
+                path: p(c[2]),
+            },
+            6 => Op::Unlink { path: p(c[1]) },
+            7 => Op::Rmdir { path: p(c[1]) },
+            8 => Op::Mkdir { path: p(c[1]) },
+            9 => Op::SetXattr {
+                path: p(c[1]),
+                value: c[2],
+            },
+            10 => Op::RemoveXattr { path: p(c[1]) },
+            _ => Op::Read { path: p(c[1]) },
+        })
+        .collect()
+}
