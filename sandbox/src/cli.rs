@@ -50,9 +50,22 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = NetMode::None)]
     pub net: NetMode,
 
-    /// Use DIR as the (read-only) root filesystem instead of the host's /.
+    /// Use DIR as the root filesystem's bottom layer instead of the host's /.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+
+    /// Add DIR as a read-only layer above the rootfs (later layers on top).
+    #[arg(long, value_name = "DIR", action = ArgAction::Append)]
+    pub layer: Vec<PathBuf>,
+
+    /// Keep the sandbox's writes in DIR (the union's upper layer) instead of
+    /// a private tmpfs that vanishes with the sandbox.
+    #[arg(long, value_name = "DIR", conflicts_with = "read_only")]
+    pub upper: Option<PathBuf>,
+
+    /// Make the root filesystem read-only (no upper layer).
+    #[arg(long)]
+    pub read_only: bool,
 
     /// Bind-mount SRC on DST, read-write.
     #[arg(long, num_args = 2, value_names = ["SRC", "DST"], action = ArgAction::Append)]

@@ -24,6 +24,27 @@ pub enum MountOp {
     Tmpfs { dst: PathBuf },
 }
 
+/// Where the sandbox's writes to its root filesystem go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpperLayer {
+    /// A private tmpfs, gone with the sandbox.
+    Ephemeral,
+    /// A directory of the host (and its work directory beside it).
+    Dir { upper: PathBuf, work: PathBuf },
+}
+
+/// How the root filesystem is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// The rootfs bound read-only (`--read-only` without `--layer`).
+    ReadOnlyBind,
+    /// A burrowfs union of `lowers` (top first); no upper = read-only.
+    Union {
+        lowers: Vec<PathBuf>,
+        upper: Option<UpperLayer>,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     pub argv: Vec<CString>,
@@ -31,8 +52,9 @@ pub struct SandboxConfig {
     pub keep_id: bool,
     pub map_users: MapUsers,
     pub net: NetMode,
-    /// Host path of the root filesystem (canonical).
+    /// Host path of the root filesystem's bottom layer (canonical).
     pub rootfs: PathBuf,
+    pub root: Root,
     pub mounts: Vec<MountOp>,
     pub chdir: Option<PathBuf>,
     /// Directories to try, in order, when `chdir` is not given.
@@ -63,6 +85,8 @@ impl SandboxConfig {
                 canon
             }
         };
+
+        let root = root_layout(&args, &rootfs)?;
 
         let mut ordered: Vec<(usize, MountOp)> = Vec::new();
         for (flag, id, read_only) in [("--bind", "bind", false), ("--ro-bind", "ro_bind", true)] {
@@ -150,6 +174,7 @@ impl SandboxConfig {
             map_users: args.map_users,
             net: args.net,
             rootfs,
+            root,
             mounts,
             chdir,
             fallback_dirs,
@@ -159,6 +184,69 @@ impl SandboxConfig {
             json_status_fd: args.json_status,
         })
     }
+}
+
+/// The union's layers from --rootfs, --layer, --upper and --read-only.
+fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
+    if args.read_only && args.layer.is_empty() {
+        return Ok(Root::ReadOnlyBind);
+    }
+    let mut lowers = Vec::new();
+    for layer in args.layer.iter().rev() {
+        let dir = canonical(layer, "--layer")?;
+        if !dir.is_dir() {
+            return Err(Error::usage(format!(
+                "--layer {}: not a directory",
+                layer.display()
+            )));
+        }
+        lowers.push(dir);
+    }
+    lowers.push(rootfs.to_path_buf());
+    let upper = match (&args.upper, args.read_only) {
+        (_, true) => None,
+        (None, false) => Some(UpperLayer::Ephemeral),
+        (Some(dir), false) => Some(upper_dir(dir, &lowers)?),
+    };
+    Ok(Root::Union { lowers, upper })
+}
+
+/// `--upper DIR`: DIR (created when missing) and its work directory, a
+/// hidden sibling on the same filesystem.
+fn upper_dir(dir: &Path, lowers: &[PathBuf]) -> Result<UpperLayer> {
+    let fail = |e: std::io::Error| {
+        Error::usage(format!(
+            "--upper {}: {}",
+            dir.display(),
+            crate::sys::errno_text(&e)
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let upper = std::fs::canonicalize(dir).map_err(fail)?;
+    for lower in lowers {
+        // The host root holds everything; only refuse a real nesting.
+        if lower != Path::new("/") && (upper.starts_with(lower) || lower.starts_with(&upper)) {
+            return Err(Error::usage(format!(
+                "--upper {}: overlaps the layer {}",
+                dir.display(),
+                lower.display()
+            )));
+        }
+    }
+    let name = upper
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let work = upper.with_file_name(format!(".{name}.burrow-work"));
+    std::fs::create_dir_all(&work).map_err(|e| {
+        Error::usage(format!(
+            "--upper {}: cannot create its work directory {}: {}",
+            dir.display(),
+            work.display(),
+            crate::sys::errno_text(&e)
+        ))
+    })?;
+    Ok(UpperLayer::Dir { upper, work })
 }
 
 /// Borrows a raw descriptor number the user named for a quick `fcntl` probe.

@@ -23,7 +23,12 @@ use crate::sys;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs as pid 1 of the sandbox; never returns.
-pub fn run(cfg: &SandboxConfig, sync: OwnedFd, report_fd: OwnedFd) -> ! {
+pub fn run(
+    cfg: &SandboxConfig,
+    sync: OwnedFd,
+    report_fd: OwnedFd,
+    fs_server: Option<OwnedFd>,
+) -> ! {
     // If burrow dies, so does pid 1, and with it the whole pid namespace.
     let _ = sys::set_parent_death_signal(Signal::SIGKILL);
     let mut byte = [0u8; 1];
@@ -32,10 +37,11 @@ pub fn run(cfg: &SandboxConfig, sync: OwnedFd, report_fd: OwnedFd) -> ! {
     }
     drop(sync);
 
-    let cwd = match setup(cfg) {
+    let cwd = match setup(cfg, fs_server.as_ref()) {
         Ok(cwd) => cwd,
         Err(e) => fail(&report_fd, e.exit_code(), &e.to_string()),
     };
+    drop(fs_server);
     let child = match sys::fork() {
         Ok(Some(pid)) => pid,
         Ok(None) => exec_command(cfg, &cwd, &report_fd),
@@ -45,14 +51,14 @@ pub fn run(cfg: &SandboxConfig, sync: OwnedFd, report_fd: OwnedFd) -> ! {
     sys::exit_now(reap_until_exit(child, cfg.new_session))
 }
 
-fn setup(cfg: &SandboxConfig) -> Result<PathBuf> {
+fn setup(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<PathBuf> {
     if let Some(name) = &cfg.hostname {
         nix::unistd::sethostname(name).ctx(|| "setting the hostname")?;
     }
     if cfg.net == NetMode::None {
         sys::interface_up("lo").ctx(|| "bringing up lo")?;
     }
-    crate::rootfs::enter(cfg)?;
+    crate::rootfs::enter(cfg, fs_server)?;
     if let Some(dir) = &cfg.chdir {
         nix::unistd::chdir(dir.as_path()).ctx(|| format!("--chdir {}", dir.display()))?;
         return Ok(dir.clone());

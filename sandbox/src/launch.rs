@@ -11,10 +11,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cli::{MapUsers, NetMode};
-use crate::config::SandboxConfig;
+use crate::config::{Root, SandboxConfig};
 use crate::error::{Context, Error, Result, EXIT_SETUP};
 use crate::idmap::IdMaps;
-use crate::{init, signals, status, sys};
+use crate::{init, signals, status, sys, union};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 /// Runs the sandbox described by `cfg`; returns the command's exit status.
 pub fn run(cfg: &SandboxConfig) -> Result<i32> {
@@ -37,6 +38,19 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
 
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
+    // A socket to hand the union root's FUSE descriptor to its server.
+    let fs_socks = match &cfg.root {
+        Root::Union { .. } => Some(
+            socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?,
+        ),
+        Root::ReadOnlyBind => None,
+    };
     let waited = signals::waited_set();
     signals::block(&waited).ctx(|| "blocking signals")?;
 
@@ -54,18 +68,33 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         Ok(None) => {
             drop(sync_w);
             drop(report_r);
-            init::run(cfg, sync_r, report_w)
+            init::run(cfg, sync_r, report_w, fs_socks.map(|(_, inner)| inner))
         }
         Ok(Some(pid)) => pid,
     };
     drop(sync_r);
     drop(report_w);
+    let server_sock = fs_socks.map(|(outer, _)| outer);
 
     if let Err(e) = maps.apply(child) {
         let _ = kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);
         return Err(e);
     }
+    let server = match (&cfg.root, server_sock) {
+        (Root::Union { lowers, upper }, Some(sock)) => {
+            match union::spawn_server(lowers, upper.as_ref(), child, sock) {
+                Ok(pid) => Some(pid),
+                Err(e) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    let _server = ServerGuard(server);
     let started = json.map(|_| status::started(child));
     nix::unistd::write(&sync_w, b"1").ctx(|| "starting the sandbox")?;
     drop(sync_w);
@@ -84,6 +113,18 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         status::write_exit(fd.as_fd(), code);
     }
     Ok(code)
+}
+
+/// Stops the union root's server when burrow is done with the sandbox.
+struct ServerGuard(Option<Pid>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
 }
 
 fn borrow_status_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {

@@ -12,5 +12,6 @@ pub mod rootfs;
 pub mod signals;
 pub mod status;
 pub mod sys;
+pub mod union;
 
 pub use error::{Error, Result};

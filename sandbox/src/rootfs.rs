@@ -17,9 +17,10 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 
-use crate::config::{MountOp, SandboxConfig};
+use crate::config::{MountOp, Root, SandboxConfig};
 use crate::error::{Context, Error, Result};
 use crate::sys::{self, FsOption};
+use crate::union;
 
 const SCRATCH: &str = "/tmp";
 const OLDROOT: &str = "/oldroot";
@@ -33,8 +34,9 @@ const NOSUID: u64 = libc::MOUNT_ATTR_NOSUID;
 const NODEV: u64 = libc::MOUNT_ATTR_NODEV;
 const NOEXEC: u64 = libc::MOUNT_ATTR_NOEXEC;
 
-/// Builds the root described by `cfg` and pivots into it.
-pub fn enter(cfg: &SandboxConfig) -> Result<()> {
+/// Builds the root described by `cfg` and pivots into it. `fs_server` is
+/// the socket to the union's server when the root is a union.
+pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     mount(
         None::<&str>,
         "/",
@@ -72,12 +74,21 @@ pub fn enter(cfg: &SandboxConfig) -> Result<()> {
     nix::unistd::pivot_root(".", "oldroot").ctx(|| "pivot_root into the scratch tmpfs")?;
     nix::unistd::chdir("/").ctx(|| "entering /")?;
 
-    // 2. The rootfs itself, read-only, nosuid, nodev.
-    let tree = sys::open_tree_clone(&host_path(&cfg.rootfs), true)
-        .ctx(|| format!("cloning the rootfs {}", cfg.rootfs.display()))?;
-    sys::mount_setattr(tree.as_fd(), RO | NOSUID | NODEV, true)
-        .ctx(|| "making the rootfs read-only")?;
-    sys::move_mount_to_path(tree.as_fd(), Path::new(NEWROOT)).ctx(|| "attaching the rootfs")?;
+    // 2. The root itself: a burrowfs union, or the rootfs bound read-only,
+    //    nosuid, nodev.
+    match (&cfg.root, fs_server) {
+        (Root::Union { upper, .. }, Some(sock)) => {
+            union::mount_root(upper.as_ref(), Path::new(OLDROOT), Path::new(NEWROOT), sock)?;
+        }
+        _ => {
+            let tree = sys::open_tree_clone(&host_path(&cfg.rootfs), true)
+                .ctx(|| format!("cloning the rootfs {}", cfg.rootfs.display()))?;
+            sys::mount_setattr(tree.as_fd(), RO | NOSUID | NODEV, true)
+                .ctx(|| "making the rootfs read-only")?;
+            sys::move_mount_to_path(tree.as_fd(), Path::new(NEWROOT))
+                .ctx(|| "attaching the rootfs")?;
+        }
+    }
     let root = nix::fcntl::open(
         NEWROOT,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -87,6 +98,16 @@ pub fn enter(cfg: &SandboxConfig) -> Result<()> {
 
     // 3. Kernel filesystems and scratch space.
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
+    if matches!(cfg.root, Root::Union { .. }) && cfg.rootfs == Path::new("/") {
+        // The host's /sys, as the read-only bind of / would show it (not
+        // through the union).
+        let sys_tree =
+            sys::open_tree_clone(&host_path(Path::new("/sys")), true).ctx(|| "cloning /sys")?;
+        sys::mount_setattr(sys_tree.as_fd(), RO | NOSUID | NODEV | NOEXEC, true)
+            .ctx(|| "making /sys read-only")?;
+        let target = mount_point(root.as_fd(), Path::new("/sys"), true)?;
+        sys::move_mount_onto(sys_tree.as_fd(), target.as_fd()).ctx(|| "binding /sys")?;
+    }
     build_dev(&root)?;
     mount_fresh(
         &root,

@@ -36,7 +36,14 @@ fn relative_destination() {
 
 #[test]
 fn mount_point_on_the_read_only_root() {
-    let out = output(burrow_run().args(["--bind", "/usr", "/no-such-dir-here", "--", "true"]));
+    let out = output(burrow_run().args([
+        "--read-only",
+        "--bind",
+        "/usr",
+        "/no-such-dir-here",
+        "--",
+        "true",
+    ]));
     one_line_error(&out, 125, "cannot create mount point /no-such-dir-here");
 }
 

@@ -1,11 +1,11 @@
-//! The sandbox's root: the host's / read-only, fresh /proc, /dev and /tmp,
-//! and bind mounts in both modes.
+//! The sandbox's root: fresh /proc, /dev and /tmp, bind mounts in both
+//! modes, and a read-only root on request.
 
 use burrow_tests::*;
 
 #[test]
-fn host_root_is_read_only() {
-    let out = sh(&[], "touch /etc/burrow-should-not-exist");
+fn read_only_root_refuses_writes() {
+    let out = sh(&["--read-only"], "touch /etc/burrow-should-not-exist");
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("Read-only file system"), "{out:?}");
     assert!(!std::path::Path::new("/etc/burrow-should-not-exist").exists());

@@ -1194,3 +1194,12 @@ impl Filesystem for UnionFs {
         }
     }
 }
+
+/// Serves `fs` on a /dev/fuse descriptor that someone else has already
+/// mounted (burrow mounts it inside the sandbox and hands the descriptor
+/// over). Returns when the filesystem is unmounted.
+pub fn serve_mounted(fs: UnionFs, fd: std::os::fd::OwnedFd) -> io::Result<()> {
+    let mut config = fuser::Config::default();
+    config.acl = fuser::SessionACL::All;
+    fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?.run()
+}

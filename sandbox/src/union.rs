@@ -1,0 +1,156 @@
+//! The sandbox's root as a burrowfs union: pid 1 mounts FUSE on the new
+//! root inside the sandbox and hands the /dev/fuse descriptor (and, for an
+//! ephemeral upper layer, a tmpfs made inside the sandbox) to a server
+//! process. The server runs outside the sandbox's pid and mount
+//! namespaces, so nothing in the sandbox can see or signal it, but inside
+//! its user namespace, so that it can give files to the sandbox's ids.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use burrow_unionfs::fs::{serve_mounted, UnionFs};
+use burrow_unionfs::upper::Upper;
+use burrow_unionfs::Stack;
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use crate::config::UpperLayer;
+use crate::error::{Context, Error, Result};
+use crate::sys;
+
+/// Inside the sandbox (pid 1, after pivoting into the scratch root with the
+/// host's root at `oldroot`): mounts the union on `newroot` and sends the
+/// server what it needs.
+pub fn mount_root(
+    upper: Option<&UpperLayer>,
+    oldroot: &Path,
+    newroot: &Path,
+    sock: &OwnedFd,
+) -> Result<()> {
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let fuse = nix::fcntl::open(
+        &oldroot.join("dev/fuse"),
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        Error::usage(format!(
+            "cannot open /dev/fuse for the sandbox's root filesystem: {} (make /dev/fuse mode 0666, \
+             or use --read-only)",
+            e.desc()
+        ))
+    })?;
+    if upper == Some(&UpperLayer::Ephemeral) {
+        let dir = Path::new("/upperfs");
+        nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o755)).ctx(|| "creating /upperfs")?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )
+        .ctx(|| "mounting the upper layer's tmpfs")?;
+        for sub in ["upper", "work"] {
+            nix::unistd::mkdir(&dir.join(sub), Mode::from_bits_truncate(0o755))
+                .ctx(|| format!("creating the upper layer's {sub}"))?;
+        }
+        fds.push(
+            nix::fcntl::open(
+                dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| "opening the upper layer")?,
+        );
+    }
+    let data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions",
+        fuse.as_raw_fd(),
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if upper.is_none() {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    nix::mount::mount(
+        Some("burrow"),
+        newroot,
+        Some("fuse.burrowfs"),
+        flags,
+        Some(data.as_str()),
+    )
+    .ctx(|| "mounting the union root filesystem")?;
+    let mut raw = vec![fuse.as_raw_fd()];
+    raw.extend(fds.iter().map(|f| f.as_raw_fd()));
+    sys::send_fds(sock.as_fd(), &raw).ctx(|| "handing the root filesystem to its server")?;
+    // The server alone holds the connection now: if it dies, requests fail
+    // instead of hanging.
+    drop(fuse);
+    Ok(())
+}
+
+/// On the host: forks the server for the sandbox whose pid 1 is `init`.
+pub fn spawn_server(
+    lowers: &[PathBuf],
+    upper: Option<&UpperLayer>,
+    init: Pid,
+    sock: OwnedFd,
+) -> Result<Pid> {
+    match sys::fork().ctx(|| "fork")? {
+        Some(pid) => Ok(pid),
+        None => {
+            let code = match serve(lowers, upper, init, sock) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("burrow: root filesystem server: {e}");
+                    1
+                }
+            };
+            sys::exit_now(code)
+        }
+    }
+}
+
+fn serve(lowers: &[PathBuf], upper: Option<&UpperLayer>, init: Pid, sock: OwnedFd) -> Result<()> {
+    let _ = sys::set_parent_death_signal(Signal::SIGKILL);
+    let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
+        .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
+    nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
+        .ctx(|| "joining the sandbox's user namespace")?;
+    let fds = sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem")?;
+    let mut fds = fds.into_iter();
+    let Some(fuse) = fds.next() else {
+        return Ok(()); // the sandbox failed before mounting: nothing to serve
+    };
+    let (upper_dir, work_dir) = match upper {
+        None => (None, None),
+        Some(UpperLayer::Dir { upper, work }) => (Some(upper.clone()), Some(work.clone())),
+        Some(UpperLayer::Ephemeral) => {
+            let dir = fds
+                .next()
+                .ok_or_else(|| Error::usage("no upper layer was sent"))?;
+            let base = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            // Keep the descriptor open for the server's lifetime.
+            std::mem::forget(dir);
+            (Some(base.join("upper")), Some(base.join("work")))
+        }
+    };
+    let stack = Stack::new(lowers.to_vec(), upper_dir.clone())
+        .map_err(|e| Error::usage(format!("root filesystem layers: {e}")))?;
+    let upper = match (upper_dir, work_dir) {
+        (Some(u), Some(w)) => Some(
+            Upper::new(u, &w)
+                .map_err(|e| Error::usage(format!("preparing the upper layer: {e}")))?,
+        ),
+        _ => None,
+    };
+    nix::sys::stat::umask(Mode::empty());
+    serve_mounted(UnionFs::new(stack, upper), fuse)
+        .map_err(|e| Error::usage(format!("serving the root filesystem: {e}")))
+}
