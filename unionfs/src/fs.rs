@@ -66,7 +66,8 @@ struct Node {
 }
 
 enum Handle {
-    File(File),
+    /// An open file, and the node it was opened as.
+    File(File, u64),
     Dir(Vec<(u64, FileType, OsString)>),
 }
 
@@ -74,6 +75,8 @@ enum Handle {
 struct State {
     nodes: HashMap<u64, Node>,
     by_identity: HashMap<Key, u64>,
+    /// Which node each (parent, name) names.
+    by_name: HashMap<(u64, OsString), u64>,
     next_node: u64,
     handles: HashMap<u64, Handle>,
     next_handle: u64,
@@ -189,9 +192,15 @@ impl State {
             }
         };
         if node != ROOT {
-            let entry = self.nodes.entry(node).or_default();
-            if !entry.names.iter().any(|(p, n)| *p == parent && n == name) {
-                entry.names.push((parent, name.to_owned()));
+            let key = (parent, name.to_owned());
+            match self.by_name.get(&key) {
+                Some(&known) if known == node => {}
+                Some(_) => {
+                    // The name now means another file.
+                    self.unname(parent, name);
+                    self.add_name(node, key);
+                }
+                None => self.add_name(node, key),
             }
         }
         node
@@ -208,25 +217,31 @@ impl State {
     /// Drops the name `name` in `parent` from whichever node has it; a node
     /// left without names forgets its identities, so that a recycled inode
     /// number in a layer never maps to it.
+    fn add_name(&mut self, node: u64, key: (u64, OsString)) {
+        self.nodes.entry(node).or_default().names.push(key.clone());
+        self.by_name.insert(key, node);
+    }
+
     fn unname(&mut self, parent: u64, name: &OsStr) {
-        let mut orphan = None;
-        for (&id, node) in self.nodes.iter_mut() {
-            let before = node.names.len();
-            node.names.retain(|(p, n)| !(*p == parent && n == name));
-            if node.names.len() != before && node.names.is_empty() {
-                orphan = Some(id);
-            }
-        }
-        if let Some(id) = orphan {
-            let ids = std::mem::take(&mut self.nodes.get_mut(&id).unwrap().identities);
-            for key in ids {
+        let Some(id) = self.by_name.remove(&(parent, name.to_owned())) else {
+            return;
+        };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.names.retain(|(p, n)| !(*p == parent && n == name));
+        if node.names.is_empty() {
+            for key in std::mem::take(&mut node.identities) {
                 self.by_identity.remove(&key);
             }
         }
     }
 
     fn rename_name(&mut self, from: (u64, &OsStr), to: (u64, &OsStr)) {
-        for node in self.nodes.values_mut() {
+        let Some(id) = self.by_name.remove(&(from.0, from.1.to_owned())) else {
+            return;
+        };
+        if let Some(node) = self.nodes.get_mut(&id) {
             for (p, n) in node.names.iter_mut() {
                 if *p == from.0 && n == from.1 {
                     *p = to.0;
@@ -234,6 +249,7 @@ impl State {
                 }
             }
         }
+        self.by_name.insert((to.0, to.1.to_owned()), id);
     }
 
     fn add_handle(&mut self, h: Handle) -> u64 {
@@ -568,8 +584,24 @@ impl UnionFs {
     }
 
     fn open_file(&self, st: &mut State, node: u64, flags: i32) -> io::Result<File> {
-        let rel = st.path(node)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let rel = match st.path(node) {
+            Ok(rel) => rel,
+            Err(e) => {
+                // Unlinked but still open (reopened through /proc/PID/fd):
+                // reopen the file an existing handle holds.
+                use std::os::fd::AsRawFd;
+                let held = st.handles.values().find_map(|h| match h {
+                    Handle::File(f, n) if *n == node => Some(f.as_raw_fd()),
+                    _ => None,
+                });
+                let fd = held.ok_or(e)?;
+                return std::fs::OpenOptions::new()
+                    .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+                    .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+                    .open(format!("/proc/self/fd/{fd}"));
+            }
+        };
         let path = if writes {
             self.copy_up(st, &rel)?
         } else {
@@ -643,7 +675,7 @@ impl UnionFs {
         };
         if let Some(size) = size {
             match fh.and_then(|fh| st.handles.get(&fh.0)) {
-                Some(Handle::File(f)) if path.is_none() || f.set_len(size).is_ok() => {
+                Some(Handle::File(f, _)) if path.is_none() || f.set_len(size).is_ok() => {
                     f.set_len(size)?;
                 }
                 _ => {
@@ -684,8 +716,20 @@ impl UnionFs {
         fh: Option<FileHandle>,
     ) -> io::Result<FileAttr> {
         match fh.and_then(|fh| st.handles.get(&fh.0)) {
-            Some(Handle::File(f)) => Ok(attr_of(node, &f.metadata()?)),
-            _ => self.node_attr(st, node),
+            Some(Handle::File(f, _)) => Ok(attr_of(node, &f.metadata()?)),
+            _ => match self.node_attr(st, node) {
+                // Unlinked while open: what the open file says (nlink 0).
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => st
+                    .handles
+                    .values()
+                    .find_map(|h| match h {
+                        Handle::File(f, n) if *n == node => f.metadata().ok(),
+                        _ => None,
+                    })
+                    .map(|m| attr_of(node, &m))
+                    .ok_or(e),
+                other => other,
+            },
         }
     }
 
@@ -905,7 +949,7 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         match self.open_file(&mut st, ino.0, flags.0) {
             Ok(file) => {
-                let fh = st.add_handle(Handle::File(file));
+                let fh = st.add_handle(Handle::File(file, ino.0));
                 reply.opened(FileHandle(fh), FopenFlags::empty());
             }
             Err(e) => reply.error(err(e)),
@@ -924,7 +968,7 @@ impl Filesystem for UnionFs {
         reply: ReplyData,
     ) {
         let st = self.lock();
-        let Some(Handle::File(file)) = st.handles.get(&fh.0) else {
+        let Some(Handle::File(file, _)) = st.handles.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
         let mut buf = vec![0u8; size as usize];
@@ -953,7 +997,7 @@ impl Filesystem for UnionFs {
         reply: ReplyWrite,
     ) {
         let st = self.lock();
-        let Some(Handle::File(file)) = st.handles.get(&fh.0) else {
+        let Some(Handle::File(file, _)) = st.handles.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
         match file.write_all_at(data, offset) {
@@ -996,7 +1040,7 @@ impl Filesystem for UnionFs {
         reply: ReplyEmpty,
     ) {
         let st = self.lock();
-        let Some(Handle::File(file)) = st.handles.get(&fh.0) else {
+        let Some(Handle::File(file, _)) = st.handles.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
         let res = if datasync {
@@ -1181,7 +1225,7 @@ impl Filesystem for UnionFs {
         };
         match self.create_object(req, &mut st, parent.0, name, build) {
             Ok(attr) => {
-                let fh = st.add_handle(Handle::File(opened.expect("created file")));
+                let fh = st.add_handle(Handle::File(opened.expect("created file"), attr.ino.0));
                 reply.created(
                     &TTL,
                     &attr,

@@ -38,8 +38,14 @@ fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
 
 fn run(args: Vec<String>) -> Result<()> {
     let opts = Options::parse(args)?;
-    for o in &opts.ignored {
-        eprintln!("burrowfs: ignoring option {o}");
+    if !opts.ignored.is_empty() {
+        eprintln!(
+            "burrowfs: warning: ignoring options that do not apply: {}",
+            opts.ignored.join(",")
+        );
+    }
+    for o in &opts.unknown {
+        eprintln!("burrowfs: warning: ignoring unknown option {o}");
     }
     let mountpoint = canonical(&opts.mountpoint, "mountpoint")?;
     let lowers = opts

@@ -13,8 +13,11 @@ pub struct Options {
     pub upper: Option<PathBuf>,
     pub work: Option<PathBuf>,
     pub foreground: bool,
-    /// Mount options that mean nothing to burrowfs, kept for a warning.
+    /// Mount options that do not apply to burrowfs (rw, dev, suid, ...),
+    /// accepted with a warning.
     pub ignored: Vec<String>,
+    /// Options burrowfs does not know, accepted with a warning.
+    pub unknown: Vec<String>,
     pub read_only: bool,
 }
 
@@ -105,6 +108,7 @@ impl Options {
             work: None,
             foreground,
             ignored: Vec::new(),
+            unknown: Vec::new(),
             read_only: false,
         };
         for opt in opts.iter().flat_map(|o| split_options(o)) {
@@ -127,8 +131,8 @@ impl Options {
                     | "max_read" | "blksize",
                     Some(_),
                 ) => out.ignored.push(opt.clone()),
-                _ if HARMLESS.contains(&opt.as_str()) => {}
-                _ => out.ignored.push(opt.clone()),
+                _ if HARMLESS.contains(&opt.as_str()) => out.ignored.push(opt.clone()),
+                _ => out.unknown.push(opt.clone()),
             }
         }
         if out.lowers.is_empty() {
@@ -218,7 +222,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.source, "src");
-        assert_eq!(o.ignored, ["weird"]);
+        assert_eq!(o.ignored, ["rw", "dev", "suid", "lazytime"]);
+        assert_eq!(o.unknown, ["weird"]);
     }
 
     #[test]
