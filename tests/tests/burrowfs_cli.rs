@@ -92,7 +92,8 @@ fn bad_input_is_one_line_and_mounts_nothing() {
     }
     one_line_error(&run("lowerdir=l,upperdir=u"), "needs workdir");
     one_line_error(&run("upperdir=u,workdir=w"), "missing lowerdir");
-    one_line_error(&run("lowerdir=l,uidmapping=0:1000:1"), "not supported yet");
+    one_line_error(&run("lowerdir=l,plugins=x"), "not supported yet");
+    one_line_error(&run("lowerdir=l,uidmapping=0:1000"), "option uidmapping");
     assert_eq!(host_mount_count(), before, "something stayed mounted");
     let _ = std::fs::remove_dir_all(&other_fs_work);
     drop(shm);
@@ -224,4 +225,41 @@ fn killed_during_copy_up_leaves_no_partial_file() {
     );
     let meta = std::fs::metadata(&big).unwrap();
     assert_eq!(meta.len(), 256 << 20, "the lower file changed");
+}
+
+#[test]
+fn uid_and_gid_mappings_and_squashing() {
+    if !has_subordinate_ids() {
+        skipped("showing several ids needs subordinate ids in the user namespace");
+        return;
+    }
+    let t = layers("cli-idmap");
+    // In the namespace: 0 is this user, 1.. its subordinate ids. Stored id
+    // 0 is shown as 1000, stored 1..999 as 1..999.
+    let out = output(
+        Command::new("unshare")
+            .args(["--user", "--map-auto", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(
+                r#"set -e
+                chown 5:5 l && chown 0:0 l/file
+                "$BURROWFS" -o lowerdir=l,upperdir=u,workdir=w,uidmapping=1000:0:1:1:1:999,gidmapping=1000:0:1:1:1:999 m
+                stat -c 'shown %u:%g' m/file
+                setpriv --reuid=1000 --regid=1000 --clear-groups sh -c 'echo mine > m/file2'
+                stat -c 'new file stored %u:%g' u/file2
+                chown 1000:5 m/file
+                stat -c 'stored %u:%g' u/file
+                chown 2000 m/file 2>&1 | grep -c 'Invalid argument'
+                umount m
+                "$BURROWFS" -o lowerdir=l,squash_to_root m
+                stat -c 'squashed %u:%g' m/file m
+                umount m"#,
+            )
+            .current_dir(t.path())
+            .env("BURROWFS", burrowfs_bin()),
+    );
+    assert_eq!(
+        out.stdout,
+        "shown 1000:1000\nnew file stored 0:0\nstored 0:5\n1\nsquashed 0:0\nsquashed 0:0\n",
+        "{out:?}"
+    );
 }

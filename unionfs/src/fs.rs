@@ -27,6 +27,7 @@ use nix::fcntl::AT_FDCWD;
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
+use crate::idmap::Ids;
 use crate::layers::{Entry, Kind, Stack};
 use crate::upper::{self, Upper};
 
@@ -89,6 +90,7 @@ pub struct UnionFs {
     /// Whether burrowfs runs as root (of its user namespace): new files are
     /// then given to the requesting user.
     as_root: bool,
+    ids: Ids,
     state: Mutex<State>,
 }
 
@@ -275,8 +277,21 @@ impl UnionFs {
             stack,
             upper,
             as_root: nix::unistd::geteuid().is_root(),
+            ids: Ids::default(),
             state: Mutex::new(state),
         }
+    }
+
+    /// Shows and stores owners through `ids` (fuse-overlayfs' uidmapping=,
+    /// gidmapping= and squash options).
+    pub fn with_ids(mut self, ids: Ids) -> UnionFs {
+        self.ids = ids;
+        self
+    }
+
+    fn shown(&self, mut attr: FileAttr) -> FileAttr {
+        (attr.uid, attr.gid) = self.ids.shown(attr.uid, attr.gid);
+        attr
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -313,7 +328,7 @@ impl UnionFs {
         let rel = st.path(parent)?.join(name);
         let e = self.stack.lookup(&rel)?;
         let node = st.node_for(self.key(e.layer, &e.meta, parent, name), parent, name);
-        Ok(union_attr(node, &e))
+        Ok(self.shown(union_attr(node, &e)))
     }
 
     fn node_attr(&self, st: &mut State, node: u64) -> io::Result<FileAttr> {
@@ -322,7 +337,7 @@ impl UnionFs {
         if self.is_upper(&e) && !st.by_identity.contains_key(&Self::identity(&e.meta)) {
             st.alias(node, Self::identity(&e.meta));
         }
-        Ok(union_attr(node, &e))
+        Ok(self.shown(union_attr(node, &e)))
     }
 
     /// Makes sure `rel` is in the upper layer, copying it (and its parents)
@@ -377,8 +392,13 @@ impl UnionFs {
         }
         let pm = parent_upper.metadata().ok()?;
         let sgid = pm.mode() & libc::S_ISGID != 0;
-        let gid = if sgid { pm.gid() } else { req.gid() };
-        Some((req.uid(), gid, sgid))
+        let uid = self.ids.stored_uid(req.uid()).ok()?;
+        let gid = if sgid {
+            pm.gid()
+        } else {
+            self.ids.stored_gid(req.gid()).ok()?
+        };
+        Some((uid, gid, sgid))
     }
 
     /// Creates a new object named `name` in `parent`: `build` makes it in
@@ -694,8 +714,12 @@ impl UnionFs {
             nix::unistd::fchownat(
                 AT_FDCWD,
                 &path,
-                uid.map(Uid::from_raw),
-                gid.map(Gid::from_raw),
+                uid.map(|u| self.ids.stored_uid(u))
+                    .transpose()?
+                    .map(Uid::from_raw),
+                gid.map(|g| self.ids.stored_gid(g))
+                    .transpose()?
+                    .map(Gid::from_raw),
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             )
             .map_err(nix_err)?;
@@ -716,7 +740,7 @@ impl UnionFs {
         fh: Option<FileHandle>,
     ) -> io::Result<FileAttr> {
         match fh.and_then(|fh| st.handles.get(&fh.0)) {
-            Some(Handle::File(f, _)) => Ok(attr_of(node, &f.metadata()?)),
+            Some(Handle::File(f, _)) => Ok(self.shown(attr_of(node, &f.metadata()?))),
             _ => match self.node_attr(st, node) {
                 // Unlinked while open: what the open file says (nlink 0).
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => st
@@ -726,7 +750,7 @@ impl UnionFs {
                         Handle::File(f, n) if *n == node => f.metadata().ok(),
                         _ => None,
                     })
-                    .map(|m| attr_of(node, &m))
+                    .map(|m| self.shown(attr_of(node, &m)))
                     .ok_or(e),
                 other => other,
             },

@@ -7,6 +7,7 @@
 
 pub mod format;
 pub mod fs;
+pub mod idmap;
 pub mod layers;
 pub mod options;
 mod sys;

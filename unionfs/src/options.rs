@@ -19,6 +19,8 @@ pub struct Options {
     /// Options burrowfs does not know, accepted with a warning.
     pub unknown: Vec<String>,
     pub read_only: bool,
+    /// uidmapping=, gidmapping=, squash_to_root, squash_to_uid=, squash_to_gid=.
+    pub ids: crate::idmap::Ids,
 }
 
 /// Options fuse-overlayfs users and mount(8) pass that burrowfs accepts
@@ -73,6 +75,18 @@ pub enum OptionsError {
     Unsupported(String),
     #[error("unknown argument {0}")]
     UnknownArg(String),
+    #[error("option {0}: {1}")]
+    BadValue(String, String),
+}
+
+fn parse_mapping(key: &str, value: &str) -> Result<crate::idmap::IdMapping, OptionsError> {
+    crate::idmap::IdMapping::parse(value).map_err(|e| OptionsError::BadValue(key.into(), e))
+}
+
+fn parse_id(key: &str, value: &str) -> Result<u32, OptionsError> {
+    value
+        .parse()
+        .map_err(|_| OptionsError::BadValue(key.into(), format!("{value:?} is not a number")))
 }
 
 impl Options {
@@ -110,6 +124,7 @@ impl Options {
             ignored: Vec::new(),
             unknown: Vec::new(),
             read_only: false,
+            ids: crate::idmap::Ids::default(),
         };
         for opt in opts.iter().flat_map(|o| split_options(o)) {
             let (key, value) = match opt.split_once('=') {
@@ -121,11 +136,17 @@ impl Options {
                 ("upperdir", Some(v)) => out.upper = Some(PathBuf::from(v)),
                 ("workdir", Some(v)) => out.work = Some(PathBuf::from(v)),
                 ("ro", None) => out.read_only = true,
-                (
-                    "uidmapping" | "gidmapping" | "squash_to_root" | "squash_to_uid"
-                    | "squash_to_gid" | "static_nlink" | "plugins",
-                    _,
-                ) => return Err(OptionsError::Unsupported(key.to_string())),
+                ("uidmapping", Some(v)) => out.ids.uid = parse_mapping(key, v)?,
+                ("gidmapping", Some(v)) => out.ids.gid = parse_mapping(key, v)?,
+                ("squash_to_root", None) => {
+                    out.ids.squash_uid = Some(0);
+                    out.ids.squash_gid = Some(0);
+                }
+                ("squash_to_uid", Some(v)) => out.ids.squash_uid = Some(parse_id(key, v)?),
+                ("squash_to_gid", Some(v)) => out.ids.squash_gid = Some(parse_id(key, v)?),
+                ("static_nlink" | "plugins", _) => {
+                    return Err(OptionsError::Unsupported(key.to_string()))
+                }
                 (
                     "fsname" | "subtype" | "context" | "fscontext" | "defcontext" | "rootcontext"
                     | "max_read" | "blksize",
@@ -234,8 +255,19 @@ mod tests {
             Err(OptionsError::UpperWithoutWork)
         );
         assert_eq!(
-            parse(&["-o", "lowerdir=/a,uidmapping=0:1:1", "/m"]),
-            Err(OptionsError::Unsupported("uidmapping".into()))
+            parse(&["-o", "lowerdir=/a,plugins=x", "/m"]),
+            Err(OptionsError::Unsupported("plugins".into()))
+        );
+        assert!(matches!(
+            parse(&["-o", "lowerdir=/a,uidmapping=0:1", "/m"]),
+            Err(OptionsError::BadValue(..))
+        ));
+        assert_eq!(
+            parse(&["-o", "lowerdir=/a,squash_to_root", "/m"])
+                .unwrap()
+                .ids
+                .squash_uid,
+            Some(0)
         );
         assert_eq!(parse(&["-o", "lowerdir=/a"]), Err(OptionsError::Usage));
         assert_eq!(
