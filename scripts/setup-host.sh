@@ -10,7 +10,8 @@ PACKAGES=(
   uidmap          # newuidmap/newgidmap for subordinate id ranges
   fuse3           # fusermount3, mount.fuse3
   libfuse3-dev pkg-config libseccomp-dev
-  bubblewrap      # peer for benchmarks
+  bubblewrap fuse-overlayfs  # peers for benchmarks
+  bc              # the shared union benchmark script
   hyperfine       # benchmark driver
   iproute2 util-linux procps bash coreutils
 )
