@@ -18,14 +18,31 @@ pub const OCI_WHITEOUT_PREFIX: &str = ".wh.";
 /// OCI marker that makes its directory opaque.
 pub const OCI_OPAQUE_MARKER: &str = ".wh..wh..opq";
 
-const NAMESPACES: [&str; 2] = ["user.overlay.", "trusted.overlay."];
+/// Whether this process can read `trusted.*` xattrs at all: only with
+/// CAP_SYS_ADMIN in the initial user namespace. Elsewhere asking would only
+/// cost a system call that always fails.
+fn trusted_readable() -> bool {
+    static READABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READABLE.get_or_init(|| {
+        let initial_ns = std::fs::read_to_string("/proc/self/uid_map")
+            .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+            .unwrap_or(false);
+        initial_ns && nix::unistd::geteuid().is_root()
+    })
+}
 
 /// The value of overlay xattr `name` ("opaque", "whiteout", ...) on `path`,
 /// from the user namespace first, then trusted (when readable).
 pub fn overlay_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    NAMESPACES
-        .iter()
-        .find_map(|ns| xattr::get(path, format!("{ns}{name}")).ok().flatten())
+    if let Ok(Some(v)) = xattr::get(path, format!("user.overlay.{name}")) {
+        return Some(v);
+    }
+    if trusted_readable() {
+        return xattr::get(path, format!("trusted.overlay.{name}"))
+            .ok()
+            .flatten();
+    }
+    None
 }
 
 /// How a directory in one layer affects the layers below it.
@@ -49,16 +66,21 @@ pub fn dir_mark(path: &Path) -> DirMark {
     }
 }
 
-/// Whether the entry at `path` (with metadata `meta`) is a whiteout, given
-/// the mark of the directory holding it.
-pub fn is_whiteout(path: &Path, meta: &std::fs::Metadata, parent: DirMark) -> bool {
+/// Whether the entry at `path` (with metadata `meta`) is a whiteout;
+/// `parent` gives the mark of the directory holding it, asked only for an
+/// empty regular file.
+pub fn is_whiteout(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    parent: impl FnOnce() -> DirMark,
+) -> bool {
     let ft = meta.file_type();
     if ft.is_char_device() && meta.rdev() == 0 {
         return true;
     }
-    parent == DirMark::HasXattrWhiteouts
-        && ft.is_file()
+    ft.is_file()
         && meta.len() == 0
+        && parent() == DirMark::HasXattrWhiteouts
         && overlay_xattr(path, "whiteout").is_some()
 }
 

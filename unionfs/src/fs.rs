@@ -33,9 +33,12 @@ use crate::upper::{self, Upper};
 
 /// How long the kernel may cache names and attributes. Every change goes
 /// through burrowfs, and the kernel drops what a change touches.
-const TTL: Duration = Duration::from_secs(1);
+const TTL: Duration = Duration::from_secs(60);
 
 const ROOT: u64 = 1;
+
+/// Threads serving requests, each on its own /dev/fuse descriptor.
+pub const WORKERS: usize = 4;
 
 /// Cache lifetime for attributes: none for a multiply-linked file, whose
 /// link count changes when one of its names is copied up or linked.
@@ -64,11 +67,14 @@ struct Node {
     names: Vec<(u64, OsString)>,
     /// Layer identities (device, inode) that resolve to this node.
     identities: Vec<Key>,
+    /// For a directory: the layers merging into it, as of `State::layers_gen`.
+    dir_layers: Option<(u64, Vec<usize>)>,
 }
 
 enum Handle {
-    /// An open file, and the node it was opened as.
-    File(File, u64),
+    /// An open file, and the node it was opened as. Shared so that reads
+    /// and writes run without the state lock.
+    File(std::sync::Arc<File>, u64),
     Dir(Vec<(u64, FileType, OsString)>),
 }
 
@@ -78,6 +84,10 @@ struct State {
     by_identity: HashMap<Key, u64>,
     /// Which node each (parent, name) names.
     by_name: HashMap<(u64, OsString), u64>,
+    /// Bumped whenever some directory's layers may change (a directory
+    /// copied up or renamed, a directory removed, a parent marked for xattr
+    /// whiteouts): cached `Node::dir_layers` older than this are stale.
+    layers_gen: u64,
     next_node: u64,
     handles: HashMap<u64, Handle>,
     next_handle: u64,
@@ -186,8 +196,8 @@ impl State {
                 self.nodes.insert(
                     n,
                     Node {
-                        names: Vec::new(),
                         identities: vec![id],
+                        ..Node::default()
                     },
                 );
                 n
@@ -294,6 +304,14 @@ impl UnionFs {
         attr
     }
 
+    /// The open file behind handle `fh`.
+    fn open_file_of(&self, fh: FileHandle) -> Option<std::sync::Arc<File>> {
+        match self.lock().handles.get(&fh.0) {
+            Some(Handle::File(f, _)) => Some(f.clone()),
+            _ => None,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -325,15 +343,49 @@ impl UnionFs {
 
     /// Looks `name` up in `parent` and registers the node.
     fn entry_attr(&self, st: &mut State, parent: u64, name: &OsStr) -> io::Result<FileAttr> {
-        let rel = st.path(parent)?.join(name);
-        let e = self.stack.lookup(&rel)?;
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
+        let e = self.stack.lookup_child(&layers, &parent_rel, name)?;
         let node = st.node_for(self.key(e.layer, &e.meta, parent, name), parent, name);
         Ok(self.shown(union_attr(node, &e)))
     }
 
+    /// The path and union entry of `node`, resolved one step from its
+    /// parent's (cached) layers rather than from the root.
+    fn resolve(&self, st: &mut State, node: u64) -> io::Result<(PathBuf, Entry)> {
+        if node == ROOT {
+            return Ok((PathBuf::new(), self.stack.lookup(Path::new(""))?));
+        }
+        let (parent, name) = st
+            .nodes
+            .get(&node)
+            .and_then(|n| n.names.first().cloned())
+            .ok_or_else(|| os_err(libc::ENOENT))?;
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
+        let e = self.stack.lookup_child(&layers, &parent_rel, &name)?;
+        Ok((parent_rel.join(name), e))
+    }
+
+    /// The path of directory `dir` and the layers merging into it.
+    fn dir_layers(&self, st: &mut State, dir: u64) -> io::Result<(PathBuf, Vec<usize>)> {
+        let gen = st.layers_gen;
+        if let Some((g, layers)) = st.nodes.get(&dir).and_then(|n| n.dir_layers.as_ref()) {
+            if *g == gen {
+                let layers = layers.clone();
+                return Ok((st.path(dir)?, layers));
+            }
+        }
+        let (rel, e) = self.resolve(st, dir)?;
+        if e.kind != Kind::Dir {
+            return Err(os_err(libc::ENOTDIR));
+        }
+        if let Some(n) = st.nodes.get_mut(&dir) {
+            n.dir_layers = Some((gen, e.dir_layers.clone()));
+        }
+        Ok((rel, e.dir_layers))
+    }
+
     fn node_attr(&self, st: &mut State, node: u64) -> io::Result<FileAttr> {
-        let rel = st.path(node)?;
-        let e = self.stack.lookup(&rel)?;
+        let (_, e) = self.resolve(st, node)?;
         if self.is_upper(&e) && !st.by_identity.contains_key(&Self::identity(&e.meta)) {
             st.alias(node, Self::identity(&e.meta));
         }
@@ -354,6 +406,9 @@ impl UnionFs {
             }
         }
         upper.copy_up(&self.real_path(&e, rel), &e.meta, rel)?;
+        if e.kind == Kind::Dir {
+            st.layers_gen += 1;
+        }
         let copied = upper.path(rel).symlink_metadata()?;
         let node = match (rel.parent(), rel.file_name()) {
             (Some(parent), Some(name)) if e.meta.nlink() > 1 && !e.meta.is_dir() => self
@@ -502,6 +557,9 @@ impl UnionFs {
         if needs_whiteout {
             upper.make_whiteout(&rel)?;
         }
+        if dir || !upper.device_whiteouts() {
+            st.layers_gen += 1;
+        }
         st.unname(parent, name);
         Ok(())
     }
@@ -513,6 +571,7 @@ impl UnionFs {
         to: (u64, &OsStr),
         flags: RenameFlags,
     ) -> io::Result<()> {
+        st.layers_gen += 1;
         let src_rel = st.path(from.0)?.join(from.1);
         let dst_rel = st.path(to.0)?.join(to.1);
         let src = self.stack.lookup(&src_rel)?;
@@ -625,7 +684,7 @@ impl UnionFs {
         let path = if writes {
             self.copy_up(st, &rel)?
         } else {
-            let e = self.stack.lookup(&rel)?;
+            let (rel, e) = self.resolve(st, node)?;
             self.real_path(&e, &rel)
         };
         let keep = libc::O_ACCMODE
@@ -758,7 +817,7 @@ impl UnionFs {
     }
 
     fn list_dir(&self, st: &mut State, node: u64) -> io::Result<Vec<(u64, FileType, OsString)>> {
-        let rel = st.path(node)?;
+        let (rel, layers) = self.dir_layers(st, node)?;
         let parent = st
             .nodes
             .get(&node)
@@ -768,7 +827,7 @@ impl UnionFs {
             (node, FileType::Directory, OsString::from(".")),
             (parent, FileType::Directory, OsString::from("..")),
         ];
-        for e in self.stack.read_dir(&rel)? {
+        for e in self.stack.read_dir_in(&layers, &rel)? {
             let key = if Some(e.layer) != self.stack.upper() && e.kind != Kind::Dir && e.nlink > 1 {
                 Key::Name(node, e.name.clone())
             } else {
@@ -780,9 +839,8 @@ impl UnionFs {
         Ok(out)
     }
 
-    fn xattr_target(&self, st: &State, node: u64) -> io::Result<PathBuf> {
-        let rel = st.path(node)?;
-        let e = self.stack.lookup(&rel)?;
+    fn xattr_target(&self, st: &mut State, node: u64) -> io::Result<PathBuf> {
+        let (rel, e) = self.resolve(st, node)?;
         Ok(self.real_path(&e, &rel))
     }
 }
@@ -800,6 +858,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for UnionFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
         Ok(())
     }
 
@@ -845,8 +904,11 @@ impl Filesystem for UnionFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let st = self.lock();
-        match self.xattr_target(&st, ino.0).and_then(std::fs::read_link) {
+        let mut st = self.lock();
+        match self
+            .xattr_target(&mut st, ino.0)
+            .and_then(std::fs::read_link)
+        {
             Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
             Err(e) => reply.error(err(e)),
         }
@@ -973,8 +1035,10 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         match self.open_file(&mut st, ino.0, flags.0) {
             Ok(file) => {
-                let fh = st.add_handle(Handle::File(file, ino.0));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                let fh = st.add_handle(Handle::File(std::sync::Arc::new(file), ino.0));
+                // Contents change only through this mount, so the page
+                // cache stays valid from one open to the next.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
             }
             Err(e) => reply.error(err(e)),
         }
@@ -991,8 +1055,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let st = self.lock();
-        let Some(Handle::File(file, _)) = st.handles.get(&fh.0) else {
+        let Some(file) = self.open_file_of(fh) else {
             return reply.error(Errno::EBADF);
         };
         let mut buf = vec![0u8; size as usize];
@@ -1020,8 +1083,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let st = self.lock();
-        let Some(Handle::File(file, _)) = st.handles.get(&fh.0) else {
+        let Some(file) = self.open_file_of(fh) else {
             return reply.error(Errno::EBADF);
         };
         match file.write_all_at(data, offset) {
@@ -1063,8 +1125,7 @@ impl Filesystem for UnionFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let st = self.lock();
-        let Some(Handle::File(file, _)) = st.handles.get(&fh.0) else {
+        let Some(file) = self.open_file_of(fh) else {
             return reply.error(Errno::EBADF);
         };
         let res = if datasync {
@@ -1169,9 +1230,9 @@ impl Filesystem for UnionFs {
         if upper::is_overlay_xattr(name) {
             return reply.error(Errno::NO_XATTR);
         }
-        let st = self.lock();
+        let mut st = self.lock();
         match self
-            .xattr_target(&st, ino.0)
+            .xattr_target(&mut st, ino.0)
             .and_then(|p| xattr::get(p, name))
         {
             Ok(Some(value)) => reply_xattr(reply, size, &value),
@@ -1181,8 +1242,8 @@ impl Filesystem for UnionFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let st = self.lock();
-        match self.xattr_target(&st, ino.0).and_then(xattr::list) {
+        let mut st = self.lock();
+        match self.xattr_target(&mut st, ino.0).and_then(xattr::list) {
             Ok(names) => {
                 let mut data = Vec::new();
                 for n in names.filter(|n| !upper::is_overlay_xattr(n)) {
@@ -1249,7 +1310,8 @@ impl Filesystem for UnionFs {
         };
         match self.create_object(req, &mut st, parent.0, name, build) {
             Ok(attr) => {
-                let fh = st.add_handle(Handle::File(opened.expect("created file"), attr.ino.0));
+                let file = std::sync::Arc::new(opened.expect("created file"));
+                let fh = st.add_handle(Handle::File(file, attr.ino.0));
                 reply.created(
                     &TTL,
                     &attr,
@@ -1269,5 +1331,7 @@ impl Filesystem for UnionFs {
 pub fn serve_mounted(fs: UnionFs, fd: std::os::fd::OwnedFd) -> io::Result<()> {
     let mut config = fuser::Config::default();
     config.acl = fuser::SessionACL::All;
+    config.n_threads = Some(WORKERS);
+    config.clone_fd = true;
     fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?.run()
 }

@@ -200,6 +200,29 @@ impl Stack {
         })
     }
 
+    /// Resolves `name` in directory `parent_rel`, given the layers `dirs`
+    /// that merge into that directory (its [`Entry::dir_layers`]): one step
+    /// of [`Stack::lookup`], for callers that keep directories' layers.
+    pub fn lookup_child(
+        &self,
+        dirs: &[usize],
+        parent_rel: &Path,
+        name: &OsStr,
+    ) -> io::Result<Entry> {
+        let (top, below) = self.resolve_in(dirs, parent_rel, name)?;
+        let Some((layer, meta)) = top else {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        };
+        let kind = Kind::of(meta.file_type());
+        let dir_layers = if kind == Kind::Dir { below } else { Vec::new() };
+        Ok(Entry {
+            layer,
+            kind,
+            meta,
+            dir_layers,
+        })
+    }
+
     /// The layers merging into the root: all of them down to the first
     /// whose root is opaque.
     fn root_layers(&self) -> Vec<usize> {
@@ -236,7 +259,7 @@ impl Stack {
                 }
                 Err(e) => return Err(e),
                 Ok(meta) => {
-                    if format::is_whiteout(&path, &meta, format::dir_mark(&pdir)) {
+                    if format::is_whiteout(&path, &meta, || format::dir_mark(&pdir)) {
                         break;
                     }
                     if !meta.is_dir() {
@@ -268,9 +291,14 @@ impl Stack {
         if entry.kind != Kind::Dir {
             return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
+        self.read_dir_in(&entry.dir_layers, rel)
+    }
+
+    /// [`Stack::read_dir`] for a directory whose merging layers are known.
+    pub fn read_dir_in(&self, dir_layers: &[usize], rel: &Path) -> io::Result<Vec<DirEntry>> {
         let mut seen: HashSet<OsString> = HashSet::new();
         let mut out = Vec::new();
-        for &l in &entry.dir_layers {
+        for &l in dir_layers {
             let dir = self.layers[l].join(rel);
             let mark = format::dir_mark(&dir);
             let mut hidden_below = Vec::new();
@@ -289,7 +317,7 @@ impl Stack {
                     continue;
                 }
                 let meta = item.path().symlink_metadata()?;
-                if format::is_whiteout(&item.path(), &meta, mark) {
+                if format::is_whiteout(&item.path(), &meta, || mark) {
                     continue;
                 }
                 out.push(DirEntry {

@@ -97,6 +97,8 @@ fn run(args: Vec<String>) -> Result<()> {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
     let mut config = fuser::Config::default();
+    config.n_threads = Some(burrow_unionfs::fs::WORKERS);
+    config.clone_fd = true;
     config.mount_options = vec![
         fuser::MountOption::FSName(opts.source.clone()),
         fuser::MountOption::Subtype("burrowfs".into()),

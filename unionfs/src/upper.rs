@@ -52,6 +52,12 @@ impl Upper {
         })
     }
 
+    /// Whether whiteouts are 0/0 devices (else xattr whiteouts, which mark
+    /// their parent directory).
+    pub fn device_whiteouts(&self) -> bool {
+        self.device_whiteouts.load(Ordering::Relaxed)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
