@@ -18,9 +18,11 @@ demo:
 test:
 	bash scripts/run-tests.sh
 
-## Start-up cost beside bubblewrap (hyperfine, same run).
+## Start-up beside bubblewrap, then burrowfs beside kernel overlayfs and
+## fuse-overlayfs (medians of interleaved rounds). Minutes, not seconds.
 bench:
 	bash benches/startup.sh
+	bash benches/unionfs.sh
 
 build:
 	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs

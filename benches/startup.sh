@@ -18,9 +18,10 @@ RUNAS=()
 [ "$(id -u)" -eq 0 ] && RUNAS=(runuser -u "$TEST_USER" --)
 cd "$STAGE"
 "${RUNAS[@]}" hyperfine -N --warmup 30 --runs "$RUNS" --export-json "$STAGE/startup.json" \
-  -n burrow "$STAGE/burrow run -- true" \
-  -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true" \
-  -n "burrow --map-users none" "$STAGE/burrow run --map-users none -- true"
+  -n "burrow (union root)" "$STAGE/burrow run -- true" \
+  -n "burrow --read-only" "$STAGE/burrow run --read-only -- true" \
+  -n "burrow --read-only --map-users none" "$STAGE/burrow run --read-only --map-users none -- true" \
+  -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true"
 
 python3 - "$STAGE/startup.json" <<'PY'
 import json, sys
@@ -28,5 +29,5 @@ r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 b = r["bwrap"]
 print("\nstart-up, median ms (mean ± sd)      ratio to bwrap (median)")
 for name, x in r.items():
-    print(f"  {name:26s} {x['median']*1e3:6.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f})   {x['median']/b['median']:.2f}x")
+    print(f"  {name:38s} {x['median']*1e3:6.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f})   {x['median']/b['median']:.2f}x")
 PY

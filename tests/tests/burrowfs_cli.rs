@@ -263,3 +263,31 @@ fn uid_and_gid_mappings_and_squashing() {
         "{out:?}"
     );
 }
+
+#[test]
+fn o_tmpfile_is_refused_cleanly() {
+    // The kernel asks with FUSE_TMPFILE, which fuser 0.18 does not pass on:
+    // burrowfs can only refuse, as fuse-overlayfs does. It must refuse at
+    // once with EOPNOTSUPP (programs then fall back), never hang or EIO.
+    let t = layers("cli-tmpfile");
+    let m = t.join("m");
+    let out = output(
+        Command::new(burrowfs_bin())
+            .args(["-o", "lowerdir=l,upperdir=u,workdir=w"])
+            .arg(&m)
+            .current_dir(t.path()),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let res = nix::fcntl::open(
+        &m,
+        nix::fcntl::OFlag::O_TMPFILE | nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    );
+    let unmounted = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m)
+        .status()
+        .unwrap();
+    assert!(unmounted.success());
+    assert_eq!(res.err(), Some(nix::errno::Errno::EOPNOTSUPP));
+}
