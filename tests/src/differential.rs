@@ -10,7 +10,8 @@
 //! without redirect_dir (never available with `userxattr`) says EXDEV; for
 //! that case the kernel side does what `mv` does (copy, then delete), and
 //! the trees are compared as usual (but for link counts, as a copy loses
-//! the hard links a rename keeps); where burrowfs refuses such a rename
+//! the hard links a rename keeps, and a case with hard links ends right
+//! after such a copy); where burrowfs refuses such a rename
 //! (ENOTEMPTY, ENOTDIR, ...) that error stands. RENAME_EXCHANGE involving a
 //! directory is skipped.
 //!
@@ -167,6 +168,11 @@ pub fn run_case(burrowfs: &Path, ops: &[Op]) -> Result<(), String> {
             i,
             op
         );
+        if moved_by_copy && linked {
+            // The copy split hard links that the rename kept: later changes
+            // through one name would differ for a reason of the emulation.
+            break;
+        }
     }
     let (mut ours, mut theirs) = (unionops::snapshot(&b), unionops::snapshot(&k));
     if moved_by_copy {

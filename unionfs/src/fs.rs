@@ -159,6 +159,27 @@ fn attr_of(ino: u64, m: &Metadata) -> FileAttr {
     }
 }
 
+/// The attributes of a negative lookup reply (node 0: "no such name").
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
 /// Attributes of a union entry: a directory merged from several layers
 /// reports one link, as kernel overlayfs does (its real count is unknown).
 fn union_attr(ino: u64, e: &Entry) -> FileAttr {
@@ -866,6 +887,11 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         match self.entry_attr(&mut st, parent.0, name) {
             Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
+            // A negative entry: the kernel remembers the name is absent
+            // (every change to it comes through this mount).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                reply.entry(&TTL, &negative_attr(), Generation(0))
+            }
             Err(e) => reply.error(err(e)),
         }
     }

@@ -66,6 +66,8 @@ pub enum StackError {
 pub struct Stack {
     layers: Vec<PathBuf>,
     has_upper: bool,
+    /// The layers merging into the root (fixed: lower layers never change).
+    root: Vec<usize>,
 }
 
 /// What a path resolves to.
@@ -120,7 +122,13 @@ impl Stack {
             })?;
             layers.push(path);
         }
-        Ok(Stack { layers, has_upper })
+        let mut stack = Stack {
+            layers,
+            has_upper,
+            root: Vec::new(),
+        };
+        stack.root = stack.root_layers();
+        Ok(stack)
     }
 
     /// Directory of layer `idx`.
@@ -167,7 +175,7 @@ impl Stack {
     /// union shows there.
     pub fn lookup(&self, rel: &Path) -> io::Result<Entry> {
         let names = normal_components(rel)?;
-        let mut dirs = self.root_layers();
+        let mut dirs = self.root.clone();
         let mut cur = PathBuf::new();
         for (i, name) in names.iter().enumerate() {
             let parent = cur.clone();
