@@ -880,6 +880,9 @@ impl Filesystem for UnionFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         Ok(())
     }
 
@@ -1064,7 +1067,10 @@ impl Filesystem for UnionFs {
                 let fh = st.add_handle(Handle::File(std::sync::Arc::new(file), ino.0));
                 // Contents change only through this mount, so the page
                 // cache stays valid from one open to the next.
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+                reply.opened(
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+                );
             }
             Err(e) => reply.error(err(e)),
         }
@@ -1200,6 +1206,44 @@ impl Filesystem for UnionFs {
         };
         for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let mut st = self.lock();
+        let Some(Handle::Dir(list)) = st.handles.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let list = list.clone();
+        let dir_attr = self.node_attr(&mut st, ino.0);
+        for (i, (node, _, name)) in list.iter().enumerate().skip(offset as usize) {
+            // The attributes a lookup would give, sent along with the name.
+            let attr = match name.as_encoded_bytes() {
+                b"." | b".." => dir_attr.as_ref().ok().map(|a| FileAttr {
+                    ino: INodeNo(*node),
+                    ..*a
+                }),
+                _ => self.entry_attr(&mut st, ino.0, name).ok(),
+            };
+            let Some(attr) = attr else { continue };
+            if reply.add(
+                INodeNo(attr.ino.0),
+                (i + 1) as u64,
+                name,
+                &ttl(&attr),
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }
@@ -1353,7 +1397,7 @@ impl Filesystem for UnionFs {
                     &attr,
                     Generation(0),
                     FileHandle(fh),
-                    FopenFlags::empty(),
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
                 );
             }
             Err(e) => reply.error(err(e)),
