@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -708,21 +707,24 @@ impl UnionFs {
             let (rel, e) = self.resolve(st, node)?;
             self.real_path(&e, &rel)
         };
-        let keep = libc::O_ACCMODE
-            | libc::O_APPEND
-            | libc::O_TRUNC
-            | libc::O_SYNC
-            | libc::O_DSYNC
-            | libc::O_NOATIME;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.read(flags & libc::O_ACCMODE != libc::O_WRONLY)
-            .write(writes && flags & libc::O_ACCMODE != libc::O_RDONLY)
-            .custom_flags(flags & keep & !libc::O_ACCMODE);
-        if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE == libc::O_RDONLY {
-            // O_RDONLY|O_TRUNC truncates on Linux.
-            opts.write(true);
+        // With the writeback cache the kernel picks every write's offset
+        // (O_APPEND included) and may read to fill a partial page, so a
+        // file opened for writing is opened for reading too where allowed.
+        let keep = libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
+        let write =
+            writes && flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0; // O_RDONLY|O_TRUNC truncates on Linux
+        let read_asked = flags & libc::O_ACCMODE != libc::O_WRONLY;
+        let open = |read: bool| {
+            std::fs::OpenOptions::new()
+                .read(read)
+                .write(write)
+                .custom_flags(flags & keep)
+                .open(&path)
+        };
+        match open(true) {
+            Err(e) if !read_asked && e.raw_os_error() == Some(libc::EACCES) => open(false),
+            other => other,
         }
-        opts.open(path)
     }
 
     fn set_times(
@@ -879,7 +881,9 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for UnionFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS | fuser::InitFlags::FUSE_WRITEBACK_CACHE,
+        );
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
@@ -1364,7 +1368,7 @@ impl Filesystem for UnionFs {
         name: &OsStr,
         mode: u32,
         _umask: u32,
-        flags: i32,
+        _flags: i32, // O_APPEND is the kernel's to apply (writeback cache)
         reply: ReplyCreate,
     ) {
         let mut st = self.lock();
@@ -1378,13 +1382,6 @@ impl Filesystem for UnionFs {
                 .open(tmp)?;
             // The mode is applied as given (the kernel already masked it).
             f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
-            if flags & libc::O_APPEND != 0 {
-                nix::fcntl::fcntl(
-                    f.as_fd(),
-                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
-                )
-                .map_err(nix_err)?;
-            }
             opened = Some(f);
             Ok(())
         };
