@@ -19,10 +19,12 @@ test:
 	bash scripts/run-tests.sh
 
 ## Start-up beside bubblewrap, then burrowfs beside kernel overlayfs and
-## fuse-overlayfs (medians of interleaved rounds). Minutes, not seconds.
+## fuse-overlayfs (medians of interleaved rounds), and burrowfs' memory.
+## Minutes, not seconds.
 bench:
 	bash benches/startup.sh
 	bash benches/unionfs.sh
+	bash benches/memory.sh
 
 build:
 	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs
