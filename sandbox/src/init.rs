@@ -83,6 +83,13 @@ fn fail(report_fd: &OwnedFd, code: i32, msg: &str) -> ! {
 fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd) -> ! {
     let _ = signals::unblock_all();
     sys::reset_sigpipe();
+    if let Err(e) = sys::limit_bounding_set(&sys::KEPT_CAPABILITIES) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            &format!("dropping capabilities: {}", e.desc()),
+        );
+    }
     if cfg.new_session {
         let _ = nix::unistd::setsid();
     }

@@ -303,3 +303,33 @@ pub fn recv_fds(sock: BorrowedFd) -> nix::Result<Vec<OwnedFd>> {
     }
     Ok(out)
 }
+
+/// Capabilities the command keeps (podman's default set): enough to act
+/// as root on its own files, not to mount, unmount or reconfigure the
+/// sandbox. Every other one leaves the bounding set, so exec cannot grant it.
+pub const KEPT_CAPABILITIES: [u32; 11] = [
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    18, // CAP_SYS_CHROOT
+    31, // CAP_SETFCAP
+];
+
+/// Drops every capability but `keep` from the bounding set.
+pub fn limit_bounding_set(keep: &[u32]) -> nix::Result<()> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    for cap in (0..=last).filter(|c| !keep.contains(c)) {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number, no memory.
+        check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } as _)?;
+    }
+    Ok(())
+}

@@ -65,3 +65,21 @@ fn hostname_is_private() {
     // Without --hostname the sandbox starts with the host's name.
     assert_eq!(sh(&[], "hostname").ok().trim(), host.to_string_lossy());
 }
+
+#[test]
+fn the_sandbox_cannot_undo_its_mounts() {
+    // Root inside keeps podman's default capabilities, not CAP_SYS_ADMIN:
+    // it can neither remount the read-only root writable nor uncover what
+    // the sandbox's own mounts hide.
+    let out = sh(
+        &["--read-only"],
+        "mount -o remount,bind,rw / 2>/dev/null && echo remounted; \
+         umount /tmp 2>/dev/null && echo unmounted-tmp; \
+         umount /proc 2>/dev/null && echo unmounted-proc; \
+         mount -t tmpfs none /mnt 2>/dev/null && echo mounted; \
+         grep CapBnd /proc/self/status",
+    );
+    assert_eq!(out.ok(), "CapBnd:\t00000000800405fb\n");
+    let out = sh(&[], "umount /proc 2>/dev/null && echo unmounted; umount / 2>/dev/null && echo unmounted-root; echo done");
+    assert_eq!(out.ok(), "done\n");
+}

@@ -110,3 +110,32 @@ fn read_only_layers_refuse_writes() {
     assert_eq!(out.stdout, "layer\n", "{out:?}");
     assert!(out.stderr.contains("Read-only file system"), "{out:?}");
 }
+
+#[test]
+fn an_unlinked_lower_file_cannot_be_written_through_proc_fd() {
+    assert_unprivileged();
+    let home = std::env::var("HOME").expect("HOME");
+    let victim = Path::new(&home).join(format!("burrow-victim-{}", unique_token()));
+    std::fs::write(&victim, "original\n").unwrap();
+    let out = sh(
+        &[],
+        &format!(
+            "exec 3< {v}; rm {v}; echo evil > /proc/self/fd/3 && echo wrote; cat /proc/self/fd/3",
+            v = victim.display()
+        ),
+    );
+    let host = std::fs::read_to_string(&victim).unwrap();
+    let _ = std::fs::remove_file(&victim);
+    assert_eq!(host, "original\n", "the host file was written: {out:?}");
+    assert_eq!(out.stdout, "original\n", "{out:?}");
+}
+
+#[test]
+fn whiteout_names_are_plain_names_in_the_sandbox() {
+    let out = sh(
+        &[],
+        "touch /etc/.wh..wh..opq /etc/.wh.hostname && test -s /etc/passwd && cat /etc/hostname >/dev/null && \
+         ls -A /etc | grep -c '^.wh.' && mknod /etc/wh c 0 0 2>&1 | grep -c 'Operation not permitted'",
+    );
+    assert_eq!(out.ok(), "2\n1\n");
+}

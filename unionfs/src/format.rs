@@ -58,10 +58,16 @@ pub enum DirMark {
 
 /// The overlay mark of directory `path`.
 pub fn dir_mark(path: &Path) -> DirMark {
+    dir_mark_in(path, true)
+}
+
+/// [`dir_mark`], honouring OCI's opaque marker only when `oci` (in lower
+/// layers: in the upper layer `.wh..wh..opq` is just a name).
+pub fn dir_mark_in(path: &Path, oci: bool) -> DirMark {
     match overlay_xattr(path, "opaque").as_deref() {
         Some(b"y") => DirMark::Opaque,
         Some(b"x") => DirMark::HasXattrWhiteouts,
-        _ if path.join(OCI_OPAQUE_MARKER).symlink_metadata().is_ok() => DirMark::Opaque,
+        _ if oci && path.join(OCI_OPAQUE_MARKER).symlink_metadata().is_ok() => DirMark::Opaque,
         _ => DirMark::Transparent,
     }
 }

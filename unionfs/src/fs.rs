@@ -158,6 +158,19 @@ fn attr_of(ino: u64, m: &Metadata) -> FileAttr {
     }
 }
 
+/// Whether this process may give files to other users (CAP_CHOWN in its
+/// user namespace): then new files get the requesting user's ids.
+fn has_cap_chown() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & 1 != 0) // bit 0 is CAP_CHOWN
+}
+
 /// The attributes of a negative lookup reply (node 0: "no such name").
 fn negative_attr() -> FileAttr {
     FileAttr {
@@ -306,7 +319,7 @@ impl UnionFs {
         UnionFs {
             stack,
             upper,
-            as_root: nix::unistd::geteuid().is_root(),
+            as_root: has_cap_chown(),
             ids: Ids::default(),
             state: Mutex::new(state),
         }
@@ -688,13 +701,22 @@ impl UnionFs {
             Ok(rel) => rel,
             Err(e) => {
                 // Unlinked but still open (reopened through /proc/PID/fd):
-                // reopen the file an existing handle holds.
+                // reopen the file an existing handle holds. Writing needs a
+                // handle that writes already (so an upper file): a read-only
+                // handle may be a lower layer's file, which must never be
+                // written.
                 use std::os::fd::AsRawFd;
+                let writable = |f: &File| {
+                    nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL)
+                        .is_ok_and(|fl| fl & libc::O_ACCMODE != libc::O_RDONLY)
+                };
                 let held = st.handles.values().find_map(|h| match h {
-                    Handle::File(f, n) if *n == node => Some(f.as_raw_fd()),
+                    Handle::File(f, n) if *n == node && (!writes || writable(f)) => {
+                        Some(f.as_raw_fd())
+                    }
                     _ => None,
                 });
-                let fd = held.ok_or(e)?;
+                let fd = held.ok_or(if writes { os_err(libc::EACCES) } else { e })?;
                 return std::fs::OpenOptions::new()
                     .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
                     .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
@@ -807,7 +829,10 @@ impl UnionFs {
             .map_err(nix_err)?;
         }
         if let Some(mode) = mode {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+            // Never through a symlink: that would change its target's mode.
+            if !path.symlink_metadata()?.file_type().is_symlink() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+            }
         }
         if atime.is_some() || mtime.is_some() {
             Self::set_times(&path, atime, mtime)?;
@@ -957,6 +982,10 @@ impl Filesystem for UnionFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        if mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0 {
+            // 0/0 is the whiteout device: it cannot be a file of the union.
+            return reply.error(Errno::EPERM);
+        }
         let mut st = self.lock();
         let build = |tmp: &Path| {
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
@@ -1406,9 +1435,19 @@ impl Filesystem for UnionFs {
 /// mounted (burrow mounts it inside the sandbox and hands the descriptor
 /// over). Returns when the filesystem is unmounted.
 pub fn serve_mounted(fs: UnionFs, fd: std::os::fd::OwnedFd) -> io::Result<()> {
+    raise_open_file_limit();
     let mut config = fuser::Config::default();
     config.acl = fuser::SessionACL::All;
     config.n_threads = Some(WORKERS);
     config.clone_fd = true;
     fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?.run()
+}
+
+/// Every file open in the union holds one descriptor here: raise the soft
+/// limit on open files to the hard one.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }

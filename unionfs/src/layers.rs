@@ -261,7 +261,7 @@ impl Stack {
             let path = pdir.join(name);
             match path.symlink_metadata() {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if has_oci_whiteout(&pdir, name) {
+                    if Some(l) != self.upper() && has_oci_whiteout(&pdir, name) {
                         break;
                     }
                 }
@@ -279,7 +279,8 @@ impl Stack {
                         break;
                     }
                     merged.push(l);
-                    let opaque = format::dir_mark(&path) == DirMark::Opaque;
+                    let opaque =
+                        format::dir_mark_in(&path, Some(l) != self.upper()) == DirMark::Opaque;
                     if top.is_none() {
                         top = Some((l, meta));
                     }
@@ -308,23 +309,29 @@ impl Stack {
         let mut out = Vec::new();
         for &l in dir_layers {
             let dir = self.layers[l].join(rel);
-            let mark = format::dir_mark(&dir);
+            let oci = Some(l) != self.upper();
+            let mark = format::dir_mark_in(&dir, oci);
             let mut hidden_below = Vec::new();
             for item in std::fs::read_dir(&dir)? {
                 let item = item?;
                 let name = item.file_name();
                 let text = name.to_string_lossy();
-                if text == format::OCI_OPAQUE_MARKER {
+                if oci && text == format::OCI_OPAQUE_MARKER {
                     continue;
                 }
-                if let Some(hidden) = format::oci_hidden_name(&text) {
+                if let Some(hidden) = format::oci_hidden_name(&text).filter(|_| oci) {
                     hidden_below.push(OsString::from(hidden));
                     continue;
                 }
                 if !seen.insert(name.clone()) {
                     continue;
                 }
-                let meta = item.path().symlink_metadata()?;
+                let meta = match item.path().symlink_metadata() {
+                    Ok(m) => m,
+                    // Gone between getdents and lstat (a live lower layer).
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 if format::is_whiteout(&item.path(), &meta, || mark) {
                     continue;
                 }

@@ -93,6 +93,7 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         _ => None,
     };
+    burrow_unionfs::fs::raise_open_file_limit();
     // Modes arrive already masked by the kernel.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 

@@ -170,16 +170,16 @@ impl Options {
     }
 }
 
-/// Splits a comma-separated option list; a backslash escapes a comma.
+/// Splits a comma-separated option list; `\,` is a comma inside a value
+/// (other backslashes stay, for `lowerdir=`'s `\:`).
 fn split_options(s: &str) -> Vec<String> {
     let mut out = vec![String::new()];
-    let mut chars = s.chars();
+    let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    out.last_mut().unwrap().push(n);
-                }
+            '\\' if chars.peek() == Some(&',') => {
+                chars.next();
+                out.last_mut().unwrap().push(',');
             }
             ',' => out.push(String::new()),
             c => out.last_mut().unwrap().push(c),
@@ -283,5 +283,7 @@ mod tests {
             [PathBuf::from("/a:b"), PathBuf::from("/c")]
         );
         assert_eq!(split_options(r"a\,b,c"), ["a,b", "c"]);
+        let o = parse(&["-o", r"lowerdir=/a\:b:/c", "/m"]).unwrap();
+        assert_eq!(o.lowers, [PathBuf::from("/a:b"), PathBuf::from("/c")]);
     }
 }
