@@ -246,6 +246,19 @@ fn upper_dir(dir: &Path, lowers: &[PathBuf]) -> Result<UpperLayer> {
             crate::sys::errno_text(&e)
         ))
     })?;
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .ok()
+    };
+    if dev(&upper) != dev(&work) {
+        return Err(Error::usage(format!(
+            "--upper {}: its work directory {} is on another filesystem (is {} a mount point?)",
+            dir.display(),
+            work.display(),
+            upper.display()
+        )));
+    }
     Ok(UpperLayer::Dir { upper, work })
 }
 

@@ -128,10 +128,16 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         _ => EXIT_CANNOT_EXEC,
     };
     let name = cfg.argv[0].to_string_lossy();
+    let exists = std::path::Path::new(name.as_ref()).is_file();
+    let hint = if errno == Errno::ENOENT && exists {
+        " (its interpreter or dynamic loader is missing)"
+    } else {
+        ""
+    };
     fail(
         report_fd,
         code,
-        &format!("cannot run '{name}' in the sandbox: {}", errno.desc()),
+        &format!("cannot run '{name}' in the sandbox: {}{hint}", errno.desc()),
     )
 }
 

@@ -112,6 +112,14 @@ fn unprivileged_mount_through_fusermount() {
     assert_eq!(out.code, 0, "{out:?}");
     let content = std::fs::read_to_string(m.join("file"));
     std::fs::write(m.join("new"), "written\n").unwrap();
+    // A second mount of the same upper layer is refused while this one runs.
+    std::fs::create_dir(t.join("m2")).unwrap();
+    let second = output(
+        Command::new(burrowfs_bin())
+            .args(["-o", "lowerdir=l,upperdir=u,workdir=w"])
+            .arg(t.join("m2"))
+            .current_dir(t.path()),
+    );
     let unmounted = Command::new("fusermount3")
         .arg("-u")
         .arg(&m)
@@ -119,6 +127,7 @@ fn unprivileged_mount_through_fusermount() {
         .unwrap();
     assert_eq!(content.unwrap(), "from lower\n");
     assert!(unmounted.success());
+    one_line_error(&second, "is in use by another mount");
     assert_eq!(
         std::fs::read_to_string(t.join("u/new")).unwrap(),
         "written\n"

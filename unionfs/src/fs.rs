@@ -464,6 +464,13 @@ impl UnionFs {
 
     /// Copies `rel` and, for a directory, everything visible below it.
     fn copy_up_tree(&self, st: &mut State, rel: &Path) -> io::Result<()> {
+        // A lower directory that holds the upper layer itself (the host's
+        // / under an upper in $HOME) would copy into itself without end.
+        if let (Some(upper), Ok(e)) = (&self.upper, self.stack.lookup(rel)) {
+            if !self.is_upper(&e) && upper.dir().starts_with(self.real_path(&e, rel)) {
+                return Err(os_err(libc::EXDEV));
+            }
+        }
         self.copy_up(st, rel)?;
         if self.stack.lookup(rel)?.kind == Kind::Dir {
             for child in self.stack.read_dir(rel)? {

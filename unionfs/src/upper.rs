@@ -39,6 +39,21 @@ fn errno(e: Errno) -> io::Error {
 impl Upper {
     /// Prepares `workdir/work` (emptied of leftovers from a crash).
     pub fn new(dir: PathBuf, workdir: &Path) -> io::Result<Upper> {
+        // One mount per upper layer at a time: a second one would wipe the
+        // first one's work in progress.
+        let lock = File::open(workdir)?;
+        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| {
+                if e == Errno::EWOULDBLOCK {
+                    io::Error::other(format!("{} is in use by another mount", workdir.display()))
+                } else {
+                    errno(e)
+                }
+            })
+            .map(|held| {
+                // Held for the life of the process.
+                std::mem::forget(held);
+            })?;
         let work = workdir.join(WORK_SUBDIR);
         if work.symlink_metadata().is_ok() {
             std::fs::remove_dir_all(&work)?;
