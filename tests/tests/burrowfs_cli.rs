@@ -40,6 +40,17 @@ fn in_userns(dir: &Path, script: &str) -> Output {
     )
 }
 
+/// burrowfs over `t`'s l, u and w on `m`, as this (unprivileged) user:
+/// through fusermount3.
+fn mount_as_user(t: &TempDir, m: &Path) -> Output {
+    output(
+        Command::new(burrowfs_bin())
+            .args(["-o", "lowerdir=l,upperdir=u,workdir=w"])
+            .arg(m)
+            .current_dir(t.path()),
+    )
+}
+
 #[track_caller]
 fn one_line_error(out: &Output, needle: &str) {
     assert_eq!(out.code, 1, "{out:?}");
@@ -103,23 +114,13 @@ fn bad_input_is_one_line_and_mounts_nothing() {
 fn unprivileged_mount_through_fusermount() {
     let t = layers("cli-fusermount");
     let m = t.join("m");
-    let out = output(
-        Command::new(burrowfs_bin())
-            .args(["-o", "lowerdir=l,upperdir=u,workdir=w"])
-            .arg(&m)
-            .current_dir(t.path()),
-    );
+    let out = mount_as_user(&t, &m);
     assert_eq!(out.code, 0, "{out:?}");
     let content = std::fs::read_to_string(m.join("file"));
     std::fs::write(m.join("new"), "written\n").unwrap();
     // A second mount of the same upper layer is refused while this one runs.
     std::fs::create_dir(t.join("m2")).unwrap();
-    let second = output(
-        Command::new(burrowfs_bin())
-            .args(["-o", "lowerdir=l,upperdir=u,workdir=w"])
-            .arg(t.join("m2"))
-            .current_dir(t.path()),
-    );
+    let second = mount_as_user(&t, &t.join("m2"));
     let unmounted = Command::new("fusermount3")
         .arg("-u")
         .arg(&m)
@@ -280,12 +281,7 @@ fn o_tmpfile_is_refused_cleanly() {
     // once with EOPNOTSUPP (programs then fall back), never hang or EIO.
     let t = layers("cli-tmpfile");
     let m = t.join("m");
-    let out = output(
-        Command::new(burrowfs_bin())
-            .args(["-o", "lowerdir=l,upperdir=u,workdir=w"])
-            .arg(&m)
-            .current_dir(t.path()),
-    );
+    let out = mount_as_user(&t, &m);
     assert_eq!(out.code, 0, "{out:?}");
     let res = nix::fcntl::open(
         &m,

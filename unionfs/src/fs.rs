@@ -900,6 +900,14 @@ impl UnionFs {
     }
 }
 
+/// Answers a request that makes or finds a name.
+fn reply_entry(reply: ReplyEntry, res: io::Result<FileAttr>) {
+    match res {
+        Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
 fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
     if size == 0 {
         reply.size(data.len() as u32);
@@ -1004,10 +1012,10 @@ impl Filesystem for UnionFs {
             )
             .map_err(nix_err)
         };
-        match self.create_object(req, &mut st, parent.0, name, build) {
-            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_entry(
+            reply,
+            self.create_object(req, &mut st, parent.0, name, build),
+        );
     }
 
     fn mkdir(
@@ -1024,10 +1032,10 @@ impl Filesystem for UnionFs {
             std::fs::create_dir(tmp)?;
             std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode & 0o7777))
         };
-        match self.create_object(req, &mut st, parent.0, name, build) {
-            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_entry(
+            reply,
+            self.create_object(req, &mut st, parent.0, name, build),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -1056,10 +1064,10 @@ impl Filesystem for UnionFs {
     ) {
         let mut st = self.lock();
         let build = |tmp: &Path| std::os::unix::fs::symlink(target, tmp);
-        match self.create_object(req, &mut st, parent.0, link_name, build) {
-            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_entry(
+            reply,
+            self.create_object(req, &mut st, parent.0, link_name, build),
+        );
     }
 
     fn rename(
@@ -1094,10 +1102,7 @@ impl Filesystem for UnionFs {
                 std::fs::hard_link(&src, tmp)
             })
         });
-        match res {
-            Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_entry(reply, res);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
