@@ -11,7 +11,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cli::{MapUsers, NetMode};
-use crate::config::{Root, SandboxConfig};
+use crate::config::{MountOp, Root, SandboxConfig};
 use crate::error::{Context, Error, Result, EXIT_SETUP};
 use crate::idmap::IdMaps;
 use crate::{init, signals, status, sys, union};
@@ -83,7 +83,20 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     }
     let server = match (&cfg.root, server_sock) {
         (Root::Union { lowers, upper }, Some(sock)) => {
-            match union::spawn_server(lowers, upper.as_ref(), child, sock) {
+            // What the sandbox can write behind the union's back.
+            let hidden = cfg
+                .mounts
+                .iter()
+                .filter_map(|m| match m {
+                    MountOp::Bind {
+                        src,
+                        read_only: false,
+                        ..
+                    } => Some(src.clone()),
+                    _ => None,
+                })
+                .collect();
+            match union::spawn_server(lowers, upper.as_ref(), hidden, child, sock) {
                 Ok(pid) => Some(pid),
                 Err(e) => {
                     let _ = kill(child, Signal::SIGKILL);

@@ -99,13 +99,14 @@ pub fn mount_root(
 pub fn spawn_server(
     lowers: &[PathBuf],
     upper: Option<&UpperLayer>,
+    hidden: Vec<PathBuf>,
     init: Pid,
     sock: OwnedFd,
 ) -> Result<Pid> {
     match sys::fork().ctx(|| "fork")? {
         Some(pid) => Ok(pid),
         None => {
-            let code = match serve(lowers, upper, init, sock) {
+            let code = match serve(lowers, upper, hidden, init, sock) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("burrow: root filesystem server: {e}");
@@ -117,7 +118,13 @@ pub fn spawn_server(
     }
 }
 
-fn serve(lowers: &[PathBuf], upper: Option<&UpperLayer>, init: Pid, sock: OwnedFd) -> Result<()> {
+fn serve(
+    lowers: &[PathBuf],
+    upper: Option<&UpperLayer>,
+    mut hidden: Vec<PathBuf>,
+    init: Pid,
+    sock: OwnedFd,
+) -> Result<()> {
     let _ = sys::set_parent_death_signal(Signal::SIGKILL);
     let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
         .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
@@ -141,8 +148,12 @@ fn serve(lowers: &[PathBuf], upper: Option<&UpperLayer>, init: Pid, sock: OwnedF
             (Some(base.join("upper")), Some(base.join("work")))
         }
     };
-    let stack = Stack::new(lowers.to_vec(), upper_dir.clone())
+    let mut stack = Stack::new(lowers.to_vec(), upper_dir.clone())
         .map_err(|e| Error::usage(format!("root filesystem layers: {e}")))?;
+    if let Some(UpperLayer::Dir { upper, work }) = upper {
+        hidden.extend([upper.clone(), work.clone()]);
+    }
+    stack.hide(hidden);
     let upper = match (upper_dir, work_dir) {
         (Some(u), Some(w)) => Some(
             Upper::new(u, &w)

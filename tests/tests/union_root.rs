@@ -139,3 +139,24 @@ fn whiteout_names_are_plain_names_in_the_sandbox() {
     );
     assert_eq!(out.ok(), "2\n1\n");
 }
+
+#[test]
+fn read_write_bind_sources_are_not_also_served_by_the_union() {
+    // A directory the sandbox can change directly (through a read-write
+    // bind) is left out of the union's lower layer, so that it cannot be
+    // swapped for a symlink under the union server's feet.
+    assert_unprivileged();
+    let home = std::env::var("HOME").expect("HOME");
+    let src = Path::new(&home).join(format!("burrow-bind-src-{}", unique_token()));
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "via bind\n").unwrap();
+    let s = src.to_str().unwrap();
+    let out = sh(
+        &["--bind", s, "/tmp/b", "--ro-bind", "/usr", "/tmp/usr"],
+        &format!("cat /tmp/b/f; test -e {s}/f && echo union-shows-it || echo hidden; test -e /usr/bin && echo ro-source-still-shown"),
+    );
+    let same = sh(&["--bind", s, s], &format!("cat {s}/f; echo x > {s}/g"));
+    let _ = std::fs::remove_dir_all(&src);
+    assert_eq!(out.ok(), "via bind\nhidden\nro-source-still-shown\n");
+    assert_eq!(same.ok(), "via bind\n");
+}

@@ -68,6 +68,8 @@ pub struct Stack {
     has_upper: bool,
     /// The layers merging into the root (fixed: lower layers never change).
     root: Vec<usize>,
+    /// Paths left out of the lower layers (see [`Stack::hide`]).
+    hidden: std::collections::HashSet<PathBuf>,
 }
 
 /// What a path resolves to.
@@ -126,9 +128,23 @@ impl Stack {
             layers,
             has_upper,
             root: Vec::new(),
+            hidden: Default::default(),
         };
         stack.root = stack.root_layers();
         Ok(stack)
+    }
+
+    /// Leaves `paths` (absolute, canonical) out of the lower layers: the
+    /// union shows nothing there. burrow hides what the sandbox can change
+    /// behind the union's back (its read-write bind sources, the upper and
+    /// work directories) where the host's / is a lower layer, so that no
+    /// lower path the server walks can be swapped for a symlink from inside.
+    pub fn hide(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
+        self.hidden.extend(paths);
+    }
+
+    fn is_hidden(&self, layer: usize, path: &Path) -> bool {
+        !self.hidden.is_empty() && Some(layer) != self.upper() && self.hidden.contains(path)
     }
 
     /// Directory of layer `idx`.
@@ -259,6 +275,9 @@ impl Stack {
         for &l in dirs {
             let pdir = self.layers[l].join(parent);
             let path = pdir.join(name);
+            if self.is_hidden(l, &path) {
+                continue;
+            }
             match path.symlink_metadata() {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if Some(l) != self.upper() && has_oci_whiteout(&pdir, name) {
@@ -314,6 +333,9 @@ impl Stack {
             let mut hidden_below = Vec::new();
             for item in std::fs::read_dir(&dir)? {
                 let item = item?;
+                if self.is_hidden(l, &item.path()) {
+                    continue;
+                }
                 let name = item.file_name();
                 let text = name.to_string_lossy();
                 if oci && text == format::OCI_OPAQUE_MARKER {
