@@ -3,16 +3,18 @@ CARGO ?= cargo
 
 .PHONY: demo test bench build install clean
 
-## Build burrow and run it on its built-in default: the host's / read-only,
-## fresh /proc, /dev and /tmp, every namespace new, the caller as root inside.
+## Build burrow and run it on its built-in default: the host's / under a
+## private writable layer, fresh /proc, /dev and /tmp, every namespace new,
+## the caller as root inside.
 demo:
 	bash scripts/setup-host.sh
 	$(CARGO) build --release --quiet -p burrow-sandbox
 	./target/release/burrow run -- sh -c 'echo "inside: $$(id)"; \
 	  echo "pid $$$$ on $$(hostname), namespaces: $$(readlink /proc/self/ns/pid) $$(readlink /proc/self/ns/net)"; \
 	  echo "network interfaces: $$(cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d " ")"; \
-	  touch /etc/burrow-demo 2>/dev/null || echo "/etc is read-only"; \
+	  echo demo > /etc/burrow-demo && echo "wrote /etc/burrow-demo (into the union'"'"'s private upper layer)"; \
 	  echo scratch > /tmp/demo && echo "/tmp is a private tmpfs"'
+	@test ! -e /etc/burrow-demo && echo "host: /etc/burrow-demo does not exist, the host is untouched"
 
 ## Lint, build and run every test as an unprivileged account.
 test:
