@@ -585,16 +585,25 @@ impl UnionFs {
                 self.copy_up(st, p)?;
             }
         }
+        let mut whited_out = false;
         if self.is_upper(&e) {
-            let target = upper.path(&rel);
-            if dir {
-                // Only whiteouts can be left in it: it is empty in the union.
-                std::fs::remove_dir_all(&target)?;
-            } else {
-                std::fs::remove_file(&target)?;
+            if needs_whiteout {
+                // One step: the upper entry leaves for the work directory
+                // and a whiteout takes its place, so a crash cannot bring
+                // the lower entry back.
+                whited_out = upper.replace_with_whiteout(&rel)?;
+            }
+            if !whited_out {
+                let target = upper.path(&rel);
+                if dir {
+                    // Only whiteouts can be left in it: it is empty in the union.
+                    std::fs::remove_dir_all(&target)?;
+                } else {
+                    std::fs::remove_file(&target)?;
+                }
             }
         }
-        if needs_whiteout {
+        if needs_whiteout && !whited_out {
             upper.make_whiteout(&rel)?;
         }
         if dir || !upper.device_whiteouts() {

@@ -170,6 +170,30 @@ impl Upper {
             .inspect_err(|_| drop(remove_any(&tmp)))
     }
 
+    /// Atomically replaces the upper entry `rel` with a whiteout
+    /// (renameat2 RENAME_WHITEOUT) and deletes what was there. `false` when
+    /// the kernel or filesystem cannot, so the caller falls back.
+    pub fn replace_with_whiteout(&self, rel: &Path) -> io::Result<bool> {
+        if !self.device_whiteouts() {
+            return Ok(false);
+        }
+        let tmp = self.temp();
+        match renameat2(
+            AT_FDCWD,
+            &self.path(rel),
+            AT_FDCWD,
+            &tmp,
+            RenameFlags::RENAME_WHITEOUT,
+        ) {
+            Ok(()) => {
+                remove_any(&tmp)?;
+                Ok(true)
+            }
+            Err(Errno::EINVAL | Errno::EPERM | Errno::EOPNOTSUPP) => Ok(false),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
     /// Marks upper directory `rel` opaque.
     pub fn set_opaque(&self, rel: &Path) -> io::Result<()> {
         xattr::set(self.path(rel), "user.overlay.opaque", b"y")
