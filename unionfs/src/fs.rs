@@ -417,8 +417,35 @@ impl UnionFs {
         Ok((rel, e.dir_layers))
     }
 
+    /// Directory `node` from its cached layers: one stat of its top
+    /// layer's directory instead of a lookup in every layer. (Unlinking
+    /// makes the kernel ask for the parent's attributes every time.)
+    fn cached_dir(&self, st: &State, node: u64) -> Option<Entry> {
+        let (gen, layers) = st.nodes.get(&node)?.dir_layers.as_ref()?;
+        if *gen != st.layers_gen {
+            return None;
+        }
+        let top = *layers.first()?;
+        let meta = self
+            .stack
+            .layer_dir(top)
+            .join(st.path(node).ok()?)
+            .symlink_metadata()
+            .ok()
+            .filter(|m| m.is_dir())?;
+        Some(Entry {
+            layer: top,
+            kind: Kind::Dir,
+            meta,
+            dir_layers: layers.clone(),
+        })
+    }
+
     fn node_attr(&self, st: &mut State, node: u64) -> io::Result<FileAttr> {
-        let (_, e) = self.resolve(st, node)?;
+        let e = match self.cached_dir(st, node) {
+            Some(e) => e,
+            None => self.resolve(st, node)?.1,
+        };
         if self.is_upper(&e) && !st.by_identity.contains_key(&Self::identity(&e.meta)) {
             st.alias(node, Self::identity(&e.meta));
         }
@@ -454,6 +481,27 @@ impl UnionFs {
             st.alias(node, Self::identity(&copied));
         }
         Ok(upper.path(rel))
+    }
+
+    /// [`UnionFs::copy_up`] for a node: resolved one step from its
+    /// parent's cached layers, so a node already in the upper layer costs
+    /// one stat instead of a walk from the root.
+    fn copy_up_node(&self, st: &mut State, node: u64) -> io::Result<PathBuf> {
+        let (rel, e) = self.resolve(st, node)?;
+        if self.is_upper(&e) {
+            return Ok(self.upper()?.path(&rel));
+        }
+        self.copy_up(st, &rel)
+    }
+
+    /// The upper path of directory `rel`, which merges `layers`: copied up
+    /// first when only a lower layer has it.
+    fn upper_dir(&self, st: &mut State, rel: &Path, layers: &[usize]) -> io::Result<PathBuf> {
+        let upper = self.upper()?;
+        if layers.first().copied() == self.stack.upper() {
+            return Ok(upper.path(rel));
+        }
+        self.copy_up(st, rel)
     }
 
     /// The node already known for directory `rel`, if any.
@@ -506,19 +554,15 @@ impl UnionFs {
         name: &OsStr,
         build: impl FnOnce(&Path) -> io::Result<()>,
     ) -> io::Result<FileAttr> {
-        let parent_rel = st.path(parent)?;
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
         let rel = parent_rel.join(name);
-        match self.stack.lookup(&rel) {
+        match self.stack.lookup_child(&layers, &parent_rel, name) {
             Ok(_) => return Err(os_err(libc::EEXIST)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         let upper = self.upper()?;
-        let parent_upper = if parent_rel.as_os_str().is_empty() {
-            upper.dir().to_path_buf()
-        } else {
-            self.copy_up(st, &parent_rel)?
-        };
+        let parent_upper = self.upper_dir(st, &parent_rel, &layers)?;
         let tmp = upper.temp();
         build(&tmp)?;
         let res = self.finish_new(req, &tmp, &parent_upper, &rel);
@@ -568,22 +612,22 @@ impl UnionFs {
     /// Removes `name` from `parent`, leaving a whiteout when a lower layer
     /// still has it.
     fn remove(&self, st: &mut State, parent: u64, name: &OsStr, dir: bool) -> io::Result<()> {
-        let rel = st.path(parent)?.join(name);
-        let e = self.stack.lookup(&rel)?;
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
+        let rel = parent_rel.join(name);
+        let e = self.stack.lookup_child(&layers, &parent_rel, name)?;
         match (dir, e.kind == Kind::Dir) {
             (true, false) => return Err(os_err(libc::ENOTDIR)),
             (false, true) => return Err(os_err(libc::EISDIR)),
             _ => {}
         }
-        if dir && !self.stack.read_dir(&rel)?.is_empty() {
+        if dir && !self.stack.read_dir_in(&e.dir_layers, &rel)?.is_empty() {
             return Err(os_err(libc::ENOTEMPTY));
         }
         let upper = self.upper()?;
-        let needs_whiteout = self.stack.lower_has(&rel);
+        let needs_whiteout =
+            !self.is_upper(&e) || self.stack.lower_has_in(&layers, &parent_rel, name);
         if needs_whiteout {
-            if let Some(p) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-                self.copy_up(st, p)?;
-            }
+            self.upper_dir(st, &parent_rel, &layers)?;
         }
         let mut whited_out = false;
         if self.is_upper(&e) {
@@ -713,34 +757,29 @@ impl UnionFs {
 
     fn open_file(&self, st: &mut State, node: u64, flags: i32) -> io::Result<File> {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        let rel = match st.path(node) {
-            Ok(rel) => rel,
-            Err(e) => {
-                // Unlinked but still open (reopened through /proc/PID/fd):
-                // reopen the file an existing handle holds. Writing needs a
-                // handle that writes already (so an upper file): a read-only
-                // handle may be a lower layer's file, which must never be
-                // written.
-                use std::os::fd::AsRawFd;
-                let writable = |f: &File| {
-                    nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL)
-                        .is_ok_and(|fl| fl & libc::O_ACCMODE != libc::O_RDONLY)
-                };
-                let held = st.handles.values().find_map(|h| match h {
-                    Handle::File(f, n) if *n == node && (!writes || writable(f)) => {
-                        Some(f.as_raw_fd())
-                    }
-                    _ => None,
-                });
-                let fd = held.ok_or(if writes { os_err(libc::EACCES) } else { e })?;
-                return std::fs::OpenOptions::new()
-                    .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
-                    .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
-                    .open(format!("/proc/self/fd/{fd}"));
-            }
-        };
+        if let Err(e) = st.path(node) {
+            // Unlinked but still open (reopened through /proc/PID/fd):
+            // reopen the file an existing handle holds. Writing needs a
+            // handle that writes already (so an upper file): a read-only
+            // handle may be a lower layer's file, which must never be
+            // written.
+            use std::os::fd::AsRawFd;
+            let writable = |f: &File| {
+                nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL)
+                    .is_ok_and(|fl| fl & libc::O_ACCMODE != libc::O_RDONLY)
+            };
+            let held = st.handles.values().find_map(|h| match h {
+                Handle::File(f, n) if *n == node && (!writes || writable(f)) => Some(f.as_raw_fd()),
+                _ => None,
+            });
+            let fd = held.ok_or(if writes { os_err(libc::EACCES) } else { e })?;
+            return std::fs::OpenOptions::new()
+                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+                .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+                .open(format!("/proc/self/fd/{fd}"));
+        }
         let path = if writes {
-            self.copy_up(st, &rel)?
+            self.copy_up_node(st, node)?
         } else {
             let (rel, e) = self.resolve(st, node)?;
             self.real_path(&e, &rel)
@@ -808,9 +847,8 @@ impl UnionFs {
         mtime: Option<TimeOrNow>,
         fh: Option<FileHandle>,
     ) -> io::Result<FileAttr> {
-        let rel = st.path(node);
-        let path = match &rel {
-            Ok(rel) => Some(self.copy_up(st, rel)?),
+        let path = match st.path(node) {
+            Ok(_) => Some(self.copy_up_node(st, node)?),
             Err(_) => None, // unlinked: only the open handle is left
         };
         if let Some(size) = size {

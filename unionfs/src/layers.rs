@@ -175,11 +175,13 @@ impl Stack {
         let Ok(dir) = self.lookup(parent) else {
             return false;
         };
-        if dir.kind != Kind::Dir {
-            return false;
-        }
-        let lowers: Vec<usize> = dir
-            .dir_layers
+        dir.kind == Kind::Dir && self.lower_has_in(&dir.dir_layers, parent, name)
+    }
+
+    /// [`Stack::lower_has`] for `name` in directory `parent`, which merges
+    /// the layers `dirs`.
+    pub fn lower_has_in(&self, dirs: &[usize], parent: &Path, name: &OsStr) -> bool {
+        let lowers: Vec<usize> = dirs
             .iter()
             .copied()
             .filter(|&l| Some(l) != self.upper())

@@ -30,6 +30,10 @@ pub struct Upper {
     next: AtomicU64,
     /// Whether 0/0 character-device whiteouts can be made here.
     device_whiteouts: std::sync::atomic::AtomicBool,
+    /// A 0/0 device in the work directory that new whiteouts are hard
+    /// links of (as kernel overlayfs does): a link costs no inode
+    /// allocation, a mknod does.
+    shared_whiteout: std::sync::Mutex<Option<PathBuf>>,
 }
 
 fn errno(e: Errno) -> io::Error {
@@ -64,6 +68,7 @@ impl Upper {
             work,
             next: AtomicU64::new(0),
             device_whiteouts: std::sync::atomic::AtomicBool::new(true),
+            shared_whiteout: std::sync::Mutex::new(None),
         })
     }
 
@@ -148,18 +153,10 @@ impl Upper {
     /// a 0/0 character device, or where mknod is refused, an empty file
     /// with the `user.overlay.whiteout` xattr in a directory marked "x".
     pub fn make_whiteout(&self, rel: &Path) -> io::Result<()> {
-        let tmp = self.temp();
-        if self.device_whiteouts.load(Ordering::Relaxed) {
-            match nix::sys::stat::mknod(&tmp, SFlag::S_IFCHR, Mode::empty(), 0) {
-                Ok(()) => {
-                    return self
-                        .install(&tmp, rel)
-                        .inspect_err(|_| drop(remove_any(&tmp)))
-                }
-                Err(Errno::EPERM) => self.device_whiteouts.store(false, Ordering::Relaxed),
-                Err(e) => return Err(errno(e)),
-            }
+        if self.link_whiteout(&self.path(rel))? {
+            return Ok(());
         }
+        let tmp = self.temp();
         File::create(&tmp)?;
         xattr::set(&tmp, "user.overlay.whiteout", b"")?;
         let parent = self.path(rel.parent().unwrap_or(Path::new("")));
@@ -170,28 +167,68 @@ impl Upper {
             .inspect_err(|_| drop(remove_any(&tmp)))
     }
 
-    /// Atomically replaces the upper entry `rel` with a whiteout
-    /// (renameat2 RENAME_WHITEOUT) and deletes what was there. `false` when
-    /// the kernel or filesystem cannot, so the caller falls back.
+    /// Puts a 0/0 device whiteout at `at` (which must not exist) as a hard
+    /// link of the shared one. `false` when device whiteouts cannot be
+    /// made here.
+    fn link_whiteout(&self, at: &Path) -> io::Result<bool> {
+        let mut shared = self
+            .shared_whiteout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for _ in 0..2 {
+            if !self.device_whiteouts() {
+                return Ok(false);
+            }
+            let source = match &*shared {
+                Some(source) => source.clone(),
+                None => {
+                    let source = self.temp();
+                    match nix::sys::stat::mknod(&source, SFlag::S_IFCHR, Mode::empty(), 0) {
+                        Ok(()) => {}
+                        Err(Errno::EPERM) => {
+                            self.device_whiteouts.store(false, Ordering::Relaxed);
+                            return Ok(false);
+                        }
+                        Err(e) => return Err(errno(e)),
+                    }
+                    *shared = Some(source.clone());
+                    source
+                }
+            };
+            match std::fs::hard_link(&source, at) {
+                Ok(()) => return Ok(true),
+                // Out of links (or the file went): start a new one.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMLINK | libc::ENOENT)) => {
+                    *shared = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("cannot link a whiteout"))
+    }
+
+    /// Atomically replaces the upper entry `rel` with a whiteout and
+    /// deletes what was there: a whiteout made in the work directory
+    /// trades places with it (renameat2 RENAME_EXCHANGE), so a crash
+    /// cannot bring the lower entry back. `false` when device whiteouts
+    /// cannot be made here, so the caller falls back.
     pub fn replace_with_whiteout(&self, rel: &Path) -> io::Result<bool> {
-        if !self.device_whiteouts() {
+        let tmp = self.temp();
+        if !self.link_whiteout(&tmp)? {
             return Ok(false);
         }
-        let tmp = self.temp();
-        match renameat2(
-            AT_FDCWD,
-            &self.path(rel),
+        if let Err(e) = renameat2(
             AT_FDCWD,
             &tmp,
-            RenameFlags::RENAME_WHITEOUT,
+            AT_FDCWD,
+            &self.path(rel),
+            RenameFlags::RENAME_EXCHANGE,
         ) {
-            Ok(()) => {
-                remove_any(&tmp)?;
-                Ok(true)
-            }
-            Err(Errno::EINVAL | Errno::EPERM | Errno::EOPNOTSUPP) => Ok(false),
-            Err(e) => Err(errno(e)),
+            let _ = std::fs::remove_file(&tmp);
+            return Err(errno(e));
         }
+        remove_any(&tmp)?;
+        Ok(true)
     }
 
     /// Marks upper directory `rel` opaque.
