@@ -13,7 +13,8 @@ PACKAGES=(
   bubblewrap fuse-overlayfs  # peers for benchmarks
   bc              # the shared union benchmark script
   hyperfine       # benchmark driver
-  iproute2 util-linux procps bash coreutils
+  iproute2 util-linux bsdutils procps bash coreutils
+  python3         # tests: escape attempts written in Python
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}

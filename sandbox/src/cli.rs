@@ -15,6 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run COMMAND (default /bin/sh) in a new sandbox.
+    #[command(args_override_self = true)]
     Run(RunArgs),
 }
 
@@ -114,6 +115,62 @@ pub struct RunArgs {
     /// Write JSON lines (child pid, namespace ids, exit code) to file descriptor FD.
     #[arg(long, value_name = "FD")]
     pub json_status: Option<i32>,
+
+    /// Keep capability CAP inside the sandbox's user namespace (repeatable,
+    /// comma-separated, or ALL). By default the command keeps none.
+    #[arg(long, value_name = "CAP", action = ArgAction::Append)]
+    pub cap_add: Vec<String>,
+
+    /// seccomp profile: default, strict, none, or an OCI/Docker JSON file.
+    #[arg(long, value_name = "PROFILE", default_value = "default")]
+    pub seccomp: String,
+
+    /// Log what the seccomp profile would refuse instead of refusing it.
+    #[arg(long)]
+    pub seccomp_log: bool,
+
+    /// Confine the command with Landlock: system directories readable and
+    /// executable, /tmp, binds and the union's upper layer writable.
+    #[arg(long)]
+    pub landlock: bool,
+
+    /// With Landlock, fail when the kernel cannot enforce every right.
+    #[arg(long)]
+    pub landlock_strict: bool,
+
+    /// With Landlock, also allow reading PATH (sandbox view; implies --landlock).
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub allow_read: Vec<PathBuf>,
+
+    /// With Landlock, also allow reading and writing PATH (implies --landlock).
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub allow_write: Vec<PathBuf>,
+
+    /// With Landlock, also allow reading and executing PATH (implies --landlock).
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub allow_exec: Vec<PathBuf>,
+
+    /// With Landlock, allow binding TCP port PORT (implies --landlock).
+    #[arg(long, value_name = "PORT", action = ArgAction::Append)]
+    pub allow_bind: Vec<u16>,
+
+    /// With Landlock, allow connecting to TCP port PORT (implies --landlock).
+    #[arg(long, value_name = "PORT", action = ArgAction::Append)]
+    pub allow_connect: Vec<u16>,
+
+    /// Resource limit for the command: NAME=SOFT[:HARD] (nofile, nproc, as,
+    /// cpu, fsize, core, ...; a number or "unlimited").
+    #[arg(long, value_name = "NAME=SOFT[:HARD]", action = ArgAction::Append)]
+    pub rlimit: Vec<String>,
+
+    /// Forbid new user namespaces inside the sandbox.
+    #[arg(long)]
+    pub disable_userns: bool,
+
+    /// Read run options from FILE (TOML, or JSON when it ends in .json):
+    /// keys are the long flags; flags on the command line win.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 
     /// The command and its arguments.
     #[arg(

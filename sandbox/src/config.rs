@@ -63,6 +63,8 @@ pub struct SandboxConfig {
     pub die_with_parent: bool,
     pub new_session: bool,
     pub json_status_fd: Option<i32>,
+    /// Capabilities, seccomp, Landlock and limits for the command.
+    pub security: crate::security::Security,
 }
 
 /// The default command when none is given.
@@ -109,7 +111,8 @@ impl SandboxConfig {
             ordered.push((idx, MountOp::Tmpfs { dst }));
         }
         ordered.sort_by_key(|(idx, _)| *idx);
-        let mounts = ordered.into_iter().map(|(_, op)| op).collect();
+        let mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
+        let security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
 
         let env = build_env(&args, matches)?;
 
@@ -182,6 +185,7 @@ impl SandboxConfig {
             die_with_parent: args.die_with_parent,
             new_session,
             json_status_fd: args.json_status,
+            security,
         })
     }
 }

@@ -36,6 +36,10 @@ pub fn run(
         sys::exit_now(EXIT_SETUP); // burrow died or could not write the id maps
     }
     drop(sync);
+    // From here on the sandbox cannot ptrace pid 1 or open its /proc
+    // files (/proc/1/exe is burrow's binary). Not before: burrow writes
+    // the id maps through /proc of this process.
+    let _ = sys::set_not_dumpable();
 
     let cwd = match setup(cfg, fs_server.as_ref()) {
         Ok(cwd) => cwd,
@@ -83,13 +87,6 @@ fn fail(report_fd: &OwnedFd, code: i32, msg: &str) -> ! {
 fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd) -> ! {
     let _ = signals::unblock_all();
     sys::reset_sigpipe();
-    if let Err(e) = sys::limit_bounding_set(&sys::KEPT_CAPABILITIES) {
-        fail(
-            report_fd,
-            EXIT_SETUP,
-            &format!("dropping capabilities: {}", e.desc()),
-        );
-    }
     if cfg.new_session {
         let _ = nix::unistd::setsid();
     }
@@ -122,6 +119,15 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         .chain([std::ptr::null()])
         .collect();
 
+    // Last, so that nothing burrow still does is confined by it.
+    match cfg.security.apply() {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("burrow: warning: {w}");
+            }
+        }
+        Err(msg) => fail(report_fd, EXIT_SETUP, &msg),
+    }
     let errno = exec_search(&cfg.argv[0], &path, &argv, &envp);
     let code = match errno {
         Errno::ENOENT | Errno::ENOTDIR => EXIT_NOT_FOUND,

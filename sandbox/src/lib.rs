@@ -2,13 +2,19 @@
 //! uts, net and cgroup namespaces, a read-only root built with the new mount
 //! API, and a tiny pid 1 that reaps and forwards signals.
 
+pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod idmap;
 pub mod init;
+pub mod landlock_policy;
 pub mod launch;
+pub mod profile;
+pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
+pub mod security;
 pub mod signals;
 pub mod status;
 pub mod sys;

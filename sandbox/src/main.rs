@@ -20,7 +20,9 @@ fn main() {
 }
 
 fn real_main() -> anyhow::Result<i32> {
-    let matches = Cli::command().get_matches();
+    let args = burrow_sandbox::profile::expand(std::env::args_os().collect())
+        .map_err(burrow_sandbox::Error::usage)?;
+    let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Run(args) => {

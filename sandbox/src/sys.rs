@@ -304,32 +304,63 @@ pub fn recv_fds(sock: BorrowedFd) -> nix::Result<Vec<OwnedFd>> {
     Ok(out)
 }
 
-/// Capabilities the command keeps (podman's default set): enough to act
-/// as root on its own files, not to mount, unmount or reconfigure the
-/// sandbox. Every other one leaves the bounding set, so exec cannot grant it.
-pub const KEPT_CAPABILITIES: [u32; 11] = [
-    0,  // CAP_CHOWN
-    1,  // CAP_DAC_OVERRIDE
-    3,  // CAP_FOWNER
-    4,  // CAP_FSETID
-    5,  // CAP_KILL
-    6,  // CAP_SETGID
-    7,  // CAP_SETUID
-    8,  // CAP_SETPCAP
-    10, // CAP_NET_BIND_SERVICE
-    18, // CAP_SYS_CHROOT
-    31, // CAP_SETFCAP
-];
+/// Sets no_new_privs: exec can no longer grant privileges (setuid bits,
+/// file capabilities), and unprivileged seccomp and Landlock are allowed.
+pub fn set_no_new_privs() -> nix::Result<()> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as _).map(drop)
+}
 
-/// Drops every capability but `keep` from the bounding set.
-pub fn limit_bounding_set(keep: &[u32]) -> nix::Result<()> {
-    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    for cap in (0..=last).filter(|c| !keep.contains(c)) {
-        // SAFETY: PR_CAPBSET_DROP takes a capability number, no memory.
-        check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } as _)?;
+/// Makes the calling process non-dumpable: processes of the same user
+/// can then neither ptrace it nor open its /proc files (exe, mem, fds).
+pub fn set_not_dumpable() -> nix::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes integers only.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } as _).map(drop)
+}
+
+/// Installs a seccomp filter program (an array of `struct sock_filter`,
+/// as libseccomp exports it). Needs no_new_privs or CAP_SYS_ADMIN.
+pub fn load_seccomp(prog: &[u8]) -> nix::Result<()> {
+    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    if prog.is_empty() || !prog.len().is_multiple_of(INSN) || prog.len() / INSN > u16::MAX as usize
+    {
+        return Err(Errno::EINVAL);
     }
-    Ok(())
+    // Copied into properly aligned instructions.
+    let insns: Vec<libc::sock_filter> = prog
+        .chunks_exact(INSN)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: insns.len() as u16,
+        filter: insns.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `insns`, which outlives the call; the
+    // kernel copies the program.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    })
+    .map(drop)
+}
+
+/// An anonymous in-memory file.
+pub fn memfd(name: &str) -> std::io::Result<std::fs::File> {
+    let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid C string for the duration of the call.
+    let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }

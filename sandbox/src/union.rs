@@ -103,10 +103,14 @@ pub fn spawn_server(
     init: Pid,
     sock: OwnedFd,
 ) -> Result<Pid> {
+    // Opened now, while pid 1 waits for its id maps: once it runs it makes
+    // itself non-dumpable, and its /proc files are closed to us.
+    let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
+        .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
     match sys::fork().ctx(|| "fork")? {
         Some(pid) => Ok(pid),
         None => {
-            let code = match serve(lowers, upper, hidden, init, sock) {
+            let code = match serve(lowers, upper, hidden, userns, sock) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("burrow: root filesystem server: {e}");
@@ -122,12 +126,10 @@ fn serve(
     lowers: &[PathBuf],
     upper: Option<&UpperLayer>,
     mut hidden: Vec<PathBuf>,
-    init: Pid,
+    userns: std::fs::File,
     sock: OwnedFd,
 ) -> Result<()> {
     let _ = sys::set_parent_death_signal(Signal::SIGKILL);
-    let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
-        .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
     nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
         .ctx(|| "joining the sandbox's user namespace")?;
     let fds = sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem")?;

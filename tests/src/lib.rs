@@ -114,6 +114,13 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// Flags for a command that acts as the owner of the sandbox's files
+/// (podman's idea of root): the command keeps no capability by default.
+pub const AS_ROOT: [&str; 2] = [
+    "--cap-add",
+    "CHOWN,DAC_OVERRIDE,FOWNER,FSETID,SETUID,SETGID",
+];
+
 /// `burrow run [flags] -- sh -c script`.
 pub fn sh(flags: &[&str], script: &str) -> Output {
     output(burrow_run().args(flags).args(["--", "sh", "-c", script]))

@@ -76,7 +76,7 @@ fn subordinate_ranges_make_chown_work() {
         return;
     }
     let out = sh(
-        &[],
+        &["--cap-add", "CAP_CHOWN"],
         "touch /tmp/f && chown 1000:1000 /tmp/f && stat -c %u:%g /tmp/f",
     );
     assert_eq!(out.ok().trim(), "1000:1000");
@@ -90,7 +90,7 @@ fn subordinate_ranges_make_chown_work() {
 #[test]
 fn without_subordinate_ranges_chown_to_another_id_fails() {
     let out = sh(
-        &["--map-users", "none"],
+        &["--map-users", "none", "--cap-add", "CAP_CHOWN"],
         "touch /tmp/f && chown 1000 /tmp/f",
     );
     assert_ne!(out.code, 0, "chown to an unmapped id succeeded: {out:?}");

@@ -5,7 +5,7 @@ use burrow_tests::*;
 
 #[test]
 fn umask_is_honoured_on_create() {
-    let out = sh(&[], "umask 027; touch /srv/f; mkdir /srv/d; mkfifo /srv/p; stat -c '%a %n' /srv/f /srv/d /srv/p");
+    let out = sh(&AS_ROOT, "umask 027; touch /srv/f; mkdir /srv/d; mkfifo /srv/p; stat -c '%a %n' /srv/f /srv/d /srv/p");
     assert_eq!(out.ok(), "640 /srv/f\n750 /srv/d\n640 /srv/p\n");
 }
 
@@ -16,7 +16,7 @@ fn setuid_is_cleared_by_a_non_owners_write_and_by_chown() {
         return;
     }
     let out = sh(
-        &[],
+        &AS_ROOT,
         "touch /srv/s && chmod 4777 /srv/s && \
          setpriv --reuid=1000 --regid=1000 --clear-groups sh -c 'echo x >> /srv/s' && stat -c %a /srv/s; \
          touch /srv/t && chmod 6755 /srv/t && chown 1000:1000 /srv/t && stat -c '%a %u:%g' /srv/t",
@@ -27,7 +27,7 @@ fn setuid_is_cleared_by_a_non_owners_write_and_by_chown() {
 #[test]
 fn name_and_path_limits() {
     let out = sh(
-        &[],
+        &AS_ROOT,
         r#"long=$(printf 'n%.0s' $(seq 256)); touch "/srv/$long" 2>&1 | grep -c 'File name too long'
            ok=$(printf 'n%.0s' $(seq 255)); touch "/srv/$ok" && echo 255-ok"#,
     );
@@ -37,7 +37,7 @@ fn name_and_path_limits() {
 #[test]
 fn an_open_unlinked_file_stays_readable_with_no_links() {
     let out = sh(
-        &[],
+        &AS_ROOT,
         "exec 3<>/srv/u; echo data >&3; rm /srv/u; test -e /srv/u && echo still-there; \
          stat -L -c 'links %h size %s' /proc/self/fd/3; cat /proc/self/fd/3",
     );
@@ -47,7 +47,7 @@ fn an_open_unlinked_file_stays_readable_with_no_links() {
 #[test]
 fn creating_and_removing_update_the_parents_times() {
     let out = sh(
-        &[],
+        &AS_ROOT,
         "a=$(stat -c %Y /etc); sleep 1.1; touch /etc/burrow-new; b=$(stat -c %Y /etc); \
          sleep 1.1; rm /etc/burrow-new; c=$(stat -c %Y /etc); \
          [ $b -gt $a ] && echo created-later; [ $c -gt $b ] && echo removed-later",
@@ -58,7 +58,7 @@ fn creating_and_removing_update_the_parents_times() {
 #[test]
 fn hard_links_share_inode_and_count() {
     let out = sh(
-        &[],
+        &AS_ROOT,
         "echo one > /srv/h1 && ln /srv/h1 /srv/h2 && stat -c '%h' /srv/h1 && \
          [ $(stat -c %i /srv/h1) = $(stat -c %i /srv/h2) ] && echo same-inode && \
          echo two >> /srv/h2 && cat /srv/h1 && rm /srv/h1 && stat -c '%h' /srv/h2",
@@ -69,7 +69,7 @@ fn hard_links_share_inode_and_count() {
 #[test]
 fn inode_numbers_survive_copy_up() {
     let out = sh(
-        &[],
+        &AS_ROOT,
         "a=$(stat -c %i /etc/hostname); echo x >> /etc/hostname; b=$(stat -c %i /etc/hostname); \
          [ \"$a\" = \"$b\" ] && echo stable",
     );

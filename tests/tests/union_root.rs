@@ -10,7 +10,7 @@ use burrow_tests::*;
 fn writes_inside_never_reach_the_host_and_vanish_with_the_sandbox() {
     let name = format!("burrow-union-{}", unique_token());
     let out = sh(
-        &[],
+        &AS_ROOT,
         &format!(
             "echo inside > /etc/{name} && cat /etc/{name} && echo appended >> /etc/hostname && \
              rm /etc/hostname && test ! -e /etc/hostname && mount | grep -c ' / type fuse.burrowfs'"
@@ -38,7 +38,7 @@ fn upper_keeps_the_writes_between_runs() {
     let upper = dir.join("changes");
     let upper_s = upper.to_str().unwrap();
     sh(
-        &["--upper", upper_s],
+        &["--upper", upper_s, AS_ROOT[0], AS_ROOT[1]],
         "echo kept > /etc/burrow-kept && rm /etc/hostname",
     )
     .ok();
@@ -133,7 +133,7 @@ fn an_unlinked_lower_file_cannot_be_written_through_proc_fd() {
 #[test]
 fn whiteout_names_are_plain_names_in_the_sandbox() {
     let out = sh(
-        &[],
+        &AS_ROOT,
         "touch /etc/.wh..wh..opq /etc/.wh.hostname && test -s /etc/passwd && cat /etc/hostname >/dev/null && \
          ls -A /etc | grep -c '^.wh.' && mknod /etc/wh c 0 0 2>&1 | grep -c 'Operation not permitted'",
     );

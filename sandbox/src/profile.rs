@@ -1,0 +1,260 @@
+//! `burrow run --profile FILE`: run options kept in a file, so that an
+//! application has a reusable policy. Each key is a long flag of `burrow
+//! run` (`cap-add`, `ro-bind`, `seccomp`, ...) and `command` is the
+//! command; TOML, or JSON for a `.json` file. The file's flags are put
+//! before the command line's, so the command line wins: its values replace
+//! single-valued options and add to repeatable ones.
+//!
+//! ```toml
+//! seccomp = "strict"
+//! landlock = true
+//! ro-bind = [["/srv/data", "/data"]]
+//! setenv = { LANG = "C.UTF-8" }
+//! rlimit = ["nofile=256"]
+//! command = ["python3", "/data/job.py"]
+//! ```
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use clap::{ArgAction, CommandFactory};
+use serde_json::Value;
+
+use crate::cli::Cli;
+
+/// `args` (as the process got them) with the profile's flags put in, or
+/// unchanged without `--profile`. An error is one line naming the file,
+/// the key and the problem.
+pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let Ok(matches) = Cli::command().try_get_matches_from(&args) else {
+        return Ok(args); // clap reports it when the caller parses
+    };
+    let Some(("run", sub)) = matches.subcommand() else {
+        return Ok(args);
+    };
+    let Some(file) = sub.get_one::<std::path::PathBuf>("profile") else {
+        return Ok(args);
+    };
+    let has_command = sub.get_many::<OsString>("command").is_some();
+    let (flags, command) = read(file)?;
+    let run_at = args
+        .iter()
+        .position(|a| a == "run")
+        .expect("clap matched the run subcommand");
+    let mut out: Vec<OsString> = args[..=run_at].to_vec();
+    out.extend(flags);
+    out.extend_from_slice(&args[run_at + 1..]);
+    if let (false, Some(command)) = (has_command, command) {
+        if out.last().is_none_or(|a| a != "--") {
+            out.push("--".into());
+        }
+        out.extend(command);
+    }
+    Ok(out)
+}
+
+/// The flags a profile file stands for, and its command.
+fn read(file: &Path) -> Result<(Vec<OsString>, Option<Vec<OsString>>), String> {
+    let name = file.display();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("profile {name}: {}", crate::sys::errno_text(&e)))?;
+    let doc: Value = if file.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| format!("profile {name}: {e}"))?
+    } else {
+        toml::from_str(&text)
+            .map_err(|e| format!("profile {name}: {}", one_line(&e.to_string())))?
+    };
+    let Value::Object(table) = doc else {
+        return Err(format!("profile {name}: expected a table of options"));
+    };
+    let cmd = Cli::command();
+    let run = cmd
+        .find_subcommand("run")
+        .expect("burrow has a run command");
+    let mut flags: Vec<OsString> = Vec::new();
+    let mut command = None;
+    for (key, value) in &table {
+        let bad = |why: &str| format!("profile {name}: key '{key}': {why}");
+        if key == "command" {
+            command = Some(strings(value).ok_or_else(|| bad("expected a list of strings"))?);
+            continue;
+        }
+        let long = key.replace('_', "-");
+        let arg = run
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()) && long != "profile" && long != "help")
+            .ok_or_else(|| bad("not an option of burrow run"))?;
+        let flag = OsString::from(format!("--{long}"));
+        match arg.get_action() {
+            ArgAction::SetTrue => match value {
+                Value::Bool(true) => flags.push(flag),
+                Value::Bool(false) => {}
+                _ => return Err(bad("expected true or false")),
+            },
+            _ if arg.get_num_args().is_some_and(|n| n.min_values() == 2) => {
+                for (a, b) in pairs(value)
+                    .ok_or_else(|| bad("expected a list of [A, B] pairs (or a table of A = B)"))?
+                {
+                    flags.extend([flag.clone(), a, b]);
+                }
+            }
+            ArgAction::Append => {
+                let values = match value {
+                    Value::Array(_) => strings(value),
+                    v => scalar(v).map(|s| vec![s]),
+                }
+                .ok_or_else(|| bad("expected a value or a list of values"))?;
+                for v in values {
+                    flags.extend([flag.clone(), v]);
+                }
+            }
+            _ => {
+                let v = scalar(value).ok_or_else(|| bad("expected a single value"))?;
+                flags.extend([flag, v]);
+            }
+        }
+    }
+    // The values themselves are checked as the command line's are, but
+    // named as the profile's.
+    let mut alone: Vec<OsString> = vec!["burrow".into(), "run".into()];
+    alone.extend(flags.iter().cloned());
+    if let Err(e) = Cli::command().try_get_matches_from(alone) {
+        let msg = e.to_string();
+        return Err(format!(
+            "profile {name}: {}",
+            one_line(msg.trim_start_matches("error: "))
+        ));
+    }
+    Ok((flags, command))
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn scalar(v: &Value) -> Option<OsString> {
+    match v {
+        Value::String(s) => Some(s.into()),
+        Value::Number(n) => Some(n.to_string().into()),
+        _ => None,
+    }
+}
+
+fn strings(v: &Value) -> Option<Vec<OsString>> {
+    match v {
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        Value::String(s) => Some(vec![s.into()]),
+        _ => None,
+    }
+}
+
+fn pairs(v: &Value) -> Option<Vec<(OsString, OsString)>> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|p| match strings(p)?.as_slice() {
+                [a, b] => Some((a.clone(), b.clone())),
+                _ => None,
+            })
+            .collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| Some((k.into(), scalar(v)?)))
+            .collect(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("burrow-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn profile_flags_come_first_and_the_command_line_wins() {
+        let p = write(
+            "app.toml",
+            r#"
+seccomp = "strict"
+keep-id = true
+ro_bind = [["/usr", "/mnt"]]
+setenv = { A = "1" }
+rlimit = "nofile=64"
+command = ["echo", "from-profile"]
+"#,
+        );
+        let p = p.to_str().unwrap();
+        let out = expand(args(&[
+            "burrow",
+            "run",
+            "--profile",
+            p,
+            "--seccomp",
+            "none",
+        ]))
+        .unwrap();
+        let want = args(&[
+            "burrow",
+            "run",
+            "--keep-id",
+            "--rlimit",
+            "nofile=64",
+            "--ro-bind",
+            "/usr",
+            "/mnt",
+            "--seccomp",
+            "strict",
+            "--setenv",
+            "A",
+            "1",
+            "--profile",
+            p,
+            "--seccomp",
+            "none",
+            "--",
+            "echo",
+            "from-profile",
+        ]);
+        assert_eq!(out, want);
+        // A command on the command line replaces the profile's.
+        let out = expand(args(&["burrow", "run", "--profile", p, "--", "true"])).unwrap();
+        assert_eq!(out.last().unwrap(), "true");
+        assert!(!out.iter().any(|a| a == "from-profile"));
+    }
+
+    #[test]
+    fn bad_profiles_name_the_key_and_the_problem() {
+        for (text, want) in [
+            ("colour = true", "key 'colour': not an option of burrow run"),
+            ("keep-id = 3", "key 'keep-id': expected true or false"),
+            (
+                "bind = [\"/a\"]",
+                "key 'bind': expected a list of [A, B] pairs",
+            ),
+            ("net = \"sideways\"", "invalid value 'sideways'"),
+            ("seccomp = [", "profile "),
+        ] {
+            let p = write("bad.toml", text);
+            let e = expand(args(&["burrow", "run", "--profile", p.to_str().unwrap()])).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains('\n'), "{text}: more than one line: {e}");
+        }
+        let e = expand(args(&["burrow", "run", "--profile", "/nonexistent.toml"])).unwrap_err();
+        assert_eq!(e, "profile /nonexistent.toml: No such file or directory");
+    }
+}

@@ -1,0 +1,189 @@
+//! What confines the command, applied in this order after the mounts and
+//! just before exec: resource limits, the user-namespace ban,
+//! capabilities, no_new_privs, Landlock, seccomp.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::caps::{self, Cap};
+use crate::cli::RunArgs;
+use crate::config::{MountOp, Root, UpperLayer};
+use crate::error::{Error, Result};
+use crate::landlock_policy::{self, Policy as Landlock};
+use crate::rlimits::Rlimit;
+use crate::seccomp;
+
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Capabilities the command keeps (none by default).
+    pub caps: BTreeSet<Cap>,
+    /// The seccomp programs (`struct sock_filter`s), unless `--seccomp none`.
+    pub seccomp: Vec<Vec<u8>>,
+    pub landlock: Option<Landlock>,
+    pub rlimits: Vec<Rlimit>,
+    pub disable_userns: bool,
+}
+
+impl Security {
+    pub fn from_args(
+        args: &RunArgs,
+        root: &Root,
+        rootfs: &Path,
+        mounts: &[MountOp],
+    ) -> Result<Self> {
+        let caps = caps::parse_list(&args.cap_add).map_err(Error::usage)?;
+        let seccomp = match args.seccomp.as_str() {
+            "none" => Vec::new(),
+            value => {
+                let (text, what) = seccomp::profile_text(value)?;
+                let target = seccomp::Target {
+                    caps: &caps,
+                    log: args.seccomp_log,
+                };
+                seccomp::programs(&text, &target, &what)?
+            }
+        };
+        let rlimits = args
+            .rlimit
+            .iter()
+            .map(|s| s.parse::<Rlimit>().map_err(Error::usage))
+            .collect::<Result<Vec<_>>>()?;
+        let wants_landlock = args.landlock
+            || args.landlock_strict
+            || !args.allow_read.is_empty()
+            || !args.allow_write.is_empty()
+            || !args.allow_exec.is_empty()
+            || !args.allow_bind.is_empty()
+            || !args.allow_connect.is_empty();
+        let landlock = if wants_landlock {
+            Some(landlock_for(args, root, rootfs, mounts)?)
+        } else {
+            None
+        };
+        Ok(Security {
+            caps,
+            seccomp,
+            landlock,
+            rlimits,
+            disable_userns: args.disable_userns,
+        })
+    }
+
+    /// In the command's process, just before exec. Returns warnings to
+    /// print; an error is one line for the user.
+    pub fn apply(&self) -> std::result::Result<Vec<String>, String> {
+        for r in &self.rlimits {
+            r.apply()
+                .map_err(|e| format!("--rlimit {}: {}", r.name, e.desc()))?;
+        }
+        if self.disable_userns {
+            // The limit counts namespaces made inside the sandbox's own
+            // user namespace, clone3 included; only CAP_SYS_RESOURCE there
+            // could raise it again, and the command does not keep it.
+            std::fs::write("/proc/sys/user/max_user_namespaces", "0")
+                .map_err(|e| format!("--disable-userns: {e}"))?;
+        }
+        caps::limit_to(&self.caps).map_err(|e| format!("dropping capabilities: {e}"))?;
+        crate::sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {}", e.desc()))?;
+        let mut warnings = Vec::new();
+        if let Some(policy) = &self.landlock {
+            warnings.extend(policy.restrict_self()?);
+        }
+        for prog in &self.seccomp {
+            crate::sys::load_seccomp(prog).map_err(|e| format!("seccomp: {}", e.desc()))?;
+        }
+        Ok(warnings)
+    }
+}
+
+/// `--landlock`'s rules for this sandbox (paths as the sandbox sees them).
+fn landlock_for(
+    args: &RunArgs,
+    root: &Root,
+    rootfs: &Path,
+    mounts: &[MountOp],
+) -> Result<Landlock> {
+    let mut p = Landlock {
+        strict: args.landlock_strict,
+        bind_ports: args.allow_bind.clone(),
+        connect_ports: args.allow_connect.clone(),
+        ..Landlock::default()
+    };
+    // burrow's own paths are left out where the sandbox lacks them.
+    let mut optional_paths: Vec<PathBuf> = Vec::new();
+    let mut add = |list: &mut Vec<PathBuf>, path: &str| {
+        list.push(PathBuf::from(path));
+        optional_paths.push(PathBuf::from(path));
+    };
+    if rootfs == Path::new("/") {
+        for path in [
+            "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
+        ] {
+            add(&mut p.exec, path);
+        }
+        for path in landlock_policy::SYSTEM_READ {
+            if !p.exec.iter().any(|e| e == Path::new(path)) {
+                add(&mut p.read, path);
+            }
+        }
+    } else {
+        // A rootfs image is the command's own system: all of it.
+        add(&mut p.exec, "/");
+    }
+    for path in landlock_policy::SCRATCH_WRITE
+        .iter()
+        .chain(&landlock_policy::DEVICE_WRITE)
+    {
+        add(&mut p.read, path);
+        add(&mut p.write, path);
+    }
+    // The union's upper layer takes the root's writes: they never reach
+    // the host, so the root stays writable (though not readable beyond
+    // the rules above).
+    if matches!(
+        root,
+        Root::Union {
+            upper: Some(UpperLayer::Ephemeral | UpperLayer::Dir { .. }),
+            ..
+        }
+    ) {
+        add(&mut p.write, "/");
+    }
+    p.optional = optional_paths;
+    for op in mounts {
+        match op {
+            MountOp::Bind {
+                dst,
+                read_only: true,
+                ..
+            } => p.read.push(dst.clone()),
+            MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst } => {
+                p.read.push(dst.clone());
+                p.write.push(dst.clone());
+            }
+        }
+    }
+    for (flag, list) in [
+        ("--allow-read", &args.allow_read),
+        ("--allow-write", &args.allow_write),
+        ("--allow-exec", &args.allow_exec),
+    ] {
+        for path in list {
+            if !path.is_absolute() {
+                return Err(Error::usage(format!(
+                    "{flag} {}: must be an absolute path (as the sandbox sees it)",
+                    path.display()
+                )));
+            }
+            match flag {
+                "--allow-read" => p.read.push(path.clone()),
+                "--allow-exec" => p.exec.push(path.clone()),
+                _ => {
+                    p.read.push(path.clone());
+                    p.write.push(path.clone());
+                }
+            }
+        }
+    }
+    Ok(p)
+}

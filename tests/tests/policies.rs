@@ -1,0 +1,202 @@
+//! The command's confinement as a user configures it: capabilities,
+//! seccomp profiles (shipped, from a file, logging), resource limits and
+//! run profiles.
+
+use burrow_tests::*;
+
+fn status_field(out: &str, field: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:\t")))
+        .unwrap_or_else(|| panic!("no {field} in {out:?}"))
+        .to_string()
+}
+
+#[test]
+fn the_command_keeps_no_capability_unless_asked() {
+    let out = sh(
+        &[],
+        "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status",
+    );
+    let out = out.ok();
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(status_field(out, set), "0000000000000000", "{set}");
+    }
+    assert_eq!(status_field(out, "NoNewPrivs"), "1");
+    assert_eq!(status_field(out, "Seccomp"), "2");
+    // CAP_NET_BIND_SERVICE (bit 10), kept: root inside has it...
+    let root = sh(
+        &["--cap-add", "CAP_NET_BIND_SERVICE"],
+        "grep -E '^Cap' /proc/self/status",
+    );
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert_eq!(status_field(root.ok(), set), "0000000000000400", "{set}");
+    }
+    // ...and so does a command that is not root inside (ambient).
+    let user = sh(
+        &["--keep-id", "--cap-add", "net_bind_service"],
+        "grep -E '^Cap' /proc/self/status",
+    );
+    for set in ["CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(status_field(user.ok(), set), "0000000000000400", "{set}");
+    }
+    let bad = sh(&["--cap-add", "CAP_FLY"], "true");
+    assert_eq!(bad.code, 125);
+    assert_eq!(
+        bad.stderr,
+        "burrow: --cap-add: unknown capability \"CAP_FLY\"\n"
+    );
+}
+
+#[test]
+fn a_profile_file_of_ones_own_is_enforced() {
+    let dir = TempDir::new("seccomp");
+    let profile = dir.join("no-uname.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}"#,
+    )
+    .unwrap();
+    let out = sh(
+        &["--seccomp", profile.to_str().unwrap()],
+        "uname 2>&1; echo rc=$?",
+    );
+    assert!(out.ok().contains("Function not implemented"), "{out:?}");
+    assert!(sh(&["--seccomp", "none"], "uname")
+        .ok()
+        .starts_with("Linux"));
+
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#).unwrap();
+    let out = sh(&["--seccomp", broken.to_str().unwrap()], "true");
+    assert_eq!(out.code, 125);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "burrow: seccomp profile {}: unknown action \"SCMP_ACT_SOMETIMES\"\n",
+            broken.display()
+        )
+    );
+    let out = sh(&["--seccomp", "/nonexistent.json"], "true");
+    assert_eq!(out.code, 125);
+    assert_eq!(
+        out.stderr,
+        "burrow: --seccomp /nonexistent.json: No such file or directory\n"
+    );
+}
+
+#[test]
+fn seccomp_log_logs_instead_of_refusing() {
+    let code = "import ctypes; libc = ctypes.CDLL(None, use_errno=True); \
+                print('ok' if libc.syscall(248, b'user', b'k', b'v', 1, -2) >= 0 else 'refused')";
+    let refused = output(burrow_run().args(["--", "python3", "-c", code]));
+    let logged = output(burrow_run().args(["--seccomp-log", "--", "python3", "-c", code]));
+    assert_eq!(refused.ok(), "refused\n");
+    assert_eq!(logged.ok(), "ok\n");
+}
+
+#[test]
+fn compiled_profiles_are_cached() {
+    let cache = TempDir::new("cache");
+    let run = || {
+        output(burrow_run().env("XDG_CACHE_HOME", cache.path()).args([
+            "--seccomp",
+            "strict",
+            "--",
+            "true",
+        ]))
+    };
+    run().ok();
+    let files: Vec<_> = std::fs::read_dir(cache.join("burrow/seccomp"))
+        .expect("a cache directory")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    // The cached program is what the next start loads: a corrupt one is
+    // recompiled, not loaded.
+    std::fs::write(&files[0], b"junk").unwrap();
+    run().ok();
+    assert!(std::fs::read(&files[0]).unwrap().len() > 8);
+}
+
+#[test]
+fn rlimits_apply_to_the_command() {
+    let out = sh(
+        &["--rlimit", "nofile=64:128", "--rlimit", "core=0"],
+        "ulimit -Sn; ulimit -Hn; ulimit -c",
+    );
+    assert_eq!(out.ok(), "64\n128\n0\n");
+    let out = sh(&["--rlimit", "files=3"], "true");
+    assert_eq!(out.code, 125);
+    assert!(
+        out.stderr
+            .starts_with("burrow: --rlimit files=3: unknown limit"),
+        "{out:?}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1);
+}
+
+#[test]
+fn landlock_strict_holds_on_this_kernel() {
+    // ABI 6 (scoping) is what burrow asks for; older kernels get a warning,
+    // or with --landlock-strict an error.
+    let abi = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.contains("landlock"))
+        .unwrap_or(false);
+    let out = sh(
+        &["--landlock-strict"],
+        "echo confined > /tmp/x && cat /tmp/x",
+    );
+    if out.code == 125 && out.stderr.contains("landlock") {
+        skipped(&format!(
+            "this kernel's Landlock is older than ABI 6: {}",
+            out.stderr.trim()
+        ));
+        return;
+    }
+    assert_eq!(out.ok(), "confined\n", "lsm list has landlock: {abi}");
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn a_run_profile_carries_options_and_the_command_line_wins() {
+    let dir = TempDir::new("profile");
+    let app = dir.join("app.toml");
+    std::fs::write(
+        &app,
+        r#"
+hostname = "from-profile"
+setenv = { GREETING = "hello" }
+rlimit = ["nofile=50"]
+seccomp = "strict"
+command = ["sh", "-c", "echo $GREETING $(hostname) $(ulimit -n); grep ^Seccomp: /proc/self/status"]
+"#,
+    )
+    .unwrap();
+    let a = app.to_str().unwrap();
+    let out = output(burrow_run().args(["--profile", a]));
+    assert_eq!(out.ok(), "hello from-profile 50\nSeccomp:\t2\n");
+    let out = output(burrow_run().args([
+        "--profile",
+        a,
+        "--hostname",
+        "from-cli",
+        "--seccomp",
+        "none",
+    ]));
+    assert_eq!(out.ok(), "hello from-cli 50\nSeccomp:\t0\n");
+    let out = output(burrow_run().args(["--profile", a, "--", "echo", "own-command"]));
+    assert_eq!(out.ok(), "own-command\n");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "hostname = \"x\"\nnetwork = \"host\"\n").unwrap();
+    let out = output(burrow_run().args(["--profile", bad.to_str().unwrap(), "--", "true"]));
+    assert_eq!(out.code, 125);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "burrow: profile {}: key 'network': not an option of burrow run\n",
+            bad.display()
+        )
+    );
+}
