@@ -341,7 +341,10 @@ fn a_bind_destination_swapped_for_a_symlink_stays_inside_the_root() {
     );
     // Every run ran or failed cleanly because the destination was gone
     // at that moment.
-    assert!(outcomes.iter().all(|c| *c == 0 || *c == 125), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|c| *c == 0 || *c == 125),
+        "{outcomes:?}"
+    );
     assert_eq!(
         host_mount_count(),
         mounts_before,
