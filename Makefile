@@ -12,6 +12,7 @@ demo:
 	./target/release/burrow run -- sh -c 'echo "inside: $$(id)"; \
 	  echo "pid $$$$ on $$(hostname), namespaces: $$(readlink /proc/self/ns/pid) $$(readlink /proc/self/ns/net)"; \
 	  echo "network interfaces: $$(cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d " ")"; \
+	  echo "capabilities: $$(grep CapEff /proc/self/status | cut -f2), no_new_privs $$(grep NoNewPrivs /proc/self/status | cut -f2), seccomp filters $$(grep Seccomp_filters /proc/self/status | cut -f2)"; \
 	  echo demo > /etc/burrow-demo && echo "wrote /etc/burrow-demo (into the union'"'"'s private upper layer)"; \
 	  echo scratch > /tmp/demo && echo "/tmp is a private tmpfs"'
 	@test ! -e /etc/burrow-demo && echo "host: /etc/burrow-demo does not exist, the host is untouched"
@@ -25,6 +26,7 @@ test:
 ## Minutes, not seconds.
 bench:
 	bash benches/startup.sh
+	bash benches/seccomp.sh
 	bash benches/unionfs.sh
 	bash benches/memory.sh
 

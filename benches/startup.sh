@@ -21,7 +21,6 @@ cd "$STAGE"
   -n "burrow (union root)" "$STAGE/burrow run -- true" \
   -n "burrow --read-only" "$STAGE/burrow run --read-only -- true" \
   -n "burrow --read-only --map-users none" "$STAGE/burrow run --read-only --map-users none -- true" \
-  -n "burrow --read-only --seccomp none" "$STAGE/burrow run --read-only --seccomp none -- true" \
   -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true"
 
 python3 - "$STAGE/startup.json" <<'PY'
@@ -31,6 +30,4 @@ b = r["bwrap"]
 print("\nstart-up, median ms (mean ± sd)      ratio to bwrap (median)")
 for name, x in r.items():
     print(f"  {name:38s} {x['median']*1e3:6.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f})   {x['median']/b['median']:.2f}x")
-on, off = r["burrow --read-only"], r["burrow --read-only --seccomp none"]
-print(f"\nseccomp default (cached) vs none, --read-only: {on['median']*1e3:.2f} / {off['median']*1e3:.2f} ms = {on['median']/off['median']:.3f}x")
 PY
