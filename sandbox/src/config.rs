@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use clap::ArgMatches;
@@ -19,6 +20,9 @@ pub enum MountOp {
         src: PathBuf,
         dst: PathBuf,
         read_only: bool,
+        /// Device and inode of `src` when it was checked: what gets
+        /// mounted must be the same directory or file.
+        id: (u64, u64),
     },
     /// A fresh tmpfs on `dst`.
     Tmpfs { dst: PathBuf },
@@ -96,12 +100,21 @@ impl SandboxConfig {
             for (idx, pair) in pairs(matches, id).into_iter().zip(values.chunks(2)) {
                 let src = canonical(&pair[0], flag)?;
                 let dst = sandbox_path(&pair[1], flag)?;
+                let meta = std::fs::metadata(&src).map_err(|e| {
+                    Error::usage(format!(
+                        "{flag} {}: {}",
+                        pair[0].display(),
+                        crate::sys::errno_text(&e)
+                    ))
+                })?;
+                let id = (meta.dev(), meta.ino());
                 ordered.push((
                     idx,
                     MountOp::Bind {
                         src,
                         dst,
                         read_only,
+                        id,
                     },
                 ));
             }

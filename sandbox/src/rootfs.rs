@@ -228,10 +228,21 @@ fn apply(root: &OwnedFd, op: &MountOp) -> Result<()> {
             src,
             dst,
             read_only,
+            id,
         } => {
             let flag = if *read_only { "--ro-bind" } else { "--bind" };
             let what = || format!("{flag} {} {}", src.display(), dst.display());
             let tree = sys::open_tree_clone(&host_path(src), true).ctx(what)?;
+            // The path was checked (and, for a read-write bind, left out of
+            // the union) before the sandbox existed: if it now leads
+            // somewhere else, someone swapped it in between.
+            let st = nix::sys::stat::fstat(&tree).ctx(what)?;
+            if (st.st_dev, st.st_ino) != *id {
+                return Err(Error::usage(format!(
+                    "{flag} {}: the source changed while the sandbox was being set up",
+                    src.display()
+                )));
+            }
             let attr = NOSUID | NODEV | if *read_only { RO } else { 0 };
             sys::mount_setattr(tree.as_fd(), attr, true).ctx(what)?;
             let target = mount_point(root.as_fd(), dst, host_path(src).is_dir())?;

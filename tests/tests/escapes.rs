@@ -353,6 +353,77 @@ fn a_bind_destination_swapped_for_a_symlink_stays_inside_the_root() {
 }
 
 #[test]
+fn a_bind_source_swapped_for_a_symlink_is_not_mounted() {
+    // burrow checks a read-write bind's source before the sandbox exists
+    // (and leaves it out of the union, so the sandbox cannot change the
+    // union's files behind its server's back), then mounts it from inside.
+    // A source swapped for a symlink in between would bind another
+    // directory while that one stayed in the union: burrow compares what
+    // it mounts with what it checked and refuses instead. The sign of the
+    // swap getting through: B bound and B still in the union.
+    assert_unprivileged();
+    let home = std::env::var("HOME").expect("HOME");
+    let base = Path::new(&home).join(format!("burrow-srcrace-{}", unique_token()));
+    let (src, b) = (base.join("src"), base.join("b"));
+    for d in [&src, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(src.join("a-marker"), "").unwrap();
+    std::fs::write(b.join("b-marker"), "").unwrap();
+    // `src` and `other` trade places atomically: a directory one moment,
+    // a (relative, so that it resolves wherever burrow looks) symlink to B
+    // the next. Without burrow's check about a quarter of the runs here
+    // bind B while B stays in the union.
+    let other = base.join("src.other");
+    std::os::unix::fs::symlink("b", &other).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (src, other, stop) = (src.clone(), other.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                nix::fcntl::renameat2(
+                    nix::fcntl::AT_FDCWD,
+                    &src,
+                    nix::fcntl::AT_FDCWD,
+                    &other,
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                )
+                .unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+        })
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..40 {
+        let out = sh(
+            &["--bind", src.to_str().unwrap(), "/tmp/mnt"],
+            &format!(
+                "ls /tmp/mnt; test -e {}/b-marker && echo b-in-union; true",
+                b.display()
+            ),
+        );
+        if out.code != 0 {
+            assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        }
+        let key = if out.stdout.contains("b-marker") && out.stdout.contains("b-in-union") {
+            "SWAPPED SOURCE MOUNTED".to_string()
+        } else {
+            format!(
+                "{}:{}{}",
+                out.code,
+                out.stdout.replace('\n', " "),
+                out.stderr.trim()
+            )
+        };
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    let _ = std::fs::remove_dir_all(&base);
+    assert!(!seen.contains_key("SWAPPED SOURCE MOUNTED"), "{seen:?}");
+}
+
+#[test]
 fn ordinary_programs_run_under_the_default_profile() {
     let out = sh(
         &[],
