@@ -16,7 +16,10 @@
 //! directory is skipped.
 //!
 //! Kernel overlayfs quirks tolerated (burrowfs does what a plain filesystem
-//! does): rename(2) between two names of one upper file gives ESTALE there
+//! does): a name of an upper hard link keeps the size it had when the other
+//! name was written (so the kernel side is remounted before an `mv`-style
+//! copy in a case that made a hard link); rename(2) between two names of
+//! one upper file gives ESTALE there
 //! (burrowfs: success, nothing changes); and after a hard link in the upper
 //! layer each name is its own overlay inode with its own idea of the mode,
 //! so a truncate through one name may miss the setuid bit set through the
@@ -152,6 +155,15 @@ pub fn run_case(burrowfs: &Path, ops: &[Op]) -> Result<(), String> {
                 // burrowfs moved it: do what mv does on EXDEV.
                 Ok(_) => {
                     moved_by_copy = true;
+                    if linked {
+                        // Kernel overlayfs keeps one overlay inode per name
+                        // of an upper hard link, each with its own cached
+                        // size: a copy through a name the other was written
+                        // through reads short. A fresh mount reads the
+                        // upper layer as it is.
+                        nix::mount::umount(&k).map_err(|e| format!("unmounting overlayfs: {e}"))?;
+                        m.mount_kernel("k", &k)?;
+                    }
                     unionops::move_by_copy(&k, *from, *to)
                 }
                 .map(|()| String::new())

@@ -87,6 +87,29 @@ fn inner_differential() {
         }
         panic!("{e}");
     }
+    // Cases random runs have found, kept so that every run checks them.
+    let regressions: [&[Op]; 1] = [&[
+        // A name of a hard link written through, then its directory moved
+        // (the kernel's stale per-name size, see `differential`).
+        Op::Link { from: 10, to: 2 },
+        Op::Write {
+            path: 2,
+            byte: 0,
+            len: 10,
+            append: false,
+            truncate: false,
+        },
+        Op::Rename {
+            from: 7,
+            to: 6,
+            flags: 0,
+        },
+    ]];
+    for ops in regressions {
+        if let Err(e) = differential::run_case(&burrowfs, ops) {
+            panic!("regression case {ops:?}: {e}");
+        }
+    }
     let cases = std::env::var("BURROW_DIFF_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
