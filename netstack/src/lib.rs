@@ -1,2 +1,275 @@
-//! Userspace networking for burrow's network namespaces. Built out in the
-//! netstack issue.
+//! Userspace networking for burrow's network namespaces, in the way of
+//! slirp4netns: the sandbox has a tap device; this stack, outside the
+//! sandbox, reads its frames and speaks for the rest of the network.
+//!
+//! - TCP from the sandbox is terminated by smoltcp (in "any IP" mode, so
+//!   it answers for every address) and carried on a host socket to the
+//!   real destination. A new connection is answered only once the host's
+//!   connect succeeded, so a refused port is refused inside too.
+//! - UDP is translated datagram by datagram, without smoltcp: one
+//!   connected host socket per flow, replies built as frames here.
+//! - The gateway's address stands for the host's loopback, when allowed;
+//!   the DNS address forwards to the host's resolver.
+
+mod device;
+mod tcp;
+mod udp;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
+    IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+};
+
+pub use device::Tap;
+
+/// The sandbox's side of the network, as slirp4netns lays it out.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The gateway (this stack); also the host's loopback when allowed.
+    pub gateway: Ipv4Addr,
+    /// The DNS forwarder's address.
+    pub dns: Ipv4Addr,
+    /// The sandbox's address.
+    pub guest: Ipv4Addr,
+    pub prefix: u8,
+    pub mtu: usize,
+    /// Let the sandbox reach the host's 127.0.0.1 through the gateway.
+    pub allow_host_loopback: bool,
+    /// Where DNS queries go.
+    pub dns_upstream: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            gateway: Ipv4Addr::new(10, 0, 2, 2),
+            dns: Ipv4Addr::new(10, 0, 2, 3),
+            guest: Ipv4Addr::new(10, 0, 2, 100),
+            prefix: 24,
+            mtu: 65520,
+            allow_host_loopback: false,
+            dns_upstream: SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
+        }
+    }
+}
+
+/// The MAC address the stack answers with.
+pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+
+/// The first nameserver in `/etc/resolv.conf`, port 53.
+pub fn host_resolver() -> Option<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    text.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("nameserver"))
+            .then(|| words.next()?.parse::<std::net::IpAddr>().ok())
+            .flatten()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
+impl Config {
+    /// Where a flow to `dst` from the sandbox really goes, or `None` when
+    /// it may not go there.
+    fn host_destination(&self, dst: SocketAddrV4, udp: bool) -> Option<SocketAddr> {
+        let ip = *dst.ip();
+        if udp && ip == self.dns && dst.port() == 53 {
+            return Some(self.dns_upstream);
+        }
+        if ip == self.gateway {
+            return self
+                .allow_host_loopback
+                .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, dst.port())));
+        }
+        if ip.is_loopback() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return None;
+        }
+        // Inside the sandbox's own subnet only this stack's addresses exist.
+        if in_subnet(ip, self.guest, self.prefix) {
+            return None;
+        }
+        Some(SocketAddr::V4(dst))
+    }
+}
+
+fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// Serves the sandbox's tap device until it goes away (the sandbox's
+/// network namespace ended).
+pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
+    nix::fcntl::fcntl(
+        &tap_fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )?;
+    let mut tap = Tap::new(tap_fd, cfg.mtu);
+    let mut iface_cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(GATEWAY_MAC)));
+    iface_cfg.random_seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut iface = Interface::new(iface_cfg, &mut tap, now());
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(cfg.gateway), cfg.prefix));
+        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(cfg.dns), cfg.prefix));
+    });
+    // "Any IP": every destination routes through our own gateway address,
+    // so smoltcp accepts connections to all of them.
+    iface.set_any_ip(true);
+    iface
+        .routes_mut()
+        .add_default_ipv4_route(cfg.gateway)
+        .map_err(|_| std::io::Error::other("cannot add the default route"))?;
+    let mut sockets = SocketSet::new(Vec::new());
+    let mut tcp = tcp::Flows::default();
+    let mut udp = udp::Flows::default();
+
+    loop {
+        // Frames from the sandbox: UDP is ours, new TCP connections wait
+        // for their host side, the rest goes to smoltcp.
+        loop {
+            match tap.read_frame() {
+                Ok(Some(frame)) => match classify(&frame) {
+                    Some(Packet::Udp { src, dst }) => {
+                        udp.send_out(&cfg, &frame, src, dst);
+                    }
+                    Some(Packet::TcpSyn { src, dst }) => {
+                        if tcp.is_active(src, dst) {
+                            tap.rx.push_back(frame); // a retransmission
+                        } else if !tcp.is_known(src, dst) {
+                            tcp.start(&cfg, src, dst, frame);
+                        } // else: still connecting on the host; its SYN is held
+                    }
+                    None => tap.rx.push_back(frame),
+                },
+                Ok(None) => break,
+                Err(e) => return end_of_tap(e),
+            }
+        }
+        // Connections whose host side is now decided.
+        for frame in tcp.settle(&mut sockets) {
+            tap.rx.push_back(frame);
+        }
+        iface.poll(now(), &mut tap, &mut sockets);
+        tcp.pump(&mut sockets);
+        udp.bring_replies(&tap, cfg.mtu);
+        iface.poll(now(), &mut tap, &mut sockets);
+        tcp.reap(&mut sockets);
+
+        // Sleep until something can move.
+        let delay = iface
+            .poll_delay(now(), &sockets)
+            .map(|d| Duration::from_micros(d.total_micros()))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        let mut fds = vec![libc::pollfd {
+            fd: tap.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        tcp.poll_fds(&sockets, &mut fds);
+        udp.poll_fds(&mut fds);
+        wait(&mut fds, delay)?;
+    }
+}
+
+fn end_of_tap(e: std::io::Error) -> std::io::Result<()> {
+    // The device went with the sandbox's network namespace.
+    match e.raw_os_error() {
+        Some(libc::EBADFD) | Some(libc::EIO) | Some(libc::ENODEV) => Ok(()),
+        _ if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
+        _ => Err(e),
+    }
+}
+
+fn wait(fds: &mut [libc::pollfd], delay: Duration) -> std::io::Result<()> {
+    let ms = delay.as_millis().clamp(0, 1000) as i32;
+    // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd for
+    // the duration of the call.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+enum Packet {
+    Udp {
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+    },
+    TcpSyn {
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+    },
+}
+
+/// What a frame from the sandbox is, as far as this stack cares.
+fn classify(frame: &[u8]) -> Option<Packet> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return None;
+    }
+    let (src_ip, dst_ip) = (ip.src_addr(), ip.dst_addr());
+    match ip.next_header() {
+        IpProtocol::Udp => {
+            let u = UdpPacket::new_checked(ip.payload()).ok()?;
+            Some(Packet::Udp {
+                src: SocketAddrV4::new(src_ip, u.src_port()),
+                dst: SocketAddrV4::new(dst_ip, u.dst_port()),
+            })
+        }
+        IpProtocol::Tcp => {
+            let t = TcpPacket::new_checked(ip.payload()).ok()?;
+            (t.syn() && !t.ack()).then(|| Packet::TcpSyn {
+                src: SocketAddrV4::new(src_ip, t.src_port()),
+                dst: SocketAddrV4::new(dst_ip, t.dst_port()),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A non-blocking socket connected (or connecting) to `to`.
+fn connect_nonblocking(
+    to: SocketAddr,
+    kind: nix::sys::socket::SockType,
+) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockaddrStorage};
+    let family = if to.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        kind,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    match connect(fd.as_raw_fd(), &SockaddrStorage::from(to)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(fd),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    fd.as_fd()
+}

@@ -35,10 +35,24 @@ pub enum NetMode {
     None,
     /// Share the host's network namespace.
     Host,
+    /// A new network namespace with `lo` and a tap device served by
+    /// burrow's userspace stack: outbound TCP and UDP, DNS (slirp4netns'
+    /// layout: 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3).
+    Slirp,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// With --net slirp: let the sandbox reach the host's 127.0.0.1 at the
+    /// gateway's address (10.0.2.2).
+    #[arg(long)]
+    pub allow_host_loopback: bool,
+
+    /// With --net slirp: where the DNS forwarder sends queries (IP or
+    /// IP:PORT; default: the first nameserver in /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR")]
+    pub dns_upstream: Option<String>,
+
     /// Map the caller to the same uid/gid inside instead of root.
     #[arg(long)]
     pub keep_id: bool,

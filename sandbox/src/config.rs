@@ -67,6 +67,8 @@ pub struct SandboxConfig {
     pub die_with_parent: bool,
     pub new_session: bool,
     pub json_status_fd: Option<i32>,
+    /// The userspace stack's settings with `--net slirp`.
+    pub slirp: Option<burrow_netstack::Config>,
     /// Capabilities, seccomp, Landlock and limits for the command.
     pub security: crate::security::Security,
 }
@@ -126,6 +128,7 @@ impl SandboxConfig {
         ordered.sort_by_key(|(idx, _)| *idx);
         let mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
         let security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
+        let slirp = slirp_config(&args)?;
 
         let env = build_env(&args, matches)?;
 
@@ -198,9 +201,44 @@ impl SandboxConfig {
             die_with_parent: args.die_with_parent,
             new_session,
             json_status_fd: args.json_status,
+            slirp,
             security,
         })
     }
+}
+
+/// `--net slirp`'s settings; its options without it are an error.
+fn slirp_config(args: &RunArgs) -> Result<Option<burrow_netstack::Config>> {
+    if args.net != NetMode::Slirp {
+        for (given, flag) in [
+            (args.allow_host_loopback, "--allow-host-loopback"),
+            (args.dns_upstream.is_some(), "--dns-upstream"),
+        ] {
+            if given {
+                return Err(Error::usage(format!("{flag} needs --net slirp")));
+            }
+        }
+        return Ok(None);
+    }
+    let upstream = match &args.dns_upstream {
+        None => None,
+        Some(text) => Some(
+            text.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    Error::usage(format!(
+                        "--dns-upstream {text}: not an IP address or IP:PORT"
+                    ))
+                })?,
+        ),
+    };
+    Ok(Some(crate::net::stack_config(
+        args.allow_host_loopback,
+        upstream,
+    )))
 }
 
 /// The union's layers from --rootfs, --layer, --upper and --read-only.

@@ -28,6 +28,7 @@ pub fn run(
     sync: OwnedFd,
     report_fd: OwnedFd,
     fs_server: Option<OwnedFd>,
+    net_stack: Option<OwnedFd>,
 ) -> ! {
     // If burrow dies, so does pid 1, and with it the whole pid namespace.
     let _ = sys::set_parent_death_signal(Signal::SIGKILL);
@@ -41,11 +42,12 @@ pub fn run(
     // the id maps through /proc of this process.
     let _ = sys::set_not_dumpable();
 
-    let cwd = match setup(cfg, fs_server.as_ref()) {
+    let cwd = match setup(cfg, fs_server.as_ref(), net_stack.as_ref()) {
         Ok(cwd) => cwd,
         Err(e) => fail(&report_fd, e.exit_code(), &e.to_string()),
     };
     drop(fs_server);
+    drop(net_stack);
     let child = match sys::fork() {
         Ok(Some(pid)) => pid,
         Ok(None) => exec_command(cfg, &cwd, &report_fd),
@@ -55,12 +57,19 @@ pub fn run(
     sys::exit_now(reap_until_exit(child, cfg.new_session))
 }
 
-fn setup(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<PathBuf> {
+fn setup(
+    cfg: &SandboxConfig,
+    fs_server: Option<&OwnedFd>,
+    net_stack: Option<&OwnedFd>,
+) -> Result<PathBuf> {
     if let Some(name) = &cfg.hostname {
         nix::unistd::sethostname(name).ctx(|| "setting the hostname")?;
     }
-    if cfg.net == NetMode::None {
+    if cfg.net != NetMode::Host {
         sys::interface_up("lo").ctx(|| "bringing up lo")?;
+    }
+    if let (Some(net), Some(sock)) = (&cfg.slirp, net_stack) {
+        crate::net::setup_inside(net, sock)?;
     }
     crate::rootfs::enter(cfg, fs_server)?;
     if let Some(dir) = &cfg.chdir {

@@ -51,6 +51,19 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         ),
         Root::ReadOnlyBind => None,
     };
+    // A socket to hand the tap device of --net slirp to the stack.
+    let net_socks = match cfg.slirp {
+        Some(_) => Some(
+            socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?,
+        ),
+        None => None,
+    };
     let waited = signals::waited_set();
     signals::block(&waited).ctx(|| "blocking signals")?;
 
@@ -60,7 +73,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWCGROUP;
-    if cfg.net == NetMode::None {
+    if cfg.net != NetMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     let child = match sys::clone_into(flags) {
@@ -68,13 +81,20 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         Ok(None) => {
             drop(sync_w);
             drop(report_r);
-            init::run(cfg, sync_r, report_w, fs_socks.map(|(_, inner)| inner))
+            init::run(
+                cfg,
+                sync_r,
+                report_w,
+                fs_socks.map(|(_, inner)| inner),
+                net_socks.map(|(_, inner)| inner),
+            )
         }
         Ok(Some(pid)) => pid,
     };
     drop(sync_r);
     drop(report_w);
     let server_sock = fs_socks.map(|(outer, _)| outer);
+    let net_sock = net_socks.map(|(outer, _)| outer);
 
     if let Err(e) = maps.apply(child) {
         let _ = kill(child, Signal::SIGKILL);
@@ -108,6 +128,18 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         _ => None,
     };
     let _server = ServerGuard(server);
+    let stack = match (&cfg.slirp, net_sock) {
+        (Some(net), Some(sock)) => match crate::net::spawn_helper(net.clone(), sock) {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
+    let _stack = ServerGuard(stack);
     let started = json.map(|_| status::started(child));
     nix::unistd::write(&sync_w, b"1").ctx(|| "starting the sandbox")?;
     drop(sync_w);
@@ -128,7 +160,8 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     Ok(code)
 }
 
-/// Stops the union root's server when burrow is done with the sandbox.
+/// Stops a helper (the union root's server, the network stack) when burrow
+/// is done with the sandbox.
 struct ServerGuard(Option<Pid>);
 
 impl Drop for ServerGuard {

@@ -10,6 +10,7 @@ pub mod idmap;
 pub mod init;
 pub mod landlock_policy;
 pub mod launch;
+pub mod net;
 pub mod profile;
 pub mod rlimits;
 pub mod rootfs;

@@ -117,6 +117,16 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         NOSUID | NODEV,
     )?;
 
+    // The network's resolver, as a read-only file from the scratch root.
+    if let Some(net) = &cfg.slirp {
+        let what = || "--net slirp: /etc/resolv.conf";
+        std::fs::write("/resolv.conf", crate::net::resolv_conf(net)).ctx(what)?;
+        let file = sys::open_tree_clone(Path::new("/resolv.conf"), false).ctx(what)?;
+        sys::mount_setattr(file.as_fd(), RO | NOSUID | NODEV, false).ctx(what)?;
+        let target = mount_point(root.as_fd(), Path::new("/etc/resolv.conf"), false)?;
+        sys::move_mount_onto(file.as_fd(), target.as_fd()).ctx(what)?;
+    }
+
     // 4. The user's mounts, in order.
     for op in &cfg.mounts {
         apply(&root, op)?;

@@ -1,0 +1,88 @@
+//! `--net slirp`: the sandbox's network namespace gets a tap device,
+//! configured as slirp4netns does (10.0.2.100/24, gateway 10.0.2.2, DNS
+//! 10.0.2.3); burrow's own userspace stack (`burrow_netstack`) serves it
+//! from a helper process that stays in the host's network namespace.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use crate::error::{Context, Error, Result};
+use crate::sys;
+
+/// The tap device's name inside, as with slirp4netns.
+pub const TAP: &str = "tap0";
+
+/// The stack's settings for this sandbox.
+pub fn stack_config(
+    allow_host_loopback: bool,
+    dns_upstream: Option<SocketAddr>,
+) -> burrow_netstack::Config {
+    let mut cfg = burrow_netstack::Config {
+        allow_host_loopback,
+        ..burrow_netstack::Config::default()
+    };
+    if let Some(up) = dns_upstream.or_else(burrow_netstack::host_resolver) {
+        cfg.dns_upstream = up;
+    }
+    cfg
+}
+
+/// `/etc/resolv.conf` inside.
+pub fn resolv_conf(cfg: &burrow_netstack::Config) -> String {
+    format!("nameserver {}\n", cfg.dns)
+}
+
+/// Inside the sandbox (pid 1, in its network namespace, before the root
+/// is built): makes and configures the tap device and hands it to the
+/// helper over `sock`.
+pub fn setup_inside(cfg: &burrow_netstack::Config, sock: &OwnedFd) -> Result<()> {
+    let tun = nix::fcntl::open(
+        "/dev/net/tun",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        Error::usage(format!(
+            "--net slirp: cannot open /dev/net/tun: {} (it must exist with mode 0666)",
+            e.desc()
+        ))
+    })?;
+    let tap = sys::create_tap(tun, TAP).ctx(|| format!("--net slirp: creating {TAP}"))?;
+    sys::configure_interface(TAP, cfg.guest, cfg.prefix, cfg.mtu as u32)
+        .ctx(|| format!("--net slirp: configuring {TAP}"))?;
+    sys::add_default_route(cfg.gateway).ctx(|| "--net slirp: adding the default route")?;
+    sys::send_fds(sock.as_fd(), &[tap.as_raw_fd()])
+        .ctx(|| "--net slirp: handing the tap device over")
+}
+
+/// On the host: forks the helper that serves the sandbox's tap device
+/// until the sandbox's network namespace (and with it the device) ends.
+pub fn spawn_helper(cfg: burrow_netstack::Config, sock: OwnedFd) -> Result<Pid> {
+    match sys::fork().ctx(|| "fork")? {
+        Some(pid) => Ok(pid),
+        None => {
+            let _ = sys::set_parent_death_signal(Signal::SIGKILL);
+            // A host socket per connection.
+            burrow_unionfs::fs::raise_open_file_limit();
+            let code = match sys::recv_fds(sock.as_fd()) {
+                Ok(fds) => match fds.into_iter().next() {
+                    Some(tap) => match burrow_netstack::serve(tap, cfg) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            eprintln!("burrow: network stack: {e}");
+                            1
+                        }
+                    },
+                    None => 0, // the sandbox failed before making the device
+                },
+                Err(_) => 0,
+            };
+            sys::exit_now(code)
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! `--net slirp`: the sandbox's traffic through burrow's userspace stack
+//! to servers on this machine (a host address or the host's loopback),
+//! never off it.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::time::Duration;
+
+use burrow_tests::*;
+
+/// A global IPv4 address of this machine (servers bound there are
+/// reachable through the stack without --allow-host-loopback).
+fn host_address() -> Option<Ipv4Addr> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let cidr = l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+        cidr.split('/').next()?.parse().ok()
+    })
+}
+
+fn host_address_or_skip() -> Option<Ipv4Addr> {
+    let a = host_address();
+    if a.is_none() {
+        skipped("this machine has no global IPv4 address to serve tests on");
+    }
+    a
+}
+
+/// Serves `reply` to every TCP connection on `listener`, after reading
+/// the request's first chunk.
+fn serve_tcp(listener: TcpListener, reply: &'static str) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(reply.as_bytes());
+            });
+        }
+    });
+}
+
+const HTTP_REPLY: &str = "HTTP/1.0 200 OK\r\nContent-Length: 16\r\n\r\nhello from host\n";
+
+fn py(flags: &[&str], code: &str) -> Output {
+    output(
+        burrow_run()
+            .args(["--net", "slirp"])
+            .args(flags)
+            .args(["--", "python3", "-c", code]),
+    )
+}
+
+#[test]
+fn tcp_reaches_a_server_on_a_host_address() {
+    let Some(ip) = host_address_or_skip() else {
+        return;
+    };
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve_tcp(listener, HTTP_REPLY);
+    let out = py(
+        &[],
+        &format!(
+            "import urllib.request\n\
+             print(urllib.request.urlopen('http://{ip}:{port}/', timeout=10).read().decode(), end='')"
+        ),
+    );
+    assert_eq!(out.ok(), "hello from host\n");
+}
+
+#[test]
+fn a_refused_port_is_refused_inside_too() {
+    let Some(ip) = host_address_or_skip() else {
+        return;
+    };
+    // A port nothing listens on: bind one, then close it.
+    let port = TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = py(
+        &[],
+        &format!(
+            "import socket\ns = socket.socket(); s.settimeout(10)\n\
+             try:\n    s.connect(('{ip}', {port})); print('connected')\n\
+             except OSError as e: print(e.errno)"
+        ),
+    );
+    assert_eq!(out.ok(), "111\n"); // ECONNREFUSED
+}
+
+#[test]
+fn the_hosts_loopback_needs_allow_host_loopback() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve_tcp(listener, HTTP_REPLY);
+    let code = format!(
+        "import socket\ns = socket.socket(); s.settimeout(10)\n\
+         try:\n    s.connect(('10.0.2.2', {port})); s.send(b'GET'); print(s.recv(100).decode().split()[1])\n\
+         except OSError as e: print('refused', e.errno)"
+    );
+    assert_eq!(py(&[], &code).ok(), "refused 111\n");
+    assert_eq!(py(&["--allow-host-loopback"], &code).ok(), "200\n");
+}
+
+#[test]
+fn udp_datagrams_go_both_ways() {
+    let Some(ip) = host_address_or_skip() else {
+        return;
+    };
+    let sock = UdpSocket::bind((ip, 0)).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let reply: Vec<u8> = buf[..n].to_ascii_uppercase();
+            let _ = sock.send_to(&reply, from);
+        }
+    });
+    let out = py(
+        &[],
+        &format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10)\n\
+             s.sendto(b'ping', ('{ip}', {port})); d, a = s.recvfrom(100); print(d.decode(), a[0] == '{ip}')\n\
+             s.sendto(b'x' * 30000, ('{ip}', {port})); print(len(s.recvfrom(65535)[0]))"
+        ),
+    );
+    assert_eq!(out.ok(), "PING True\n30000\n");
+}
+
+/// A DNS server answering every A query with 192.0.2.99 (and no records
+/// for other types).
+fn serve_dns() -> u16 {
+    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut q = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut q) {
+            let q = &q[..n];
+            let Some(zero) = q.iter().skip(12).position(|&b| b == 0) else {
+                continue;
+            };
+            let end = 12 + zero + 5;
+            let a_query = q.get(end - 4..end - 2) == Some(&[0, 1]);
+            let mut r = Vec::new();
+            r.extend(&q[0..2]);
+            r.extend([0x81, 0x80, 0, 1, 0, a_query as u8, 0, 0, 0, 0]);
+            r.extend(&q[12..end]);
+            if a_query {
+                r.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 99]);
+            }
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    port
+}
+
+#[test]
+fn names_resolve_through_the_dns_forwarder() {
+    let port = serve_dns();
+    let out = output(burrow_run().args([
+        "--net",
+        "slirp",
+        "--dns-upstream",
+        &format!("127.0.0.1:{port}"),
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; getent hosts some.name.test",
+    ]));
+    assert_eq!(
+        out.ok(),
+        "nameserver 10.0.2.3\n192.0.2.99      some.name.test\n"
+    );
+}
+
+#[test]
+fn many_concurrent_connections() {
+    let Some(ip) = host_address_or_skip() else {
+        return;
+    };
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve_tcp(listener, "pong");
+    // 1000 connections open at once, each answered.
+    let out = py(
+        &["--rlimit", "nofile=4096"],
+        &format!(
+            "import socket, selectors\n\
+             socks = []\n\
+             for i in range(1000):\n    s = socket.create_connection(('{ip}', {port}), timeout=30); socks.append(s)\n\
+             for s in socks: s.send(b'ping')\n\
+             got = sum(1 for s in socks if s.recv(4) == b'pong')\n\
+             for s in socks: s.close()\n\
+             print(got)"
+        ),
+    );
+    assert_eq!(out.ok(), "1000\n");
+}
+
+#[test]
+fn the_stack_ends_with_the_sandbox() {
+    let token = unique_token();
+    let mut child = burrow_run()
+        .args(["--net", "slirp", "--hostname", &token, "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    // burrow, its network stack and the sleep inside.
+    assert!(eventually(Duration::from_secs(10), || {
+        processes_with_arg(&token).len() >= 2
+    }));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        eventually(Duration::from_secs(10), || processes_with_arg(&token)
+            .is_empty()),
+        "left behind: {:?}",
+        processes_with_arg(&token)
+    );
+}
