@@ -29,6 +29,7 @@ bench:
 	bash benches/seccomp.sh
 	bash benches/unionfs.sh
 	bash benches/memory.sh
+	bash benches/net.sh
 
 build:
 	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs

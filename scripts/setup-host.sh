@@ -13,6 +13,7 @@ PACKAGES=(
   bubblewrap fuse-overlayfs  # peers for benchmarks
   bc              # the shared union benchmark script
   hyperfine       # benchmark driver
+  slirp4netns passt iperf3  # network peers and driver
   iproute2 util-linux bsdutils procps bash coreutils
   python3         # tests: escape attempts written in Python
 )

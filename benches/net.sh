@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Sandbox-to-host TCP throughput (iperf3, 5 s per run) through
+# `burrow run --net slirp`, slirp4netns (--mtu 65520) and pasta, ROUNDS
+# interleaved rounds, medians, as an unprivileged user (burrow-test when
+# run as root). The iperf3 server listens on this machine; nothing leaves it.
+#   benches/net.sh [ROUNDS]        (default 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+TEST_USER=${BURROW_TEST_USER:-burrow-test}
+
+bash scripts/setup-host.sh --tests
+cargo build --release --quiet -p burrow-sandbox
+STAGE=$(mktemp -d /tmp/burrow-bench.XXXXXX)
+trap 'rm -rf "$STAGE"' EXIT
+cp target/release/burrow "$STAGE/"
+cat > "$STAGE/slirp4netns-run.sh" <<'SH'
+# slirp4netns-run.sh CMD...: CMD in a new user and network namespace served by slirp4netns
+d=$(mktemp -d)
+unshare --user --map-root-user --net --fork sh -c "echo \$\$ > $d/pid; while [ ! -e $d/go ]; do sleep 0.05; done; exec \"\$@\"" sh "$@" &
+inner=$!
+while [ ! -s $d/pid ]; do sleep 0.05; done
+slirp4netns --configure --mtu 65520 --disable-host-loopback "$(cat $d/pid)" tap0 >/dev/null 2>&1 &
+s=$!
+sleep 0.5; touch $d/go
+wait $inner; rc=$?
+kill $s 2>/dev/null; wait $s 2>/dev/null; rm -rf "$d"; exit $rc
+SH
+chmod -R a+rX "$STAGE"; [ "$(id -u)" -eq 0 ] && chown "$TEST_USER" "$STAGE"
+RUNAS=()
+[ "$(id -u)" -eq 0 ] && RUNAS=(runuser -u "$TEST_USER" --)
+
+HOST=$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n 1)
+GW=$(ip -4 route show default | awk '{print $3}' | head -n 1)
+[ -n "$HOST" ] || { echo "net.sh: no global IPv4 address to run the iperf3 server on" >&2; exit 1; }
+"${RUNAS[@]}" iperf3 -s -D -p 5299 -I "$STAGE/iperf3.pid"
+trap '"${RUNAS[@]}" kill "$(cat "$STAGE/iperf3.pid")" 2>/dev/null; rm -rf "$STAGE"' EXIT
+sleep 0.5
+
+run() { # name, command...: prints "name Gbit/s"
+  local name=$1; shift
+  "${RUNAS[@]}" "$@" 2>/dev/null | python3 -c "import json, sys; print('$name', json.load(sys.stdin)['end']['sum_received']['bits_per_second'] / 1e9)"
+}
+RESULTS="$STAGE/results.txt"
+for round in $(seq "$ROUNDS"); do
+  echo "round $round" >&2
+  run burrow "$STAGE/burrow" run --net slirp -- iperf3 -c "$HOST" -p 5299 -t 5 -J >> "$RESULTS"
+  run slirp4netns bash "$STAGE/slirp4netns-run.sh" iperf3 -c "$HOST" -p 5299 -t 5 -J >> "$RESULTS"
+  # pasta's namespace has the host's own address; the gateway's stands for the host.
+  run pasta pasta --config-net -- iperf3 -c "$GW" -p 5299 -t 5 -J >> "$RESULTS"
+done
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+data = {}
+for line in open(sys.argv[1]):
+    name, v = line.split()
+    data.setdefault(name, []).append(float(v))
+med = {k: statistics.median(v) for k, v in data.items()}
+print(f"\nsandbox -> host TCP, iperf3, medians of {len(data['burrow'])} interleaved runs")
+for name, m in med.items():
+    print(f"  {name:12s} {m:6.2f} Gbit/s   burrow / {name}: {med['burrow'] / m:.2f}x")
+PY
