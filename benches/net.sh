@@ -26,6 +26,22 @@ sleep 0.5; touch $d/go
 wait $inner; rc=$?
 kill $s 2>/dev/null; wait $s 2>/dev/null; rm -rf "$d"; exit $rc
 SH
+cat > "$STAGE/slirp4netns-fwd.sh" <<'SH'
+# slirp4netns-fwd.sh HOSTPORT PORT CMD...: CMD in a new namespace served by
+# slirp4netns, with HOSTPORT on the host's 127.0.0.1 forwarded to PORT inside
+hp=$1 gp=$2; shift 2
+d=$(mktemp -d)
+unshare --user --map-root-user --net --fork sh -c "echo \$\$ > $d/pid; while [ ! -e $d/go ]; do sleep 0.05; done; exec \"\$@\"" sh "$@" &
+inner=$!
+while [ ! -s $d/pid ]; do sleep 0.05; done
+slirp4netns --configure --mtu 65520 --disable-host-loopback --api-socket $d/api "$(cat $d/pid)" tap0 >/dev/null 2>&1 &
+s=$!
+while [ ! -S $d/api ]; do sleep 0.05; done
+python3 -c "import socket, json, sys; c = socket.socket(socket.AF_UNIX); c.connect('$d/api'); c.sendall(json.dumps({'execute': 'add_hostfwd', 'arguments': {'proto': 'tcp', 'host_addr': '127.0.0.1', 'host_port': $hp, 'guest_port': $gp}}).encode()); c.recv(1000)"
+touch $d/go
+wait $inner; rc=$?
+kill $s 2>/dev/null; wait $s 2>/dev/null; rm -rf "$d"; exit $rc
+SH
 chmod -R a+rX "$STAGE"; [ "$(id -u)" -eq 0 ] && chown "$TEST_USER" "$STAGE"
 RUNAS=()
 [ "$(id -u)" -eq 0 ] && RUNAS=(runuser -u "$TEST_USER" --)
@@ -49,14 +65,37 @@ for round in $(seq "$ROUNDS"); do
   # pasta's namespace has the host's own address; the gateway's stands for the host.
   run pasta pasta --config-net -- iperf3 -c "$GW" -p 5299 -t 5 -J >> "$RESULTS"
 done
-python3 - "$RESULTS" <<'PY'
+# Host to sandbox through a published port: iperf3's server inside, the
+# client on the host's 127.0.0.1.
+inbound() { # name, host port, command that serves it...
+  local name=$1 port=$2; shift 2
+  "${RUNAS[@]}" "$@" >/dev/null 2>&1 &
+  local server=$!
+  local out=""
+  for _ in $(seq 50); do
+    sleep 0.2
+    out=$("${RUNAS[@]}" iperf3 -c 127.0.0.1 -p "$port" -t 5 -J 2>/dev/null) && break
+  done
+  wait $server 2>/dev/null || true
+  echo "$out" | python3 -c "import json, sys; print('$name', json.load(sys.stdin)['end']['sum_received']['bits_per_second'] / 1e9)"
+}
+IN="$STAGE/inbound.txt"
+for round in $(seq "$ROUNDS"); do
+  echo "inbound round $round" >&2
+  inbound burrow 15201 "$STAGE/burrow" run --net slirp -p 127.0.0.1:15201:5201 -- iperf3 -s -1 -p 5201 >> "$IN"
+  inbound slirp4netns 15202 bash "$STAGE/slirp4netns-fwd.sh" 15202 5201 iperf3 -s -1 -p 5201 >> "$IN"
+  inbound pasta 15203 pasta --config-net -t 15203:5201 -- iperf3 -s -1 -p 5201 >> "$IN"
+done
+
+python3 - "$RESULTS" "$IN" <<'PY'
 import statistics, sys
-data = {}
-for line in open(sys.argv[1]):
-    name, v = line.split()
-    data.setdefault(name, []).append(float(v))
-med = {k: statistics.median(v) for k, v in data.items()}
-print(f"\nsandbox -> host TCP, iperf3, medians of {len(data['burrow'])} interleaved runs")
-for name, m in med.items():
-    print(f"  {name:12s} {m:6.2f} Gbit/s   burrow / {name}: {med['burrow'] / m:.2f}x")
+for path, title in [(sys.argv[1], "sandbox -> host TCP"), (sys.argv[2], "host -> sandbox TCP, published port")]:
+    data = {}
+    for line in open(path):
+        name, v = line.split()
+        data.setdefault(name, []).append(float(v))
+    med = {k: statistics.median(v) for k, v in data.items()}
+    print(f"\n{title}, iperf3, medians of {len(data['burrow'])} interleaved runs")
+    for name, m in med.items():
+        print(f"  {name:12s} {m:6.2f} Gbit/s   burrow / {name}: {med['burrow'] / m:.2f}x")
 PY

@@ -12,6 +12,9 @@ pub struct Tap {
     fd: OwnedFd,
     pub rx: VecDeque<Vec<u8>>,
     mtu: usize,
+    /// Frames are read here and copied out at their length: a fresh
+    /// MTU-sized buffer per frame would cost an allocation and a fill.
+    scratch: Vec<u8>,
 }
 
 impl Tap {
@@ -20,6 +23,7 @@ impl Tap {
             fd,
             rx: VecDeque::new(),
             mtu,
+            scratch: vec![0; mtu + 14],
         }
     }
 
@@ -28,14 +32,10 @@ impl Tap {
     }
 
     /// Reads one frame; `Ok(None)` when none is waiting.
-    pub fn read_frame(&self) -> std::io::Result<Option<Vec<u8>>> {
-        let mut buf = vec![0u8; self.mtu + 14];
-        match nix::unistd::read(&self.fd, &mut buf) {
+    pub fn read_frame(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        match nix::unistd::read(&self.fd, &mut self.scratch) {
             Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Some(buf))
-            }
+            Ok(n) => Ok(Some(self.scratch[..n].to_vec())),
             Err(nix::errno::Errno::EAGAIN) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -48,6 +48,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_host_loopback: bool,
 
+    /// With --net slirp: publish a sandbox port on the host,
+    /// [IP:]HOSTPORT:SANDBOXPORT[/tcp] (repeatable; IP defaults to 0.0.0.0).
+    #[arg(short = 'p', long, value_name = "SPEC", action = ArgAction::Append)]
+    pub publish: Vec<String>,
+
     /// With --net slirp: where the DNS forwarder sends queries (IP or
     /// IP:PORT; default: the first nameserver in /etc/resolv.conf).
     #[arg(long, value_name = "ADDR")]

@@ -69,6 +69,8 @@ pub struct SandboxConfig {
     pub json_status_fd: Option<i32>,
     /// The userspace stack's settings with `--net slirp`.
     pub slirp: Option<burrow_netstack::Config>,
+    /// `--publish`: host address, port inside.
+    pub publish: Vec<(std::net::SocketAddr, u16)>,
     /// Capabilities, seccomp, Landlock and limits for the command.
     pub security: crate::security::Security,
 }
@@ -129,6 +131,11 @@ impl SandboxConfig {
         let mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
         let security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
         let slirp = slirp_config(&args)?;
+        let publish = args
+            .publish
+            .iter()
+            .map(|spec| parse_publish(spec))
+            .collect::<Result<Vec<_>>>()?;
 
         let env = build_env(&args, matches)?;
 
@@ -202,6 +209,7 @@ impl SandboxConfig {
             new_session,
             json_status_fd: args.json_status,
             slirp,
+            publish,
             security,
         })
     }
@@ -213,6 +221,7 @@ fn slirp_config(args: &RunArgs) -> Result<Option<burrow_netstack::Config>> {
         for (given, flag) in [
             (args.allow_host_loopback, "--allow-host-loopback"),
             (args.dns_upstream.is_some(), "--dns-upstream"),
+            (!args.publish.is_empty(), "--publish"),
         ] {
             if given {
                 return Err(Error::usage(format!("{flag} needs --net slirp")));
@@ -239,6 +248,38 @@ fn slirp_config(args: &RunArgs) -> Result<Option<burrow_netstack::Config>> {
         args.allow_host_loopback,
         upstream,
     )))
+}
+
+/// `--publish [IP:]HOSTPORT:SANDBOXPORT[/tcp]`.
+fn parse_publish(spec: &str) -> Result<(std::net::SocketAddr, u16)> {
+    let bad = |why: &str| Error::usage(format!("--publish {spec}: {why}"));
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    if proto != "tcp" {
+        return Err(bad(if proto == "udp" {
+            "only tcp ports can be published so far"
+        } else {
+            "the protocol must be tcp"
+        }));
+    }
+    let (host, inside) = ports
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected [IP:]HOSTPORT:SANDBOXPORT"))?;
+    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0);
+    let inside = port(inside).ok_or_else(|| bad("not a port number inside"))?;
+    let host = match host.rsplit_once(':') {
+        Some((ip, hp)) => {
+            let ip: std::net::IpAddr = ip
+                .trim_matches(['[', ']'])
+                .parse()
+                .map_err(|_| bad("not an IP address"))?;
+            std::net::SocketAddr::new(ip, port(hp).ok_or_else(|| bad("not a host port number"))?)
+        }
+        None => std::net::SocketAddr::from((
+            [0, 0, 0, 0],
+            port(host).ok_or_else(|| bad("not a host port number"))?,
+        )),
+    };
+    Ok((host, inside))
 }
 
 /// The union's layers from --rootfs, --layer, --upper and --read-only.

@@ -129,14 +129,16 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     };
     let _server = ServerGuard(server);
     let stack = match (&cfg.slirp, net_sock) {
-        (Some(net), Some(sock)) => match crate::net::spawn_helper(net.clone(), sock) {
-            Ok(pid) => Some(pid),
-            Err(e) => {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                return Err(e);
+        (Some(net), Some(sock)) => {
+            match crate::net::spawn_helper(net.clone(), &cfg.publish, child, sock) {
+                Ok(pid) => Some(pid),
+                Err(e) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e);
+                }
             }
-        },
+        }
         _ => None,
     };
     let _stack = ServerGuard(stack);

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
@@ -61,14 +62,58 @@ pub fn setup_inside(cfg: &burrow_netstack::Config, sock: &OwnedFd) -> Result<()>
 }
 
 /// On the host: forks the helper that serves the sandbox's tap device
-/// until the sandbox's network namespace (and with it the device) ends.
-pub fn spawn_helper(cfg: burrow_netstack::Config, sock: OwnedFd) -> Result<Pid> {
+/// until the sandbox's network namespace (and with it the device) ends,
+/// and relays `publish`ed ports into it. Listening sockets are bound here,
+/// so that a port in use is burrow's error before anything starts.
+pub fn spawn_helper(
+    cfg: burrow_netstack::Config,
+    publish: &[(SocketAddr, u16)],
+    init: Pid,
+    sock: OwnedFd,
+) -> Result<Pid> {
+    let mut ports = Vec::new();
+    for (host, inside) in publish {
+        let listener = std::net::TcpListener::bind(host).map_err(|e| {
+            Error::usage(format!(
+                "--publish {host}:{inside}: {}",
+                sys::errno_text(&e)
+            ))
+        })?;
+        ports.push(burrow_netstack::publish::Published {
+            listener,
+            sandbox_port: *inside,
+        });
+    }
+    // Opened now, while pid 1 waits for its id maps (later it is not
+    // dumpable and its /proc files are closed to us).
+    let ns = |kind: &str| {
+        std::fs::File::open(format!("/proc/{init}/ns/{kind}"))
+            .map(OwnedFd::from)
+            .map_err(|e| Error::usage(format!("opening the sandbox's {kind} namespace: {e}")))
+    };
+    let namespaces = if ports.is_empty() {
+        None
+    } else {
+        Some((ns("user")?, ns("net")?))
+    };
     match sys::fork().ctx(|| "fork")? {
         Some(pid) => Ok(pid),
         None => {
             let _ = sys::set_parent_death_signal(Signal::SIGKILL);
             // A host socket per connection.
             burrow_unionfs::fs::raise_open_file_limit();
+            if let Some((userns, netns)) = namespaces {
+                // Joining the sandbox's user namespace (while this process
+                // has one thread) is what lets a thread join its network
+                // namespace; host sockets work as before.
+                let joined = nix::sched::setns(&userns, CloneFlags::CLONE_NEWUSER)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| burrow_netstack::publish::start(ports, netns));
+                if let Err(e) = joined {
+                    eprintln!("burrow: --publish: {e}");
+                    sys::exit_now(1);
+                }
+            }
             let code = match sys::recv_fds(sock.as_fd()) {
                 Ok(fds) => match fds.into_iter().next() {
                     Some(tap) => match burrow_netstack::serve(tap, cfg) {

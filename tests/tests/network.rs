@@ -224,3 +224,68 @@ fn the_stack_ends_with_the_sandbox() {
         processes_with_arg(&token)
     );
 }
+
+#[test]
+fn a_published_port_reaches_a_server_inside() {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Inside: answer one connection on 127.0.0.1:8000, then exit.
+    let server = "import socket\n\
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('127.0.0.1', 8000)); s.listen()\n\
+c, _ = s.accept(); data = c.recv(100); c.sendall(b'inside got ' + data); c.close()";
+    let mut child = burrow_run()
+        .args(["--net", "slirp", "-p", &format!("127.0.0.1:{port}:8000")])
+        .args(["--", "python3", "-c", server])
+        .spawn()
+        .unwrap();
+    let mut reply = String::new();
+    let answered = eventually(Duration::from_secs(15), || {
+        let Ok(mut c) = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+            return false;
+        };
+        reply.clear();
+        c.write_all(b"hello").is_ok() && c.read_to_string(&mut reply).is_ok() && !reply.is_empty()
+    });
+    let status = wait_timeout(&mut child, Duration::from_secs(15));
+    assert!(answered, "no answer through the published port");
+    assert_eq!(reply, "inside got hello");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn publish_errors_are_one_line() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (args, want) in [
+        (
+            vec!["-p".to_string(), "8080:80".into()],
+            "burrow: --publish needs --net slirp\n".to_string(),
+        ),
+        (
+            vec![
+                "--net".into(),
+                "slirp".into(),
+                "-p".into(),
+                "8080:80/sctp".into(),
+            ],
+            "burrow: --publish 8080:80/sctp: the protocol must be tcp\n".into(),
+        ),
+        (
+            vec![
+                "--net".into(),
+                "slirp".into(),
+                "-p".into(),
+                format!("127.0.0.1:{port}:80"),
+            ],
+            format!("burrow: --publish 127.0.0.1:{port}:80: Address already in use\n"),
+        ),
+    ] {
+        let out = output(burrow_run().args(&args).args(["--", "true"]));
+        assert_eq!(out.code, 125, "{args:?}");
+        assert_eq!(out.stderr, want, "{args:?}");
+    }
+}
