@@ -39,6 +39,10 @@ pub enum NetMode {
     /// burrow's userspace stack: outbound TCP and UDP, DNS (slirp4netns'
     /// layout: 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3).
     Slirp,
+    /// As `slirp`, served by the system's slirp4netns.
+    Slirp4netns,
+    /// A new network namespace served by the system's pasta.
+    Pasta,
 }
 
 #[derive(Debug, Args)]

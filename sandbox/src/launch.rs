@@ -142,6 +142,17 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         _ => None,
     };
     let _stack = ServerGuard(stack);
+    let _external = match cfg.net {
+        NetMode::Slirp4netns | NetMode::Pasta => match crate::net::start_external(cfg.net, child) {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     let started = json.map(|_| status::started(child));
     nix::unistd::write(&sync_w, b"1").ctx(|| "starting the sandbox")?;
     drop(sync_w);

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
+use crate::cli::NetMode;
 use crate::error::{Context, Error, Result};
 use crate::sys;
 
@@ -128,6 +129,118 @@ pub fn spawn_helper(
                 Err(_) => 0,
             };
             sys::exit_now(code)
+        }
+    }
+}
+
+/// Runs the system's `slirp4netns` or `pasta` for the sandbox whose pid 1
+/// is `init`, and waits until the namespace is configured (both join it
+/// through /proc/PID/ns, which must happen while pid 1 is still dumpable).
+/// The returned guard ends either with burrow; if burrow is killed, both
+/// get SIGKILL as their parent dies.
+pub fn start_external(mode: NetMode, init: Pid) -> Result<ExternalGuard> {
+    let (prog, package) = match mode {
+        NetMode::Slirp4netns => ("slirp4netns", "slirp4netns"),
+        _ => ("pasta", "passt"),
+    };
+    let missing = |e: std::io::Error| {
+        Error::usage(format!(
+            "--net {prog}: cannot run {prog}: {} (install the {package} package, or use --net slirp)",
+            sys::errno_text(&e)
+        ))
+    };
+    match mode {
+        NetMode::Slirp4netns => {
+            // slirp4netns exits when the read end of `exit` sees burrow's
+            // end close (burrow exited or was killed).
+            let (exit_r, exit_w) = nix::unistd::pipe().ctx(|| "pipe")?;
+            let (ready_r, ready_w) = nix::unistd::pipe().ctx(|| "pipe")?;
+            let _ = nix::fcntl::fcntl(&exit_w, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+            let _ = nix::fcntl::fcntl(
+                &ready_r,
+                nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            let child = sys::killed_with_parent(&mut std::process::Command::new(prog))
+                .args(["--configure", "--mtu", "65520", "--disable-host-loopback"])
+                .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
+                .arg(format!("--exit-fd={}", exit_r.as_raw_fd()))
+                .arg(init.to_string())
+                .arg("tap0")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(missing)?;
+            drop((exit_r, ready_w));
+            let mut byte = [0u8; 1];
+            if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
+                let out = child.wait_with_output().ok();
+                let why = out
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stderr)
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                return Err(Error::usage(format!(
+                    "--net slirp4netns: {prog} failed: {why}"
+                )));
+            }
+            Ok(ExternalGuard(Some((child, exit_w)), false))
+        }
+        _ => {
+            // pasta stays in the foreground, as burrow's child (it would
+            // hold the namespace alive on its own), and writes its pid to
+            // the pipe once the namespace is set up.
+            let (ready_r, ready_w) = nix::unistd::pipe().ctx(|| "pipe")?;
+            let _ = nix::fcntl::fcntl(
+                &ready_r,
+                nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            let child = sys::killed_with_parent(&mut std::process::Command::new(prog))
+                .args(["--config-net", "--quiet", "--foreground", "--pid"])
+                .arg(format!("/proc/self/fd/{}", ready_w.as_raw_fd()))
+                .arg(init.to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(missing)?;
+            drop(ready_w);
+            let mut byte = [0u8; 1];
+            if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
+                let out = child.wait_with_output().ok();
+                let why = out
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stderr)
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .trim()
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                return Err(Error::usage(format!("--net pasta: {prog} failed: {why}")));
+            }
+            Ok(ExternalGuard(Some((child, ready_r)), true))
+        }
+    }
+}
+
+/// Keeps slirp4netns (and its exit pipe) or pasta for the sandbox's
+/// lifetime; `true`: kill it at the end (pasta), `false`: closing the pipe
+/// ends it (slirp4netns).
+pub struct ExternalGuard(Option<(std::process::Child, OwnedFd)>, bool);
+
+impl Drop for ExternalGuard {
+    fn drop(&mut self) {
+        if let Some((mut child, pipe)) = self.0.take() {
+            drop(pipe);
+            if self.1 {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
         }
     }
 }

@@ -117,10 +117,16 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         NOSUID | NODEV,
     )?;
 
-    // The network's resolver, as a read-only file from the scratch root.
-    if let Some(net) = &cfg.slirp {
-        let what = || "--net slirp: /etc/resolv.conf";
-        std::fs::write("/resolv.conf", crate::net::resolv_conf(net)).ctx(what)?;
+    // The network's resolver, as a read-only file from the scratch root
+    // (pasta's namespace uses the host's resolvers as they are).
+    let resolver = match (&cfg.slirp, cfg.net) {
+        (Some(net), _) => Some(crate::net::resolv_conf(net)),
+        (None, crate::cli::NetMode::Slirp4netns) => Some("nameserver 10.0.2.3\n".to_string()),
+        _ => None,
+    };
+    if let Some(text) = resolver {
+        let what = || "--net: /etc/resolv.conf";
+        std::fs::write("/resolv.conf", text).ctx(what)?;
         let file = sys::open_tree_clone(Path::new("/resolv.conf"), false).ctx(what)?;
         sys::mount_setattr(file.as_fd(), RO | NOSUID | NODEV, false).ctx(what)?;
         let target = mount_point(root.as_fd(), Path::new("/etc/resolv.conf"), false)?;

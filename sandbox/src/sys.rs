@@ -477,3 +477,25 @@ pub fn add_default_route(gateway: std::net::Ipv4Addr) -> nix::Result<()> {
     // SAFETY: SIOCADDRT reads a valid struct rtentry; its pointers are null.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) } as _).map(drop)
 }
+
+/// Makes the program `cmd` runs get SIGKILL when burrow (its parent) dies.
+pub fn killed_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only makes the
+    // async-signal-safe prctl call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}

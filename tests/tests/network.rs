@@ -289,3 +289,100 @@ fn publish_errors_are_one_line() {
         assert_eq!(out.stderr, want, "{args:?}");
     }
 }
+
+#[test]
+fn slirp4netns_and_pasta_can_serve_the_sandbox_instead() {
+    let Some(ip) = host_address_or_skip() else {
+        return;
+    };
+    for prog in ["slirp4netns", "pasta"] {
+        if std::process::Command::new(prog)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            skipped(&format!("{prog} is not installed"));
+            return;
+        }
+    }
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve_tcp(listener, HTTP_REPLY);
+    let get = |net: &str, host: &str, port: u16| {
+        output(burrow_run().args(["--net", net, "--", "python3", "-c"]).arg(format!(
+            "import urllib.request\n\
+             print(urllib.request.urlopen('http://{host}:{port}/', timeout=10).read().decode(), end='')"
+        )))
+    };
+    // slirp4netns: the same layout as --net slirp.
+    assert_eq!(
+        get("slirp4netns", &ip.to_string(), port).ok(),
+        "hello from host\n"
+    );
+    // pasta copies the host's own address into the namespace; its gateway
+    // address stands for the host's loopback.
+    let local = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let lport = local.local_addr().unwrap().port();
+    serve_tcp(local, HTTP_REPLY);
+    let gw = output(burrow_run().args([
+        "--net",
+        "pasta",
+        "--",
+        "sh",
+        "-c",
+        "ip -4 route show default",
+    ]));
+    let gw = gw
+        .ok()
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(get("pasta", &gw, lport).ok(), "hello from host\n");
+    // Neither is left running (only this test starts them).
+    assert!(
+        eventually(Duration::from_secs(10), || running(&[
+            "slirp4netns",
+            "pasta"
+        ]) == 0),
+        "{} left running",
+        running(&["slirp4netns", "pasta"])
+    );
+}
+
+#[test]
+fn a_missing_network_helper_is_one_clear_line() {
+    let out = output(burrow_run().env("PATH", "/nonexistent").args([
+        "--map-users",
+        "none",
+        "--net",
+        "slirp4netns",
+        "--",
+        "/bin/true",
+    ]));
+    assert_eq!(out.code, 125);
+    assert_eq!(
+        out.stderr,
+        "burrow: --net slirp4netns: cannot run slirp4netns: No such file or directory \
+         (install the slirp4netns package, or use --net slirp)\n"
+    );
+}
+
+/// How many processes of this user were started as one of `names`.
+fn running(names: &[&str]) -> usize {
+    let me = nix::unistd::getuid().as_raw();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+            let name =
+                String::from_utf8_lossy(argv0.rsplit(|&b| b == b'/').next().unwrap_or_default())
+                    .into_owned();
+            let uid = std::fs::metadata(e.path()).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+            names.contains(&name.as_str()) && uid.ok() == Some(me)
+        })
+        .count()
+}
