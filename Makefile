@@ -32,13 +32,14 @@ bench:
 	bash benches/net.sh
 
 build:
-	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs
+	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs -p burrow-netstack
 
 PREFIX ?= /usr/local
 ## burrow, and burrowfs where mount.fuse3 finds it (`mount -t fuse.burrowfs`).
 install: build
 	install -D -m 0755 target/release/burrow $(DESTDIR)$(PREFIX)/bin/burrow
 	install -D -m 0755 target/release/burrowfs $(DESTDIR)$(PREFIX)/bin/burrowfs
+	install -D -m 0755 target/release/burrow-net $(DESTDIR)$(PREFIX)/bin/burrow-net
 
 clean:
 	$(CARGO) clean

@@ -28,7 +28,7 @@ fi
 STAGE=$(mktemp -d /tmp/burrow-tests.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/tmp"
-cp target/debug/burrow target/debug/burrowfs "$STAGE/bin/"
+cp target/debug/burrow target/debug/burrowfs target/debug/burrow-net "$STAGE/bin/"
 for exe in "${EXES[@]}"; do cp "$exe" "$STAGE/bin/"; done
 chmod -R a+rX "$STAGE"; chmod 1777 "$STAGE/tmp"
 

@@ -12,6 +12,7 @@
 //!   the DNS address forwards to the host's resolver.
 
 mod device;
+pub mod netns;
 pub mod publish;
 mod tcp;
 mod udp;

@@ -1,11 +1,14 @@
-//! Published ports (`--publish HOSTPORT:SANDBOXPORT`): connections accepted
-//! on the host are relayed kernel to kernel into the sandbox's network
-//! namespace — a socket connected inside it, and `splice(2)` through a
-//! pipe each way — so their bytes never pass through the userspace stack.
+//! Published ports (burrow's `--publish`, burrow-net's `add_hostfwd`):
+//! connections accepted on the host are relayed kernel to kernel into the
+//! sandbox's network namespace — a socket connected inside it, and
+//! `splice(2)` through a pipe each way — so their bytes never pass through
+//! the userspace stack.
 
-use std::net::TcpListener;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::mpsc;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, SocketAddrV4, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{splice, SpliceFFlags};
 use nix::sched::CloneFlags;
@@ -13,73 +16,112 @@ use nix::sys::socket::{
     connect, shutdown, socket, AddressFamily, Shutdown, SockFlag, SockType, SockaddrIn,
 };
 
-/// One published TCP port.
-pub struct Published {
-    pub listener: TcpListener,
-    /// The port inside the sandbox (connected to on its 127.0.0.1).
-    pub sandbox_port: u16,
+/// One forwarding: connections to `host` reach `guest` inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub host: SocketAddr,
+    pub guest: SocketAddrV4,
 }
 
-/// A request to the thread that lives in the sandbox's network namespace.
-type Request = (u16, mpsc::Sender<std::io::Result<OwnedFd>>);
+/// Where the network namespace is: held open (burrow, which ends its
+/// helper with the sandbox), or reopened for every connection (burrow-net,
+/// so that it holds no reference that would keep the namespace alive).
+pub enum Namespace {
+    Held(OwnedFd),
+    Path(PathBuf),
+}
 
-/// Starts relaying `ports` into the network namespace `netns`. The
-/// calling process must already be in that namespace's user namespace
-/// (so that it may join it) — `setns` of a network namespace applies to
-/// one thread, which is all that joins it.
-pub fn start(ports: Vec<Published>, netns: OwnedFd) -> std::io::Result<()> {
-    if ports.is_empty() {
-        return Ok(());
+/// The forwardings into one network namespace.
+pub struct Publisher {
+    netns: Namespace,
+    entries: Mutex<BTreeMap<u32, (Forward, OwnedFd)>>,
+}
+
+impl Publisher {
+    /// The calling process must already be in the namespace's user
+    /// namespace: connections are made by short-lived threads that join
+    /// the network namespace (`setns` of a network namespace applies to
+    /// one thread; a thread that ends lets go of it).
+    pub fn new(netns: Namespace) -> Arc<Publisher> {
+        Arc::new(Publisher {
+            netns,
+            entries: Mutex::new(BTreeMap::new()),
+        })
     }
-    let (tx, rx) = mpsc::channel::<Request>();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let joined =
-            nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from);
-        let ok = joined.is_ok();
-        let _ = ready_tx.send(joined);
-        if !ok {
-            return;
-        }
-        for (port, reply) in rx {
-            let _ = reply.send(connect_inside(port));
-        }
-    });
-    ready_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("the namespace thread died"))??;
-    for p in ports {
-        let tx = tx.clone();
+
+    /// A socket connected to `to` inside the namespace.
+    fn connect_inside(&self, to: SocketAddrV4) -> std::io::Result<OwnedFd> {
+        let netns: OwnedFd = match &self.netns {
+            Namespace::Held(fd) => fd.try_clone()?,
+            Namespace::Path(p) => std::fs::File::open(p)?.into(),
+        };
         std::thread::spawn(move || {
-            for conn in p.listener.incoming() {
-                let Ok(outside) = conn else { continue };
-                let (reply_tx, reply_rx) = mpsc::channel();
-                if tx.send((p.sandbox_port, reply_tx)).is_err() {
+            nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET)?;
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )?;
+            connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+            Ok(fd)
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the connecting thread died"))?
+    }
+
+    /// Forwards connections accepted on `listener` to `guest` inside;
+    /// returns the forwarding's id.
+    pub fn add(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        guest: SocketAddrV4,
+    ) -> std::io::Result<u32> {
+        let host = listener.local_addr()?;
+        let handle = OwnedFd::from(listener.try_clone()?);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let id = entries.keys().next_back().map_or(1, |k| k + 1);
+        entries.insert(id, (Forward { host, guest }, handle));
+        drop(entries);
+        let me = Arc::clone(self);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(outside) = conn else {
+                    // Shut down by `remove`, or the listener broke.
                     return;
-                }
-                let Ok(Ok(inside)) = reply_rx.recv() else {
+                };
+                let Ok(inside) = me.connect_inside(guest) else {
                     continue; // nothing listens inside: the client sees the close
                 };
-                let outside: OwnedFd = outside.into();
-                relay(outside, inside);
+                relay(outside.into(), inside);
             }
         });
+        Ok(id)
     }
-    Ok(())
-}
 
-fn connect_inside(port: u16) -> std::io::Result<OwnedFd> {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    connect(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::new(127, 0, 0, 1, port),
-    )?;
-    Ok(fd)
+    /// Stops forwarding `id`; `false` when there is no such forwarding.
+    pub fn remove(&self, id: u32) -> bool {
+        let Some((_, fd)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+        else {
+            return false;
+        };
+        // Wakes the accepting thread (accept fails), which then ends.
+        let _ = shutdown(fd.as_raw_fd(), Shutdown::Both);
+        true
+    }
+
+    pub fn list(&self) -> Vec<(u32, Forward)> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, (f, _))| (*id, *f))
+            .collect()
+    }
 }
 
 /// Two threads, one per direction.
@@ -110,12 +152,12 @@ fn pump(from: &OwnedFd, to: &OwnedFd) {
         while left > 0 {
             match splice(r.as_fd(), None, to.as_fd(), None, left, flags) {
                 Ok(0) | Err(_) => {
-                    let _ = shutdown(std::os::fd::AsRawFd::as_raw_fd(from), Shutdown::Read);
+                    let _ = shutdown(from.as_raw_fd(), Shutdown::Read);
                     return;
                 }
                 Ok(m) => left -= m,
             }
         }
     }
-    let _ = shutdown(std::os::fd::AsRawFd::as_raw_fd(to), Shutdown::Write);
+    let _ = shutdown(to.as_raw_fd(), Shutdown::Write);
 }

@@ -66,7 +66,7 @@ fn setup(
         nix::unistd::sethostname(name).ctx(|| "setting the hostname")?;
     }
     if cfg.net != NetMode::Host {
-        sys::interface_up("lo").ctx(|| "bringing up lo")?;
+        burrow_netstack::netns::interface_up("lo").ctx(|| "bringing up lo")?;
     }
     if let (Some(net), Some(sock)) = (&cfg.slirp, net_stack) {
         crate::net::setup_inside(net, sock)?;

@@ -54,10 +54,12 @@ pub fn setup_inside(cfg: &burrow_netstack::Config, sock: &OwnedFd) -> Result<()>
             e.desc()
         ))
     })?;
-    let tap = sys::create_tap(tun, TAP).ctx(|| format!("--net slirp: creating {TAP}"))?;
-    sys::configure_interface(TAP, cfg.guest, cfg.prefix, cfg.mtu as u32)
+    let tap = burrow_netstack::netns::create_tap(tun, TAP)
+        .ctx(|| format!("--net slirp: creating {TAP}"))?;
+    burrow_netstack::netns::configure_interface(TAP, cfg.guest, cfg.prefix, cfg.mtu as u32)
         .ctx(|| format!("--net slirp: configuring {TAP}"))?;
-    sys::add_default_route(cfg.gateway).ctx(|| "--net slirp: adding the default route")?;
+    burrow_netstack::netns::add_default_route(cfg.gateway)
+        .ctx(|| "--net slirp: adding the default route")?;
     sys::send_fds(sock.as_fd(), &[tap.as_raw_fd()])
         .ctx(|| "--net slirp: handing the tap device over")
 }
@@ -80,10 +82,7 @@ pub fn spawn_helper(
                 sys::errno_text(&e)
             ))
         })?;
-        ports.push(burrow_netstack::publish::Published {
-            listener,
-            sandbox_port: *inside,
-        });
+        ports.push((listener, *inside));
     }
     // Opened now, while pid 1 waits for its id maps (later it is not
     // dumpable and its /proc files are closed to us).
@@ -109,7 +108,19 @@ pub fn spawn_helper(
                 // namespace; host sockets work as before.
                 let joined = nix::sched::setns(&userns, CloneFlags::CLONE_NEWUSER)
                     .map_err(std::io::Error::from)
-                    .and_then(|()| burrow_netstack::publish::start(ports, netns));
+                    .map(|()| {
+                        burrow_netstack::publish::Publisher::new(
+                            burrow_netstack::publish::Namespace::Held(netns),
+                        )
+                    })
+                    .and_then(|publisher| {
+                        for (listener, port) in ports {
+                            let inside =
+                                std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+                            publisher.add(listener, inside)?;
+                        }
+                        Ok(())
+                    });
                 if let Err(e) = joined {
                     eprintln!("burrow: --publish: {e}");
                     sys::exit_now(1);
