@@ -116,43 +116,29 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
                     _ => None,
                 })
                 .collect();
-            match union::spawn_server(lowers, upper.as_ref(), hidden, child, sock) {
-                Ok(pid) => Some(pid),
-                Err(e) => {
-                    let _ = kill(child, Signal::SIGKILL);
-                    let _ = waitpid(child, None);
-                    return Err(e);
-                }
-            }
+            Some(
+                union::spawn_server(lowers, upper.as_ref(), hidden, child, sock)
+                    .map_err(|e| abort(child, e))?,
+            )
         }
         _ => None,
     };
     let _server = ServerGuard(server);
     let stack = match (&cfg.slirp, net_sock) {
-        (Some(net), Some(sock)) => {
-            match crate::net::spawn_helper(net.clone(), &cfg.publish, child, sock) {
-                Ok(pid) => Some(pid),
-                Err(e) => {
-                    let _ = kill(child, Signal::SIGKILL);
-                    let _ = waitpid(child, None);
-                    return Err(e);
-                }
-            }
-        }
+        (Some(net), Some(sock)) => Some(
+            crate::net::spawn_helper(net.clone(), &cfg.publish, child, sock)
+                .map_err(|e| abort(child, e))?,
+        ),
         _ => None,
     };
     let _stack = ServerGuard(stack);
     let _external = match cfg.net {
-        NetMode::Slirp4netns | NetMode::Pasta => match crate::net::start_external(cfg.net, child) {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                return Err(e);
-            }
-        },
+        NetMode::Slirp4netns | NetMode::Pasta => {
+            Some(crate::net::start_external(cfg.net, child).map_err(|e| abort(child, e))?)
+        }
         _ => None,
     };
+
     let started = json.map(|_| status::started(child));
     nix::unistd::write(&sync_w, b"1").ctx(|| "starting the sandbox")?;
     drop(sync_w);
@@ -171,6 +157,13 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         status::write_exit(fd.as_fd(), code);
     }
     Ok(code)
+}
+
+/// Ends the sandbox that failed to start, and passes the error on.
+fn abort(child: Pid, e: Error) -> Error {
+    let _ = kill(child, Signal::SIGKILL);
+    let _ = waitpid(child, None);
+    e
 }
 
 /// Stops a helper (the union root's server, the network stack) when burrow

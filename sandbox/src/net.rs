@@ -154,89 +154,60 @@ pub fn start_external(mode: NetMode, init: Pid) -> Result<ExternalGuard> {
         NetMode::Slirp4netns => ("slirp4netns", "slirp4netns"),
         _ => ("pasta", "passt"),
     };
-    let missing = |e: std::io::Error| {
-        Error::usage(format!(
-            "--net {prog}: cannot run {prog}: {} (install the {package} package, or use --net slirp)",
-            sys::errno_text(&e)
-        ))
+    let cloexec = |fd: &OwnedFd| {
+        nix::fcntl::fcntl(fd, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map(drop)
     };
-    match mode {
+    // The tool writes to `ready` once the namespace is set up.
+    let (ready_r, ready_w) = nix::unistd::pipe().ctx(|| "pipe")?;
+    cloexec(&ready_r).ctx(|| "pipe")?;
+    let mut cmd = std::process::Command::new(prog);
+    sys::killed_with_parent(&mut cmd);
+    // Held by burrow for the sandbox's lifetime: slirp4netns exits when
+    // its exit pipe closes; pasta (in the foreground, as burrow's child,
+    // since it would hold the namespace alive on its own) is killed.
+    let held = match mode {
         NetMode::Slirp4netns => {
-            // slirp4netns exits when the read end of `exit` sees burrow's
-            // end close (burrow exited or was killed).
             let (exit_r, exit_w) = nix::unistd::pipe().ctx(|| "pipe")?;
-            let (ready_r, ready_w) = nix::unistd::pipe().ctx(|| "pipe")?;
-            let _ = nix::fcntl::fcntl(&exit_w, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-            let _ = nix::fcntl::fcntl(
-                &ready_r,
-                nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            );
-            let child = sys::killed_with_parent(&mut std::process::Command::new(prog))
-                .args(["--configure", "--mtu", "65520", "--disable-host-loopback"])
+            cloexec(&exit_w).ctx(|| "pipe")?;
+            cmd.args(["--configure", "--mtu", "65520", "--disable-host-loopback"])
                 .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
                 .arg(format!("--exit-fd={}", exit_r.as_raw_fd()))
                 .arg(init.to_string())
-                .arg("tap0")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .map_err(missing)?;
-            drop((exit_r, ready_w));
-            let mut byte = [0u8; 1];
-            if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
-                let out = child.wait_with_output().ok();
-                let why = out
-                    .map(|o| {
-                        String::from_utf8_lossy(&o.stderr)
-                            .lines()
-                            .last()
-                            .unwrap_or("")
-                            .to_string()
-                    })
-                    .unwrap_or_default();
-                return Err(Error::usage(format!(
-                    "--net slirp4netns: {prog} failed: {why}"
-                )));
-            }
-            Ok(ExternalGuard(Some((child, exit_w)), false))
+                .arg("tap0");
+            // exit_r goes to the child with `cmd` and is closed here after.
+            (exit_w, Some(exit_r))
         }
         _ => {
-            // pasta stays in the foreground, as burrow's child (it would
-            // hold the namespace alive on its own), and writes its pid to
-            // the pipe once the namespace is set up.
-            let (ready_r, ready_w) = nix::unistd::pipe().ctx(|| "pipe")?;
-            let _ = nix::fcntl::fcntl(
-                &ready_r,
-                nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            );
-            let child = sys::killed_with_parent(&mut std::process::Command::new(prog))
-                .args(["--config-net", "--quiet", "--foreground", "--pid"])
+            cmd.args(["--config-net", "--quiet", "--foreground", "--pid"])
                 .arg(format!("/proc/self/fd/{}", ready_w.as_raw_fd()))
-                .arg(init.to_string())
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .map_err(missing)?;
-            drop(ready_w);
-            let mut byte = [0u8; 1];
-            if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
-                let out = child.wait_with_output().ok();
-                let why = out
-                    .map(|o| {
-                        String::from_utf8_lossy(&o.stderr)
-                            .lines()
-                            .last()
-                            .unwrap_or("")
-                            .trim()
-                            .to_string()
-                    })
-                    .unwrap_or_default();
-                return Err(Error::usage(format!("--net pasta: {prog} failed: {why}")));
-            }
-            Ok(ExternalGuard(Some((child, ready_r)), true))
+                .arg(init.to_string());
+            (ready_r.try_clone().ctx(|| "dup")?, None)
         }
+    };
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::usage(format!(
+                "--net {prog}: cannot run {prog}: {} (install the {package} package, or use --net slirp)",
+                sys::errno_text(&e)
+            ))
+        })?;
+    drop((ready_w, held.1));
+    let mut byte = [0u8; 1];
+    if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
+        let why = child
+            .wait_with_output()
+            .map(|o| {
+                let err = String::from_utf8_lossy(&o.stderr);
+                err.lines().last().unwrap_or("").trim().to_string()
+            })
+            .unwrap_or_default();
+        return Err(Error::usage(format!("--net {prog}: {prog} failed: {why}")));
     }
+    Ok(ExternalGuard(Some((child, held.0)), mode == NetMode::Pasta))
 }
 
 /// Keeps slirp4netns (and its exit pipe) or pasta for the sandbox's
