@@ -17,7 +17,7 @@ pub mod publish;
 mod tcp;
 mod udp;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
-    IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
 };
 
 pub use device::Tap;
@@ -40,6 +40,11 @@ pub struct Config {
     /// The sandbox's address.
     pub guest: Ipv4Addr,
     pub prefix: u8,
+    /// IPv6 too: the same layout in `gateway6`/`dns6`/`guest6`, /64.
+    pub ipv6: bool,
+    pub gateway6: Ipv6Addr,
+    pub dns6: Ipv6Addr,
+    pub guest6: Ipv6Addr,
     pub mtu: usize,
     /// Let the sandbox reach the host's 127.0.0.1 through the gateway.
     pub allow_host_loopback: bool,
@@ -54,6 +59,10 @@ impl Default for Config {
             dns: Ipv4Addr::new(10, 0, 2, 3),
             guest: Ipv4Addr::new(10, 0, 2, 100),
             prefix: 24,
+            ipv6: true,
+            gateway6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+            dns6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3),
+            guest6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100),
             mtu: 65520,
             allow_host_loopback: false,
             dns_upstream: SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
@@ -79,24 +88,48 @@ pub fn host_resolver() -> Option<SocketAddr> {
 impl Config {
     /// Where a flow to `dst` from the sandbox really goes, or `None` when
     /// it may not go there.
-    fn host_destination(&self, dst: SocketAddrV4, udp: bool) -> Option<SocketAddr> {
-        let ip = *dst.ip();
-        if udp && ip == self.dns && dst.port() == 53 {
-            return Some(self.dns_upstream);
+    fn host_destination(&self, dst: SocketAddr, udp: bool) -> Option<SocketAddr> {
+        let port = dst.port();
+        match dst.ip() {
+            IpAddr::V4(ip) => {
+                if udp && ip == self.dns && port == 53 {
+                    return Some(self.dns_upstream);
+                }
+                if ip == self.gateway {
+                    return self
+                        .allow_host_loopback
+                        .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+                }
+                if ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip.is_broadcast()
+                    || ip.is_multicast()
+                    // Inside the sandbox's own subnet only this stack's
+                    // addresses exist.
+                    || in_subnet(ip, self.guest, self.prefix)
+                {
+                    return None;
+                }
+            }
+            IpAddr::V6(ip) => {
+                if udp && ip == self.dns6 && port == 53 {
+                    return Some(self.dns_upstream);
+                }
+                if ip == self.gateway6 {
+                    return self
+                        .allow_host_loopback
+                        .then(|| SocketAddr::from((Ipv6Addr::LOCALHOST, port)));
+                }
+                if ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip.is_multicast()
+                    || ip.segments()[..4] == self.guest6.segments()[..4]
+                {
+                    return None;
+                }
+            }
         }
-        if ip == self.gateway {
-            return self
-                .allow_host_loopback
-                .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, dst.port())));
-        }
-        if ip.is_loopback() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-            return None;
-        }
-        // Inside the sandbox's own subnet only this stack's addresses exist.
-        if in_subnet(ip, self.guest, self.prefix) {
-            return None;
-        }
-        Some(SocketAddr::V4(dst))
+        Some(dst)
     }
 }
 
@@ -120,10 +153,26 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
     let mut iface_cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(GATEWAY_MAC)));
     iface_cfg.random_seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
     let mut iface = Interface::new(iface_cfg, &mut tap, now());
-    iface.update_ip_addrs(|addrs| {
-        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(cfg.gateway), cfg.prefix));
-        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(cfg.dns), cfg.prefix));
+    let mut addrs = vec![
+        IpCidr::new(IpAddress::Ipv4(cfg.gateway), cfg.prefix),
+        IpCidr::new(IpAddress::Ipv4(cfg.dns), cfg.prefix),
+    ];
+    if cfg.ipv6 {
+        addrs.push(IpCidr::new(IpAddress::Ipv6(cfg.gateway6), 64));
+        addrs.push(IpCidr::new(IpAddress::Ipv6(cfg.dns6), 64));
+    }
+    let mut full = false;
+    iface.update_ip_addrs(|list| {
+        for a in addrs {
+            // (The list's capacity is a smoltcp build setting.)
+            full |= list.push(a).is_err();
+        }
     });
+    if full {
+        return Err(std::io::Error::other(
+            "the stack cannot hold all its addresses",
+        ));
+    }
     // "Any IP": every destination routes through our own gateway address,
     // so smoltcp accepts connections to all of them.
     iface.set_any_ip(true);
@@ -131,6 +180,12 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
         .routes_mut()
         .add_default_ipv4_route(cfg.gateway)
         .map_err(|_| std::io::Error::other("cannot add the default route"))?;
+    if cfg.ipv6 {
+        iface
+            .routes_mut()
+            .add_default_ipv6_route(cfg.gateway6)
+            .map_err(|_| std::io::Error::other("cannot add the default IPv6 route"))?;
+    }
     let mut sockets = SocketSet::new(Vec::new());
     let mut tcp = tcp::Flows::default();
     let mut udp = udp::Flows::default();
@@ -208,40 +263,58 @@ fn wait(fds: &mut [libc::pollfd], delay: Duration) -> std::io::Result<()> {
 }
 
 enum Packet {
-    Udp {
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
-    },
-    TcpSyn {
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
-    },
+    Udp { src: SocketAddr, dst: SocketAddr },
+    TcpSyn { src: SocketAddr, dst: SocketAddr },
+}
+
+/// The addresses, protocol and segment of an unfragmented IPv4 or IPv6
+/// packet in an Ethernet frame.
+fn l4(frame: &[u8]) -> Option<(IpAddr, IpAddr, IpProtocol, &[u8])> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let payload = &frame[smoltcp::wire::ETHERNET_HEADER_LEN..];
+    match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(payload).ok()?;
+            if ip.more_frags() || ip.frag_offset() != 0 {
+                return None;
+            }
+            Some((
+                ip.src_addr().into(),
+                ip.dst_addr().into(),
+                ip.next_header(),
+                payload.get(ip.header_len() as usize..ip.total_len() as usize)?,
+            ))
+        }
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(payload).ok()?;
+            let start = smoltcp::wire::IPV6_HEADER_LEN;
+            Some((
+                ip.src_addr().into(),
+                ip.dst_addr().into(),
+                ip.next_header(),
+                payload.get(start..start + ip.payload_len() as usize)?,
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// What a frame from the sandbox is, as far as this stack cares.
 fn classify(frame: &[u8]) -> Option<Packet> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    if ip.more_frags() || ip.frag_offset() != 0 {
-        return None;
-    }
-    let (src_ip, dst_ip) = (ip.src_addr(), ip.dst_addr());
-    match ip.next_header() {
+    let (src_ip, dst_ip, proto, segment) = l4(frame)?;
+    match proto {
         IpProtocol::Udp => {
-            let u = UdpPacket::new_checked(ip.payload()).ok()?;
+            let u = UdpPacket::new_checked(segment).ok()?;
             Some(Packet::Udp {
-                src: SocketAddrV4::new(src_ip, u.src_port()),
-                dst: SocketAddrV4::new(dst_ip, u.dst_port()),
+                src: SocketAddr::new(src_ip, u.src_port()),
+                dst: SocketAddr::new(dst_ip, u.dst_port()),
             })
         }
         IpProtocol::Tcp => {
-            let t = TcpPacket::new_checked(ip.payload()).ok()?;
+            let t = TcpPacket::new_checked(segment).ok()?;
             (t.syn() && !t.ack()).then(|| Packet::TcpSyn {
-                src: SocketAddrV4::new(src_ip, t.src_port()),
-                dst: SocketAddrV4::new(dst_ip, t.dst_port()),
+                src: SocketAddr::new(src_ip, t.src_port()),
+                dst: SocketAddr::new(dst_ip, t.dst_port()),
             })
         }
         _ => None,

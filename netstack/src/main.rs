@@ -61,7 +61,7 @@ struct Args {
     /// Accepted for compatibility.
     #[arg(long)]
     enable_seccomp: bool,
-    /// Accepted for compatibility; IPv6 is not served yet (warning).
+    /// Serve IPv6 too (fd00::100/64, gateway fd00::2, DNS fd00::3).
     #[arg(short = '6', long)]
     enable_ipv6: bool,
     /// Accepted for compatibility; DNS stays forwarded at the .3 address.
@@ -82,9 +82,6 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let args = Args::parse();
-    if args.enable_ipv6 {
-        eprintln!("burrow-net: warning: IPv6 is not served yet; continuing with IPv4 only");
-    }
     let cfg = config(&args)?;
     let (userns, netns_fd) = namespaces(&args)?;
     let tap = make_tap(&args, &cfg, userns.as_ref(), &netns_fd)?;
@@ -164,6 +161,7 @@ fn config(args: &Args) -> Result<Config> {
         prefix,
         mtu: args.mtu,
         allow_host_loopback: !args.disable_host_loopback,
+        ipv6: args.enable_ipv6,
         ..Config::default()
     };
     if args.mtu < 576 || args.mtu > 65520 {
@@ -287,6 +285,12 @@ fn tap_inside(
         netns::configure_interface(&args.tapname, cfg.guest, cfg.prefix, cfg.mtu as u32)
             .with_context(|| format!("configuring {}", args.tapname))?;
         netns::add_default_route(cfg.gateway).context("adding the default route")?;
+        if cfg.ipv6 {
+            netns::configure_interface6(&args.tapname, cfg.guest6, 64)
+                .with_context(|| format!("giving {} its IPv6 address", args.tapname))?;
+            netns::add_default_route6(&args.tapname, cfg.gateway6)
+                .context("adding the default IPv6 route")?;
+        }
         let _ = netns::interface_up("lo");
     }
     Ok(tap)

@@ -140,3 +140,76 @@ pub fn add_default_route(gateway: std::net::Ipv4Addr) -> nix::Result<()> {
     // SAFETY: SIOCADDRT reads a valid struct rtentry; its pointers are null.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) } as _).map(drop)
 }
+
+fn in6(ip: std::net::Ipv6Addr) -> libc::in6_addr {
+    libc::in6_addr {
+        s6_addr: ip.octets(),
+    }
+}
+
+fn ifindex(name: &str) -> nix::Result<libc::c_int> {
+    nix::net::if_::if_nametoindex(name).map(|i| i as libc::c_int)
+}
+
+/// Gives interface `name` an IPv6 address (without duplicate address
+/// detection, so that it is usable at once).
+pub fn configure_interface6(name: &str, addr: std::net::Ipv6Addr, prefix: u8) -> nix::Result<()> {
+    // Best effort: where it cannot be written, the address is usable a
+    // second later instead.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0");
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let req = libc::in6_ifreq {
+        ifr6_addr: in6(addr),
+        ifr6_prefixlen: prefix as u32,
+        ifr6_ifindex: ifindex(name)?,
+    };
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads a valid in6_ifreq.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) } as _).map(drop)
+}
+
+/// The kernel's `struct in6_rtmsg` (libc's has private fields).
+#[repr(C)]
+struct Rt6 {
+    dst: libc::in6_addr,
+    src: libc::in6_addr,
+    gateway: libc::in6_addr,
+    kind: u32,
+    dst_len: u16,
+    src_len: u16,
+    metric: u32,
+    info: libc::c_ulong,
+    flags: u32,
+    ifindex: libc::c_int,
+}
+
+/// Adds the default IPv6 route via `gateway` on interface `name`.
+pub fn add_default_route6(name: &str, gateway: std::net::Ipv6Addr) -> nix::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let any = std::net::Ipv6Addr::UNSPECIFIED;
+    let rt = Rt6 {
+        dst: in6(any),
+        src: in6(any),
+        gateway: in6(gateway),
+        kind: 0,
+        dst_len: 0,
+        src_len: 0,
+        metric: 1,
+        info: 0,
+        flags: (libc::RTF_UP | libc::RTF_GATEWAY) as u32,
+        ifindex: ifindex(name)?,
+    };
+    // SAFETY: SIOCADDRT on an AF_INET6 socket reads a valid in6_rtmsg.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) } as _).map(drop)
+}

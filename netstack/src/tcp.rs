@@ -3,7 +3,7 @@
 //! between the two buffers.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -17,7 +17,7 @@ use crate::{borrow, connect_nonblocking, Config};
 /// Bytes each side of a connection may have in flight inside the stack.
 const BUFFER: usize = 256 * 1024;
 
-type Key = (SocketAddrV4, SocketAddrV4);
+type Key = (SocketAddr, SocketAddr);
 
 /// A connection whose host side is still connecting (`None`: refused
 /// before trying), and the SYN that opened it.
@@ -40,19 +40,19 @@ pub struct Flows {
 }
 
 impl Flows {
-    pub fn is_known(&self, src: SocketAddrV4, dst: SocketAddrV4) -> bool {
+    pub fn is_known(&self, src: SocketAddr, dst: SocketAddr) -> bool {
         self.pending.contains_key(&(src, dst)) || self.active.contains_key(&(src, dst))
     }
 
     /// Whether a SYN for a known connection goes on to smoltcp (a
     /// retransmission for an established one) or is dropped (still
     /// connecting on the host: its first SYN is held).
-    pub fn is_active(&self, src: SocketAddrV4, dst: SocketAddrV4) -> bool {
+    pub fn is_active(&self, src: SocketAddr, dst: SocketAddr) -> bool {
         self.active.contains_key(&(src, dst))
     }
 
     /// A new connection from the sandbox: starts the host side.
-    pub fn start(&mut self, cfg: &Config, src: SocketAddrV4, dst: SocketAddrV4, syn: Vec<u8>) {
+    pub fn start(&mut self, cfg: &Config, src: SocketAddr, dst: SocketAddr, syn: Vec<u8>) {
         let host = cfg
             .host_destination(dst, false)
             .and_then(|to| connect_nonblocking(to, SockType::Stream).ok());
@@ -81,8 +81,12 @@ impl Flows {
                 );
                 sock.set_nagle_enabled(false);
                 let (_, dst) = key;
+                let addr = match dst.ip() {
+                    IpAddr::V4(ip) => IpAddress::Ipv4(ip),
+                    IpAddr::V6(ip) => IpAddress::Ipv6(ip),
+                };
                 let listen = IpListenEndpoint {
-                    addr: Some(IpAddress::Ipv4(*dst.ip())),
+                    addr: Some(addr),
                     port: dst.port(),
                 };
                 if sock.listen(listen).is_ok() {

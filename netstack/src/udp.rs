@@ -4,7 +4,7 @@
 //! resolver.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use nix::sys::socket::SockType;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
 };
 
 use crate::{connect_nonblocking, Config, Tap, GATEWAY_MAC};
@@ -27,13 +27,13 @@ struct Flow {
 
 #[derive(Default)]
 pub struct Flows {
-    flows: HashMap<(SocketAddrV4, SocketAddrV4), Flow>,
+    flows: HashMap<(SocketAddr, SocketAddr), Flow>,
     /// The sandbox's MAC address, learnt from its frames.
     guest_mac: Option<EthernetAddress>,
 }
 
 impl Flows {
-    pub fn send_out(&mut self, cfg: &Config, frame: &[u8], src: SocketAddrV4, dst: SocketAddrV4) {
+    pub fn send_out(&mut self, cfg: &Config, frame: &[u8], src: SocketAddr, dst: SocketAddr) {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return;
         };
@@ -54,10 +54,10 @@ impl Flows {
             }
         };
         flow.last = Instant::now();
-        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        let Some((_, _, _, segment)) = crate::l4(frame) else {
             return;
         };
-        let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+        let Ok(udp) = UdpPacket::new_checked(segment) else {
             return;
         };
         let _ = nix::sys::socket::send(
@@ -81,7 +81,10 @@ impl Flows {
                 nix::sys::socket::MsgFlags::MSG_DONTWAIT,
             ) {
                 flow.last = now;
-                tap.write_frame(&reply_frame(mac, dst, src, &buf[..n]));
+                let frame = reply_frame(mac, dst, src, &buf[..n]);
+                if !frame.is_empty() {
+                    tap.write_frame(&frame);
+                }
             }
             now.duration_since(flow.last) < IDLE
         });
@@ -99,39 +102,64 @@ impl Flows {
 }
 
 /// An Ethernet frame carrying `payload` from `from` to the sandbox's `to`.
-fn reply_frame(
-    mac: EthernetAddress,
-    from: SocketAddrV4,
-    to: SocketAddrV4,
-    payload: &[u8],
-) -> Vec<u8> {
+fn reply_frame(mac: EthernetAddress, from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let udp = UdpRepr {
         src_port: from.port(),
         dst_port: to.port(),
     };
-    let ip = Ipv4Repr {
-        src_addr: *from.ip(),
-        dst_addr: *to.ip(),
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: 64,
+    let caps = ChecksumCapabilities::default();
+    let (ethertype, ip_len) = match from.ip() {
+        IpAddr::V4(_) => (EthernetProtocol::Ipv4, 20),
+        IpAddr::V6(_) => (EthernetProtocol::Ipv6, 40),
     };
     let eth = EthernetRepr {
         src_addr: EthernetAddress(GATEWAY_MAC),
         dst_addr: mac,
-        ethertype: EthernetProtocol::Ipv4,
+        ethertype,
     };
-    let mut frame = vec![0u8; 14 + 20 + 8 + payload.len()];
-    let caps = ChecksumCapabilities::default();
+    let mut frame = vec![0u8; 14 + ip_len + 8 + payload.len()];
     let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
     eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut p, &caps);
-    let mut u = UdpPacket::new_unchecked(p.payload_mut());
+    let (src, dst, segment) = match (from.ip(), to.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let ip = Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::Udp,
+                payload_len: 8 + payload.len(),
+                hop_limit: 64,
+            };
+            let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+            ip.emit(&mut p, &caps);
+            (
+                IpAddress::Ipv4(s),
+                IpAddress::Ipv4(d),
+                &mut f.payload_mut()[20..],
+            )
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let ip = Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::Udp,
+                payload_len: 8 + payload.len(),
+                hop_limit: 64,
+            };
+            let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
+            ip.emit(&mut p);
+            (
+                IpAddress::Ipv6(s),
+                IpAddress::Ipv6(d),
+                &mut f.payload_mut()[40..],
+            )
+        }
+        _ => return Vec::new(),
+    };
+    let mut u = UdpPacket::new_unchecked(segment);
     udp.emit(
         &mut u,
-        &IpAddress::Ipv4(*from.ip()),
-        &IpAddress::Ipv4(*to.ip()),
+        &src,
+        &dst,
         payload.len(),
         |buf| buf.copy_from_slice(payload),
         &caps,

@@ -60,6 +60,12 @@ pub fn setup_inside(cfg: &burrow_netstack::Config, sock: &OwnedFd) -> Result<()>
         .ctx(|| format!("--net slirp: configuring {TAP}"))?;
     burrow_netstack::netns::add_default_route(cfg.gateway)
         .ctx(|| "--net slirp: adding the default route")?;
+    if cfg.ipv6 {
+        burrow_netstack::netns::configure_interface6(TAP, cfg.guest6, 64)
+            .ctx(|| format!("--net slirp: giving {TAP} its IPv6 address"))?;
+        burrow_netstack::netns::add_default_route6(TAP, cfg.gateway6)
+            .ctx(|| "--net slirp: adding the default IPv6 route")?;
+    }
     sys::send_fds(sock.as_fd(), &[tap.as_raw_fd()])
         .ctx(|| "--net slirp: handing the tap device over")
 }

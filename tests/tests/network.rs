@@ -217,7 +217,8 @@ fn many_concurrent_connections_and_no_leak() {
             "import socket, time\n\
              socks = [socket.create_connection(('{ip}', {port}), timeout=30) for i in range(1000)]\n\
              for s in socks: s.send(b'ping')\n\
-             got = sum(1 for s in socks if s.recv(4) == b'pong')\n\
+             def pong(s):\n    d = b''\n    while len(d) < 4 and (c := s.recv(4 - len(d))): d += c\n    return d == b'pong'\n\
+             got = sum(1 for s in socks if pong(s))\n\
              for s in socks: s.close()\n\
              open('/mark/done', 'w').write(str(got))\n\
              time.sleep(30)"
@@ -431,4 +432,40 @@ fn running(names: &[&str]) -> usize {
             names.contains(&name.as_str()) && uid.ok() == Some(me)
         })
         .count()
+}
+
+#[test]
+fn ipv6_too() {
+    // This machine has no global IPv6 address: the gateway's IPv6 address
+    // (the host's ::1 with --allow-host-loopback) shows the stack's IPv6.
+    let Ok(listener) = TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)) else {
+        skipped("no IPv6 loopback on this machine");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    serve_tcp(listener, HTTP_REPLY);
+    let udp = UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0)).unwrap();
+    let uport = udp.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(&buf[..n].to_ascii_uppercase(), from);
+        }
+    });
+    let code = format!(
+        "import socket\n\
+         print([a[4][0] for a in socket.getaddrinfo('fd00::100', 0)][0])\n\
+         s = socket.socket(socket.AF_INET6); s.settimeout(10)\n\
+         try:\n    s.connect(('fd00::2', {port})); s.send(b'GET'); print(s.recv(100).decode().split()[1])\n\
+         except OSError as e: print('refused', e.errno)\n\
+         u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(3)\n\
+         u.sendto(b'six', ('fd00::2', {uport}))\n\
+         try:\n    d, a = u.recvfrom(100); print(d.decode(), a[0])\n\
+         except OSError as e: print('no answer')"
+    );
+    assert_eq!(
+        py(&["--allow-host-loopback"], &code).ok(),
+        "fd00::100\n200\nSIX fd00::2\n"
+    );
+    assert_eq!(py(&[], &code).ok(), "fd00::100\nrefused 111\nno answer\n");
 }
