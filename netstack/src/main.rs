@@ -348,9 +348,11 @@ fn handle(req: &Value, publisher: &Arc<Publisher>, guest: Ipv4Addr) -> Value {
     let a = &req["arguments"];
     match req["execute"].as_str() {
         Some("add_hostfwd") => {
-            if a["proto"].as_str().unwrap_or("tcp") != "tcp" {
-                return err("only tcp is supported".into());
-            }
+            let udp = match a["proto"].as_str().unwrap_or("tcp") {
+                "tcp" => false,
+                "udp" => true,
+                other => return err(format!("unknown proto {other}")),
+            };
             let host_ip = a["host_addr"].as_str().unwrap_or("0.0.0.0");
             let guest_ip = a["guest_addr"].as_str().map_or(Ok(guest), |g| g.parse());
             let (Some(hp), Some(gp)) = (a["host_port"].as_u64(), a["guest_port"].as_u64()) else {
@@ -364,11 +366,14 @@ fn handle(req: &Value, publisher: &Arc<Publisher>, guest: Ipv4Addr) -> Value {
             ) else {
                 return err("bad address or port".into());
             };
-            let listener = match std::net::TcpListener::bind(SocketAddr::new(host_ip, hp)) {
-                Ok(l) => l,
-                Err(e) => return err(format!("{host_ip}:{hp}: {e}")),
+            let at = SocketAddr::new(host_ip, hp);
+            let guest = SocketAddrV4::new(guest_ip, gp);
+            let added = if udp {
+                std::net::UdpSocket::bind(at).and_then(|s| publisher.add_udp(s, guest))
+            } else {
+                std::net::TcpListener::bind(at).and_then(|l| publisher.add(l, guest))
             };
-            match publisher.add(listener, SocketAddrV4::new(guest_ip, gp)) {
+            match added {
                 Ok(id) => json!({"return": {"id": id}}),
                 Err(e) => err(e.to_string()),
             }
@@ -378,7 +383,7 @@ fn handle(req: &Value, publisher: &Arc<Publisher>, guest: Ipv4Addr) -> Value {
                 .list()
                 .into_iter()
                 .map(|(id, f)| {
-                    json!({"id": id, "proto": "tcp", "host_addr": f.host.ip().to_string(),
+                    json!({"id": id, "proto": if f.udp { "udp" } else { "tcp" }, "host_addr": f.host.ip().to_string(),
                            "host_port": f.host.port(), "guest_addr": f.guest.ip().to_string(),
                            "guest_port": f.guest.port()})
                 })

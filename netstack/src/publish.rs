@@ -2,13 +2,15 @@
 //! connections accepted on the host are relayed kernel to kernel into the
 //! sandbox's network namespace — a socket connected inside it, and
 //! `splice(2)` through a pipe each way — so their bytes never pass through
-//! the userspace stack.
+//! the userspace stack. UDP: one socket inside per host-side peer, the
+//! datagrams passed between the two sockets.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, SocketAddrV4, TcpListener};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nix::fcntl::{splice, SpliceFFlags};
 use nix::sched::CloneFlags;
@@ -21,7 +23,11 @@ use nix::sys::socket::{
 pub struct Forward {
     pub host: SocketAddr,
     pub guest: SocketAddrV4,
+    pub udp: bool,
 }
+
+/// A UDP peer with no traffic for this long is forgotten.
+const UDP_IDLE: Duration = Duration::from_secs(60);
 
 /// Where the network namespace is: held open (burrow, which ends its
 /// helper with the sandbox), or reopened for every connection (burrow-net,
@@ -50,19 +56,14 @@ impl Publisher {
     }
 
     /// A socket connected to `to` inside the namespace.
-    fn connect_inside(&self, to: SocketAddrV4) -> std::io::Result<OwnedFd> {
+    fn connect_inside(&self, to: SocketAddrV4, kind: SockType) -> std::io::Result<OwnedFd> {
         let netns: OwnedFd = match &self.netns {
             Namespace::Held(fd) => fd.try_clone()?,
             Namespace::Path(p) => std::fs::File::open(p)?.into(),
         };
         std::thread::spawn(move || {
             nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET)?;
-            let fd = socket(
-                AddressFamily::Inet,
-                SockType::Stream,
-                SockFlag::SOCK_CLOEXEC,
-                None,
-            )?;
+            let fd = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None)?;
             connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
             Ok(fd)
         })
@@ -81,7 +82,17 @@ impl Publisher {
         let handle = OwnedFd::from(listener.try_clone()?);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let id = entries.keys().next_back().map_or(1, |k| k + 1);
-        entries.insert(id, (Forward { host, guest }, handle));
+        entries.insert(
+            id,
+            (
+                Forward {
+                    host,
+                    guest,
+                    udp: false,
+                },
+                handle,
+            ),
+        );
         drop(entries);
         let me = Arc::clone(self);
         std::thread::spawn(move || {
@@ -90,10 +101,73 @@ impl Publisher {
                     // Shut down by `remove`, or the listener broke.
                     return;
                 };
-                let Ok(inside) = me.connect_inside(guest) else {
+                let Ok(inside) = me.connect_inside(guest, SockType::Stream) else {
                     continue; // nothing listens inside: the client sees the close
                 };
                 relay(outside.into(), inside);
+            }
+        });
+        Ok(id)
+    }
+
+    /// Forwards datagrams arriving on `sock` to `guest` inside, and the
+    /// answers back to their senders; returns the forwarding's id.
+    pub fn add_udp(self: &Arc<Self>, sock: UdpSocket, guest: SocketAddrV4) -> std::io::Result<u32> {
+        let host = sock.local_addr()?;
+        let handle = OwnedFd::from(sock.try_clone()?);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let id = entries.keys().next_back().map_or(1, |k| k + 1);
+        let forward = Forward {
+            host,
+            guest,
+            udp: true,
+        };
+        entries.insert(id, (forward, handle));
+        drop(entries);
+        let me = Arc::clone(self);
+        let sock = Arc::new(sock);
+        std::thread::spawn(move || {
+            let peers: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, peer) = match sock.recv_from(&mut buf) {
+                    Ok((0, _)) | Err(_) => return, // shut down by `remove`
+                    Ok(got) => got,
+                };
+                let known = peers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&peer)
+                    .cloned();
+                let inside = match known {
+                    Some(s) => s,
+                    None => {
+                        let Ok(fd) = me.connect_inside(guest, SockType::Datagram) else {
+                            continue;
+                        };
+                        let inside = Arc::new(UdpSocket::from(fd));
+                        let _ = inside.set_read_timeout(Some(UDP_IDLE));
+                        peers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(peer, Arc::clone(&inside));
+                        let (inside2, sock2, peers2) =
+                            (Arc::clone(&inside), Arc::clone(&sock), Arc::clone(&peers));
+                        std::thread::spawn(move || {
+                            let mut buf = vec![0u8; 65536];
+                            // Answers go back until the peer is idle.
+                            while let Ok(n) = inside2.recv(&mut buf) {
+                                let _ = sock2.send_to(&buf[..n], peer);
+                            }
+                            peers2
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&peer);
+                        });
+                        inside
+                    }
+                };
+                let _ = inside.send(&buf[..n]);
             }
         });
         Ok(id)

@@ -53,7 +53,7 @@ pub struct RunArgs {
     pub allow_host_loopback: bool,
 
     /// With --net slirp: publish a sandbox port on the host,
-    /// [IP:]HOSTPORT:SANDBOXPORT[/tcp] (repeatable; IP defaults to 0.0.0.0).
+    /// [IP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable; IP defaults to 0.0.0.0).
     #[arg(short = 'p', long, value_name = "SPEC", action = ArgAction::Append)]
     pub publish: Vec<String>,
 

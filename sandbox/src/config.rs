@@ -69,8 +69,8 @@ pub struct SandboxConfig {
     pub json_status_fd: Option<i32>,
     /// The userspace stack's settings with `--net slirp`.
     pub slirp: Option<burrow_netstack::Config>,
-    /// `--publish`: host address, port inside.
-    pub publish: Vec<(std::net::SocketAddr, u16)>,
+    /// `--publish`: host address, port inside, UDP (else TCP).
+    pub publish: Vec<(std::net::SocketAddr, u16, bool)>,
     /// Capabilities, seccomp, Landlock and limits for the command.
     pub security: crate::security::Security,
 }
@@ -250,17 +250,15 @@ fn slirp_config(args: &RunArgs) -> Result<Option<burrow_netstack::Config>> {
     )))
 }
 
-/// `--publish [IP:]HOSTPORT:SANDBOXPORT[/tcp]`.
-fn parse_publish(spec: &str) -> Result<(std::net::SocketAddr, u16)> {
+/// `--publish [IP:]HOSTPORT:SANDBOXPORT[/tcp|/udp]`.
+fn parse_publish(spec: &str) -> Result<(std::net::SocketAddr, u16, bool)> {
     let bad = |why: &str| Error::usage(format!("--publish {spec}: {why}"));
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
-    if proto != "tcp" {
-        return Err(bad(if proto == "udp" {
-            "only tcp ports can be published so far"
-        } else {
-            "the protocol must be tcp"
-        }));
-    }
+    let udp = match proto {
+        "tcp" => false,
+        "udp" => true,
+        _ => return Err(bad("the protocol must be tcp or udp")),
+    };
     let (host, inside) = ports
         .rsplit_once(':')
         .ok_or_else(|| bad("expected [IP:]HOSTPORT:SANDBOXPORT"))?;
@@ -279,7 +277,7 @@ fn parse_publish(spec: &str) -> Result<(std::net::SocketAddr, u16)> {
             port(host).ok_or_else(|| bad("not a host port number"))?,
         )),
     };
-    Ok((host, inside))
+    Ok((host, inside, udp))
 }
 
 /// The union's layers from --rootfs, --layer, --upper and --read-only.

@@ -76,19 +76,29 @@ pub fn setup_inside(cfg: &burrow_netstack::Config, sock: &OwnedFd) -> Result<()>
 /// so that a port in use is burrow's error before anything starts.
 pub fn spawn_helper(
     cfg: burrow_netstack::Config,
-    publish: &[(SocketAddr, u16)],
+    publish: &[(SocketAddr, u16, bool)],
     init: Pid,
     sock: OwnedFd,
 ) -> Result<Pid> {
+    enum Port {
+        Tcp(std::net::TcpListener),
+        Udp(std::net::UdpSocket),
+    }
     let mut ports = Vec::new();
-    for (host, inside) in publish {
-        let listener = std::net::TcpListener::bind(host).map_err(|e| {
+    for (host, inside, udp) in publish {
+        let bound = if *udp {
+            std::net::UdpSocket::bind(host).map(Port::Udp)
+        } else {
+            std::net::TcpListener::bind(host).map(Port::Tcp)
+        };
+        let proto = if *udp { "/udp" } else { "" };
+        let port = bound.map_err(|e| {
             Error::usage(format!(
-                "--publish {host}:{inside}: {}",
+                "--publish {host}:{inside}{proto}: {}",
                 sys::errno_text(&e)
             ))
         })?;
-        ports.push((listener, *inside));
+        ports.push((port, *inside));
     }
     // Opened now, while pid 1 waits for its id maps (later it is not
     // dumpable and its /proc files are closed to us).
@@ -120,10 +130,13 @@ pub fn spawn_helper(
                         )
                     })
                     .and_then(|publisher| {
-                        for (listener, port) in ports {
+                        for (bound, port) in ports {
                             let inside =
                                 std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
-                            publisher.add(listener, inside)?;
+                            match bound {
+                                Port::Tcp(l) => publisher.add(l, inside)?,
+                                Port::Udp(s) => publisher.add_udp(s, inside)?,
+                            };
                         }
                         Ok(())
                     });

@@ -319,7 +319,7 @@ fn publish_errors_are_one_line() {
                 "-p".into(),
                 "8080:80/sctp".into(),
             ],
-            "burrow: --publish 8080:80/sctp: the protocol must be tcp\n".into(),
+            "burrow: --publish 8080:80/sctp: the protocol must be tcp or udp\n".into(),
         ),
         (
             vec![
@@ -468,4 +468,40 @@ fn ipv6_too() {
         "fd00::100\n200\nSIX fd00::2\n"
     );
     assert_eq!(py(&[], &code).ok(), "fd00::100\nrefused 111\nno answer\n");
+}
+
+#[test]
+fn a_published_udp_port_reaches_a_server_inside() {
+    let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Inside: answer one datagram on 127.0.0.1:9000 (upper-cased), then exit.
+    let server = "import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 9000))\n\
+d, a = s.recvfrom(100); s.sendto(d.upper(), a)";
+    let mut child = burrow_run()
+        .args([
+            "--net",
+            "slirp",
+            "-p",
+            &format!("127.0.0.1:{port}:9000/udp"),
+        ])
+        .args(["--", "python3", "-c", server])
+        .spawn()
+        .unwrap();
+    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 100];
+    let answer = (0..75).find_map(|_| {
+        client.send_to(b"hello", (Ipv4Addr::LOCALHOST, port)).ok()?;
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    let status = wait_timeout(&mut child, Duration::from_secs(15));
+    assert_eq!(answer.as_deref(), Some("HELLO"));
+    assert!(status.success(), "{status:?}");
 }
