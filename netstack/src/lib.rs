@@ -12,6 +12,7 @@
 //!   the DNS address forwards to the host's resolver.
 
 mod device;
+mod icmp;
 pub mod netns;
 pub mod publish;
 mod tcp;
@@ -189,6 +190,7 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
     let mut sockets = SocketSet::new(Vec::new());
     let mut tcp = tcp::Flows::default();
     let mut udp = udp::Flows::default();
+    let mut icmp = icmp::Flows::default();
 
     loop {
         // Frames from the sandbox: UDP is ours, new TCP connections wait
@@ -206,6 +208,25 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
                             tcp.start(&cfg, src, dst, frame);
                         } // else: still connecting on the host; its SYN is held
                     }
+                    Some(Packet::Echo {
+                        mac,
+                        src,
+                        dst,
+                        ident,
+                        seq,
+                        data,
+                    }) => {
+                        let echo = icmp::Echo {
+                            src,
+                            dst,
+                            ident,
+                            seq,
+                            data: &data,
+                        };
+                        if !icmp.send_out(&cfg, mac, &echo) {
+                            tap.rx.push_back(frame);
+                        }
+                    }
                     None => tap.rx.push_back(frame),
                 },
                 Ok(None) => break,
@@ -219,6 +240,7 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
         iface.poll(now(), &mut tap, &mut sockets);
         tcp.pump(&mut sockets);
         udp.bring_replies(&tap, cfg.mtu);
+        icmp.bring_replies(&tap);
         iface.poll(now(), &mut tap, &mut sockets);
         tcp.reap(&mut sockets);
 
@@ -235,6 +257,7 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
         }];
         tcp.poll_fds(&sockets, &mut fds);
         udp.poll_fds(&mut fds);
+        icmp.poll_fds(&mut fds);
         wait(&mut fds, delay)?;
     }
 }
@@ -263,8 +286,22 @@ fn wait(fds: &mut [libc::pollfd], delay: Duration) -> std::io::Result<()> {
 }
 
 enum Packet {
-    Udp { src: SocketAddr, dst: SocketAddr },
-    TcpSyn { src: SocketAddr, dst: SocketAddr },
+    Udp {
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
+    TcpSyn {
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
+    Echo {
+        mac: EthernetAddress,
+        src: IpAddr,
+        dst: IpAddr,
+        ident: u16,
+        seq: u16,
+        data: Vec<u8>,
+    },
 }
 
 /// The addresses, protocol and segment of an unfragmented IPv4 or IPv6
@@ -315,6 +352,22 @@ fn classify(frame: &[u8]) -> Option<Packet> {
             (t.syn() && !t.ack()).then(|| Packet::TcpSyn {
                 src: SocketAddr::new(src_ip, t.src_port()),
                 dst: SocketAddr::new(dst_ip, t.dst_port()),
+            })
+        }
+        IpProtocol::Icmp | IpProtocol::Icmpv6 => {
+            // An echo request: type 8 (ICMPv4) or 128 (ICMPv6), then code,
+            // checksum, identifier, sequence number, data.
+            let request = if proto == IpProtocol::Icmp { 8 } else { 128 };
+            if segment.len() < 8 || segment[0] != request || segment[1] != 0 {
+                return None;
+            }
+            Some(Packet::Echo {
+                mac: EthernetFrame::new_checked(frame).ok()?.src_addr(),
+                src: src_ip,
+                dst: dst_ip,
+                ident: u16::from_be_bytes([segment[4], segment[5]]),
+                seq: u16::from_be_bytes([segment[6], segment[7]]),
+                data: segment[8..].to_vec(),
             })
         }
         _ => None,

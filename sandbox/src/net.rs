@@ -66,6 +66,13 @@ pub fn setup_inside(cfg: &burrow_netstack::Config, sock: &OwnedFd) -> Result<()>
         burrow_netstack::netns::add_default_route6(TAP, cfg.gateway6)
             .ctx(|| "--net slirp: adding the default IPv6 route")?;
     }
+    // `ping` without privileges inside (best effort: the widest range the
+    // sandbox's user namespace maps).
+    for range in ["0 4294967294", "0 65535", "0 0"] {
+        if std::fs::write("/proc/sys/net/ipv4/ping_group_range", range).is_ok() {
+            break;
+        }
+    }
     sys::send_fds(sock.as_fd(), &[tap.as_raw_fd()])
         .ctx(|| "--net slirp: handing the tap device over")
 }

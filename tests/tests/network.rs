@@ -505,3 +505,63 @@ d, a = s.recvfrom(100); s.sendto(d.upper(), a)";
     assert_eq!(answer.as_deref(), Some("HELLO"));
     assert!(status.success(), "{status:?}");
 }
+
+/// Python that pings each argument once with an unprivileged ICMP socket
+/// and prints "HOST reply SEQ DATA" or "HOST no reply".
+const PING: &str = r#"
+import socket, struct, sys
+for host in sys.argv[1:]:
+    v6 = ":" in host
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM,
+                      socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    s.settimeout(2); s.connect((host, 0))
+    s.send(struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, 0, 7) + b"hello")
+    try:
+        d = s.recv(100); print(host, "reply", struct.unpack("!H", d[6:8])[0], d[8:].decode())
+    except socket.timeout:
+        print(host, "no reply")
+"#;
+
+#[test]
+fn ping_is_answered_truthfully() {
+    let host = host_address();
+    let mut targets = vec![
+        "10.0.2.2".to_string(),
+        "fd00::2".into(),
+        "203.0.113.9".into(),
+    ];
+    targets.extend(host.map(|ip| ip.to_string()));
+    let out = output(
+        burrow_run()
+            .args(["--net", "slirp", "--", "python3", "-c", PING])
+            .args(&targets),
+    );
+    let lines: Vec<&str> = out.ok().lines().collect();
+    // The gateway answers (IPv4 and IPv6); an unreachable address does not,
+    // and is never answered in its place.
+    assert_eq!(
+        lines[..3],
+        [
+            "10.0.2.2 reply 7 hello",
+            "fd00::2 reply 7 hello",
+            "203.0.113.9 no reply"
+        ]
+    );
+    // Outside addresses get echo through the host's ping sockets, where
+    // this user may have them.
+    let Some(ip) = host else { return };
+    let host_pings = std::net::UdpSocket::bind("0.0.0.0:0").is_ok()
+        && nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Datagram,
+            nix::sys::socket::SockFlag::empty(),
+            nix::sys::socket::SockProtocol::Icmp,
+        )
+        .is_ok();
+    if host_pings {
+        assert_eq!(lines[3], format!("{ip} reply 7 hello"));
+    } else {
+        assert_eq!(lines[3], format!("{ip} no reply"));
+        skipped("this user may not have ping sockets on the host (net.ipv4.ping_group_range): echo to outside addresses is not relayed");
+    }
+}
