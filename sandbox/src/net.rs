@@ -176,10 +176,45 @@ pub fn spawn_helper(
 /// The returned guard ends either with burrow; if burrow is killed, both
 /// get SIGKILL as their parent dies.
 pub fn start_external(mode: NetMode, init: Pid) -> Result<ExternalGuard> {
-    let (prog, package) = match mode {
-        NetMode::Slirp4netns => ("slirp4netns", "slirp4netns"),
-        _ => ("pasta", "passt"),
+    let (prog, package, needs): (_, _, &[&str]) = match mode {
+        NetMode::Slirp4netns => (
+            "slirp4netns",
+            "slirp4netns",
+            &[
+                "--configure",
+                "--mtu",
+                "--disable-host-loopback",
+                "--ready-fd",
+                "--exit-fd",
+            ],
+        ),
+        _ => (
+            "pasta",
+            "passt",
+            &["--config-net", "--foreground", "--pid", "--quiet"],
+        ),
     };
+    let unusable = |why: String| {
+        Error::usage(format!(
+            "--net {prog}: {why} (install the {package} package, or use --net slirp)"
+        ))
+    };
+    // Too old a version lacks options burrow passes: say so plainly.
+    let help = std::process::Command::new(prog)
+        .arg("--help")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| unusable(format!("cannot run {prog}: {}", sys::errno_text(&e))))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&help.stdout),
+        String::from_utf8_lossy(&help.stderr)
+    );
+    if let Some(missing) = needs.iter().find(|o| !text.contains(*o)) {
+        return Err(unusable(format!(
+            "this {prog} is too old: it has no {missing} option"
+        )));
+    }
     let cloexec = |fd: &OwnedFd| {
         nix::fcntl::fcntl(fd, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map(drop)
     };
@@ -215,12 +250,7 @@ pub fn start_external(mode: NetMode, init: Pid) -> Result<ExternalGuard> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            Error::usage(format!(
-                "--net {prog}: cannot run {prog}: {} (install the {package} package, or use --net slirp)",
-                sys::errno_text(&e)
-            ))
-        })?;
+        .map_err(|e| unusable(format!("cannot run {prog}: {}", sys::errno_text(&e))))?;
     drop((ready_w, held.1));
     let mut byte = [0u8; 1];
     if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {

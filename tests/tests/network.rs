@@ -398,6 +398,37 @@ fn slirp4netns_and_pasta_can_serve_the_sandbox_instead() {
 }
 
 #[test]
+fn a_network_helper_too_old_is_one_clear_line() {
+    // A stand-in for an old slirp4netns: its help lacks --exit-fd.
+    let dir = TempDir::new("old-slirp");
+    let fake = dir.join("slirp4netns");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'Usage: slirp4netns [OPTION]... PID TAPNAME'\necho '  -c, --configure'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = output(
+        burrow_run()
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.s()))
+            .args([
+                "--map-users",
+                "none",
+                "--net",
+                "slirp4netns",
+                "--",
+                "/bin/true",
+            ]),
+    );
+    assert_eq!(out.code, 125);
+    assert_eq!(
+        out.stderr,
+        "burrow: --net slirp4netns: this slirp4netns is too old: it has no --mtu option \
+         (install the slirp4netns package, or use --net slirp)\n"
+    );
+}
+
+#[test]
 fn a_missing_network_helper_is_one_clear_line() {
     let out = output(burrow_run().env("PATH", "/nonexistent").args([
         "--map-users",
