@@ -91,6 +91,17 @@ impl Config {
     /// it may not go there.
     fn host_destination(&self, dst: SocketAddr, udp: bool) -> Option<SocketAddr> {
         let port = dst.port();
+        // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is judged as
+        // the IPv4 address it is, which is what a host socket would reach.
+        let ip = match dst.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        if ip != dst.ip() {
+            return self
+                .host_destination(SocketAddr::new(ip, port), udp)
+                .filter(|to| to.ip() == ip);
+        }
         match dst.ip() {
             IpAddr::V4(ip) => {
                 if udp && ip == self.dns && port == 53 {
@@ -400,4 +411,71 @@ fn connect_nonblocking(
 fn borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
     use std::os::fd::AsFd;
     fd.as_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(cfg: &Config, to: &str, udp: bool) -> Option<String> {
+        cfg.host_destination(to.parse().unwrap(), udp)
+            .map(|a| a.to_string())
+    }
+
+    #[test]
+    fn only_allowed_destinations_reach_the_host() {
+        let mut cfg = Config {
+            dns_upstream: "192.0.2.53:53".parse().unwrap(),
+            ..Config::default()
+        };
+        for refused in [
+            "127.0.0.1:80",
+            "127.1.2.3:80",
+            "[::1]:80",
+            "[::ffff:127.0.0.1]:80",
+            "[::ffff:10.0.2.2]:80",
+            "0.0.0.0:80",
+            "[::]:80",
+            "10.0.2.2:80",
+            "[fd00::2]:80",
+            "10.0.2.77:80",
+            "[fd00::77]:80",
+            "255.255.255.255:80",
+            "224.0.0.1:80",
+            "[ff02::1]:80",
+        ] {
+            assert_eq!(dest(&cfg, refused, false), None, "{refused}");
+        }
+        assert_eq!(
+            dest(&cfg, "192.0.2.2:80", false).as_deref(),
+            Some("192.0.2.2:80")
+        );
+        assert_eq!(
+            dest(&cfg, "[::ffff:192.0.2.2]:80", false).as_deref(),
+            Some("192.0.2.2:80")
+        );
+        assert_eq!(
+            dest(&cfg, "[2001:db8::1]:80", false).as_deref(),
+            Some("[2001:db8::1]:80")
+        );
+        assert_eq!(
+            dest(&cfg, "10.0.2.3:53", true).as_deref(),
+            Some("192.0.2.53:53")
+        );
+        assert_eq!(
+            dest(&cfg, "[fd00::3]:53", true).as_deref(),
+            Some("192.0.2.53:53")
+        );
+        assert_eq!(dest(&cfg, "10.0.2.3:53", false), None, "no DNS over TCP");
+        cfg.allow_host_loopback = true;
+        assert_eq!(
+            dest(&cfg, "10.0.2.2:80", false).as_deref(),
+            Some("127.0.0.1:80")
+        );
+        assert_eq!(
+            dest(&cfg, "[fd00::2]:80", false).as_deref(),
+            Some("[::1]:80")
+        );
+        assert_eq!(dest(&cfg, "127.0.0.1:80", false), None);
+    }
 }
