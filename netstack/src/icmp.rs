@@ -21,6 +21,9 @@ use crate::{Config, Tap, GATEWAY_MAC};
 
 const IDLE: Duration = Duration::from_secs(30);
 
+/// Flows at most (a ping socket each); the least recently used goes first.
+const MAX_FLOWS: usize = 1024;
+
 /// (sandbox address, destination, the sandbox's echo identifier).
 type Key = (IpAddr, IpAddr, u16);
 
@@ -58,10 +61,20 @@ impl Flows {
             return false;
         }
         self.guest_mac = Some(mac);
-        let Some(to) = cfg.host_destination(SocketAddr::new(echo.dst, 0), false) else {
+        let Some(to) = cfg.host_destination(SocketAddr::new(echo.dst, 0)) else {
             return true; // dropped
         };
         let key = (echo.src, echo.dst, echo.ident);
+        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
+            let oldest = self
+                .flows
+                .iter()
+                .min_by_key(|(_, f)| f.last)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.flows.remove(&oldest);
+            }
+        }
         let flow = match self.flows.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {

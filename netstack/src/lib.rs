@@ -71,6 +71,9 @@ impl Default for Config {
     }
 }
 
+/// Frames read from the tap device per turn of the loop.
+const MAX_BATCH: usize = 256;
+
 /// The MAC address the stack answers with.
 pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 
@@ -89,7 +92,7 @@ pub fn host_resolver() -> Option<SocketAddr> {
 impl Config {
     /// Where a flow to `dst` from the sandbox really goes, or `None` when
     /// it may not go there.
-    fn host_destination(&self, dst: SocketAddr, udp: bool) -> Option<SocketAddr> {
+    fn host_destination(&self, dst: SocketAddr) -> Option<SocketAddr> {
         let port = dst.port();
         // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is judged as
         // the IPv4 address it is, which is what a host socket would reach.
@@ -99,12 +102,12 @@ impl Config {
         };
         if ip != dst.ip() {
             return self
-                .host_destination(SocketAddr::new(ip, port), udp)
+                .host_destination(SocketAddr::new(ip, port))
                 .filter(|to| to.ip() == ip);
         }
         match dst.ip() {
             IpAddr::V4(ip) => {
-                if udp && ip == self.dns && port == 53 {
+                if ip == self.dns && port == 53 {
                     return Some(self.dns_upstream);
                 }
                 if ip == self.gateway {
@@ -123,8 +126,9 @@ impl Config {
                     return None;
                 }
             }
+            IpAddr::V6(_) if !self.ipv6 => return None,
             IpAddr::V6(ip) => {
-                if udp && ip == self.dns6 && port == 53 {
+                if ip == self.dns6 && port == 53 {
                     return Some(self.dns_upstream);
                 }
                 if ip == self.gateway6 {
@@ -205,8 +209,9 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
 
     loop {
         // Frames from the sandbox: UDP is ours, new TCP connections wait
-        // for their host side, the rest goes to smoltcp.
-        loop {
+        // for their host side, the rest goes to smoltcp. A bounded batch,
+        // so that a flood cannot grow the queue without end.
+        for _ in 0..MAX_BATCH {
             match tap.read_frame() {
                 Ok(Some(frame)) => match classify(&frame) {
                     Some(Packet::Udp { src, dst }) => {
@@ -283,7 +288,8 @@ fn end_of_tap(e: std::io::Error) -> std::io::Result<()> {
 }
 
 fn wait(fds: &mut [libc::pollfd], delay: Duration) -> std::io::Result<()> {
-    let ms = delay.as_millis().clamp(0, 1000) as i32;
+    // Rounded up: a sub-millisecond deadline must not become a busy wait.
+    let ms = delay.as_micros().div_ceil(1000).min(1000) as i32;
     // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd for
     // the duration of the call.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -417,8 +423,8 @@ fn borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
 mod tests {
     use super::*;
 
-    fn dest(cfg: &Config, to: &str, udp: bool) -> Option<String> {
-        cfg.host_destination(to.parse().unwrap(), udp)
+    fn dest(cfg: &Config, to: &str) -> Option<String> {
+        cfg.host_destination(to.parse().unwrap())
             .map(|a| a.to_string())
     }
 
@@ -444,38 +450,31 @@ mod tests {
             "224.0.0.1:80",
             "[ff02::1]:80",
         ] {
-            assert_eq!(dest(&cfg, refused, false), None, "{refused}");
+            assert_eq!(dest(&cfg, refused), None, "{refused}");
         }
+        assert_eq!(dest(&cfg, "192.0.2.2:80").as_deref(), Some("192.0.2.2:80"));
         assert_eq!(
-            dest(&cfg, "192.0.2.2:80", false).as_deref(),
+            dest(&cfg, "[::ffff:192.0.2.2]:80").as_deref(),
             Some("192.0.2.2:80")
         );
         assert_eq!(
-            dest(&cfg, "[::ffff:192.0.2.2]:80", false).as_deref(),
-            Some("192.0.2.2:80")
-        );
-        assert_eq!(
-            dest(&cfg, "[2001:db8::1]:80", false).as_deref(),
+            dest(&cfg, "[2001:db8::1]:80").as_deref(),
             Some("[2001:db8::1]:80")
         );
+        assert_eq!(dest(&cfg, "10.0.2.3:53").as_deref(), Some("192.0.2.53:53"));
+        assert_eq!(dest(&cfg, "[fd00::3]:53").as_deref(), Some("192.0.2.53:53"));
         assert_eq!(
-            dest(&cfg, "10.0.2.3:53", true).as_deref(),
-            Some("192.0.2.53:53")
+            dest(&cfg, "10.0.2.3:53").as_deref(),
+            Some("192.0.2.53:53"),
+            "DNS over TCP"
         );
-        assert_eq!(
-            dest(&cfg, "[fd00::3]:53", true).as_deref(),
-            Some("192.0.2.53:53")
-        );
-        assert_eq!(dest(&cfg, "10.0.2.3:53", false), None, "no DNS over TCP");
+        assert_eq!(dest(&cfg, "10.0.2.3:80"), None);
+        cfg.ipv6 = false;
+        assert_eq!(dest(&cfg, "[2001:db8::1]:80"), None, "IPv6 off");
+        cfg.ipv6 = true;
         cfg.allow_host_loopback = true;
-        assert_eq!(
-            dest(&cfg, "10.0.2.2:80", false).as_deref(),
-            Some("127.0.0.1:80")
-        );
-        assert_eq!(
-            dest(&cfg, "[fd00::2]:80", false).as_deref(),
-            Some("[::1]:80")
-        );
-        assert_eq!(dest(&cfg, "127.0.0.1:80", false), None);
+        assert_eq!(dest(&cfg, "10.0.2.2:80").as_deref(), Some("127.0.0.1:80"));
+        assert_eq!(dest(&cfg, "[fd00::2]:80").as_deref(), Some("[::1]:80"));
+        assert_eq!(dest(&cfg, "127.0.0.1:80"), None);
     }
 }

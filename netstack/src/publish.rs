@@ -97,9 +97,16 @@ impl Publisher {
         let me = Arc::clone(self);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(outside) = conn else {
-                    // Shut down by `remove`, or the listener broke.
-                    return;
+                let outside = match conn {
+                    Ok(c) => c,
+                    // Shut down by `remove`.
+                    Err(_) if !me.has(id) => return,
+                    // Out of descriptors, an aborted connection...: the
+                    // port stays published.
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
                 };
                 let Ok(inside) = me.connect_inside(guest, SockType::Stream) else {
                     continue; // nothing listens inside: the client sees the close
@@ -131,8 +138,12 @@ impl Publisher {
             let mut buf = vec![0u8; 65536];
             loop {
                 let (n, peer) = match sock.recv_from(&mut buf) {
-                    Ok((0, _)) | Err(_) => return, // shut down by `remove`
-                    Ok(got) => got,
+                    Ok(got) if me.has(id) => got,
+                    Err(_) if me.has(id) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    _ => return, // shut down by `remove`
                 };
                 let known = peers
                     .lock()
@@ -171,6 +182,13 @@ impl Publisher {
             }
         });
         Ok(id)
+    }
+
+    fn has(&self, id: u32) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
     }
 
     /// Stops forwarding `id`; `false` when there is no such forwarding.

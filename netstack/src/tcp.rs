@@ -54,7 +54,7 @@ impl Flows {
     /// A new connection from the sandbox: starts the host side.
     pub fn start(&mut self, cfg: &Config, src: SocketAddr, dst: SocketAddr, syn: Vec<u8>) {
         let host = cfg
-            .host_destination(dst, false)
+            .host_destination(dst)
             .and_then(|to| connect_nonblocking(to, SockType::Stream).ok());
         self.pending.insert((src, dst), Pending { host, syn });
     }
@@ -80,6 +80,9 @@ impl Flows {
                     tcp::SocketBuffer::new(vec![0; BUFFER]),
                 );
                 sock.set_nagle_enabled(false);
+                // A peer that stops answering ends the connection, rather
+                // than holding its buffers and host socket for ever.
+                sock.set_timeout(Some(smoltcp::time::Duration::from_secs(120)));
                 let (_, dst) = key;
                 let addr = match dst.ip() {
                     IpAddr::V4(ip) => IpAddress::Ipv4(ip),
@@ -161,11 +164,17 @@ impl Flows {
         }
     }
 
-    /// Forgets connections that are over on both sides.
+    /// Forgets connections that are over on both sides. A socket still
+    /// (or again) listening has had its SYN: smoltcp refused it, or the
+    /// sandbox reset the half-open connection (a client that gave up). Left
+    /// listening, it would take the next SYN to its address from anyone.
     pub fn reap(&mut self, sockets: &mut SocketSet<'static>) {
         self.active.retain(|_, flow| {
             let state = sockets.get::<tcp::Socket>(flow.handle).state();
-            let done = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
+            let done = matches!(
+                state,
+                tcp::State::Closed | tcp::State::TimeWait | tcp::State::Listen
+            );
             if done {
                 sockets.remove(flow.handle);
             }

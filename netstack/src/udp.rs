@@ -20,6 +20,9 @@ use crate::{connect_nonblocking, Config, Tap, GATEWAY_MAC};
 /// A flow with no traffic for this long is forgotten.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// Flows at most (a host socket each); the least recently used goes first.
+const MAX_FLOWS: usize = 4096;
+
 struct Flow {
     host: OwnedFd,
     last: Instant,
@@ -38,9 +41,19 @@ impl Flows {
             return;
         };
         self.guest_mac = Some(eth.src_addr());
-        let Some(to) = cfg.host_destination(dst, true) else {
+        let Some(to) = cfg.host_destination(dst) else {
             return;
         };
+        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&(src, dst)) {
+            let oldest = self
+                .flows
+                .iter()
+                .min_by_key(|(_, f)| f.last)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.flows.remove(&oldest);
+            }
+        }
         let flow = match self.flows.entry((src, dst)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {

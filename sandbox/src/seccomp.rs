@@ -294,7 +294,9 @@ fn kernel_version() -> (u32, u32) {
 }
 
 /// Where compiled programs are kept: `$XDG_CACHE_HOME/burrow/seccomp`, or
-/// `~/.cache/burrow/seccomp`.
+/// `~/.cache/burrow/seccomp`, a directory of mode 0700. (A sandbox given
+/// write access to it, by binding it read-write, could change what later
+/// sandboxes load: do not.)
 fn cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -329,7 +331,7 @@ pub fn programs(text: &str, target: &Target, what: &str) -> Result<Vec<Vec<u8>>>
     let cached = cache_dir().map(|d| d.join(name));
     if let Some(progs) = cached
         .as_ref()
-        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|path| read_private(path).ok())
         .and_then(|bytes| unpack(&bytes))
     {
         return Ok(progs);
@@ -374,11 +376,50 @@ fn this_binary() -> Option<(u64, u64, i64, i64)> {
     Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
-fn store(path: &Path, prog: &[u8]) -> std::io::Result<()> {
+/// Whether `dir` is a directory only its owner, the caller, may change:
+/// a program loaded from anywhere else could have been put there by
+/// someone else.
+fn private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|m| {
+        m.is_dir() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0
+    })
+}
+
+/// A cached program: a regular file (not a symlink) in a private directory.
+fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().expect("cache file has a directory");
-    std::fs::create_dir_all(dir)?;
+    if !private_dir(dir) {
+        return Err(std::io::Error::other("the cache directory is not private"));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn store(path: &Path, prog: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = path.parent().expect("cache file has a directory");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if !private_dir(dir) {
+        return Err(std::io::Error::other("the cache directory is not private"));
+    }
     let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true) // O_EXCL: never through a planted symlink
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
     f.write_all(prog)?;
     f.sync_data()?;
     std::fs::rename(&tmp, path)

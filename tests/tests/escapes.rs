@@ -172,6 +172,25 @@ fn keyrings_bpf_and_open_by_handle_at_are_refused() {
 }
 
 #[test]
+fn vsock_is_refused_even_with_high_bits_in_the_family() {
+    if !x86_64() {
+        return;
+    }
+    // The family is an int: the filter must look at its low 32 bits only.
+    let code = r#"
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+for fam in (40, 0x100000028, 1):
+    r = libc.syscall(41, ctypes.c_long(fam), 1, 0)
+    print(hex(fam), "ok" if r >= 0 else errno.errorcode[ctypes.get_errno()])
+"#;
+    assert_eq!(
+        py(&[], code).ok(),
+        "0x28 EPERM\n0x100000028 EPERM\n0x1 ok\n"
+    );
+}
+
+#[test]
 fn landlock_keeps_files_outside_the_allowed_set_unreadable() {
     assert_unprivileged();
     let home = std::env::var("HOME").expect("HOME");

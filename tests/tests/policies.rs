@@ -117,6 +117,18 @@ fn compiled_profiles_are_cached() {
     std::fs::write(&files[0], b"junk").unwrap();
     run().ok();
     assert!(std::fs::read(&files[0]).unwrap().len() > 8);
+    // A well-framed but bogus program in the (private) cache is loaded,
+    // and the kernel refuses it: the cache is really what runs...
+    let mut bogus = 8u32.to_le_bytes().to_vec();
+    bogus.extend([0u8; 8]);
+    std::fs::write(&files[0], &bogus).unwrap();
+    let out = run();
+    assert_eq!(out.code, 125, "{out:?}");
+    // ...so a cache directory others could write to is not trusted.
+    let dir = cache.join("burrow/seccomp");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::write(&files[0], &bogus).unwrap();
+    run().ok();
 }
 
 #[test]
