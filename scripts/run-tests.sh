@@ -30,13 +30,15 @@ trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/tmp"
 cp target/debug/burrow target/debug/burrowfs target/debug/burrow-net "$STAGE/bin/"
 for exe in "${EXES[@]}"; do cp "$exe" "$STAGE/bin/"; done
+cp -r tests/guest "$STAGE/guest"
 chmod -R a+rX "$STAGE"; chmod 1777 "$STAGE/tmp"
 
 RUNAS=() AS=$(id -un)
 if [ "$(id -u)" -eq 0 ]; then RUNAS=(runuser -u "$TEST_USER" --) AS=$TEST_USER; fi
 ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   HOME="$(getent passwd "$AS" | cut -d: -f6)"
-  TMPDIR="$STAGE/tmp" LANG=C.UTF-8 BURROW_BIN="$STAGE/bin/burrow")
+  TMPDIR="$STAGE/tmp" LANG=C.UTF-8 BURROW_BIN="$STAGE/bin/burrow"
+  BURROW_GUEST_BOOT="$STAGE/guest/boot.sh")
 
 passed=0 failed=0 skipped=0 broken=0
 for exe in "${EXES[@]}"; do

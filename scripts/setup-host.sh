@@ -16,6 +16,7 @@ PACKAGES=(
   slirp4netns passt iperf3  # network peers and driver
   iproute2 util-linux bsdutils procps bash coreutils
   python3         # tests: escape attempts written in Python
+  qemu-system-x86 busybox-static cpio  # the guest test harness (tests/guest)
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}
@@ -61,4 +62,18 @@ done
 for h in /usr/bin/newuidmap /usr/bin/newgidmap; do
   [ -u "$h" ] || chmod u+s "$h"
 done
+# The guest test harness's kernel, from Debian's packages, cached: the
+# cloud kernel's image and the modules the guest loads.
+GUEST=/var/cache/burrow-guest
+if [ ! -s "$GUEST/vmlinuz" ]; then
+  echo "setup: fetching the guest kernel (linux-image-cloud-amd64) into $GUEST"
+  mkdir -p "$GUEST/modules"; chmod 755 "$GUEST"
+  image=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[^ ]*\)/\1/p' | head -n 1)
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q "$image" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x)
+  cp "$tmp"/x/boot/vmlinuz-* "$GUEST/vmlinuz"
+  find "$tmp/x/lib/modules" \( -name fuse.ko -o -name tun.ko \) -exec cp {} "$GUEST/modules/" \;
+  rm -rf "$tmp"
+  chmod -R a+rX "$GUEST"
+fi
 exit 0

@@ -76,6 +76,11 @@ pub fn exit_code(status: ExitStatus) -> i32 {
 
 /// Runs `cmd` to completion, failing the test after RUN_TIMEOUT.
 pub fn output(cmd: &mut Command) -> Output {
+    output_within(cmd, RUN_TIMEOUT)
+}
+
+/// [`output`] with a time limit of its own.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn burrow");
     let mut out = child.stdout.take().unwrap();
@@ -90,7 +95,7 @@ pub fn output(cmd: &mut Command) -> Output {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let status = wait_timeout(&mut child, RUN_TIMEOUT);
+    let status = wait_timeout(&mut child, limit);
     Output {
         code: exit_code(status),
         stdout: out_t.join().unwrap(),
@@ -233,4 +238,41 @@ pub fn host_mount_count() -> usize {
         .expect("read mountinfo")
         .lines()
         .count()
+}
+
+/// Runs `script` (sh) in a QEMU guest as an unprivileged user owning a
+/// delegated cgroup v2 subtree, with burrow's binaries on its PATH
+/// (tests/guest/boot.sh). `None` (after saying SKIPPED) when the harness,
+/// QEMU or the cached guest kernel is missing.
+pub fn in_guest(script: &str) -> Option<Output> {
+    let boot = std::env::var_os("BURROW_GUEST_BOOT").map(PathBuf::from);
+    let Some(boot) = boot.filter(|b| b.exists()) else {
+        skipped("the guest harness is not staged (BURROW_GUEST_BOOT)");
+        return None;
+    };
+    let kernel = std::env::var_os("BURROW_GUEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/burrow-guest"))
+        .join("vmlinuz");
+    if !kernel.exists() {
+        skipped("no cached guest kernel (scripts/setup-host.sh --tests fetches it)");
+        return None;
+    }
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skipped("qemu-system-x86_64 is not installed");
+        return None;
+    }
+    let dir = TempDir::new("guest");
+    let file = dir.join("test.sh");
+    std::fs::write(&file, script).unwrap();
+    let bindir = burrow_bin().parent().unwrap().to_path_buf();
+    // Software emulation: seconds to boot, more on a busy machine.
+    Some(output_within(
+        Command::new("bash").arg(&boot).arg(&bindir).arg(&file),
+        Duration::from_secs(240),
+    ))
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Boots a small Linux guest under QEMU with burrow's binaries and runs a
+# test script in it as an unprivileged user (uid 1000) that owns a
+# delegated cgroup v2 subtree. The guest's kernel comes from Debian's
+# linux-image-cloud-amd64 (scripts/setup-host.sh --tests caches it in
+# /var/cache/burrow-guest); busybox-static is its userland.
+#   tests/guest/boot.sh BINDIR SCRIPT
+# Prints what SCRIPT printed and exits with its status (125 when the guest
+# did not report one).
+set -euo pipefail
+BINDIR=$1 SCRIPT=$2
+CACHE=${BURROW_GUEST_CACHE:-/var/cache/burrow-guest}
+HERE=$(cd "$(dirname "$0")" && pwd)
+[ -r "$CACHE/vmlinuz" ] || { echo "boot.sh: no guest kernel in $CACHE (run scripts/setup-host.sh --tests)" >&2; exit 125; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/burrow-guest.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+R=$WORK/root
+mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,tmp,root,home/user,newroot,modules,usr/bin,usr/sbin}
+cp /bin/busybox "$R/bin/busybox"
+# burrow's binaries and the shared libraries they need.
+for b in burrow burrowfs burrow-net; do
+  [ -x "$BINDIR/$b" ] || continue
+  # Without debug information: a tenth of the size to unpack in the guest.
+  strip --strip-debug -o "$R/usr/bin/$b" "$BINDIR/$b" 2>/dev/null || cp "$BINDIR/$b" "$R/usr/bin/$b"
+  for lib in $(ldd "$BINDIR/$b" | grep -o '/[^ ]*'); do
+    mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"
+  done
+done
+cp "$CACHE"/modules/*.ko "$R/modules/" 2>/dev/null || true
+cp "$SCRIPT" "$R/test.sh"
+cp "$HERE/init" "$R/init"
+chmod 755 "$R/init" "$R/test.sh"
+(cd "$R" && find . | cpio -o -H newc --quiet) > "$WORK/initrd"
+
+ACCEL=${BURROW_GUEST_ACCEL:-tcg}  # stock kernels do not boot under the nested KVM here
+set +e
+timeout "${BURROW_GUEST_TIMEOUT:-180}" qemu-system-x86_64 \
+  -M microvm,x-option-roms=off,rtc=on -accel "$ACCEL" -cpu max -smp 2 -m 1024 \
+  -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
+  -kernel "$CACHE/vmlinuz" -initrd "$WORK/initrd" \
+  -append "console=ttyS0 ${BURROW_GUEST_KARGS:-quiet} panic=-1 rdinit=/init" < /dev/null > "$WORK/console" 2>&1
+set -e
+# The script's output and status, between the init's markers.
+sed -n '/^BURROW-GUEST-START/,/^BURROW-GUEST-END/p' "$WORK/console" | sed '1d;$d' | tr -d '\r'
+rc=$(sed -n 's/^BURROW-GUEST-END \([0-9]*\).*/\1/p' "$WORK/console" | tr -d '\r' | head -n 1)
+if [ -z "$rc" ]; then
+  echo "boot.sh: the guest reported no result; its console said:" >&2
+  tail -n 30 "$WORK/console" >&2
+  exit 125
+fi
+exit "$rc"
