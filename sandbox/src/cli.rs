@@ -16,7 +16,9 @@ pub struct Cli {
 pub enum Command {
     /// Run COMMAND (default /bin/sh) in a new sandbox.
     #[command(args_override_self = true)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Remove cgroups left behind by sandboxes whose burrow was killed.
+    Gc,
 }
 
 /// How the sandbox's users and groups are mapped to the host's.
@@ -185,6 +187,44 @@ pub struct RunArgs {
     /// cpu, fsize, core, ...; a number or "unlimited").
     #[arg(long, value_name = "NAME=SOFT[:HARD]", action = ArgAction::Append)]
     pub rlimit: Vec<String>,
+
+    /// Memory limit (memory.max), e.g. 512M or 2G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// Memory plus swap limit (memory.swap.max is the difference).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_swap: Option<String>,
+
+    /// Most processes and threads at once (pids.max).
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u64>,
+
+    /// CPU time, in CPUs (cpu.max), e.g. 1.5.
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<f64>,
+
+    /// CPU weight, 1 to 10000 (cpu.weight; 100 is the default).
+    #[arg(long, value_name = "N")]
+    pub cpu_weight: Option<u32>,
+
+    /// I/O weight, 1 to 10000 (io.weight).
+    #[arg(long, value_name = "N")]
+    pub io_weight: Option<u32>,
+
+    /// I/O limit on a device, DEV:rbps=N,wbps=N,riops=N,wiops=N (io.max;
+    /// DEV a device path or MAJ:MIN).
+    #[arg(long, value_name = "DEV:LIMITS", action = ArgAction::Append)]
+    pub io_max: Vec<String>,
+
+    /// Write JSON with the sandbox's peak memory, CPU time and peak pids to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+
+    /// Without a delegated cgroup v2 subtree: `strict` (default) fails,
+    /// `best-effort` applies rlimits instead and warns.
+    #[arg(long, value_name = "MODE", default_value = "strict")]
+    pub limits: String,
 
     /// Forbid new user namespaces inside the sandbox.
     #[arg(long)]

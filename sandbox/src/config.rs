@@ -73,6 +73,12 @@ pub struct SandboxConfig {
     pub publish: Vec<(std::net::SocketAddr, u16, bool)>,
     /// Capabilities, seccomp, Landlock and limits for the command.
     pub security: crate::security::Security,
+    /// cgroup limits, and the delegated subtree they go in (none: no
+    /// cgroup; with limits, best effort as rlimits).
+    pub limits: crate::cgroup::Limits,
+    pub cgroup_subtree: Option<PathBuf>,
+    /// Said once at start when limits fall back to rlimits.
+    pub limits_warning: Option<String>,
 }
 
 /// The default command when none is given.
@@ -129,7 +135,20 @@ impl SandboxConfig {
         }
         ordered.sort_by_key(|(idx, _)| *idx);
         let mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
-        let security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
+        let mut security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
+        let limits = crate::cgroup::Limits::from_args(&args)?;
+        let mut limits_warning = None;
+        let cgroup_subtree = if limits.is_empty() {
+            None
+        } else {
+            let found = crate::cgroup::find_subtree(&limits)?;
+            if found.is_none() {
+                let (rlimits, warning) = limits.as_rlimits();
+                security.rlimits.extend(rlimits);
+                limits_warning = Some(warning);
+            }
+            found
+        };
         let slirp = slirp_config(&args)?;
         let publish = args
             .publish
@@ -211,6 +230,9 @@ impl SandboxConfig {
             slirp,
             publish,
             security,
+            limits,
+            cgroup_subtree,
+            limits_warning,
         })
     }
 }

@@ -37,6 +37,16 @@ pub fn run(
         sys::exit_now(EXIT_SETUP); // burrow died or could not write the id maps
     }
     drop(sync);
+    if cfg.cgroup_subtree.is_some() {
+        // Now in the sandbox's cgroup: a cgroup namespace rooted there.
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+            fail(
+                &report_fd,
+                EXIT_SETUP,
+                &format!("cgroup namespace: {}", e.desc()),
+            );
+        }
+    }
     // From here on the sandbox cannot ptrace pid 1 or open its /proc
     // files (/proc/1/exe is burrow's binary). Not before: burrow writes
     // the id maps through /proc of this process.

@@ -36,6 +36,14 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ctx(|| "--json-status")?;
     }
 
+    if let Some(w) = &cfg.limits_warning {
+        eprintln!("burrow: warning: {w}");
+    }
+    // The sandbox's cgroup, limits written, before anything runs in it.
+    let cgroup = match &cfg.cgroup_subtree {
+        Some(top) => Some(crate::cgroup::Cgroup::create(top, &cfg.limits)?),
+        None => None,
+    };
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     // A socket to hand the union root's FUSE descriptor to its server.
@@ -71,8 +79,12 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWCGROUP;
+        | CloneFlags::CLONE_NEWUTS;
+    if cgroup.is_none() {
+        // (With a cgroup of its own, pid 1 makes its cgroup namespace once
+        // it is in it, so that the namespace is rooted there.)
+        flags |= CloneFlags::CLONE_NEWCGROUP;
+    }
     if cfg.net != NetMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -96,6 +108,9 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     let server_sock = fs_socks.map(|(outer, _)| outer);
     let net_sock = net_socks.map(|(outer, _)| outer);
 
+    if let Some(cg) = &cgroup {
+        cg.add(child).map_err(|e| abort(child, e))?;
+    }
     if let Err(e) = maps.apply(child) {
         let _ = kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);
@@ -152,7 +167,22 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     if let (Some(fd), Some(line)) = (&json, &started) {
         status::write(fd.as_fd(), line);
     }
-    let code = supervise(child, &waited);
+    let mut code = supervise(child, &waited);
+    if let Some(cg) = &cgroup {
+        if let Some(msg) = cg.oom_report() {
+            eprintln!("burrow: {msg}");
+            code = 137;
+        }
+        if let Some(path) = &cfg.limits.stats {
+            if let Err(e) = cg.write_stats(path) {
+                eprintln!(
+                    "burrow: --stats {}: {}",
+                    path.display(),
+                    sys::errno_text(&e)
+                );
+            }
+        }
+    }
     if let Some(fd) = &json {
         status::write_exit(fd.as_fd(), code);
     }

@@ -3,6 +3,7 @@
 //! API, and a tiny pid 1 that reaps and forwards signals.
 
 pub mod caps;
+pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod error;

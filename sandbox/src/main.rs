@@ -29,8 +29,13 @@ fn real_main() -> anyhow::Result<i32> {
             let sub = matches
                 .subcommand_matches("run")
                 .expect("clap matched the run subcommand");
-            let cfg = SandboxConfig::from_args(args, sub, std::io::stdin().is_terminal())?;
+            let cfg = SandboxConfig::from_args(*args, sub, std::io::stdin().is_terminal())?;
             Ok(burrow_sandbox::launch::run(&cfg)?)
+        }
+        Command::Gc => {
+            let n = burrow_sandbox::cgroup::gc();
+            println!("removed {n} stale cgroup{}", if n == 1 { "" } else { "s" });
+            Ok(0)
         }
     }
 }

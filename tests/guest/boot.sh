@@ -39,7 +39,7 @@ timeout "${BURROW_GUEST_TIMEOUT:-180}" qemu-system-x86_64 \
   -M microvm,x-option-roms=off,rtc=on -accel "$ACCEL" -cpu max -smp 2 -m 1024 \
   -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
   -kernel "$CACHE/vmlinuz" -initrd "$WORK/initrd" \
-  -append "console=ttyS0 ${BURROW_GUEST_KARGS:-quiet} panic=-1 rdinit=/init" < /dev/null > "$WORK/console" 2>&1
+  -append "console=ttyS0 ${BURROW_GUEST_KARGS:-quiet loglevel=0} panic=-1 rdinit=/init" < /dev/null > "$WORK/console" 2>&1
 set -e
 # The script's output and status, between the init's markers.
 sed -n '/^BURROW-GUEST-START/,/^BURROW-GUEST-END/p' "$WORK/console" | sed '1d;$d' | tr -d '\r'

@@ -212,3 +212,33 @@ command = ["sh", "-c", "echo $GREETING $(hostname) $(ulimit -n); grep ^Seccomp: 
         )
     );
 }
+
+#[test]
+fn limits_without_a_delegated_cgroup_say_what_is_missing() {
+    // These build machines have no cgroup v2 subtree for the test user.
+    let out = sh(&["--memory", "64M"], "true");
+    if out.code == 0 {
+        skipped("this machine delegates a cgroup v2 subtree: the guest tests cover limits");
+        return;
+    }
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.starts_with("burrow: --memory: "), "{out:?}");
+    assert!(
+        out.stderr.contains("delegated cgroup v2 subtree"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("systemd-run --user --scope -p Delegate=yes"),
+        "{out:?}"
+    );
+    // Best effort: the memory limit as RLIMIT_AS, and a warning.
+    let out = sh(&["--memory", "64M", "--limits", "best-effort"], "ulimit -v");
+    assert_eq!(out.ok(), "65536\n");
+    assert!(
+        out.stderr
+            .starts_with("burrow: warning: no delegated cgroup v2 subtree"),
+        "{out:?}"
+    );
+}

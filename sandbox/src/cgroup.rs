@@ -1,0 +1,539 @@
+//! Resource limits in a delegated cgroup v2 subtree (`--memory`,
+//! `--pids`, `--cpus`, ...). burrow finds the highest cgroup above its own
+//! that the caller owns (the delegation systemd makes for user sessions
+//! with `Delegate=yes`), enables the controllers the limits need there,
+//! and gives the sandbox a child cgroup of its own: `burrow-PID`. It is
+//! removed when the sandbox ends; ones left by a killed burrow go at the
+//! next run with limits (or with `burrow gc`). Without such a subtree,
+//! limits are an error naming what is missing, or with `--limits
+//! best-effort` become resource limits (rlimits) with a warning.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::cli::RunArgs;
+use crate::error::{Error, Result};
+use crate::rlimits::Rlimit;
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub memory_swap: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+    pub cpu_weight: Option<u32>,
+    pub io_weight: Option<u32>,
+    /// `MAJ:MIN key=value...` lines for io.max.
+    pub io_max: Vec<String>,
+    pub stats: Option<PathBuf>,
+    pub best_effort: bool,
+}
+
+/// `64M`, `1G`, `512k`, or bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (num, mult) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (&t[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&t[..i], 1 << 20),
+        (i, 'g' | 'G') => (&t[..i], 1 << 30),
+        (i, 't' | 'T') => (&t[..i], 1 << 40),
+        (i, 'b' | 'B') => (&t[..i], 1),
+        _ => (t, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+impl Limits {
+    pub fn from_args(args: &RunArgs) -> Result<Limits> {
+        let size = |flag: &str, v: &Option<String>| -> Result<Option<u64>> {
+            v.as_deref()
+                .map(|s| {
+                    parse_size(s).filter(|&n| n > 0).ok_or_else(|| {
+                        Error::usage(format!("{flag} {s}: expected a size like 64M or 2G"))
+                    })
+                })
+                .transpose()
+        };
+        let memory = size("--memory", &args.memory)?;
+        let memory_swap = size("--memory-swap", &args.memory_swap)?;
+        if let (Some(m), Some(s)) = (memory, memory_swap) {
+            if s < m {
+                return Err(Error::usage(
+                    "--memory-swap is memory plus swap: it cannot be below --memory",
+                ));
+            }
+        }
+        if memory_swap.is_some() && memory.is_none() {
+            return Err(Error::usage("--memory-swap needs --memory"));
+        }
+        if let Some(c) = args.cpus {
+            if !(c > 0.0 && c <= 1024.0) {
+                return Err(Error::usage(format!(
+                    "--cpus {c}: expected a number of CPUs above 0"
+                )));
+            }
+        }
+        for (flag, w) in [
+            ("--cpu-weight", args.cpu_weight),
+            ("--io-weight", args.io_weight),
+        ] {
+            if w.is_some_and(|w| !(1..=10000).contains(&w)) {
+                return Err(Error::usage(format!("{flag}: expected 1 to 10000")));
+            }
+        }
+        let io_max = args
+            .io_max
+            .iter()
+            .map(|spec| io_max_line(spec))
+            .collect::<Result<Vec<_>>>()?;
+        let best_effort = match args.limits.as_str() {
+            "strict" => false,
+            "best-effort" => true,
+            other => {
+                return Err(Error::usage(format!(
+                    "--limits {other}: expected strict or best-effort"
+                )))
+            }
+        };
+        Ok(Limits {
+            memory,
+            memory_swap,
+            pids: args.pids,
+            cpus: args.cpus,
+            cpu_weight: args.cpu_weight,
+            io_weight: args.io_weight,
+            io_max,
+            stats: args.stats.clone(),
+            best_effort,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none()
+            && self.pids.is_none()
+            && self.cpus.is_none()
+            && self.cpu_weight.is_none()
+            && self.io_weight.is_none()
+            && self.io_max.is_empty()
+            && self.stats.is_none()
+    }
+
+    /// The controllers these limits need, with the flag that needs each.
+    fn controllers(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if self.memory.is_some() || self.stats.is_some() {
+            out.push((
+                "memory",
+                if self.memory.is_some() {
+                    "--memory"
+                } else {
+                    "--stats"
+                },
+            ));
+        }
+        if self.pids.is_some() || self.stats.is_some() {
+            out.push((
+                "pids",
+                if self.pids.is_some() {
+                    "--pids"
+                } else {
+                    "--stats"
+                },
+            ));
+        }
+        if self.cpus.is_some() || self.cpu_weight.is_some() {
+            out.push((
+                "cpu",
+                if self.cpus.is_some() {
+                    "--cpus"
+                } else {
+                    "--cpu-weight"
+                },
+            ));
+        }
+        if self.io_weight.is_some() || !self.io_max.is_empty() {
+            out.push((
+                "io",
+                if self.io_weight.is_some() {
+                    "--io-weight"
+                } else {
+                    "--io-max"
+                },
+            ));
+        }
+        out
+    }
+
+    /// What `--limits best-effort` applies without cgroups, and a warning
+    /// naming what it could not.
+    pub fn as_rlimits(&self) -> (Vec<Rlimit>, String) {
+        let mut out = Vec::new();
+        if let Some(m) = self.memory {
+            out.extend(format!("as={m}").parse::<Rlimit>());
+        }
+        if let Some(p) = self.pids {
+            out.extend(format!("nproc={p}").parse::<Rlimit>());
+        }
+        let mut lost = Vec::new();
+        for (given, flag) in [
+            (self.cpus.is_some(), "--cpus"),
+            (self.cpu_weight.is_some(), "--cpu-weight"),
+            (self.io_weight.is_some(), "--io-weight"),
+            (!self.io_max.is_empty(), "--io-max"),
+            (self.stats.is_some(), "--stats"),
+            (self.memory_swap.is_some(), "--memory-swap"),
+        ] {
+            if given {
+                lost.push(flag);
+            }
+        }
+        let mut warning = String::from(
+            "no delegated cgroup v2 subtree: --memory applies as RLIMIT_AS and --pids as RLIMIT_NPROC (per user)",
+        );
+        if !lost.is_empty() {
+            warning.push_str(&format!("; not applied: {}", lost.join(", ")));
+        }
+        (out, warning)
+    }
+}
+
+/// `--io-max DEV:rbps=N,wbps=N,riops=N,wiops=N` (DEV a device path or
+/// MAJ:MIN) as an io.max line.
+fn io_max_line(spec: &str) -> Result<String> {
+    let bad = |why: &str| Error::usage(format!("--io-max {spec}: {why}"));
+    let (dev, settings) = spec
+        .rsplit_once(':')
+        .filter(|(_, s)| s.contains('='))
+        .ok_or_else(|| bad("expected DEV:rbps=N[,wbps=N,riops=N,wiops=N]"))?;
+    let devno = if dev.starts_with('/') {
+        let m = std::fs::metadata(dev).map_err(|e| bad(&crate::sys::errno_text(&e)))?;
+        let rdev = m.rdev();
+        format!(
+            "{}:{}",
+            nix::sys::stat::major(rdev),
+            nix::sys::stat::minor(rdev)
+        )
+    } else {
+        dev.to_string()
+    };
+    let mut parts = vec![devno];
+    for kv in settings.split(',') {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| bad("expected key=value"))?;
+        if !["rbps", "wbps", "riops", "wiops"].contains(&k) {
+            return Err(bad(&format!("unknown key {k}")));
+        }
+        let n = if k.ends_with("bps") {
+            parse_size(v)
+        } else {
+            v.parse().ok()
+        };
+        let n = n.ok_or_else(|| bad(&format!("{v} is not a number")))?;
+        parts.push(format!("{k}={n}"));
+    }
+    Ok(parts.join(" "))
+}
+
+/// The cgroup v2 mount point and this process's cgroup path in it.
+fn own_cgroup() -> Option<(PathBuf, PathBuf)> {
+    let rel = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mounts.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let fields: Vec<&str> = left.split(' ').collect();
+        let point = fields.get(4)?;
+        (right.split(' ').next() == Some("cgroup2") && fields.get(3) == Some(&"/"))
+            .then(|| PathBuf::from(point))
+    })?;
+    Some((mount, PathBuf::from(rel.trim_start_matches('/'))))
+}
+
+fn owned_by_me(dir: &Path) -> bool {
+    let me = nix::unistd::geteuid().as_raw();
+    std::fs::metadata(dir).is_ok_and(|m| m.uid() == me)
+        && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+/// The sandbox's cgroup, made and limited; removed on drop.
+#[derive(Debug)]
+pub struct Cgroup {
+    pub path: PathBuf,
+    memory_max: Option<u64>,
+}
+
+/// Where limits cannot be had: one line saying what is missing.
+fn no_delegation(flag: &str, what: String) -> Error {
+    Error::usage(format!(
+        "{flag}: {what}; limits need a delegated cgroup v2 subtree (for example: \
+         systemd-run --user --scope -p Delegate=yes burrow run ...), or use --limits best-effort"
+    ))
+}
+
+/// The delegated subtree the sandbox's cgroup goes in: the highest cgroup
+/// above (or at) burrow's own that the caller owns, with the controllers
+/// `limits` need. `Ok(None)` when there is none and `--limits best-effort`
+/// allows doing without.
+pub fn find_subtree(limits: &Limits) -> Result<Option<PathBuf>> {
+    let needed = limits.controllers();
+    let flag = needed.first().map_or("--stats", |(_, f)| *f);
+    let missing = |flag: &str, what: String| {
+        if limits.best_effort {
+            Ok(None)
+        } else {
+            Err(no_delegation(flag, what))
+        }
+    };
+    let Some((mount, rel)) = own_cgroup() else {
+        return missing(flag, "no cgroup v2 hierarchy holds this process".into());
+    };
+    let mut top: Option<PathBuf> = None;
+    let mut dir = mount.join(&rel);
+    while dir.starts_with(&mount) && dir != mount && owned_by_me(&dir) {
+        top = Some(dir.clone());
+        dir = match dir.parent() {
+            Some(p) => p.to_path_buf(),
+            None => break,
+        };
+    }
+    let Some(top) = top else {
+        return missing(
+            flag,
+            format!(
+                "this process's cgroup {} is not yours to manage",
+                mount.join(&rel).display()
+            ),
+        );
+    };
+    let available = std::fs::read_to_string(top.join("cgroup.controllers")).unwrap_or_default();
+    if let Some((c, f)) = needed
+        .iter()
+        .find(|(c, _)| !available.split_whitespace().any(|a| a == *c))
+    {
+        return missing(
+            f,
+            format!("the {c} controller is not delegated to {}", top.display()),
+        );
+    }
+    Ok(Some(top))
+}
+
+impl Cgroup {
+    /// Makes the sandbox's cgroup in the delegated subtree `top` and
+    /// writes the limits.
+    pub fn create(top: &Path, limits: &Limits) -> Result<Cgroup> {
+        let needed = limits.controllers();
+        let flag = needed.first().map_or("--stats", |(_, f)| *f);
+        gc_in(top);
+        let enable: Vec<String> = needed.iter().map(|(c, _)| format!("+{c}")).collect();
+        if !enable.is_empty() {
+            std::fs::write(top.join("cgroup.subtree_control"), enable.join(" ")).map_err(|e| {
+                no_delegation(
+                    flag,
+                    format!(
+                        "cannot enable controllers in {} ({}; it must hold no processes itself)",
+                        top.display(),
+                        crate::sys::errno_text(&e)
+                    ),
+                )
+            })?;
+        }
+        let path = top.join(format!("burrow-{}", std::process::id()));
+        std::fs::create_dir(&path).map_err(|e| {
+            Error::usage(format!(
+                "creating {}: {}",
+                path.display(),
+                crate::sys::errno_text(&e)
+            ))
+        })?;
+        let cg = Cgroup {
+            path,
+            memory_max: limits.memory,
+        };
+        cg.write_limits(limits)?;
+        Ok(cg)
+    }
+
+    fn write_limits(&self, l: &Limits) -> Result<()> {
+        let set = |file: &str, value: String| -> Result<()> {
+            std::fs::write(self.path.join(file), &value).map_err(|e| {
+                Error::usage(format!(
+                    "cgroup {file} = {value}: {}",
+                    crate::sys::errno_text(&e)
+                ))
+            })
+        };
+        if let Some(m) = l.memory {
+            set("memory.max", m.to_string())?;
+            let swap = l.memory_swap.map_or(0, |s| s - m);
+            // Without swap accounting the file is missing: nothing to cap.
+            if self.path.join("memory.swap.max").exists() {
+                set("memory.swap.max", swap.to_string())?;
+            }
+        }
+        if let Some(p) = l.pids {
+            set("pids.max", p.to_string())?;
+        }
+        if let Some(c) = l.cpus {
+            set(
+                "cpu.max",
+                format!("{} 100000", (c * 100000.0).round() as u64),
+            )?;
+        }
+        if let Some(w) = l.cpu_weight {
+            set("cpu.weight", w.to_string())?;
+        }
+        if let Some(w) = l.io_weight {
+            set("io.weight", format!("default {w}"))?;
+        }
+        for line in &l.io_max {
+            set("io.max", line.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Puts process `pid` in the cgroup.
+    pub fn add(&self, pid: nix::unistd::Pid) -> Result<()> {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).map_err(|e| {
+            Error::usage(format!(
+                "moving the sandbox into {}: {}",
+                self.path.display(),
+                crate::sys::errno_text(&e)
+            ))
+        })
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path.join(file)).unwrap_or_default()
+    }
+
+    fn field(text: &str, key: &str) -> Option<u64> {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+    }
+
+    /// After the sandbox ended: the OOM report, if the OOM killer acted.
+    pub fn oom_report(&self) -> Option<String> {
+        let kills = Self::field(&self.read("memory.events"), "oom_kill").unwrap_or(0);
+        (kills > 0).then(|| {
+            let limit = self.memory_max.map_or("?".into(), human);
+            format!("the command was killed by the OOM killer (memory.max={limit})")
+        })
+    }
+
+    /// `--stats`: JSON with peak memory, CPU time and peak pids.
+    pub fn stats_json(&self) -> String {
+        let cpu = self.read("cpu.stat");
+        let num = |v: Option<u64>| v.map_or("null".to_string(), |n| n.to_string());
+        let peak = self.read("memory.peak").trim().parse::<u64>().ok();
+        let pids_peak = self.read("pids.peak").trim().parse::<u64>().ok();
+        format!(
+            "{{\"memory_peak_bytes\": {}, \"cpu_usage_usec\": {}, \"cpu_user_usec\": {}, \"cpu_system_usec\": {}, \"pids_peak\": {}, \"oom_kills\": {}}}\n",
+            num(peak),
+            num(Self::field(&cpu, "usage_usec")),
+            num(Self::field(&cpu, "user_usec")),
+            num(Self::field(&cpu, "system_usec")),
+            num(pids_peak),
+            Self::field(&self.read("memory.events"), "oom_kill").unwrap_or(0)
+        )
+    }
+
+    pub fn write_stats(&self, to: &Path) -> std::io::Result<()> {
+        std::fs::File::create(to)?.write_all(self.stats_json().as_bytes())
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Every process in it is gone with the pid namespace; the kernel
+        // may take a moment to notice.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+fn human(n: u64) -> String {
+    for (unit, shift) in [("G", 30), ("M", 20), ("K", 10)] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+/// Removes `burrow-PID` cgroups under `top` whose burrow is gone and
+/// which hold no process; returns how many.
+fn gc_in(top: &Path) -> usize {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(top).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("burrow-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive && std::fs::remove_dir(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// `burrow gc`: removes cgroups left by burrows that were killed.
+pub fn gc() -> usize {
+    let Some((mount, rel)) = own_cgroup() else {
+        return 0;
+    };
+    let mut removed = 0;
+    let mut dir = mount.join(rel);
+    while dir.starts_with(&mount) && dir != mount && owned_by_me(&dir) {
+        removed += gc_in(&dir);
+        dir = match dir.parent() {
+            Some(p) => p.to_path_buf(),
+            None => break,
+        };
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("64M"), Some(64 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(human(64 << 20), "64M");
+        assert_eq!(human(1000), "1000");
+    }
+
+    #[test]
+    fn io_max_lines() {
+        assert_eq!(
+            io_max_line("8:0:rbps=1M,wiops=100").unwrap(),
+            "8:0 rbps=1048576 wiops=100"
+        );
+        assert!(io_max_line("8:0:speed=1")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown key speed"));
+    }
+}
