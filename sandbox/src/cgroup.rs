@@ -265,6 +265,9 @@ fn owned_by_me(dir: &Path) -> bool {
 pub struct Cgroup {
     pub path: PathBuf,
     memory_max: Option<u64>,
+    /// With a leaf placement: burrow's own cgroup and the controllers
+    /// enabled there, to put back as they were.
+    restore: Option<(PathBuf, Vec<String>)>,
 }
 
 /// Where limits cannot be had: one line saying what is missing.
@@ -275,11 +278,50 @@ fn no_delegation(flag: &str, what: String) -> Error {
     ))
 }
 
-/// The delegated subtree the sandbox's cgroup goes in: the highest cgroup
-/// above (or at) burrow's own that the caller owns, with the controllers
-/// `limits` need. `Ok(None)` when there is none and `--limits best-effort`
-/// allows doing without.
-pub fn find_subtree(limits: &Limits) -> Result<Option<PathBuf>> {
+/// Where the sandbox's cgroup goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// burrow's own cgroup, which holds burrow alone (a delegated scope):
+    /// burrow moves itself to a leaf under it, so that it may enable
+    /// controllers there, and puts the sandbox beside it.
+    Leaf(PathBuf),
+    /// The highest cgroup above burrow's that the caller owns, which holds
+    /// no process itself (a delegated service).
+    Top(PathBuf),
+}
+
+/// Whether burrow is the only process in cgroup `dir`.
+fn only_me(dir: &Path) -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .is_ok_and(|p| p.split_whitespace().all(|q| q == me))
+}
+
+fn has_controllers(dir: &Path, needed: &[(&str, &str)]) -> bool {
+    let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    needed
+        .iter()
+        .all(|(c, _)| available.split_whitespace().any(|a| a == *c))
+}
+
+/// The delegated subtree the sandbox's cgroup goes in, with the
+/// controllers `limits` need. `Ok(None)` when there is none and `--limits
+/// best-effort` allows doing without.
+pub fn find_subtree(limits: &Limits) -> Result<Option<Placement>> {
+    if let Some((mount, rel)) = own_cgroup() {
+        let own = mount.join(&rel);
+        if own != mount
+            && owned_by_me(&own)
+            && only_me(&own)
+            && has_controllers(&own, &limits.controllers())
+        {
+            return Ok(Some(Placement::Leaf(own)));
+        }
+    }
+    find_top(limits).map(|t| t.map(Placement::Top))
+}
+
+fn find_top(limits: &Limits) -> Result<Option<PathBuf>> {
     let needed = limits.controllers();
     let flag = needed.first().map_or("--stats", |(_, f)| *f);
     let missing = |flag: &str, what: String| {
@@ -324,12 +366,31 @@ pub fn find_subtree(limits: &Limits) -> Result<Option<PathBuf>> {
 }
 
 impl Cgroup {
-    /// Makes the sandbox's cgroup in the delegated subtree `top` and
-    /// writes the limits.
-    pub fn create(top: &Path, limits: &Limits) -> Result<Cgroup> {
+    /// Makes the sandbox's cgroup where `placement` says and writes the
+    /// limits.
+    pub fn create(placement: &Placement, limits: &Limits) -> Result<Cgroup> {
         let needed = limits.controllers();
         let flag = needed.first().map_or("--stats", |(_, f)| *f);
+        let sys_err = |what: String, e: std::io::Error| {
+            Error::usage(format!("{what}: {}", crate::sys::errno_text(&e)))
+        };
+        let top = match placement {
+            Placement::Top(top) => top.clone(),
+            Placement::Leaf(own) => {
+                // burrow steps down to a leaf of its own cgroup: a cgroup
+                // that holds processes cannot pass controllers on.
+                let leaf = own.join(format!("burrow-{}.supervisor", std::process::id()));
+                std::fs::create_dir(&leaf)
+                    .map_err(|e| sys_err(format!("creating {}", leaf.display()), e))?;
+                std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
+                    .map_err(|e| sys_err(format!("moving burrow into {}", leaf.display()), e))?;
+                own.clone()
+            }
+        };
+        let top = top.as_path();
         gc_in(top);
+        let before =
+            std::fs::read_to_string(top.join("cgroup.subtree_control")).unwrap_or_default();
         let enable: Vec<String> = needed.iter().map(|(c, _)| format!("+{c}")).collect();
         if !enable.is_empty() {
             std::fs::write(top.join("cgroup.subtree_control"), enable.join(" ")).map_err(|e| {
@@ -343,6 +404,12 @@ impl Cgroup {
                 )
             })?;
         }
+        let added: Vec<String> = needed
+            .iter()
+            .filter(|(c, _)| !before.split_whitespace().any(|b| b == *c))
+            .map(|(c, _)| c.to_string())
+            .collect();
+        let restore = matches!(placement, Placement::Leaf(_)).then(|| (top.to_path_buf(), added));
         let path = top.join(format!("burrow-{}", std::process::id()));
         std::fs::create_dir(&path).map_err(|e| {
             Error::usage(format!(
@@ -354,6 +421,7 @@ impl Cgroup {
         let cg = Cgroup {
             path,
             memory_max: limits.memory,
+            restore,
         };
         cg.write_limits(limits)?;
         Ok(cg)
@@ -456,9 +524,22 @@ impl Drop for Cgroup {
         // may take a moment to notice.
         for _ in 0..50 {
             if std::fs::remove_dir(&self.path).is_ok() {
-                return;
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Put burrow's own cgroup back as it was: the controllers off
+        // again, burrow back in it, its leaf gone.
+        if let Some((own, added)) = self.restore.take() {
+            if !added.is_empty() {
+                let off: Vec<String> = added.iter().map(|c| format!("-{c}")).collect();
+                let _ = std::fs::write(own.join("cgroup.subtree_control"), off.join(" "));
+            }
+            if std::fs::write(own.join("cgroup.procs"), std::process::id().to_string()).is_ok() {
+                let _ = std::fs::remove_dir(
+                    own.join(format!("burrow-{}.supervisor", std::process::id())),
+                );
+            }
         }
     }
 }
@@ -481,6 +562,7 @@ fn gc_in(top: &Path) -> usize {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix("burrow-"))
+            .map(|p| p.trim_end_matches(".supervisor"))
             .and_then(|p| p.parse::<i32>().ok())
         else {
             continue;

@@ -76,7 +76,7 @@ pub struct SandboxConfig {
     /// cgroup limits, and the delegated subtree they go in (none: no
     /// cgroup; with limits, best effort as rlimits).
     pub limits: crate::cgroup::Limits,
-    pub cgroup_subtree: Option<PathBuf>,
+    pub cgroup_subtree: Option<crate::cgroup::Placement>,
     /// Said once at start when limits fall back to rlimits.
     pub limits_warning: Option<String>,
 }

@@ -59,6 +59,15 @@ sleep 1
 ls /sys/fs/cgroup/user.slice | grep -c burrow-
 burrow gc
 ls /sys/fs/cgroup/user.slice | grep -c burrow-
+echo "== leaf"
+mkdir /sys/fs/cgroup/user.slice/scope
+sh -c 'echo $$ > /sys/fs/cgroup/user.slice/scope/cgroup.procs; exec burrow run --read-only --map-users none --memory 32M -- sleep 4' &
+sleep 2
+ls /sys/fs/cgroup/user.slice/scope | grep burrow- | sed 's/[0-9]//g'
+cat /sys/fs/cgroup/user.slice/scope/burrow-*[0-9]/memory.max
+wait
+ls /sys/fs/cgroup/user.slice/scope | grep -c burrow-
+cat /sys/fs/cgroup/user.slice/scope/cgroup.subtree_control | wc -w
 true
 "#,
     ) else {
@@ -92,6 +101,13 @@ true
     assert_eq!(
         section(text, "left"),
         ["0", "1", "removed 1 stale cgroup", "0"],
+        "{text}"
+    );
+    // burrow alone in a delegated cgroup (a systemd scope) steps down to a
+    // leaf of it, puts the sandbox beside, and leaves it as it found it.
+    assert_eq!(
+        section(text, "leaf"),
+        ["burrow-", "burrow-.supervisor", "33554432", "0", "0"],
         "{text}"
     );
 }
