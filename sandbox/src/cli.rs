@@ -137,6 +137,11 @@ pub struct RunArgs {
     #[arg(long, overrides_with = "new_session")]
     pub no_new_session: bool,
 
+    /// Pass file descriptors 3 to 3+N-1 on to the command (others beyond
+    /// 0, 1 and 2 are closed for it).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+
     /// Write JSON lines (child pid, namespace ids, exit code) to file descriptor FD.
     #[arg(long, value_name = "FD")]
     pub json_status: Option<i32>,

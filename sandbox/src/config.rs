@@ -67,6 +67,8 @@ pub struct SandboxConfig {
     pub die_with_parent: bool,
     pub new_session: bool,
     pub json_status_fd: Option<i32>,
+    /// Descriptors 3.. passed on to the command.
+    pub preserve_fds: u32,
     /// The userspace stack's settings with `--net slirp`.
     pub slirp: Option<burrow_netstack::Config>,
     /// `--publish`: host address, port inside, UDP (else TCP).
@@ -227,6 +229,7 @@ impl SandboxConfig {
             die_with_parent: args.die_with_parent,
             new_session,
             json_status_fd: args.json_status,
+            preserve_fds: args.preserve_fds,
             slirp,
             publish,
             security,

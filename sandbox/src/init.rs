@@ -106,6 +106,16 @@ fn fail(report_fd: &OwnedFd, code: i32, msg: &str) -> ! {
 fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd) -> ! {
     let _ = signals::unblock_all();
     sys::reset_sigpipe();
+    // Descriptors the caller left open beyond 0, 1, 2 (and
+    // --preserve-fds) do not reach the command: an open directory of the
+    // host's would be a way out of the new root.
+    if let Err(e) = sys::cloexec_from(3 + cfg.preserve_fds) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            &format!("closing inherited descriptors: {}", e.desc()),
+        );
+    }
     if cfg.new_session {
         let _ = nix::unistd::setsid();
     }

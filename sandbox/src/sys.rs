@@ -359,3 +359,18 @@ pub fn killed_with_parent(cmd: &mut std::process::Command) -> &mut std::process:
         })
     }
 }
+
+/// Marks every descriptor from `first` up close-on-exec.
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    // SAFETY: close_range takes integers only; with CLOSE_RANGE_CLOEXEC it
+    // closes nothing now.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })
+    .map(drop)
+}

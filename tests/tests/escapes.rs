@@ -461,3 +461,19 @@ with m.Pool(2) as p: print(sum(p.map(abs, [-1, -2])))' && \
     );
     assert_eq!(strict.ok(), "x\n1\n");
 }
+
+#[test]
+fn inherited_descriptors_do_not_reach_the_command() {
+    // A directory of the host's left open by the caller would let the
+    // command out of its root (openat(fd, "..")): such descriptors are
+    // closed for it unless --preserve-fds passes them on.
+    let burrow = burrow_bin();
+    let run = |flags: &str| {
+        output(Command::new("bash").arg("-c").arg(format!(
+            "exec 5</; {} run {flags} -- sh -c 'test -e /proc/self/fd/5 && echo has-5 || echo no-5'",
+            burrow.display()
+        )))
+    };
+    assert_eq!(run("").ok(), "no-5\n");
+    assert_eq!(run("--preserve-fds 3").ok(), "has-5\n");
+}
