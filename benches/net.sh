@@ -7,13 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
-TEST_USER=${BURROW_TEST_USER:-burrow-test}
-
-bash scripts/setup-host.sh --tests
-cargo build --release --quiet -p burrow-sandbox
-STAGE=$(mktemp -d /tmp/burrow-bench.XXXXXX)
-trap 'rm -rf "$STAGE"' EXIT
-cp target/release/burrow "$STAGE/"
+. benches/common.sh
 cat > "$STAGE/slirp4netns-run.sh" <<'SH'
 # slirp4netns-run.sh CMD...: CMD in a new user and network namespace served by slirp4netns
 d=$(mktemp -d)
@@ -42,9 +36,7 @@ touch $d/go
 wait $inner; rc=$?
 kill $s 2>/dev/null; wait $s 2>/dev/null; rm -rf "$d"; exit $rc
 SH
-chmod -R a+rX "$STAGE"; [ "$(id -u)" -eq 0 ] && chown "$TEST_USER" "$STAGE"
-RUNAS=()
-[ "$(id -u)" -eq 0 ] && RUNAS=(runuser -u "$TEST_USER" --)
+chmod -R a+rX "$STAGE"
 
 HOST=$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n 1)
 [ -n "$HOST" ] || { echo "net.sh: no global IPv4 address to run the iperf3 server on" >&2; exit 1; }

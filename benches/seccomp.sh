@@ -7,16 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-500}
-TEST_USER=${BURROW_TEST_USER:-burrow-test}
-
-bash scripts/setup-host.sh --tests
-cargo build --release --quiet -p burrow-sandbox
-STAGE=$(mktemp -d /tmp/burrow-bench.XXXXXX)
-trap 'rm -rf "$STAGE"' EXIT
-cp target/release/burrow "$STAGE/"
-chmod -R a+rX "$STAGE"
-RUNAS=()
-[ "$(id -u)" -eq 0 ] && RUNAS=(runuser -u "$TEST_USER" --)
+. benches/common.sh
 
 "${RUNAS[@]}" python3 - "$STAGE/burrow" "$RUNS" <<'PY'
 import statistics, subprocess, sys, time

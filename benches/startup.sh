@@ -5,17 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-300}
-TEST_USER=${BURROW_TEST_USER:-burrow-test}
-
-bash scripts/setup-host.sh --tests
-cargo build --release --quiet -p burrow-sandbox
-STAGE=$(mktemp -d /tmp/burrow-bench.XXXXXX)
-trap 'rm -rf "$STAGE"' EXIT
-cp target/release/burrow "$STAGE/"
-chmod -R a+rX "$STAGE"; [ "$(id -u)" -eq 0 ] && chown "$TEST_USER" "$STAGE"
-
-RUNAS=()
-[ "$(id -u)" -eq 0 ] && RUNAS=(runuser -u "$TEST_USER" --)
+. benches/common.sh
 cd "$STAGE"
 "${RUNAS[@]}" hyperfine -N --warmup 30 --runs "$RUNS" --export-json "$STAGE/startup.json" \
   -n "burrow (union root)" "$STAGE/burrow run -- true" \
