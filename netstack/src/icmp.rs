@@ -3,10 +3,9 @@
 //! user have them; elsewhere echo requests go unanswered, never answered
 //! falsely). Echo to the gateway and DNS addresses is smoltcp's to answer.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::socket::{
     connect, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrStorage,
@@ -17,6 +16,7 @@ use smoltcp::wire::{
     Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
 };
 
+use crate::sockets::HostSockets;
 use crate::{Config, Tap, GATEWAY_MAC};
 
 const IDLE: Duration = Duration::from_secs(30);
@@ -27,15 +27,18 @@ const MAX_FLOWS: usize = 1024;
 /// (sandbox address, destination, the sandbox's echo identifier).
 type Key = (IpAddr, IpAddr, u16);
 
-struct Flow {
-    host: OwnedFd,
-    last: Instant,
+pub struct Flows {
+    sockets: HostSockets<Key>,
+    guest_mac: Option<EthernetAddress>,
 }
 
-#[derive(Default)]
-pub struct Flows {
-    flows: HashMap<Key, Flow>,
-    guest_mac: Option<EthernetAddress>,
+impl Default for Flows {
+    fn default() -> Self {
+        Flows {
+            sockets: HostSockets::new(MAX_FLOWS, IDLE),
+            guest_mac: None,
+        }
+    }
 }
 
 /// An echo request from the sandbox.
@@ -65,36 +68,16 @@ impl Flows {
             return true; // dropped
         };
         let key = (echo.src, echo.dst, echo.ident);
-        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
-            let oldest = self
-                .flows
-                .iter()
-                .min_by_key(|(_, f)| f.last)
-                .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                self.flows.remove(&oldest);
-            }
-        }
-        let flow = match self.flows.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let Ok(host) = ping_socket(to) else {
-                    return true; // no ping sockets for this user: unanswered
-                };
-                e.insert(Flow {
-                    host,
-                    last: Instant::now(),
-                })
-            }
+        let Some(host) = self.sockets.get_or_open(key, || ping_socket(to)) else {
+            return true; // no ping sockets for this user: unanswered
         };
-        flow.last = Instant::now();
         // The kernel puts its own identifier in; the sequence and data pass.
         let mut msg = vec![0u8; 8 + echo.data.len()];
         msg[0] = if echo.dst.is_ipv4() { 8 } else { 128 };
         msg[6..8].copy_from_slice(&echo.seq.to_be_bytes());
         msg[8..].copy_from_slice(echo.data);
         let _ = nix::sys::socket::send(
-            flow.host.as_raw_fd(),
+            host.as_raw_fd(),
             &msg,
             nix::sys::socket::MsgFlags::MSG_DONTWAIT,
         );
@@ -107,33 +90,18 @@ impl Flows {
             return;
         };
         let mut buf = vec![0u8; 65536];
-        let now = Instant::now();
-        self.flows.retain(|&(src, dst, ident), flow| {
-            while let Ok(n) = nix::sys::socket::recv(
-                flow.host.as_raw_fd(),
-                &mut buf,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            ) {
-                flow.last = now;
-                if n >= 8 {
-                    let seq = u16::from_be_bytes([buf[6], buf[7]]);
-                    if let Some(frame) = reply_frame(mac, dst, src, ident, seq, &buf[8..n]) {
-                        tap.write_frame(&frame);
-                    }
+        self.sockets.receive(&mut buf, |&(src, dst, ident), reply| {
+            if reply.len() >= 8 {
+                let seq = u16::from_be_bytes([reply[6], reply[7]]);
+                if let Some(frame) = reply_frame(mac, dst, src, ident, seq, &reply[8..]) {
+                    tap.write_frame(&frame);
                 }
             }
-            now.duration_since(flow.last) < IDLE
         });
     }
 
     pub fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
-        for flow in self.flows.values() {
-            fds.push(libc::pollfd {
-                fd: flow.host.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
+        self.sockets.poll_fds(fds);
     }
 }
 

@@ -15,6 +15,7 @@ mod device;
 mod icmp;
 pub mod netns;
 pub mod publish;
+mod sockets;
 mod tcp;
 mod udp;
 

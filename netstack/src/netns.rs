@@ -30,13 +30,12 @@ pub fn interface_up(name: &str) -> nix::Result<()> {
 
 /// A socket for interface ioctls.
 fn ioctl_socket() -> nix::Result<OwnedFd> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
+    socket_of(nix::sys::socket::AddressFamily::Inet)
+}
+
+fn socket_of(family: nix::sys::socket::AddressFamily) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{socket, SockFlag, SockType};
+    socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
 }
 
 /// An ifreq naming `name`.
@@ -157,13 +156,7 @@ pub fn configure_interface6(name: &str, addr: std::net::Ipv6Addr, prefix: u8) ->
     // Best effort: where it cannot be written, the address is usable a
     // second later instead.
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0");
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(
-        AddressFamily::Inet6,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let sock = socket_of(nix::sys::socket::AddressFamily::Inet6)?;
     let req = libc::in6_ifreq {
         ifr6_addr: in6(addr),
         ifr6_prefixlen: prefix as u32,
@@ -190,13 +183,7 @@ struct Rt6 {
 
 /// Adds the default IPv6 route via `gateway` on interface `name`.
 pub fn add_default_route6(name: &str, gateway: std::net::Ipv6Addr) -> nix::Result<()> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(
-        AddressFamily::Inet6,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let sock = socket_of(nix::sys::socket::AddressFamily::Inet6)?;
     let any = std::net::Ipv6Addr::UNSPECIFIED;
     let rt = Rt6 {
         dst: in6(any),

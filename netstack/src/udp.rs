@@ -3,10 +3,9 @@
 //! here. DNS is the same with the forwarder's address mapped to the host's
 //! resolver.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use nix::sys::socket::SockType;
 use smoltcp::phy::ChecksumCapabilities;
@@ -15,6 +14,7 @@ use smoltcp::wire::{
     Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
 };
 
+use crate::sockets::HostSockets;
 use crate::{connect_nonblocking, Config, Tap, GATEWAY_MAC};
 
 /// A flow with no traffic for this long is forgotten.
@@ -23,16 +23,19 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Flows at most (a host socket each); the least recently used goes first.
 const MAX_FLOWS: usize = 4096;
 
-struct Flow {
-    host: OwnedFd,
-    last: Instant,
-}
-
-#[derive(Default)]
 pub struct Flows {
-    flows: HashMap<(SocketAddr, SocketAddr), Flow>,
+    sockets: HostSockets<(SocketAddr, SocketAddr)>,
     /// The sandbox's MAC address, learnt from its frames.
     guest_mac: Option<EthernetAddress>,
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Flows {
+            sockets: HostSockets::new(MAX_FLOWS, IDLE),
+            guest_mac: None,
+        }
+    }
 }
 
 impl Flows {
@@ -44,40 +47,20 @@ impl Flows {
         let Some(to) = cfg.host_destination(dst) else {
             return;
         };
-        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&(src, dst)) {
-            let oldest = self
-                .flows
-                .iter()
-                .min_by_key(|(_, f)| f.last)
-                .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                self.flows.remove(&oldest);
-            }
-        }
-        let flow = match self.flows.entry((src, dst)) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let Ok(host) = connect_nonblocking(to, SockType::Datagram) else {
-                    return;
-                };
-                e.insert(Flow {
-                    host,
-                    last: Instant::now(),
-                })
-            }
-        };
-        flow.last = Instant::now();
         let Some((_, _, _, segment)) = crate::l4(frame) else {
             return;
         };
         let Ok(udp) = UdpPacket::new_checked(segment) else {
             return;
         };
-        let _ = nix::sys::socket::send(
-            flow.host.as_raw_fd(),
-            udp.payload(),
-            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-        );
+        let open = || connect_nonblocking(to, SockType::Datagram);
+        if let Some(host) = self.sockets.get_or_open((src, dst), open) {
+            let _ = nix::sys::socket::send(
+                host.as_raw_fd(),
+                udp.payload(),
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            );
+        }
     }
 
     /// Replies from the host, as frames to the sandbox.
@@ -86,31 +69,16 @@ impl Flows {
             return;
         };
         let mut buf = vec![0u8; mtu.saturating_sub(28).max(512)];
-        let now = Instant::now();
-        self.flows.retain(|&(src, dst), flow| {
-            while let Ok(n) = nix::sys::socket::recv(
-                flow.host.as_raw_fd(),
-                &mut buf,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            ) {
-                flow.last = now;
-                let frame = reply_frame(mac, dst, src, &buf[..n]);
-                if !frame.is_empty() {
-                    tap.write_frame(&frame);
-                }
+        self.sockets.receive(&mut buf, |&(src, dst), payload| {
+            let frame = reply_frame(mac, dst, src, payload);
+            if !frame.is_empty() {
+                tap.write_frame(&frame);
             }
-            now.duration_since(flow.last) < IDLE
         });
     }
 
     pub fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
-        for flow in self.flows.values() {
-            fds.push(libc::pollfd {
-                fd: flow.host.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
+        self.sockets.poll_fds(fds);
     }
 }
 

@@ -46,32 +46,23 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     };
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
-    // A socket to hand the union root's FUSE descriptor to its server.
-    let fs_socks = match &cfg.root {
-        Root::Union { .. } => Some(
-            socketpair(
-                AddressFamily::Unix,
-                SockType::SeqPacket,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "socketpair")?,
-        ),
-        Root::ReadOnlyBind => None,
+    // Sockets to hand descriptors from pid 1 to the helpers: the union
+    // root's FUSE device to its server, --net slirp's tap to the stack.
+    let pair = |wanted: bool| -> Result<Option<(OwnedFd, OwnedFd)>> {
+        if !wanted {
+            return Ok(None);
+        }
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .ctx(|| "socketpair")
+        .map(Some)
     };
-    // A socket to hand the tap device of --net slirp to the stack.
-    let net_socks = match cfg.slirp {
-        Some(_) => Some(
-            socketpair(
-                AddressFamily::Unix,
-                SockType::SeqPacket,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "socketpair")?,
-        ),
-        None => None,
-    };
+    let fs_socks = pair(matches!(cfg.root, Root::Union { .. }))?;
+    let net_socks = pair(cfg.slirp.is_some())?;
     let waited = signals::waited_set();
     signals::block(&waited).ctx(|| "blocking signals")?;
 
