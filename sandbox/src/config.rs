@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use clap::ArgMatches;
@@ -112,14 +111,23 @@ impl SandboxConfig {
             for (idx, pair) in pairs(matches, id).into_iter().zip(values.chunks(2)) {
                 let src = canonical(&pair[0], flag)?;
                 let dst = sandbox_path(&pair[1], flag)?;
-                let meta = std::fs::metadata(&src).map_err(|e| {
-                    Error::usage(format!(
-                        "{flag} {}: {}",
-                        pair[0].display(),
-                        crate::sys::errno_text(&e)
-                    ))
-                })?;
-                let id = (meta.dev(), meta.ino());
+                // The identity of what the canonical path names now, with
+                // no symlink followed: had a component been swapped for one
+                // since it was resolved, this fails.
+                let st = crate::sys::open_without_symlinks(&src)
+                    .and_then(nix::sys::stat::fstat)
+                    .map_err(|e| {
+                        Error::usage(format!(
+                            "{flag} {}: {}",
+                            pair[0].display(),
+                            if e == nix::errno::Errno::ELOOP {
+                                "the source changed while it was checked"
+                            } else {
+                                e.desc()
+                            }
+                        ))
+                    })?;
+                let id = (st.st_dev, st.st_ino);
                 ordered.push((
                     idx,
                     MountOp::Bind {

@@ -184,6 +184,25 @@ pub fn new_mount(fstype: &CStr, options: &[FsOption], attr: u64) -> nix::Result<
 /// `openat2(2)` with RESOLVE_IN_ROOT: `path` is looked up as if `root` were `/`,
 /// so symlinks in the sandbox cannot point outside it.
 pub fn open_in_root(root: BorrowedFd, path: &Path, flags: libc::c_int) -> nix::Result<OwnedFd> {
+    openat2(
+        root.as_raw_fd(),
+        path,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Opens `path` (O_PATH) only if no component of it is a symlink.
+pub fn open_without_symlinks(path: &Path) -> nix::Result<OwnedFd> {
+    openat2(
+        libc::AT_FDCWD,
+        path,
+        libc::O_PATH,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
+fn openat2(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> nix::Result<OwnedFd> {
     let c = path_cstr(path)?;
     let mut how: libc::open_how = {
         // SAFETY: open_how is plain data; zero is a valid value for every field.
@@ -191,12 +210,12 @@ pub fn open_in_root(root: BorrowedFd, path: &Path, flags: libc::c_int) -> nix::R
     };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.mode = if flags & libc::O_CREAT != 0 { 0o644 } else { 0 };
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: `how` and `c` are valid for the call; the result is a new fd.
     owned(unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root.as_raw_fd(),
+            dir,
             c.as_ptr(),
             &mut how as *mut libc::open_how,
             std::mem::size_of::<libc::open_how>(),
