@@ -35,7 +35,7 @@ pub struct Flows {
 impl Default for Flows {
     fn default() -> Self {
         Flows {
-            sockets: HostSockets::new(MAX_FLOWS, IDLE),
+            sockets: HostSockets::new(MAX_FLOWS, IDLE, 65536),
             guest_mac: None,
         }
     }
@@ -89,8 +89,7 @@ impl Flows {
         let Some(mac) = self.guest_mac else {
             return;
         };
-        let mut buf = vec![0u8; 65536];
-        self.sockets.receive(&mut buf, |&(src, dst, ident), reply| {
+        self.sockets.receive(|&(src, dst, ident), reply| {
             if reply.len() >= 8 {
                 let seq = u16::from_be_bytes([reply[6], reply[7]]);
                 if let Some(frame) = reply_frame(mac, dst, src, ident, seq, &reply[8..]) {

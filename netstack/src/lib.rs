@@ -205,7 +205,7 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
     }
     let mut sockets = SocketSet::new(Vec::new());
     let mut tcp = tcp::Flows::default();
-    let mut udp = udp::Flows::default();
+    let mut udp = udp::Flows::new(cfg.mtu);
     let mut icmp = icmp::Flows::default();
 
     loop {
@@ -256,7 +256,7 @@ pub fn serve(tap_fd: OwnedFd, cfg: Config) -> std::io::Result<()> {
         }
         iface.poll(now(), &mut tap, &mut sockets);
         tcp.pump(&mut sockets);
-        udp.bring_replies(&tap, cfg.mtu);
+        udp.bring_replies(&tap);
         icmp.bring_replies(&tap);
         iface.poll(now(), &mut tap, &mut sockets);
         tcp.reap(&mut sockets);

@@ -16,14 +16,19 @@ pub struct HostSockets<K> {
     flows: HashMap<K, Flow>,
     max: usize,
     idle: Duration,
+    /// Where datagrams are read: allocated once, not per turn of the loop.
+    buf: Vec<u8>,
 }
 
 impl<K: Hash + Eq + Copy> HostSockets<K> {
-    pub fn new(max: usize, idle: Duration) -> Self {
+    /// At most `max` flows, forgotten after `idle`; datagrams longer than
+    /// `datagram` bytes are cut.
+    pub fn new(max: usize, idle: Duration, datagram: usize) -> Self {
         HostSockets {
             flows: HashMap::new(),
             max,
             idle,
+            buf: vec![0; datagram],
         }
     }
 
@@ -55,15 +60,19 @@ impl<K: Hash + Eq + Copy> HostSockets<K> {
         Some(&flow.host)
     }
 
-    /// Reads every waiting datagram of every flow into `buf` and hands it
-    /// to `each`; forgets flows idle for too long.
-    pub fn receive(&mut self, buf: &mut [u8], mut each: impl FnMut(&K, &[u8])) {
+    /// Hands every waiting datagram of every flow to `each`; forgets flows
+    /// idle for too long.
+    pub fn receive(&mut self, mut each: impl FnMut(&K, &[u8])) {
+        if self.flows.is_empty() {
+            return;
+        }
         let now = Instant::now();
         let idle = self.idle;
+        let buf = &mut self.buf;
         self.flows.retain(|key, flow| {
             while let Ok(n) = nix::sys::socket::recv(
                 flow.host.as_raw_fd(),
-                buf,
+                buf.as_mut_slice(),
                 nix::sys::socket::MsgFlags::MSG_DONTWAIT,
             ) {
                 flow.last = now;

@@ -29,10 +29,11 @@ pub struct Flows {
     guest_mac: Option<EthernetAddress>,
 }
 
-impl Default for Flows {
-    fn default() -> Self {
+impl Flows {
+    /// Datagrams longer than the tap's MTU allows are cut.
+    pub fn new(mtu: usize) -> Self {
         Flows {
-            sockets: HostSockets::new(MAX_FLOWS, IDLE),
+            sockets: HostSockets::new(MAX_FLOWS, IDLE, mtu.saturating_sub(28).max(512)),
             guest_mac: None,
         }
     }
@@ -64,12 +65,11 @@ impl Flows {
     }
 
     /// Replies from the host, as frames to the sandbox.
-    pub fn bring_replies(&mut self, tap: &Tap, mtu: usize) {
+    pub fn bring_replies(&mut self, tap: &Tap) {
         let Some(mac) = self.guest_mac else {
             return;
         };
-        let mut buf = vec![0u8; mtu.saturating_sub(28).max(512)];
-        self.sockets.receive(&mut buf, |&(src, dst), payload| {
+        self.sockets.receive(|&(src, dst), payload| {
             let frame = reply_frame(mac, dst, src, payload);
             if !frame.is_empty() {
                 tap.write_frame(&frame);

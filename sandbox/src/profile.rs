@@ -26,6 +26,13 @@ use crate::cli::Cli;
 /// unchanged without `--profile`. An error is one line naming the file,
 /// the key and the problem.
 pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    // Most starts have no profile: no second parse of the command line.
+    if !args
+        .iter()
+        .any(|a| a.as_encoded_bytes().starts_with(b"--profile"))
+    {
+        return Ok(args);
+    }
     let Ok(matches) = Cli::command().try_get_matches_from(&args) else {
         return Ok(args); // clap reports it when the caller parses
     };
