@@ -1,7 +1,11 @@
 # burrow: the two commands in README.md are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench build install clean
+.PHONY: demo test bench build vm-init install clean
+
+# burrow's guest init for `burrow run --vm`, linked statically (it runs
+# alone in the guest's initramfs).
+VM_INIT = target/x86_64-unknown-linux-gnu/release/burrow-vm-init
 
 ## Build burrow and run it on its built-in default: the host's / under a
 ## private writable layer, fresh /proc, /dev and /tmp, every namespace new,
@@ -31,8 +35,12 @@ bench:
 	bash benches/memory.sh
 	bash benches/net.sh
 
-build:
+build: vm-init
 	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs -p burrow-netstack
+
+vm-init:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --quiet \
+	  -p burrow-vm-init --target x86_64-unknown-linux-gnu
 
 PREFIX ?= /usr/local
 ## burrow, and burrowfs where mount.fuse3 finds it (`mount -t fuse.burrowfs`).
@@ -40,6 +48,7 @@ install: build
 	install -D -m 0755 target/release/burrow $(DESTDIR)$(PREFIX)/bin/burrow
 	install -D -m 0755 target/release/burrowfs $(DESTDIR)$(PREFIX)/bin/burrowfs
 	install -D -m 0755 target/release/burrow-net $(DESTDIR)$(PREFIX)/bin/burrow-net
+	install -D -m 0755 $(VM_INIT) $(DESTDIR)$(PREFIX)/lib/burrow/burrow-vm-init
 
 clean:
 	$(CARGO) clean

@@ -15,6 +15,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== build"
 cargo build --workspace --bins --quiet
+make --no-print-directory vm-init
 mapfile -t EXES < <(cargo test --workspace --no-run --message-format=json --quiet 2>/dev/null |
   grep -o '"executable":"[^"]*/deps/[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' | sort -u)
 [ ${#EXES[@]} -gt 0 ] || { echo "run-tests: no test executables were built" >&2; exit 1; }
@@ -29,6 +30,7 @@ STAGE=$(mktemp -d /tmp/burrow-tests.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/tmp"
 cp target/debug/burrow target/debug/burrowfs target/debug/burrow-net "$STAGE/bin/"
+cp target/x86_64-unknown-linux-gnu/release/burrow-vm-init "$STAGE/bin/"
 for exe in "${EXES[@]}"; do cp "$exe" "$STAGE/bin/"; done
 cp -r tests/guest "$STAGE/guest"
 chmod -R a+rX "$STAGE"; chmod 1777 "$STAGE/tmp"

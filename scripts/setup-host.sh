@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepares this machine for building and testing burrow. Idempotent.
 #   scripts/setup-host.sh          Debian packages only
-#   scripts/setup-host.sh --tests  also the unprivileged test account,
-#                                  its subordinate id ranges and device modes
+#   scripts/setup-host.sh --vm     also the guest kernel for `burrow run --vm`
+#   scripts/setup-host.sh --tests  also the guest kernel, the unprivileged
+#                                  test account, its subordinate id ranges
+#                                  and device modes
 # As root it installs; as another user it names what is missing and fails.
 set -euo pipefail
 
@@ -16,7 +18,7 @@ PACKAGES=(
   slirp4netns passt iperf3  # network peers and driver
   iproute2 util-linux bsdutils procps bash coreutils
   python3         # tests: escape attempts written in Python
-  qemu-system-x86 busybox-static cpio  # the guest test harness (tests/guest)
+  qemu-system-x86 busybox-static cpio  # burrow run --vm; the guest test harness (tests/guest)
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}
@@ -38,7 +40,40 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-[ "${1:-}" = "--tests" ] || exit 0
+# The guest kernel of `burrow run --vm` and of the guest test harness,
+# from Debian's packages, cached: the cloud kernel's image, the modules
+# the test harness loads (modules/) and those burrow's guest init loads,
+# with their load order (vm-modules/).
+GUEST=/var/cache/burrow-guest
+VM_MODULES="virtio_ring virtio virtio_mmio fuse virtiofs virtio_console failover net_failover virtio_net"
+guest_kernel() {
+  [ -s "$GUEST/vm-modules/order" ] && [ -s "$GUEST/vmlinuz" ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: no guest kernel in $GUEST: run this script as root once" >&2
+    return 1
+  fi
+  echo "setup: fetching the guest kernel (linux-image-cloud-amd64) into $GUEST"
+  mkdir -p "$GUEST/modules" "$GUEST/vm-modules"; chmod 755 "$GUEST"
+  local image tmp m
+  image=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[^ ]*\)/\1/p' | head -n 1)
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q "$image" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x)
+  cp "$tmp"/x/boot/vmlinuz-* "$GUEST/vmlinuz"
+  find "$tmp/x/lib/modules" \( -name fuse.ko -o -name tun.ko \) -exec cp {} "$GUEST/modules/" \;
+  for m in $VM_MODULES; do
+    find "$tmp/x/lib/modules" -name "$m.ko" -exec cp {} "$GUEST/vm-modules/" \;
+    [ -s "$GUEST/vm-modules/$m.ko" ] || { echo "setup: the guest kernel has no $m.ko" >&2; return 1; }
+  done
+  echo "$VM_MODULES" | tr ' ' '\n' > "$GUEST/vm-modules/order"
+  rm -rf "$tmp"
+  chmod -R a+rX "$GUEST"
+}
+
+case "${1:-}" in
+  --vm) guest_kernel; exit 0 ;;
+  --tests) guest_kernel || [ "$(id -u)" -ne 0 ] ;;
+  *) exit 0 ;;
+esac
 
 if [ "$(id -u)" -ne 0 ]; then
   # A developer running as themselves: the tests run as this user.
@@ -62,18 +97,4 @@ done
 for h in /usr/bin/newuidmap /usr/bin/newgidmap; do
   [ -u "$h" ] || chmod u+s "$h"
 done
-# The guest test harness's kernel, from Debian's packages, cached: the
-# cloud kernel's image and the modules the guest loads.
-GUEST=/var/cache/burrow-guest
-if [ ! -s "$GUEST/vmlinuz" ]; then
-  echo "setup: fetching the guest kernel (linux-image-cloud-amd64) into $GUEST"
-  mkdir -p "$GUEST/modules"; chmod 755 "$GUEST"
-  image=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[^ ]*\)/\1/p' | head -n 1)
-  tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download -q "$image" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x)
-  cp "$tmp"/x/boot/vmlinuz-* "$GUEST/vmlinuz"
-  find "$tmp/x/lib/modules" \( -name fuse.ko -o -name tun.ko \) -exec cp {} "$GUEST/modules/" \;
-  rm -rf "$tmp"
-  chmod -R a+rX "$GUEST"
-fi
 exit 0

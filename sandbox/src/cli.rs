@@ -30,6 +30,16 @@ pub enum MapUsers {
     None,
 }
 
+/// The accelerator of `--vm`'s VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VmAccel {
+    /// KVM when /dev/kvm can boot the guest, else software emulation.
+    Auto,
+    Kvm,
+    /// QEMU's software emulation (slow, works everywhere).
+    Tcg,
+}
+
 /// The sandbox's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetMode {
@@ -239,6 +249,27 @@ pub struct RunArgs {
     /// keys are the long flags; flags on the command line win.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+
+    /// Run the command in a micro-VM (QEMU microvm, its own kernel) inside
+    /// the sandbox: same root, binds, environment and network.
+    #[arg(long)]
+    pub vm: bool,
+
+    /// --vm: the guest kernel (its modules in vm-modules/ beside it).
+    #[arg(long, value_name = "FILE", requires = "vm")]
+    pub vm_kernel: Option<PathBuf>,
+
+    /// --vm: the accelerator; `auto` tries KVM and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = VmAccel::Auto, requires = "vm")]
+    pub vm_accel: VmAccel,
+
+    /// --vm: seconds to wait for the guest's init before giving up.
+    #[arg(long, value_name = "SECS", default_value_t = 20, requires = "vm")]
+    pub vm_boot_timeout: u64,
+
+    /// --vm: more arguments for the guest kernel's command line.
+    #[arg(long, value_name = "ARGS", requires = "vm", allow_hyphen_values = true)]
+    pub vm_kernel_args: Option<String>,
 
     /// The command and its arguments.
     #[arg(

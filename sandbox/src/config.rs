@@ -80,6 +80,8 @@ pub struct SandboxConfig {
     pub cgroup_subtree: Option<crate::cgroup::Placement>,
     /// Said once at start when limits fall back to rlimits.
     pub limits_warning: Option<String>,
+    /// `--vm`: the command runs in a micro-VM.
+    pub vm: Option<Box<crate::vm::VmConfig>>,
 }
 
 /// The default command when none is given.
@@ -146,7 +148,12 @@ impl SandboxConfig {
         ordered.sort_by_key(|(idx, _)| *idx);
         let mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
         let mut security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
-        let limits = crate::cgroup::Limits::from_args(&args)?;
+        let mut limits = crate::cgroup::Limits::from_args(&args)?;
+        if args.vm {
+            // --memory and --cpus size the VM instead.
+            limits.memory = None;
+            limits.cpus = None;
+        }
         let mut limits_warning = None;
         let cgroup_subtree = if limits.is_empty() {
             None
@@ -222,6 +229,23 @@ impl SandboxConfig {
             }
         }
 
+        let vm = if args.vm {
+            let mut vm = crate::vm::VmConfig::from_args(
+                &args,
+                &argv,
+                &env,
+                crate::security::Security::for_vmm(&args)?,
+            )?;
+            crate::vm::finish_config(&mut vm, &publish);
+            vm.guest.fallback_dirs = fallback_dirs
+                .iter()
+                .map(|d| d.as_os_str().as_bytes().to_vec())
+                .collect();
+            Some(Box::new(vm))
+        } else {
+            None
+        };
+
         Ok(SandboxConfig {
             argv,
             env,
@@ -244,6 +268,7 @@ impl SandboxConfig {
             limits,
             cgroup_subtree,
             limits_warning,
+            vm,
         })
     }
 }

@@ -82,6 +82,11 @@ fn setup(
         crate::net::setup_inside(net, sock)?;
     }
     crate::rootfs::enter(cfg, fs_server)?;
+    if cfg.vm.is_some() {
+        // The guest's init enters the working directory.
+        nix::unistd::chdir("/").ctx(|| "entering /")?;
+        return Ok(PathBuf::from("/"));
+    }
     if let Some(dir) = &cfg.chdir {
         nix::unistd::chdir(dir.as_path()).ctx(|| format!("--chdir {}", dir.display()))?;
         return Ok(dir.clone());
@@ -102,8 +107,15 @@ fn fail(report_fd: &OwnedFd, code: i32, msg: &str) -> ! {
     sys::exit_now(code)
 }
 
-/// In the forked child: become the command.
+/// In the forked child: become the command (or, with `--vm`, the VM
+/// supervisor that runs it).
 fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd) -> ! {
+    if let Some(vm) = &cfg.vm {
+        // SAFETY: closing the report pipe this process holds a copy of; the
+        // supervisor reports its own errors on stderr.
+        unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(report_fd)) };
+        crate::vm::supervise(vm);
+    }
     let _ = signals::unblock_all();
     sys::reset_sigpipe();
     // Descriptors the caller left open beyond 0, 1, 2 (and

@@ -50,6 +50,8 @@ pub struct Policy {
     pub connect_ports: Vec<u16>,
     /// Fail instead of enforcing less than asked.
     pub strict: bool,
+    /// Leave TCP bind and connect alone (the ports above are ignored).
+    pub unrestricted_net: bool,
 }
 
 fn read_rights() -> BitFlags<AccessFs> {
@@ -73,9 +75,13 @@ impl Policy {
         let mut ruleset = Ruleset::default()
             .set_compatibility(level)
             .handle_access(AccessFs::from_all(TARGET))
-            .map_err(|e| fail(&e))?
-            .handle_access(AccessNet::from_all(TARGET))
-            .map_err(|e| fail(&e))?
+            .map_err(|e| fail(&e))?;
+        if !self.unrestricted_net {
+            ruleset = ruleset
+                .handle_access(AccessNet::from_all(TARGET))
+                .map_err(|e| fail(&e))?;
+        }
+        let mut ruleset = ruleset
             .scope(Scope::from_all(TARGET))
             .map_err(|e| fail(&e))?
             .create()

@@ -21,5 +21,6 @@ pub mod signals;
 pub mod status;
 pub mod sys;
 pub mod union;
+pub mod vm;
 
 pub use error::{Error, Result};

@@ -96,6 +96,15 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     )
     .ctx(|| "opening the new root")?;
 
+    // With --vm the guest's kernel makes its own /proc, /sys, /dev and
+    // /tmp, and the resolver is the VMM's: only the user's mounts go in.
+    if cfg.vm.is_some() {
+        for op in &cfg.mounts {
+            apply(&root, op)?;
+        }
+        return enter_vmm_root(cfg, root);
+    }
+
     // 3. Kernel filesystems and scratch space.
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
     if matches!(cfg.root, Root::Union { .. }) && cfg.rootfs == Path::new("/") {
@@ -117,8 +126,30 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         NOSUID | NODEV,
     )?;
 
-    // The network's resolver, as a read-only file from the scratch root
-    // (pasta's namespace uses the host's resolvers as they are).
+    resolver(cfg, &root)?;
+
+    // 4. The user's mounts, in order.
+    for op in &cfg.mounts {
+        apply(&root, op)?;
+    }
+
+    // 5. Make /newroot the root and drop everything else.
+    pivot_into(root)
+}
+
+/// Makes `root` the root and drops everything else.
+fn pivot_into(root: OwnedFd) -> Result<()> {
+    umount2(OLDROOT, MntFlags::MNT_DETACH).ctx(|| "detaching the host root")?;
+    nix::unistd::fchdir(&root).ctx(|| "entering the new root")?;
+    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root into the new root")?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the scratch root")?;
+    nix::unistd::chdir("/").ctx(|| "entering /")?;
+    Ok(())
+}
+
+/// The network's resolver, as a read-only file from the scratch root
+/// (pasta's namespace uses the host's resolvers as they are).
+fn resolver(cfg: &SandboxConfig, root: &OwnedFd) -> Result<()> {
     let resolver = match (&cfg.slirp, cfg.net) {
         (Some(net), _) => Some(crate::net::resolv_conf(net)),
         (None, crate::cli::NetMode::Slirp4netns) => Some("nameserver 10.0.2.3\n".to_string()),
@@ -132,19 +163,46 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         let target = mount_point(root.as_fd(), Path::new("/etc/resolv.conf"), false)?;
         sys::move_mount_onto(file.as_fd(), target.as_fd()).ctx(what)?;
     }
-
-    // 4. The user's mounts, in order.
-    for op in &cfg.mounts {
-        apply(&root, op)?;
-    }
-
-    // 5. Make /newroot the root and drop everything else.
-    umount2(OLDROOT, MntFlags::MNT_DETACH).ctx(|| "detaching the host root")?;
-    nix::unistd::fchdir(&root).ctx(|| "entering the new root")?;
-    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root into the new root")?;
-    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the scratch root")?;
-    nix::unistd::chdir("/").ctx(|| "entering /")?;
     Ok(())
+}
+
+/// `--vm`: the VM supervisor's root is the host's tree, read-only, with
+/// fresh /proc, /dev (and /dev/kvm), /tmp and /run; the sandbox's root
+/// (`guest`, with the user's mounts) moves to [`crate::vm::GUEST_ROOT`].
+fn enter_vmm_root(cfg: &SandboxConfig, guest: OwnedFd) -> Result<()> {
+    const VMM: &str = "/vmm";
+    nix::unistd::mkdir(VMM, Mode::from_bits_truncate(0o755)).ctx(|| "creating /vmm")?;
+    let tree = sys::open_tree_clone(Path::new(OLDROOT), true).ctx(|| "cloning the host root")?;
+    sys::mount_setattr(tree.as_fd(), RO | NOSUID | NODEV, true)
+        .ctx(|| "making the host root read-only")?;
+    sys::move_mount_to_path(tree.as_fd(), Path::new(VMM)).ctx(|| "attaching the host root")?;
+    let root = nix::fcntl::open(
+        VMM,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "opening the VMM's root")?;
+    mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
+    build_dev(&root)?;
+    let kvm = Path::new(OLDROOT).join("dev/kvm");
+    if let Ok(node) = sys::open_tree_clone(&kvm, false) {
+        let target = mount_point(root.as_fd(), Path::new("/dev/kvm"), false)?;
+        sys::move_mount_onto(node.as_fd(), target.as_fd()).ctx(|| "binding /dev/kvm")?;
+    }
+    for dir in ["/tmp", "/run"] {
+        mount_fresh(
+            &root,
+            dir,
+            c"tmpfs",
+            &[FsOption::Value(c"mode", c"0755")],
+            NOSUID | NODEV,
+        )?;
+    }
+    resolver(cfg, &root)?;
+    let target = mount_point(root.as_fd(), Path::new(crate::vm::GUEST_ROOT), true)?;
+    sys::move_mount_onto(guest.as_fd(), target.as_fd())
+        .ctx(|| "moving the sandbox's root under the VMM's")?;
+    pivot_into(root)
 }
 
 /// Where host path `p` is reachable while the scratch root is in place.

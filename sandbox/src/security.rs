@@ -69,6 +69,43 @@ impl Security {
         })
     }
 
+    /// What confines `--vm`'s VMM and virtiofsd: the `--seccomp` profile
+    /// with the capabilities virtiofsd needs to serve the guest's users
+    /// (only over the sandbox's own ids), and Landlock allowing writes
+    /// only to /run (the guest's root and the sockets), /tmp and /dev.
+    pub fn for_vmm(args: &RunArgs) -> Result<Self> {
+        let caps = caps::parse_list(&[
+            "CHOWN,DAC_OVERRIDE,DAC_READ_SEARCH,FOWNER,FSETID,SETUID,SETGID,SETPCAP,MKNOD,SETFCAP,SYS_CHROOT,SYS_RESOURCE,NET_BIND_SERVICE",
+        ])
+        .map_err(Error::usage)?;
+        let seccomp = match args.seccomp.as_str() {
+            "none" => Vec::new(),
+            value => {
+                let (text, what) = seccomp::profile_text(value)?;
+                let target = seccomp::Target {
+                    caps: &caps,
+                    log: args.seccomp_log,
+                };
+                seccomp::programs(&text, &target, &what)?
+            }
+        };
+        let landlock = Landlock {
+            read: vec![PathBuf::from("/")],
+            exec: vec![PathBuf::from("/")],
+            write: ["/run", "/tmp", "/dev"].map(PathBuf::from).to_vec(),
+            // The VMM's user-mode network opens the guest's connections.
+            unrestricted_net: true,
+            ..Landlock::default()
+        };
+        Ok(Security {
+            caps,
+            seccomp,
+            landlock: Some(landlock),
+            rlimits: Vec::new(),
+            disable_userns: false,
+        })
+    }
+
     /// In the command's process, just before exec. Returns warnings to
     /// print; an error is one line for the user.
     pub fn apply(&self) -> std::result::Result<Vec<String>, String> {

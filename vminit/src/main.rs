@@ -1,0 +1,689 @@
+//! The init of `burrow run --vm`'s guest: pid 1 in the initramfs, linked
+//! statically. It loads the virtio modules, says it is up on the control
+//! port, takes the command's description from the host, mounts the
+//! sandbox's root (virtio-fs) with fresh /proc, /sys, /dev and /tmp,
+//! configures the network, runs the command there, relays its standard
+//! streams and exit status, and powers the VM off.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use burrow_vm_init::{
+    frame, status_frame, to_guest, to_host, FrameReader, GuestConfig, GuestNet, FS_TAG, PORT_NAME,
+};
+
+const NEWROOT: &str = "/newroot";
+const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!("burrow-vm-init: this is the init of burrow's VM guest; it runs as pid 1 only");
+        std::process::exit(2);
+    }
+    if let Err(msg) = boot() {
+        // No port to the host: the console is all there is.
+        eprintln!("burrow-vm-init: {msg}");
+    }
+    // SAFETY: sync and reboot take no pointers; pid 1 ends the VM here.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+}
+
+fn boot() -> Result<(), String> {
+    mount("proc", "/proc", "proc", "")?;
+    mount("sysfs", "/sys", "sysfs", "")?;
+    mount("devtmpfs", "/dev", "devtmpfs", "")?;
+    load_modules()?;
+    let mut port = open_port()?;
+    port.write_all(&frame(to_host::READY, &[]))
+        .map_err(|e| format!("writing to the control port: {e}"))?;
+    let mut reader = FrameReader::default();
+    let cfg: GuestConfig = loop {
+        let (kind, payload) = read_frame(&mut port, &mut reader)?;
+        if kind == to_guest::CONFIG {
+            break serde_json::from_slice(&payload)
+                .map_err(|e| format!("the host's configuration: {e}"))?;
+        }
+    };
+    let (code, msg) = match setup(&cfg).and_then(|()| run_command(&cfg, &mut port, reader)) {
+        Ok(code) => (code, None),
+        Err((code, msg)) => (code, Some(msg)),
+    };
+    let out = match msg {
+        Some(msg) => status_frame(to_host::FAILED, code, &msg),
+        None => status_frame(to_host::EXIT, code, ""),
+    };
+    port.write_all(&out)
+        .map_err(|e| format!("reporting the exit status: {e}"))
+}
+
+type Failure = (i32, String);
+
+fn setup_err(msg: String) -> Failure {
+    (125, msg)
+}
+
+fn read_frame(port: &mut File, reader: &mut FrameReader) -> Result<(u8, Vec<u8>), String> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(f) = reader.next_frame().map_err(|e| e.to_string())? {
+            return Ok(f);
+        }
+        match port.read(&mut buf) {
+            Ok(0) => return Err("the host closed the control port".into()),
+            Ok(n) => reader.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the control port: {e}")),
+        }
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in a constant")
+}
+
+fn mount(src: &str, dst: &str, fstype: &str, data: &str) -> Result<(), String> {
+    let _ = std::fs::create_dir_all(dst);
+    let (s, d, t, o) = (cstr(src), cstr(dst), cstr(fstype), cstr(data));
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            d.as_ptr(),
+            t.as_ptr(),
+            libc::MS_NOSUID,
+            o.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "mounting {fstype} on {dst}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn bind(src: &str, dst: &str) -> Result<(), String> {
+    let (s, d) = (cstr(src), cstr(dst));
+    // SAFETY: NUL-terminated strings; no data argument for a bind.
+    let rc = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            d.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "binding {src} on {dst}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Loads /modules/*.ko in the order /modules/order lists them.
+fn load_modules() -> Result<(), String> {
+    let Ok(order) = std::fs::read_to_string("/modules/order") else {
+        return Ok(()); // a kernel with everything built in
+    };
+    for name in order.split_whitespace() {
+        let path = format!("/modules/{name}.ko");
+        let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: finit_module reads the module from the descriptor; the
+        // parameter string is an empty NUL-terminated string.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
+        let err = std::io::Error::last_os_error();
+        if rc != 0 && err.raw_os_error() != Some(libc::EEXIST) {
+            return Err(format!("loading the module {name}: {err}"));
+        }
+    }
+    Ok(())
+}
+
+/// The control port, found by name once the virtio-serial driver has
+/// announced it.
+fn open_port() -> Result<File, String> {
+    for _ in 0..500 {
+        if let Ok(dir) = std::fs::read_dir("/sys/class/virtio-ports") {
+            for entry in dir.flatten() {
+                let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+                if name.trim() == PORT_NAME {
+                    let dev = std::path::Path::new("/dev").join(entry.file_name());
+                    if let Ok(f) = File::options().read(true).write(true).open(&dev) {
+                        return Ok(f);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(format!("no virtio-serial port named {PORT_NAME}"))
+}
+
+/// The sandbox's root at /newroot, with the guest's own kernel
+/// filesystems, hostname, network and resolver.
+fn setup(cfg: &GuestConfig) -> Result<(), Failure> {
+    mount(FS_TAG, NEWROOT, "virtiofs", "").map_err(setup_err)?;
+    for (src, dst, fstype, data) in [
+        ("proc", "/newroot/proc", "proc", ""),
+        ("sysfs", "/newroot/sys", "sysfs", ""),
+        ("devtmpfs", "/newroot/dev", "devtmpfs", ""),
+        (
+            "devpts",
+            "/newroot/dev/pts",
+            "devpts",
+            "newinstance,ptmxmode=0666",
+        ),
+        ("tmpfs", "/newroot/dev/shm", "tmpfs", "mode=1777"),
+        ("tmpfs", "/newroot/tmp", "tmpfs", "mode=1777"),
+    ] {
+        mount(src, dst, fstype, data).map_err(setup_err)?;
+    }
+    if let Some(name) = &cfg.hostname {
+        // SAFETY: the pointer and length describe `name`'s bytes.
+        if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
+            return Err(setup_err(format!(
+                "setting the hostname: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    configure_interface("lo", None).map_err(setup_err)?;
+    if let Some(net) = &cfg.net {
+        let iface = first_ethernet().ok_or_else(|| setup_err("no network interface".into()))?;
+        configure_interface(&iface, Some(net)).map_err(setup_err)?;
+        // The resolver, as a file of the guest's own, over the rootfs'.
+        let [a, b, c, d] = net.dns;
+        mount("tmpfs", "/run-burrow", "tmpfs", "mode=0755").map_err(setup_err)?;
+        std::fs::write(
+            "/run-burrow/resolv.conf",
+            format!("nameserver {a}.{b}.{c}.{d}\n"),
+        )
+        .map_err(|e| setup_err(format!("writing resolv.conf: {e}")))?;
+        if std::path::Path::new("/newroot/etc/resolv.conf").exists() {
+            bind("/run-burrow/resolv.conf", "/newroot/etc/resolv.conf").map_err(setup_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn first_ethernet() -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+fn sockaddr(addr: [u8; 4]) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size; the kernel
+    // reads the address family to interpret it.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+        *dst = src as libc::c_char;
+    }
+    ifr
+}
+
+fn ioctl<T>(sock: &OwnedFd, req: libc::c_ulong, arg: &mut T, what: &str) -> Result<(), String> {
+    // SAFETY: `arg` is the structure the request expects, valid for the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), req as _, arg as *mut T) } != 0 {
+        return Err(format!("{what}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Brings `name` up, with an address, netmask and default route when given.
+fn configure_interface(name: &str, net: Option<&GuestNet>) -> Result<(), String> {
+    // SAFETY: socket() takes no pointers; the descriptor is owned below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(format!(
+            "socket for interface set-up: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `raw` is a new descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    if let Some(net) = net {
+        let mut ifr = ifreq(name);
+        ifr.ifr_ifru.ifru_addr = sockaddr(net.addr);
+        ioctl(&sock, libc::SIOCSIFADDR, &mut ifr, "setting the address")?;
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(net.prefix))
+            .unwrap_or(0)
+            .to_be_bytes();
+        ifr.ifr_ifru.ifru_netmask = sockaddr(mask);
+        ioctl(&sock, libc::SIOCSIFNETMASK, &mut ifr, "setting the netmask")?;
+    }
+    let mut ifr = ifreq(name);
+    ioctl(
+        &sock,
+        libc::SIOCGIFFLAGS,
+        &mut ifr,
+        "reading interface flags",
+    )?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    ioctl(
+        &sock,
+        libc::SIOCSIFFLAGS,
+        &mut ifr,
+        "bringing the interface up",
+    )?;
+    if let Some(net) = net {
+        // SAFETY: rtentry is plain old data; all zeroes is a valid value.
+        let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+        rt.rt_dst = sockaddr([0; 4]);
+        rt.rt_genmask = sockaddr([0; 4]);
+        rt.rt_gateway = sockaddr(net.gateway);
+        rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+        let dev = cstr(name);
+        rt.rt_dev = dev.as_ptr() as *mut libc::c_char;
+        ioctl(&sock, libc::SIOCADDRT, &mut rt, "adding the default route")?;
+    }
+    Ok(())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(setup_err(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: both descriptors are new and owned here alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Forks the command with pipes for its standard streams and relays them
+/// over the port until it exits. Returns its exit status.
+fn run_command(
+    cfg: &GuestConfig,
+    port: &mut File,
+    mut reader: FrameReader,
+) -> Result<i32, Failure> {
+    if cfg.argv.is_empty() {
+        return Err(setup_err("no command".into()));
+    }
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (exec_r, exec_w) = pipe()?;
+    let argv = to_cstrings(&cfg.argv)?;
+    let env = to_cstrings(&cfg.env)?;
+    // SAFETY: fork in a single-threaded process; the child only makes
+    // system calls before exec.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(setup_err(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if pid == 0 {
+        let (code, msg) = exec_child(cfg, &argv, &env, [&in_r, &out_w, &err_w]);
+        let mut report = code.to_le_bytes().to_vec();
+        report.extend_from_slice(msg.as_bytes());
+        // SAFETY: write to the pipe, then leave without running destructors.
+        unsafe {
+            libc::write(exec_w.as_raw_fd(), report.as_ptr().cast(), report.len());
+            libc::_exit(code);
+        }
+    }
+    drop((in_r, out_w, err_w, exec_w));
+    // The command exec'd when the report pipe closes without a word.
+    let mut report = Vec::new();
+    let _ = File::from(exec_r).read_to_end(&mut report);
+    if report.len() >= 4 {
+        let code = i32::from_le_bytes(report[..4].try_into().unwrap_or([0; 4]));
+        reap(pid);
+        return Err((code, String::from_utf8_lossy(&report[4..]).into_owned()));
+    }
+    relay(pid, port, &mut reader, in_w, out_r, err_r).map_err(setup_err)
+}
+
+fn to_cstrings(items: &[Vec<u8>]) -> Result<Vec<CString>, Failure> {
+    items
+        .iter()
+        .map(|a| CString::new(a.clone()).map_err(|_| setup_err("a NUL byte in the command".into())))
+        .collect()
+}
+
+/// In the forked child: enter the root and become the command. Returns
+/// only on failure, with the status and message to report.
+fn exec_child(
+    cfg: &GuestConfig,
+    argv: &[CString],
+    env: &[CString],
+    stdio: [&OwnedFd; 3],
+) -> (i32, String) {
+    for (i, fd) in stdio.iter().enumerate() {
+        // SAFETY: dup2 onto the standard descriptors of this child.
+        if unsafe { libc::dup2(fd.as_raw_fd(), i as RawFd) } < 0 {
+            return (125, format!("dup2: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: setsid/chroot/chdir take no pointers or NUL-terminated strings.
+    unsafe {
+        libc::setsid();
+        if libc::chroot(c"/newroot".as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+            return (
+                125,
+                format!("entering the root: {}", std::io::Error::last_os_error()),
+            );
+        }
+    }
+    let dirs = cfg.cwd.iter().chain(cfg.fallback_dirs.iter());
+    let mut cwd = b"/".to_vec();
+    for dir in dirs {
+        let Ok(c) = CString::new(dir.clone()) else {
+            continue;
+        };
+        // SAFETY: NUL-terminated path.
+        if unsafe { libc::chdir(c.as_ptr()) } == 0 {
+            cwd = dir.clone();
+            break;
+        }
+        if cfg.cwd.as_ref() == Some(dir) {
+            return (
+                125,
+                format!(
+                    "--chdir {}: {}",
+                    String::from_utf8_lossy(dir),
+                    std::io::Error::last_os_error()
+                ),
+            );
+        }
+    }
+    // SAFETY: id-setting calls with plain integers; no supplementary groups.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(cfg.gid) != 0
+            || libc::setuid(cfg.uid) != 0
+        {
+            return (
+                125,
+                format!(
+                    "switching to uid {}: {}",
+                    cfg.uid,
+                    std::io::Error::last_os_error()
+                ),
+            );
+        }
+    }
+    let mut env: Vec<CString> = env
+        .iter()
+        .filter(|kv| !kv.as_bytes().starts_with(b"PWD="))
+        .cloned()
+        .collect();
+    let mut pwd = b"PWD=".to_vec();
+    pwd.extend_from_slice(&cwd);
+    env.extend(CString::new(pwd).ok());
+    let path = env
+        .iter()
+        .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| DEFAULT_PATH.to_vec());
+    let argv_p: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let env_p: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let name = argv[0].as_bytes();
+    let candidates: Vec<Vec<u8>> = if name.contains(&b'/') {
+        vec![name.to_vec()]
+    } else {
+        path.split(|&b| b == b':')
+            .map(|dir| {
+                let mut full = if dir.is_empty() {
+                    b".".to_vec()
+                } else {
+                    dir.to_vec()
+                };
+                full.push(b'/');
+                full.extend_from_slice(name);
+                full
+            })
+            .collect()
+    };
+    let mut errno = libc::ENOENT;
+    for c in candidates {
+        let Ok(c) = CString::new(c) else { continue };
+        // SAFETY: NUL-terminated path, NULL-terminated argv and envp
+        // arrays whose strings outlive the call.
+        unsafe { libc::execve(c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
+        let e = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::ENOENT);
+        if e == libc::EACCES || !matches!(e, libc::ENOENT | libc::ENOTDIR) {
+            errno = e;
+        }
+    }
+    let code = if matches!(errno, libc::ENOENT | libc::ENOTDIR) {
+        127
+    } else {
+        126
+    };
+    (
+        code,
+        format!(
+            "cannot run '{}' in the VM: {}",
+            String::from_utf8_lossy(name),
+            std::io::Error::from_raw_os_error(errno)
+        ),
+    )
+}
+
+/// Waits for `pid` and returns its status as a shell would.
+fn reap(pid: libc::pid_t) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    (r == pid).then(|| decode(status))
+}
+
+fn decode(status: i32) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    }
+}
+
+/// Moves bytes between the port and the command until the command exits;
+/// returns its status.
+fn relay(
+    pid: libc::pid_t,
+    port: &mut File,
+    reader: &mut FrameReader,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<i32, String> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    if pidfd < 0 {
+        return Err(format!("pidfd_open: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a new descriptor owned here alone.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    set_nonblocking(stdin.as_raw_fd());
+    set_nonblocking(stdout.as_raw_fd());
+    set_nonblocking(stderr.as_raw_fd());
+    let mut stdin = Some(stdin);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stdin_eof = false;
+    let mut outs = [
+        (Some(stdout), to_host::STDOUT),
+        (Some(stderr), to_host::STDERR),
+    ];
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut status = None;
+    loop {
+        let mut fds = vec![
+            libc::pollfd {
+                fd: port.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        for (fd, _) in &outs {
+            fds.push(libc::pollfd {
+                fd: fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let stdin_fd = match (&stdin, pending.is_empty()) {
+            (Some(f), false) => f.as_raw_fd(),
+            _ => -1,
+        };
+        fds.push(libc::pollfd {
+            fd: stdin_fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        });
+        // SAFETY: `fds` is a valid array of pollfd for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        if fds[0].revents != 0 {
+            match port.read(&mut buf) {
+                Ok(0) => return Err("the host closed the control port".into()),
+                Ok(n) => reader.push(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        {
+            // (Frames may have come with the configuration, before the
+            // command existed.)
+            while let Some((kind, payload)) = reader.next_frame().map_err(|e| e.to_string())? {
+                match kind {
+                    to_guest::STDIN => pending.extend_from_slice(&payload),
+                    to_guest::STDIN_EOF => stdin_eof = true,
+                    to_guest::SIGNAL => {
+                        if let Some((sig, _)) = burrow_vm_init::parse_status(&payload) {
+                            // SAFETY: kill takes plain integers. The command
+                            // leads its own process group (setsid).
+                            unsafe { libc::kill(-pid, sig) };
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(f) = &stdin {
+            if !pending.is_empty() {
+                // SAFETY: the pointer and length describe `pending`.
+                let n =
+                    unsafe { libc::write(f.as_raw_fd(), pending.as_ptr().cast(), pending.len()) };
+                if n > 0 {
+                    pending.drain(..n as usize);
+                } else if n < 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPIPE)
+                {
+                    pending.clear();
+                    stdin = None;
+                }
+            }
+        }
+        if stdin_eof && pending.is_empty() {
+            stdin = None; // the command sees end of file
+        }
+        for (fd, kind) in outs.iter_mut() {
+            forward(fd, *kind, port, &mut buf)?;
+        }
+        // The command, and any orphan re-parented to pid 1.
+        reap_all(pid, &mut status);
+        if let Some(code) = status {
+            // What the command wrote before it exited, and no more than
+            // that: a background process may hold the pipes open.
+            for (fd, kind) in outs.iter_mut() {
+                forward(fd, *kind, port, &mut buf)?;
+            }
+            return Ok(code);
+        }
+    }
+}
+
+/// Sends what `fd` has to the host; closes it at end of file.
+fn forward(
+    fd: &mut Option<OwnedFd>,
+    kind: u8,
+    port: &mut File,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    while let Some(f) = fd {
+        // SAFETY: the pointer and length describe `buf`.
+        let n = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => *fd = None,
+            n if n > 0 => port
+                .write_all(&frame(kind, &buf[..n as usize]))
+                .map_err(|e| format!("writing to the control port: {e}"))?,
+            _ => break, // EAGAIN
+        }
+    }
+    Ok(())
+}
+
+fn reap_all(command: libc::pid_t, found: &mut Option<i32>) {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r <= 0 {
+            return;
+        }
+        if r == command {
+            *found = Some(decode(status));
+        }
+    }
+}
