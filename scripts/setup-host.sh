@@ -90,7 +90,7 @@ for f in /etc/subuid /etc/subgid; do
   grep -q "^$TEST_USER:" "$f" || echo "$TEST_USER:$SUB_START:$SUB_COUNT" >> "$f"
 done
 # Distributions ship these 0666; fresh VMs here may not.
-for dev in /dev/fuse /dev/net/tun; do
+for dev in /dev/fuse /dev/net/tun /dev/kvm; do
   [ -e "$dev" ] && chmod 0666 "$dev"
 done
 # The setuid bits the subordinate-id helpers need.
