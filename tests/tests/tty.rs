@@ -1,65 +1,11 @@
 //! Interactive use on a terminal: the command gets the terminal, sees
 //! resizes, and Ctrl-C reaches it exactly as it would outside.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
-use std::time::Instant;
+use std::os::fd::AsRawFd;
 
+use burrow_tests::pty::{read_until, set_winsize, spawn_on_pty};
 use burrow_tests::*;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::pty::{openpty, Winsize};
-
-nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
-
-/// Spawns `burrow run ARGS` as the session leader of a new pseudo-terminal.
-fn spawn_on_pty(args: &[&str]) -> (Child, OwnedFd) {
-    let size = Winsize {
-        ws_row: 24,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = openpty(Some(&size), None).expect("openpty");
-    let slave = pty.slave;
-    let mut cmd = burrow_run();
-    cmd.args(args)
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()?;
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("spawn burrow on a pty");
-    (child, pty.master)
-}
-
-/// Reads the terminal until `needle` shows up; returns everything read.
-fn read_until(master: &OwnedFd, seen: &mut String, needle: &str) {
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    while !seen.contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "never saw {needle:?}; terminal showed {seen:?}"
-        );
-        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(200u16)).unwrap() == 0 {
-            continue;
-        }
-        let mut buf = [0u8; 4096];
-        match nix::unistd::read(master, &mut buf) {
-            Ok(0) | Err(_) => panic!("terminal closed before {needle:?}; it showed {seen:?}"),
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-}
+use nix::pty::Winsize;
 
 #[test]
 fn terminal_resize_and_ctrl_c_reach_the_command() {

@@ -272,3 +272,68 @@ fn bad_vm_settings_fail_before_anything_starts() {
     let out = output(burrow_run().args(["--vm-accel", "tcg", "--", "true"]));
     assert_ne!(out.code, 0, "{out:?}");
 }
+
+#[test]
+fn a_signal_to_burrow_reaches_the_command_in_the_guest() {
+    let Some(_g) = vm_or_skip() else { return };
+    let mut child = burrow_run()
+        .args(["--vm", "--", "sh", "-c"])
+        .arg("trap 'echo got-term; exit 3' TERM; echo ready; sleep 60 & wait")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdout = child.stdout.take().unwrap();
+    // SIGTERM to burrow once the command has set its trap.
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let before = seen.starts_with(b"ready\n");
+            seen.extend_from_slice(&buf[..n]);
+            if !before && seen.starts_with(b"ready\n") {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let status = wait_timeout(&mut child, RUN_TIMEOUT);
+    let out = reader.join().unwrap();
+    assert_eq!(out, "ready\ngot-term\n");
+    assert_eq!(exit_code(status), 3);
+}
+
+#[test]
+fn on_a_terminal_the_guest_command_gets_one_that_resizes_and_takes_ctrl_c() {
+    use burrow_tests::pty::{read_until, set_winsize, spawn_on_pty};
+    use std::os::fd::AsRawFd;
+    let Some(_g) = vm_or_skip() else { return };
+    let (mut child, master) = spawn_on_pty(&[
+        "--vm",
+        "--",
+        "bash",
+        "-c",
+        r#"trap 'echo "resized to $(stty size)"' WINCH; echo "ready $(stty size) on $(tty)"; read -r line; echo "read $line"; while :; do sleep 0.05; done"#,
+    ]);
+    let mut seen = String::new();
+    read_until(&master, &mut seen, "ready 24 80 on /dev/pts/");
+    // Line editing is the guest terminal's: the backspace erases.
+    nix::unistd::write(&master, b"abcd\x7fe\r").unwrap();
+    read_until(&master, &mut seen, "read abce");
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer.
+    unsafe { set_winsize(master.as_raw_fd(), &size) }.expect("TIOCSWINSZ");
+    read_until(&master, &mut seen, "resized to 40 100");
+    nix::unistd::write(&master, b"\x03").unwrap(); // Ctrl-C
+    let status = wait_timeout(&mut child, RUN_TIMEOUT);
+    assert_eq!(exit_code(status), 130, "terminal showed {seen:?}");
+}

@@ -23,6 +23,8 @@ pub mod to_guest {
     pub const STDIN_EOF: u8 = b'i';
     /// A signal for the command (payload: the number, i32 LE).
     pub const SIGNAL: u8 = b'K';
+    /// The terminal's new size (rows, then columns: u16 LE each).
+    pub const RESIZE: u8 = b'W';
 }
 
 /// Guest → host.
@@ -52,6 +54,9 @@ pub struct GuestConfig {
     pub gid: u32,
     pub hostname: Option<String>,
     pub net: Option<GuestNet>,
+    /// Run the command on a terminal of this size (rows, columns); its
+    /// output then all comes as [`to_host::STDOUT`].
+    pub tty: Option<(u16, u16)>,
 }
 
 /// The guest's network interface, statically configured.
@@ -70,6 +75,22 @@ pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(payload);
     out
+}
+
+/// A [`to_guest::RESIZE`] frame.
+pub fn resize_frame(rows: u16, cols: u16) -> Vec<u8> {
+    let mut payload = rows.to_le_bytes().to_vec();
+    payload.extend_from_slice(&cols.to_le_bytes());
+    frame(to_guest::RESIZE, &payload)
+}
+
+/// Rows and columns of a [`to_guest::RESIZE`] payload.
+pub fn parse_resize(payload: &[u8]) -> Option<(u16, u16)> {
+    let b = payload.get(..4)?;
+    Some((
+        u16::from_le_bytes([b[0], b[1]]),
+        u16::from_le_bytes([b[2], b[3]]),
+    ))
 }
 
 /// A frame carrying a status (and, for [`to_host::FAILED`], a message).

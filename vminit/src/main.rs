@@ -331,8 +331,25 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-/// Forks the command with pipes for its standard streams and relays them
-/// over the port until it exits. Returns its exit status.
+/// The command's standard streams as the init holds them.
+struct Stdio {
+    /// Where its input goes.
+    input: OwnedFd,
+    /// What it writes, and the kind of frame that carries it.
+    outputs: Vec<(OwnedFd, u8)>,
+    /// The terminal (its controller side), to resize.
+    pty: Option<OwnedFd>,
+}
+
+/// The command's ends of its standard streams.
+enum ChildEnds {
+    Pipes([OwnedFd; 3]),
+    Tty(OwnedFd),
+}
+
+/// Forks the command on pipes or, for a terminal, a pseudo-terminal of
+/// the sandbox's /dev/pts, and relays its streams over the port until it
+/// exits. Returns its exit status.
 fn run_command(
     cfg: &GuestConfig,
     port: &mut File,
@@ -341,12 +358,32 @@ fn run_command(
     if cfg.argv.is_empty() {
         return Err(setup_err("no command".into()));
     }
-    let (in_r, in_w) = pipe()?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (exec_r, exec_w) = pipe()?;
     let argv = to_cstrings(&cfg.argv)?;
     let env = to_cstrings(&cfg.env)?;
+    let (exec_r, exec_w) = pipe()?;
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| setup_err(format!("dup: {e}")));
+    let (stdio, child_ends) = match cfg.tty {
+        Some((rows, cols)) => {
+            let (master, slave) = open_pty(rows, cols).map_err(setup_err)?;
+            let stdio = Stdio {
+                input: dup(&master)?,
+                outputs: vec![(dup(&master)?, to_host::STDOUT)],
+                pty: Some(master),
+            };
+            (stdio, ChildEnds::Tty(slave))
+        }
+        None => {
+            let (in_r, in_w) = pipe()?;
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let stdio = Stdio {
+                input: in_w,
+                outputs: vec![(out_r, to_host::STDOUT), (err_r, to_host::STDERR)],
+                pty: None,
+            };
+            (stdio, ChildEnds::Pipes([in_r, out_w, err_w]))
+        }
+    };
     // SAFETY: fork in a single-threaded process; the child only makes
     // system calls before exec.
     let pid = unsafe { libc::fork() };
@@ -357,7 +394,7 @@ fn run_command(
         )));
     }
     if pid == 0 {
-        let (code, msg) = exec_child(cfg, &argv, &env, [&in_r, &out_w, &err_w]);
+        let (code, msg) = exec_child(cfg, &argv, &env, &child_ends);
         let mut report = code.to_le_bytes().to_vec();
         report.extend_from_slice(msg.as_bytes());
         // SAFETY: write to the pipe, then leave without running destructors.
@@ -366,7 +403,7 @@ fn run_command(
             libc::_exit(code);
         }
     }
-    drop((in_r, out_w, err_w, exec_w));
+    drop((child_ends, exec_w));
     // The command exec'd when the report pipe closes without a word.
     let mut report = Vec::new();
     let _ = File::from(exec_r).read_to_end(&mut report);
@@ -375,7 +412,55 @@ fn run_command(
         reap(pid);
         return Err((code, String::from_utf8_lossy(&report[4..]).into_owned()));
     }
-    relay(pid, port, &mut reader, in_w, out_r, err_r).map_err(setup_err)
+    relay(pid, port, &mut reader, stdio).map_err(setup_err)
+}
+
+/// A pseudo-terminal of the sandbox's devpts (so that the command finds
+/// its terminal under /dev/pts), of the given size.
+fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd), String> {
+    let fail = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: a NUL-terminated path; the descriptor is owned below.
+    let m = unsafe {
+        libc::open(
+            c"/newroot/dev/pts/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if m < 0 {
+        return Err(fail("opening /dev/pts/ptmx"));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    let mut unlock: libc::c_int = 0;
+    let mut n: libc::c_uint = 0;
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: each ioctl gets the argument type it expects.
+    unsafe {
+        if libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) != 0
+            || libc::ioctl(m, libc::TIOCGPTN, &mut n) != 0
+            || libc::ioctl(m, libc::TIOCSWINSZ, &size) != 0
+        {
+            return Err(fail("setting up the terminal"));
+        }
+    }
+    let path = cstr(&format!("/newroot/dev/pts/{n}"));
+    // SAFETY: a NUL-terminated path; the descriptor is owned below.
+    let s = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if s < 0 {
+        return Err(fail("opening the terminal"));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(s) }))
 }
 
 fn to_cstrings(items: &[Vec<u8>]) -> Result<Vec<CString>, Failure> {
@@ -391,17 +476,32 @@ fn exec_child(
     cfg: &GuestConfig,
     argv: &[CString],
     env: &[CString],
-    stdio: [&OwnedFd; 3],
+    ends: &ChildEnds,
 ) -> (i32, String) {
-    for (i, fd) in stdio.iter().enumerate() {
+    // SAFETY: setsid takes nothing; it makes the command a session leader
+    // (so that a terminal can become its controlling one).
+    unsafe { libc::setsid() };
+    let fds: [RawFd; 3] = match ends {
+        ChildEnds::Pipes(p) => [p[0].as_raw_fd(), p[1].as_raw_fd(), p[2].as_raw_fd()],
+        ChildEnds::Tty(t) => {
+            // SAFETY: TIOCSCTTY on the terminal this child holds.
+            if unsafe { libc::ioctl(t.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+                return (
+                    125,
+                    format!("taking the terminal: {}", std::io::Error::last_os_error()),
+                );
+            }
+            [t.as_raw_fd(); 3]
+        }
+    };
+    for (i, fd) in fds.iter().enumerate() {
         // SAFETY: dup2 onto the standard descriptors of this child.
-        if unsafe { libc::dup2(fd.as_raw_fd(), i as RawFd) } < 0 {
+        if unsafe { libc::dup2(*fd, i as RawFd) } < 0 {
             return (125, format!("dup2: {}", std::io::Error::last_os_error()));
         }
     }
-    // SAFETY: setsid/chroot/chdir take no pointers or NUL-terminated strings.
+    // SAFETY: chroot/chdir take NUL-terminated strings.
     unsafe {
-        libc::setsid();
         if libc::chroot(c"/newroot".as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
             return (
                 125,
@@ -537,9 +637,7 @@ fn relay(
     pid: libc::pid_t,
     port: &mut File,
     reader: &mut FrameReader,
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    stdio: Stdio,
 ) -> Result<i32, String> {
     // SAFETY: pidfd_open takes a pid and flags.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
@@ -548,16 +646,19 @@ fn relay(
     }
     // SAFETY: a new descriptor owned here alone.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    set_nonblocking(stdin.as_raw_fd());
-    set_nonblocking(stdout.as_raw_fd());
-    set_nonblocking(stderr.as_raw_fd());
-    let mut stdin = Some(stdin);
+    set_nonblocking(stdio.input.as_raw_fd());
+    let tty = stdio.pty.is_some();
+    let mut stdin = Some(stdio.input);
     let mut pending: Vec<u8> = Vec::new();
     let mut stdin_eof = false;
-    let mut outs = [
-        (Some(stdout), to_host::STDOUT),
-        (Some(stderr), to_host::STDERR),
-    ];
+    let mut outs: Vec<(Option<OwnedFd>, u8)> = stdio
+        .outputs
+        .into_iter()
+        .map(|(fd, kind)| {
+            set_nonblocking(fd.as_raw_fd());
+            (Some(fd), kind)
+        })
+        .collect();
     let mut buf = vec![0u8; 64 * 1024];
     let mut status = None;
     loop {
@@ -601,22 +702,36 @@ fn relay(
                 Err(_) => {}
             }
         }
-        {
-            // (Frames may have come with the configuration, before the
-            // command existed.)
-            while let Some((kind, payload)) = reader.next_frame().map_err(|e| e.to_string())? {
-                match kind {
-                    to_guest::STDIN => pending.extend_from_slice(&payload),
-                    to_guest::STDIN_EOF => stdin_eof = true,
-                    to_guest::SIGNAL => {
-                        if let Some((sig, _)) = burrow_vm_init::parse_status(&payload) {
-                            // SAFETY: kill takes plain integers. The command
-                            // leads its own process group (setsid).
-                            unsafe { libc::kill(-pid, sig) };
-                        }
+        // (Frames may have come with the configuration, before the
+        // command existed.)
+        while let Some((kind, payload)) = reader.next_frame().map_err(|e| e.to_string())? {
+            match kind {
+                to_guest::STDIN => pending.extend_from_slice(&payload),
+                // A terminal has no end of input: ^D is the user's to type.
+                to_guest::STDIN_EOF if !tty => stdin_eof = true,
+                to_guest::SIGNAL => {
+                    if let Some((sig, _)) = burrow_vm_init::parse_status(&payload) {
+                        // SAFETY: kill takes plain integers. The command
+                        // leads its own process group (setsid).
+                        unsafe { libc::kill(-pid, sig) };
                     }
-                    _ => {}
                 }
+                to_guest::RESIZE => {
+                    if let (Some(pty), Some((rows, cols))) =
+                        (&stdio.pty, burrow_vm_init::parse_resize(&payload))
+                    {
+                        let size = libc::winsize {
+                            ws_row: rows,
+                            ws_col: cols,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ reads a winsize; the kernel
+                        // signals the terminal's foreground group.
+                        unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+                    }
+                }
+                _ => {}
             }
         }
         if let Some(f) = &stdin {
@@ -668,7 +783,8 @@ fn forward(
             n if n > 0 => port
                 .write_all(&frame(kind, &buf[..n as usize]))
                 .map_err(|e| format!("writing to the control port: {e}"))?,
-            _ => break, // EAGAIN
+            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) => break,
+            _ => *fd = None, // EIO: a terminal nobody holds any more
         }
     }
     Ok(())

@@ -81,6 +81,9 @@ pub struct VmConfig {
     pub backend: Qemu,
     /// What confines the VMM and virtiofsd.
     pub security: crate::security::Security,
+    /// burrow runs on a terminal (standard input and output): the command
+    /// gets a terminal of the guest's, in raw mode here.
+    pub tty: bool,
 }
 
 impl VmConfig {
@@ -144,6 +147,7 @@ impl VmConfig {
             gid,
             hostname: args.hostname.clone(),
             net,
+            tty: None,
         };
         Ok(VmConfig {
             kernel_fd: kernel_file.into_raw_fd(),
@@ -157,6 +161,10 @@ impl VmConfig {
             forwards: Vec::new(),
             backend: Qemu::find()?,
             security,
+            tty: {
+                use std::io::IsTerminal;
+                std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+            },
         })
     }
 }
@@ -309,12 +317,18 @@ impl Drop for Machine {
     }
 }
 
+/// The line of a log that explains a failure: the first that says
+/// "error", else the last.
 fn last_line(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| format!(": {}", l.trim()))
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first_error = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("error:") || l.contains("Error:"));
+    first_error
+        .or_else(|| lines.next_back())
+        .map(|l| format!(": {l}"))
         .unwrap_or_default()
 }
 

@@ -7,7 +7,9 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use burrow_vm_init::{frame, parse_status, status_frame, to_guest, to_host, FrameReader};
+use burrow_vm_init::{
+    frame, parse_status, resize_frame, status_frame, to_guest, to_host, FrameReader,
+};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{Machine, VmConfig};
@@ -36,7 +38,14 @@ pub fn run(
     mut reader: FrameReader,
     mut machine: Machine,
 ) -> Result<i32> {
-    let config = serde_json::to_vec(&vm.guest).map_err(|e| Error::usage(e.to_string()))?;
+    let mut guest = vm.guest.clone();
+    let _raw = if vm.tty {
+        guest.tty = Some(terminal_size());
+        RawTerminal::enter()
+    } else {
+        None
+    };
+    let config = serde_json::to_vec(&guest).map_err(|e| Error::usage(e.to_string()))?;
     port.write_all(&frame(to_guest::CONFIG, &config))
         .map_err(|_| lost(&mut machine, "the VM closed its control port"))?;
     // Signals burrow relays to pid 1, and pid 1 to us: on to the command.
@@ -123,7 +132,10 @@ pub fn run(
         if fds[2].revents != 0 {
             if let Ok(Some(info)) = signals.read_signal() {
                 let sig = info.ssi_signo as i32;
-                if sig != libc::SIGCHLD {
+                if vm.tty && sig == libc::SIGWINCH {
+                    let (rows, cols) = terminal_size();
+                    let _ = port.write_all(&resize_frame(rows, cols));
+                } else if sig != libc::SIGCHLD {
                     let _ = port.write_all(&status_frame(to_guest::SIGNAL, sig, ""));
                 }
             }
@@ -141,5 +153,39 @@ pub fn run(
                 return Err(lost(&mut machine, "the VM closed its control port"));
             }
         }
+    }
+}
+
+/// Rows and columns of the terminal on standard input.
+fn terminal_size() -> (u16, u16) {
+    // SAFETY: winsize is plain old data; TIOCGWINSZ fills it.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize.
+    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } != 0 || ws.ws_row == 0 {
+        return (24, 80);
+    }
+    (ws.ws_row, ws.ws_col)
+}
+
+/// The terminal in raw mode (the guest's terminal does the line editing
+/// and turns ^C into SIGINT), restored when dropped.
+struct RawTerminal(nix::sys::termios::Termios);
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.0);
     }
 }
