@@ -337,3 +337,43 @@ fn on_a_terminal_the_guest_command_gets_one_that_resizes_and_takes_ctrl_c() {
     let status = wait_timeout(&mut child, RUN_TIMEOUT);
     assert_eq!(exit_code(status), 130, "terminal showed {seen:?}");
 }
+
+#[test]
+fn binds_and_tmpfs_reach_the_guest_as_they_reach_a_sandbox() {
+    let Some(_g) = vm_or_skip() else { return };
+    let dir = TempDir::new("vm-bind");
+    std::fs::write(dir.join("in"), "from host\n").unwrap();
+    let out = vm_sh(
+        &[
+            "--bind",
+            dir.s(),
+            "/mnt/rw",
+            "--ro-bind",
+            dir.s(),
+            "/mnt/ro",
+            "--tmpfs",
+            "/mnt/scratch",
+        ],
+        "cat /mnt/rw/in; echo out > /mnt/rw/out; \
+         echo no > /mnt/ro/refused 2>/dev/null || echo refused; \
+         echo s > /mnt/scratch/s && cat /mnt/scratch/s",
+    );
+    assert_eq!(out.ok(), "from host\nrefused\ns\n");
+    assert_eq!(std::fs::read_to_string(dir.join("out")).unwrap(), "out\n");
+    assert!(!dir.join("refused").exists());
+}
+
+#[test]
+fn memory_and_cpus_size_the_vm() {
+    let Some(_g) = vm_or_skip() else { return };
+    let out = vm_sh(
+        &["--memory", "256M", "--cpus", "2"],
+        "nproc; sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo",
+    );
+    let text = out.ok();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("2"), "{out:?}");
+    let kb: u64 = lines.next().unwrap().parse().unwrap();
+    // The kernel keeps some for itself: between 150 and 256 MiB remain.
+    assert!((150 * 1024..=256 * 1024).contains(&kb), "MemTotal {kb} kB");
+}
