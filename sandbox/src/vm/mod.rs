@@ -300,6 +300,13 @@ impl Machine {
         }
     }
 
+    /// The first line of the guest's console that contains `needle`.
+    fn console_line(&self, needle: &str) -> Option<String> {
+        let text = std::fs::read_to_string(&self.console).ok()?;
+        let line = text.lines().find(|l| l.contains(needle))?;
+        Some(line.trim().to_string())
+    }
+
     /// The guest kernel's last words, for a report.
     fn console_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.console).unwrap_or_default();
@@ -392,63 +399,116 @@ fn run(vm: &VmConfig) -> Result<i32> {
     let backend = &vm.backend;
     for (i, &accel) in accels.iter().enumerate() {
         let fallback = i + 1 < accels.len();
-        let mut machine = backend.start(vm, accel, run_dir, &ctl)?;
         // A KVM that cannot run the guest fails at once or stays silent:
         // a short wait before falling back.
-        let timeout = if fallback {
+        let limit = if fallback {
             vm.boot_timeout.min(Duration::from_secs(10))
         } else {
             vm.boot_timeout
         };
-        match wait_ready(&listener, &mut machine, timeout) {
-            Ok((stream, reader)) => return relay::run(vm, stream, reader, machine),
-            Err(why) if fallback => {
-                drop(machine);
-                eprintln!(
-                    "burrow: warning: KVM cannot run the guest here ({why}); falling back to \
-                     software emulation (TCG), many times slower"
-                );
+        let deadline = Instant::now() + limit;
+        let mut boots = 0;
+        let why = loop {
+            boots += 1;
+            let started = Instant::now();
+            let mut machine = backend.start(vm, accel, run_dir, &ctl)?;
+            match wait_ready(&listener, &mut machine, deadline) {
+                Ok((stream, reader)) => {
+                    let booted = started.elapsed();
+                    let code = relay::run(vm, stream, reader, machine)?;
+                    if std::env::var_os("BURROW_VM_TIMING").is_some() {
+                        eprintln!(
+                            "burrow: vm timing ({}, boot {boots}): init up {} ms, command done {} ms after the VMM started",
+                            accel.name(),
+                            booted.as_millis(),
+                            started.elapsed().as_millis()
+                        );
+                    }
+                    return Ok(code);
+                }
+                // Under emulation on a busy host the guest kernel's timer
+                // calibration can fail and leave it spinning without a
+                // word: boot it again while time remains.
+                Err(NotReady::Stalled(_))
+                    if accel == Accel::Tcg && boots < 3 && Instant::now() < deadline =>
+                {
+                    drop(machine)
+                }
+                Err(NotReady::Stalled(why) | NotReady::Failed(why)) => break why,
             }
-            Err(why) => {
-                return Err(Error::Sandbox {
-                    code: EXIT_SETUP,
-                    msg: format!(
-                        "--vm: the guest did not start (accel {}): {why}",
-                        accel.name()
-                    ),
-                })
-            }
+        };
+        if fallback {
+            eprintln!(
+                "burrow: warning: KVM cannot run the guest here ({why}); falling back to \
+                 software emulation (TCG), many times slower"
+            );
+            continue;
         }
+        return Err(Error::Sandbox {
+            code: EXIT_SETUP,
+            msg: format!(
+                "--vm: the guest did not start (accel {}, {boots} boot{}): {why}",
+                accel.name(),
+                if boots == 1 { "" } else { "s" }
+            ),
+        });
     }
     unreachable!("the last accelerator returns")
 }
 
-/// Waits for the guest's init to say it is up.
+/// Why the guest's init has not said it is up.
+enum NotReady {
+    /// Its console has been silent for [`STALL`]: it may boot if tried again.
+    Stalled(String),
+    /// It will not: the VMM exited, the kernel panicked, or time is up.
+    Failed(String),
+}
+
+/// A booting guest kernel prints something at least every few tenths of
+/// a second; this long without a line, it is stuck.
+const STALL: Duration = Duration::from_secs(3);
+
+/// Waits for the guest's init to say it is up, until `deadline`.
 fn wait_ready(
     listener: &UnixListener,
     machine: &mut Machine,
-    timeout: Duration,
-) -> std::result::Result<(std::os::unix::net::UnixStream, FrameReader), String> {
-    let deadline = Instant::now() + timeout;
+    deadline: Instant,
+) -> std::result::Result<(std::os::unix::net::UnixStream, FrameReader), NotReady> {
     let mut stream = None;
     let mut reader = FrameReader::default();
     let mut buf = [0u8; 4096];
+    let (mut console_len, mut console_grew) = (0, Instant::now());
     loop {
         if let Some(why) = machine.exited() {
-            return Err(why);
+            return Err(NotReady::Failed(why));
+        }
+        let len = std::fs::metadata(&machine.console).map_or(0, |m| m.len());
+        if len != console_len {
+            (console_len, console_grew) = (len, Instant::now());
+            if let Some(panic) = machine.console_line("Kernel panic") {
+                return Err(NotReady::Failed(format!(
+                    "the guest kernel panicked: {panic}"
+                )));
+            }
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "no word from the guest's init within {} s{}",
-                timeout.as_secs(),
+            return Err(NotReady::Failed(format!(
+                "no word from the guest's init in time{}",
                 machine.console_tail()
-            ));
+            )));
+        }
+        if console_grew.elapsed() >= STALL {
+            return Err(NotReady::Stalled(format!(
+                "the guest's console was silent for {} s{}",
+                STALL.as_secs(),
+                machine.console_tail()
+            )));
         }
         match &mut stream {
             None => match listener.accept() {
                 Ok((s, _)) => {
-                    s.set_read_timeout(Some(Duration::from_millis(100)))
-                        .map_err(|e| e.to_string())?;
+                    s.set_read_timeout(Some(Duration::from_millis(50)))
+                        .map_err(|e| NotReady::Failed(e.to_string()))?;
                     stream = Some(s);
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -456,16 +516,18 @@ fn wait_ready(
             Some(s) => {
                 use std::io::Read;
                 match s.read(&mut buf) {
-                    Ok(0) => return Err(machine.gone("closed the control port")),
+                    Ok(0) => return Err(NotReady::Failed(machine.gone("closed the control port"))),
                     Ok(n) => reader.push(&buf[..n]),
                     Err(_) => {}
                 }
-                if let Some((kind, _)) = reader.next_frame().map_err(|e| e.to_string())? {
-                    if kind == to_host::READY {
-                        let s = stream.take().expect("checked above");
-                        s.set_read_timeout(None).map_err(|e| e.to_string())?;
-                        return Ok((s, reader));
-                    }
+                let next = reader
+                    .next_frame()
+                    .map_err(|e| NotReady::Failed(e.to_string()))?;
+                if let Some((to_host::READY, _)) = next {
+                    let s = stream.take().expect("checked above");
+                    s.set_read_timeout(None)
+                        .map_err(|e| NotReady::Failed(e.to_string()))?;
+                    return Ok((s, reader));
                 }
             }
         }

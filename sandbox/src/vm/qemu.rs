@@ -148,8 +148,10 @@ impl Qemu {
         ])
         .args([
             "-append",
+            // The kernel's messages go to a log, not to the user: they
+            // show that the guest boots (and why it did not).
             &format!(
-                "console=ttyS0 quiet loglevel=3 panic=-1 no_timer_check rdinit=/init {}",
+                "console=ttyS0 panic=-1 no_timer_check rdinit=/init {}",
                 vm.kernel_args
             ),
         ]);
