@@ -34,6 +34,7 @@ bench:
 	bash benches/unionfs.sh
 	bash benches/memory.sh
 	bash benches/net.sh
+	bash benches/vm.sh
 
 build: vm-init
 	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs -p burrow-netstack
