@@ -12,6 +12,11 @@ use caps::{CapSet, Capability, CapsHashSet};
 pub struct Cap(u8);
 
 impl Cap {
+    /// The kernel's number for the capability (CAP_*).
+    pub fn number(self) -> u8 {
+        self.0
+    }
+
     fn capability(self) -> Capability {
         caps::all()
             .into_iter()

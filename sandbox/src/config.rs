@@ -237,6 +237,7 @@ impl SandboxConfig {
                 crate::security::Security::for_vmm(&args)?,
             )?;
             crate::vm::finish_config(&mut vm, &publish);
+            vm.guest.confine = security.for_guest();
             vm.guest.fallback_dirs = fallback_dirs
                 .iter()
                 .map(|d| d.as_os_str().as_bytes().to_vec())

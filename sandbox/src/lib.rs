@@ -9,7 +9,7 @@ pub mod config;
 pub mod error;
 pub mod idmap;
 pub mod init;
-pub mod landlock_policy;
+pub use burrow_vm_init::landlock_policy;
 pub mod launch;
 pub mod net;
 pub mod profile;

@@ -81,6 +81,11 @@ impl Rlimit {
     pub fn apply(&self) -> nix::Result<()> {
         setrlimit(self.resource, self.soft, self.hard)
     }
+
+    /// The kernel's number for the resource (RLIMIT_*).
+    pub fn resource_number(&self) -> u32 {
+        self.resource as u32
+    }
 }
 
 #[cfg(test)]

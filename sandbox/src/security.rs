@@ -106,6 +106,22 @@ impl Security {
         })
     }
 
+    /// The same confinement, for the guest's init to apply to the command
+    /// in `--vm`'s guest.
+    pub fn for_guest(&self) -> burrow_vm_init::Confinement {
+        burrow_vm_init::Confinement {
+            caps: self.caps.iter().map(|c| c.number()).collect(),
+            seccomp: self.seccomp.clone(),
+            landlock: self.landlock.clone(),
+            rlimits: self
+                .rlimits
+                .iter()
+                .map(|r| (r.name.to_string(), r.resource_number(), r.soft, r.hard))
+                .collect(),
+            disable_userns: self.disable_userns,
+        }
+    }
+
     /// In the command's process, just before exec. Returns warnings to
     /// print; an error is one line for the user.
     pub fn apply(&self) -> std::result::Result<Vec<String>, String> {

@@ -78,8 +78,12 @@ fn a_file_written_in_the_guest_lands_in_the_upper_layer() {
     let Some(_g) = vm_or_skip() else { return };
     let dir = TempDir::new("vm-upper");
     let upper = dir.join("upper");
+    // Root inside acts on the host's root-owned tree with the capabilities
+    // it would need in a sandbox without a VM.
+    let mut flags = AS_ROOT.to_vec();
+    flags.extend(["--upper", upper.to_str().unwrap()]);
     let out = vm_sh(
-        &["--upper", upper.to_str().unwrap()],
+        &flags,
         "echo from-the-vm > /etc/burrow-vm-test && mkdir -p /opt/made && cat /etc/burrow-vm-test",
     );
     assert_eq!(out.ok(), "from-the-vm\n");
@@ -398,4 +402,37 @@ fn memory_and_cpus_size_the_vm() {
     let kb: u64 = lines.next().unwrap().parse().unwrap();
     // The kernel keeps some for itself: between 150 and 256 MiB remain.
     assert!((150 * 1024..=256 * 1024).contains(&kb), "MemTotal {kb} kB");
+}
+
+#[test]
+fn the_command_in_the_guest_is_confined_as_in_a_sandbox() {
+    let Some(_g) = vm_or_skip() else { return };
+    let status = "grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '";
+    // By default: no capability in any set, no_new_privs, seccomp filters.
+    let out = vm_sh(&[], status);
+    assert_eq!(
+        out.ok(),
+        "CapEff: 0000000000000000\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\n\
+         NoNewPrivs: 1\nSeccomp: 2\n"
+    );
+    // --cap-add keeps one (CAP_NET_RAW is bit 13); --seccomp none loads none.
+    let out = vm_sh(&["--cap-add", "NET_RAW", "--seccomp", "none"], status);
+    assert_eq!(
+        out.ok(),
+        "CapEff: 0000000000002000\nCapBnd: 0000000000002000\nCapAmb: 0000000000002000\n\
+         NoNewPrivs: 1\nSeccomp: 0\n"
+    );
+    // The default profile refuses what it refuses outside a VM (a new user
+    // namespace without CAP_SYS_ADMIN; keyctl).
+    let out = vm_sh(
+        &[],
+        "unshare -U true 2>/dev/null && echo made || echo refused",
+    );
+    assert_eq!(out.ok(), "refused\n");
+    // Landlock: a home directory is not among the readable paths.
+    let home = std::env::var("HOME").unwrap();
+    let script = format!("ls {home} >/dev/null 2>&1 && echo listed || echo denied");
+    assert_eq!(vm_sh(&[], &script).ok(), "listed\n");
+    let out = vm_sh(&["--landlock"], &script);
+    assert_eq!(out.ok(), "denied\n", "{out:?}");
 }

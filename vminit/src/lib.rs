@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod landlock_policy;
+
 /// The virtio-serial port's name (`/sys/class/virtio-ports/*/name`).
 pub const PORT_NAME: &str = "burrow.0";
 /// The virtio-fs tag of the sandbox's root filesystem.
@@ -57,6 +59,24 @@ pub struct GuestConfig {
     /// Run the command on a terminal of this size (rows, columns); its
     /// output then all comes as [`to_host::STDOUT`].
     pub tty: Option<(u16, u16)>,
+    /// What confines the command, as burrow confines it without a VM.
+    pub confine: Confinement,
+}
+
+/// The command's confinement, applied in the guest just before exec in
+/// burrow's order: resource limits, the user-namespace ban, capabilities,
+/// no_new_privs, Landlock, seccomp.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// Capability numbers the command keeps (none by default).
+    pub caps: Vec<u8>,
+    /// Compiled seccomp programs (arrays of `struct sock_filter`) for the
+    /// guest's architecture, which is the host's.
+    pub seccomp: Vec<Vec<u8>>,
+    pub landlock: Option<landlock_policy::Policy>,
+    /// `--rlimit`s: name, resource number, soft and hard limits.
+    pub rlimits: Vec<(String, u32, u64, u64)>,
+    pub disable_userns: bool,
 }
 
 /// The guest's network interface, statically configured.

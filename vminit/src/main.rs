@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+mod confine;
+
 use burrow_vm_init::{
     frame, status_frame, to_guest, to_host, FrameReader, GuestConfig, GuestNet, FS_TAG, PORT_NAME,
 };
@@ -531,6 +533,9 @@ fn exec_child(
             );
         }
     }
+    if cfg.uid != 0 {
+        confine::keep_caps_across_setuid();
+    }
     // SAFETY: id-setting calls with plain integers; no supplementary groups.
     unsafe {
         if libc::setgroups(0, std::ptr::null()) != 0
@@ -570,6 +575,15 @@ fn exec_child(
         .map(|a| a.as_ptr())
         .chain([std::ptr::null()])
         .collect();
+    // Last, so that nothing the init still does is confined by it.
+    match confine::apply(&cfg.confine) {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("burrow: warning: {w}");
+            }
+        }
+        Err(msg) => return (125, msg),
+    }
     let name = argv[0].as_bytes();
     let candidates: Vec<Vec<u8>> = if name.contains(&b'/') {
         vec![name.to_vec()]

@@ -148,6 +148,7 @@ impl VmConfig {
             hostname: args.hostname.clone(),
             net,
             tty: None,
+            confine: Default::default(),
         };
         Ok(VmConfig {
             kernel_fd: kernel_file.into_raw_fd(),

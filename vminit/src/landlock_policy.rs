@@ -1,5 +1,6 @@
 //! Landlock (`--landlock`): which paths the command may read, write and
-//! execute, which TCP ports it may bind and connect to, and no abstract
+//! execute (applied by burrow to the command, and by the guest's init to
+//! the command in `--vm`'s guest), which TCP ports it may bind and connect to, and no abstract
 //! unix sockets or signals across the sandbox's edge. Best effort up to
 //! the running kernel's ABI, saying what it could not enforce;
 //! `--landlock-strict` makes that an error.
@@ -35,7 +36,7 @@ pub const DEVICE_WRITE: [&str; 5] = [
     "/dev/random",
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// Readable (and listable).
     pub read: Vec<PathBuf>,
