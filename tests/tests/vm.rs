@@ -436,3 +436,44 @@ fn the_command_in_the_guest_is_confined_as_in_a_sandbox() {
     let out = vm_sh(&["--landlock"], &script);
     assert_eq!(out.ok(), "denied\n", "{out:?}");
 }
+
+#[test]
+fn nothing_is_left_running_after_burrow_is_killed() {
+    let Some(_g) = vm_or_skip() else { return };
+    let token = unique_token();
+    // The token reaches the VMM's command line through the kernel's.
+    let mut child = burrow_run()
+        .args(["--vm", "--vm-kernel-args"])
+        .arg(format!("burrow.test={token}"))
+        .args(["--", "sh", "-c", "echo up; sleep 60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 3];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"up\n");
+    // Processes with the token on their command line (burrow, its pid 1,
+    // the VM supervisor, the union's server, the VMM): (all, the VMM).
+    let with_token = || {
+        let mut counts = (0, 0);
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            if String::from_utf8_lossy(&cmdline).contains(&token) {
+                counts.0 += 1;
+                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                counts.1 += usize::from(comm.starts_with("qemu-system"));
+            }
+        }
+        counts
+    };
+    assert_eq!(with_token().1, 1, "the VMM runs with the token");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || with_token().0 == 0),
+        "the VMM outlived burrow"
+    );
+}
