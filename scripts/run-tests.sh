@@ -73,6 +73,25 @@ set -e
 tail -n 3 "$STAGE/fuzz.log"
 if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); cat "$STAGE/fuzz.log" | tail -n 40; fi
 
+# FUSE passthrough is for real root only: its one test again, as root.
+if [ "$(id -u)" -eq 0 ]; then
+  cli=$(for exe in "${EXES[@]}"; do basename "$exe"; done | grep '^burrowfs_cli-' | head -n 1)
+  echo "== $cli passthrough_as_real_root (as root)"
+  set +e
+  (cd "$STAGE" && env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    TMPDIR="$STAGE/tmp" BURROW_BIN="$STAGE/bin/burrow" \
+    "$STAGE/bin/$cli" --exact passthrough_as_real_root --show-output) > "$STAGE/root.log" 2>&1
+  rc=$?
+  set -e
+  cat "$STAGE/root.log"
+  if [ "$rc" -eq 0 ] && grep -q '^test result: ok. 1 passed' "$STAGE/root.log" &&
+    ! grep -q '^SKIPPED:' "$STAGE/root.log"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+  fi
+fi
+
 echo
 grep -h '^SKIPPED:' "$STAGE"/*.log | sort | uniq -c | sed 's/^/  /' || true
 echo "tests: $passed passed, $((failed + broken)) failed, $skipped skipped"

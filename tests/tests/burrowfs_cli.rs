@@ -296,3 +296,85 @@ fn o_tmpfile_is_refused_cleanly() {
     assert!(unmounted.success());
     assert_eq!(res.err(), Some(nix::errno::Errno::EOPNOTSUPP));
 }
+
+/// Whether this process may use FUSE passthrough (CAP_SYS_ADMIN in the
+/// initial user namespace: real root).
+fn admin_of_initial_namespace() -> bool {
+    let initial = std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    initial && nix::unistd::geteuid().is_root()
+}
+
+/// FUSE passthrough is for real root only: `make test` runs this one test
+/// a second time as root (scripts/run-tests.sh); as the unprivileged
+/// account it is skipped.
+#[test]
+fn passthrough_as_real_root() {
+    if !admin_of_initial_namespace() {
+        skipped("FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace (real root)");
+        return;
+    }
+    for passthrough in ["auto", "off"] {
+        let t = layers("cli-passthrough");
+        std::fs::write(t.join("l/big"), vec![7u8; 3 << 20]).unwrap();
+        let m = t.join("m");
+        let out = output(
+            Command::new(burrowfs_bin())
+                .arg("-o")
+                .arg(format!(
+                    "lowerdir=l,upperdir=u,workdir=w,passthrough={passthrough}"
+                ))
+                .arg(&m)
+                .current_dir(t.path()),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        // Reads and writes through the mount, whoever serves them.
+        assert_eq!(std::fs::read(m.join("big")).unwrap(), vec![7u8; 3 << 20]);
+        std::fs::write(m.join("new"), "one\n").unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("new"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"two\n").unwrap();
+        drop(f);
+        assert_eq!(
+            std::fs::read_to_string(m.join("new")).unwrap(),
+            "one\ntwo\n"
+        );
+        // A lower file held open for reading, then opened for writing: with
+        // passthrough the reader's backing file is the lower one and the
+        // writer's would be the copy, which the kernel does not allow for
+        // one inode: EBUSY until the reader closes. Served, it just works.
+        let reader = std::fs::File::open(m.join("file")).unwrap();
+        let second = std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("file"));
+        match passthrough {
+            "auto" => assert_eq!(
+                second.as_ref().map(drop).map_err(|e| e.raw_os_error()),
+                Err(Some(libc::EBUSY)),
+                "passthrough is not in use"
+            ),
+            _ => assert!(second.is_ok(), "{second:?}"),
+        }
+        drop((reader, second));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("file"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"more\n"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(m.join("file")).unwrap(),
+            "from lower\nmore\n"
+        );
+        assert!(Command::new("umount").arg(&m).status().unwrap().success());
+        assert_eq!(
+            std::fs::read_to_string(t.join("u/file")).unwrap(),
+            "from lower\nmore\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.join("l/file")).unwrap(),
+            "from lower\n"
+        );
+    }
+}

@@ -77,6 +77,16 @@ enum Handle {
     Dir(Vec<(u64, FileType, OsString)>),
 }
 
+/// How the kernel does a file's I/O, for FUSE passthrough: every open of
+/// an inode must agree (one backing file for all, or no passthrough).
+#[derive(Default)]
+struct NodeIo {
+    /// Opens served by this server (no passthrough).
+    served: usize,
+    /// The backing file the passthrough opens share, and its identity.
+    backing: Option<(std::sync::Weak<fuser::BackingId>, (u64, u64))>,
+}
+
 #[derive(Default)]
 struct State {
     nodes: HashMap<u64, Node>,
@@ -90,6 +100,10 @@ struct State {
     next_node: u64,
     handles: HashMap<u64, Handle>,
     next_handle: u64,
+    /// With passthrough: each open node's I/O mode, and the backing file
+    /// each passthrough handle holds.
+    node_io: HashMap<u64, NodeIo>,
+    backings: HashMap<u64, std::sync::Arc<fuser::BackingId>>,
 }
 
 /// The union filesystem served over FUSE.
@@ -105,6 +119,10 @@ pub struct UnionFs {
     /// would contend on the inode's lock by spinning, which on a small
     /// machine steals the CPU that the copy itself needs.
     write_turns: [Mutex<()>; 16],
+    /// Ask for FUSE passthrough (it needs CAP_SYS_ADMIN in the initial user
+    /// namespace), and whether the kernel granted it.
+    want_passthrough: bool,
+    passthrough: bool,
 }
 
 fn err(e: io::Error) -> Errno {
@@ -173,6 +191,22 @@ fn has_cap_chown() -> bool {
                 .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         })
         .is_some_and(|caps| caps & 1 != 0) // bit 0 is CAP_CHOWN
+}
+
+/// Whether this process holds CAP_SYS_ADMIN in the initial user namespace
+/// (what FUSE passthrough's backing files need).
+fn admin_of_initial_namespace() -> bool {
+    let initial = std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    let admin = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 21) != 0); // CAP_SYS_ADMIN
+    initial && admin
 }
 
 /// The attributes of a negative lookup reply (node 0: "no such name").
@@ -327,6 +361,89 @@ impl UnionFs {
             ids: Ids::default(),
             state: Mutex::new(state),
             write_turns: Default::default(),
+            want_passthrough: admin_of_initial_namespace(),
+            passthrough: false,
+        }
+    }
+
+    /// Refuses FUSE passthrough even where it is available.
+    pub fn without_passthrough(mut self) -> UnionFs {
+        self.want_passthrough = false;
+        self
+    }
+
+    /// The backing file for a passthrough open of `node` as `file`, made
+    /// with `make` (the reply's FUSE_DEV_IOC_BACKING_OPEN), or None for an
+    /// open this server serves. The kernel wants one backing file for all
+    /// of an inode's opens: passthrough opens share it, and an inode with
+    /// served opens gets served ones. A lower file still open through
+    /// passthrough cannot be opened again once copied up (the new open
+    /// would need the upper file): EBUSY until the old opens close.
+    fn backing_for(
+        &self,
+        st: &mut State,
+        node: u64,
+        file: &File,
+        make: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+    ) -> Result<Option<std::sync::Arc<fuser::BackingId>>, Errno> {
+        if !self.passthrough {
+            return Ok(None);
+        }
+        let io = st.node_io.entry(node).or_default();
+        let meta = file.metadata().map_err(err)?;
+        let id = (meta.dev(), meta.ino());
+        if io.served == 0 {
+            if let Some((weak, was)) = &io.backing {
+                if let Some(b) = weak.upgrade() {
+                    return if *was == id {
+                        Ok(Some(b))
+                    } else {
+                        Err(Errno::EBUSY)
+                    };
+                }
+            }
+            if let Ok(b) = make(file) {
+                let b = std::sync::Arc::new(b);
+                io.backing = Some((std::sync::Arc::downgrade(&b), id));
+                return Ok(Some(b));
+            }
+        }
+        io.served += 1;
+        Ok(None)
+    }
+
+    /// Registers handle `fh`: a passthrough one keeps its backing file
+    /// alive.
+    fn note_handle(
+        &self,
+        st: &mut State,
+        fh: u64,
+        backing: Option<&std::sync::Arc<fuser::BackingId>>,
+    ) {
+        if let Some(b) = backing {
+            st.backings.insert(fh, b.clone());
+        }
+    }
+
+    /// Forgets handle `fh` of `node` (released).
+    fn drop_handle(&self, st: &mut State, node: u64, fh: u64) {
+        st.handles.remove(&fh);
+        if !self.passthrough {
+            return;
+        }
+        if st.backings.remove(&fh).is_none() {
+            if let Some(io) = st.node_io.get_mut(&node) {
+                io.served = io.served.saturating_sub(1);
+            }
+        }
+        if let Some(io) = st.node_io.get(&node) {
+            let live = io
+                .backing
+                .as_ref()
+                .is_some_and(|(w, _)| w.strong_count() > 0);
+            if io.served == 0 && !live {
+                st.node_io.remove(&node);
+            }
         }
     }
 
@@ -973,9 +1090,18 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for UnionFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
-        let _ = config.add_capabilities(
-            fuser::InitFlags::FUSE_PARALLEL_DIROPS | fuser::InitFlags::FUSE_WRITEBACK_CACHE,
-        );
+        // Passthrough (reads and writes straight to the layer's file) and
+        // the writeback cache exclude each other: decided here, before the
+        // reply, by whether the kernel offers it and burrowfs may use it.
+        self.passthrough = self.want_passthrough
+            && config
+                .add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH)
+                .is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        if !self.passthrough {
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
+        }
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
@@ -1161,13 +1287,24 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         match self.open_file(&mut st, ino.0, flags.0) {
             Ok(file) => {
+                let backing =
+                    match self.backing_for(&mut st, ino.0, &file, |f| reply.open_backing(f)) {
+                        Ok(b) => b,
+                        Err(e) => return reply.error(e),
+                    };
                 let fh = st.add_handle(Handle::File(std::sync::Arc::new(file), ino.0));
-                // Contents change only through this mount, so the page
-                // cache stays valid from one open to the next.
-                reply.opened(
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-                );
+                self.note_handle(&mut st, fh, backing.as_ref());
+                match backing {
+                    Some(b) => {
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &b)
+                    }
+                    // Contents change only through this mount, so the page
+                    // cache stays valid from one open to the next.
+                    None => reply.opened(
+                        FileHandle(fh),
+                        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+                    ),
+                }
             }
             Err(e) => reply.error(err(e)),
         }
@@ -1248,14 +1385,15 @@ impl Filesystem for UnionFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.lock().handles.remove(&fh.0);
+        let mut st = self.lock();
+        self.drop_handle(&mut st, ino.0, fh.0);
         reply.ok();
     }
 
@@ -1483,15 +1621,31 @@ impl Filesystem for UnionFs {
         };
         match self.create_object(req, &mut st, parent.0, name, build) {
             Ok(attr) => {
-                let file = std::sync::Arc::new(opened.expect("created file"));
-                let fh = st.add_handle(Handle::File(file, attr.ino.0));
-                reply.created(
-                    &TTL,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-                );
+                let file = opened.expect("created file");
+                // A new inode: nothing else has it open.
+                let backing = self
+                    .backing_for(&mut st, attr.ino.0, &file, |f| reply.open_backing(f))
+                    .unwrap_or(None);
+                let fh = st.add_handle(Handle::File(std::sync::Arc::new(file), attr.ino.0));
+                self.note_handle(&mut st, fh, backing.as_ref());
+                let flags = FopenFlags::FOPEN_NOFLUSH;
+                match backing {
+                    Some(b) => reply.created_passthrough(
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        flags,
+                        &b,
+                    ),
+                    None => reply.created(
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        flags | FopenFlags::FOPEN_KEEP_CACHE,
+                    ),
+                }
             }
             Err(e) => reply.error(err(e)),
         }

@@ -112,7 +112,10 @@ fn run(args: Vec<String>) -> Result<()> {
         // Root (of the host or of a user namespace) serves other users too.
         config.acl = fuser::SessionACL::All;
     }
-    let fs = UnionFs::new(stack, upper).with_ids(opts.ids.clone());
+    let mut fs = UnionFs::new(stack, upper).with_ids(opts.ids.clone());
+    if !opts.passthrough {
+        fs = fs.without_passthrough();
+    }
     if opts.foreground {
         serve(fs, &opts, &mountpoint, &config, || {})
     } else {

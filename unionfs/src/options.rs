@@ -21,6 +21,9 @@ pub struct Options {
     pub read_only: bool,
     /// uidmapping=, gidmapping=, squash_to_root, squash_to_uid=, squash_to_gid=.
     pub ids: crate::idmap::Ids,
+    /// `passthrough=off` refuses FUSE passthrough even where it is
+    /// available (`auto`, the default, uses it then).
+    pub passthrough: bool,
 }
 
 /// Options fuse-overlayfs users and mount(8) pass that burrowfs accepts
@@ -125,6 +128,7 @@ impl Options {
             unknown: Vec::new(),
             read_only: false,
             ids: crate::idmap::Ids::default(),
+            passthrough: true,
         };
         for opt in opts.iter().flat_map(|o| split_options(o)) {
             let (key, value) = match opt.split_once('=') {
@@ -136,6 +140,14 @@ impl Options {
                 ("upperdir", Some(v)) => out.upper = Some(PathBuf::from(v)),
                 ("workdir", Some(v)) => out.work = Some(PathBuf::from(v)),
                 ("ro", None) => out.read_only = true,
+                ("passthrough", Some("auto" | "on")) => out.passthrough = true,
+                ("passthrough", Some("off")) => out.passthrough = false,
+                ("passthrough", Some(v)) => {
+                    return Err(OptionsError::BadValue(
+                        key.into(),
+                        format!("{v:?}: expected auto or off"),
+                    ))
+                }
                 ("uidmapping", Some(v)) => out.ids.uid = parse_mapping(key, v)?,
                 ("gidmapping", Some(v)) => out.ids.gid = parse_mapping(key, v)?,
                 ("squash_to_root", None) => {
