@@ -10,7 +10,6 @@
 //! The xattrs live in the `user.` namespace for overlayfs mounted with
 //! `userxattr` (unprivileged), and in `trusted.` otherwise; both are read.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// Prefix of OCI whiteout names.
@@ -76,18 +75,20 @@ pub fn dir_mark_in(path: &Path, oci: bool) -> DirMark {
 /// `parent` gives the mark of the directory holding it, asked only for an
 /// empty regular file.
 pub fn is_whiteout(
-    path: &Path,
-    meta: &std::fs::Metadata,
+    path: impl FnOnce() -> std::path::PathBuf,
+    meta: &impl crate::layers::Attrs,
     parent: impl FnOnce() -> DirMark,
 ) -> bool {
-    let ft = meta.file_type();
-    if ft.is_char_device() && meta.rdev() == 0 {
-        return true;
+    use crate::layers::Kind;
+    match meta.kind() {
+        Kind::CharDevice => meta.st_rdev() == 0,
+        Kind::File => {
+            meta.st_size() == 0
+                && parent() == DirMark::HasXattrWhiteouts
+                && overlay_xattr(&path(), "whiteout").is_some()
+        }
+        _ => false,
     }
-    ft.is_file()
-        && meta.len() == 0
-        && parent() == DirMark::HasXattrWhiteouts
-        && overlay_xattr(path, "whiteout").is_some()
 }
 
 /// The name an OCI whiteout file hides, if `name` is one.

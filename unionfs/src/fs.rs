@@ -27,7 +27,7 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
 use crate::idmap::Ids;
-use crate::layers::{Entry, Kind, Stack};
+use crate::layers::{Attrs, Entry, Kind, Stack};
 use crate::upper::{self, Upper};
 
 /// How long the kernel may cache names and attributes. Every change goes
@@ -74,7 +74,19 @@ enum Handle {
     /// An open file, and the node it was opened as. Shared so that reads
     /// and writes run without the state lock.
     File(std::sync::Arc<File>, u64),
-    Dir(Vec<(u64, FileType, OsString)>),
+    /// An open directory's listing, taken when it was opened.
+    Dir(std::sync::Arc<Vec<DirItem>>),
+}
+
+/// One name of an open directory.
+struct DirItem {
+    node: u64,
+    kind: FileType,
+    name: OsString,
+    /// For a name that is not a directory: the attributes a lookup would
+    /// give, from the listing's own stat (READDIRPLUS sends them without
+    /// a second look). A directory's depend on the layers below it.
+    attr: Option<FileAttr>,
 }
 
 /// How the kernel does a file's I/O, for FUSE passthrough: every open of
@@ -160,22 +172,23 @@ fn file_type(kind: Kind) -> FileType {
     }
 }
 
-fn attr_of(ino: u64, m: &Metadata) -> FileAttr {
+fn attr_of(ino: u64, m: &impl Attrs) -> FileAttr {
+    let [atime, mtime, ctime] = m.st_times();
     FileAttr {
         ino: INodeNo(ino),
-        size: m.size(),
-        blocks: m.blocks(),
-        atime: system_time(m.atime(), m.atime_nsec()),
-        mtime: system_time(m.mtime(), m.mtime_nsec()),
-        ctime: system_time(m.ctime(), m.ctime_nsec()),
+        size: m.st_size(),
+        blocks: m.st_blocks(),
+        atime: system_time(atime.0, atime.1),
+        mtime: system_time(mtime.0, mtime.1),
+        ctime: system_time(ctime.0, ctime.1),
         crtime: UNIX_EPOCH,
-        kind: file_type(Kind::of(m.file_type())),
-        perm: (m.mode() & 0o7777) as u16,
-        nlink: m.nlink() as u32,
-        uid: m.uid(),
-        gid: m.gid(),
-        rdev: m.rdev() as u32,
-        blksize: m.blksize() as u32,
+        kind: file_type(m.kind()),
+        perm: (m.st_mode() & 0o7777) as u16,
+        nlink: m.st_nlink() as u32,
+        uid: m.st_uid(),
+        gid: m.st_gid(),
+        rdev: m.st_rdev() as u32,
+        blksize: m.st_blksize() as u32,
         flags: 0,
     }
 }
@@ -1040,17 +1053,20 @@ impl UnionFs {
         }
     }
 
-    fn list_dir(&self, st: &mut State, node: u64) -> io::Result<Vec<(u64, FileType, OsString)>> {
+    fn list_dir(&self, st: &mut State, node: u64) -> io::Result<Vec<DirItem>> {
         let (rel, layers) = self.dir_layers(st, node)?;
         let parent = st
             .nodes
             .get(&node)
             .and_then(|n| n.names.first())
             .map_or(ROOT, |(p, _)| *p);
-        let mut out = vec![
-            (node, FileType::Directory, OsString::from(".")),
-            (parent, FileType::Directory, OsString::from("..")),
-        ];
+        let dir = |node, name: &str| DirItem {
+            node,
+            kind: FileType::Directory,
+            name: OsString::from(name),
+            attr: None,
+        };
+        let mut out = vec![dir(node, "."), dir(parent, "..")];
         for e in self.stack.read_dir_in(&layers, &rel)? {
             let key = if Some(e.layer) != self.stack.upper() && e.kind != Kind::Dir && e.nlink > 1 {
                 Key::Name(node, e.name.clone())
@@ -1058,7 +1074,13 @@ impl UnionFs {
                 Key::Inode(e.dev_ino.0, e.dev_ino.1)
             };
             let ino = st.node_for(key, node, &e.name);
-            out.push((ino, file_type(e.kind), e.name));
+            let attr = (e.kind != Kind::Dir).then(|| self.shown(attr_of(ino, &e.meta)));
+            out.push(DirItem {
+                node: ino,
+                kind: file_type(e.kind),
+                name: e.name,
+                attr,
+            });
         }
         Ok(out)
     }
@@ -1423,7 +1445,7 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         match self.list_dir(&mut st, ino.0) {
             Ok(list) => {
-                let fh = st.add_handle(Handle::Dir(list));
+                let fh = st.add_handle(Handle::Dir(std::sync::Arc::new(list)));
                 reply.opened(FileHandle(fh), FopenFlags::empty());
             }
             Err(e) => reply.error(err(e)),
@@ -1442,8 +1464,8 @@ impl Filesystem for UnionFs {
         let Some(Handle::Dir(list)) = st.handles.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+        for (i, item) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(item.node), (i + 1) as u64, item.kind, &item.name) {
                 break;
             }
         }
@@ -1463,21 +1485,26 @@ impl Filesystem for UnionFs {
             return reply.error(Errno::EBADF);
         };
         let list = list.clone();
-        let dir_attr = self.node_attr(&mut st, ino.0);
-        for (i, (node, _, name)) in list.iter().enumerate().skip(offset as usize) {
+        // "." and ".." come first: the directory's own attributes only for them.
+        let dir_attr = (offset < 2)
+            .then(|| self.node_attr(&mut st, ino.0).ok())
+            .flatten();
+        for (i, item) in list.iter().enumerate().skip(offset as usize) {
             // The attributes a lookup would give, sent along with the name.
-            let attr = match name.as_encoded_bytes() {
-                b"." | b".." => dir_attr.as_ref().ok().map(|a| FileAttr {
-                    ino: INodeNo(*node),
-                    ..*a
+            let attr = match item.name.as_encoded_bytes() {
+                b"." | b".." => dir_attr.map(|a| FileAttr {
+                    ino: INodeNo(item.node),
+                    ..a
                 }),
-                _ => self.entry_attr(&mut st, ino.0, name).ok(),
+                _ => item
+                    .attr
+                    .or_else(|| self.entry_attr(&mut st, ino.0, &item.name).ok()),
             };
             let Some(attr) = attr else { continue };
             if reply.add(
                 INodeNo(attr.ino.0),
                 (i + 1) as u64,
-                name,
+                &item.name,
                 &ttl(&attr),
                 &attr,
                 Generation(0),

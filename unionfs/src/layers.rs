@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -23,7 +24,155 @@ pub enum Kind {
     BlockDevice,
 }
 
+/// A file's attributes as a layer holds them, from either stat(2) form
+/// (std's `Metadata`, or [`Stat`] from a listing's `fstatat`).
+pub trait Attrs {
+    fn st_dev(&self) -> u64;
+    fn st_ino(&self) -> u64;
+    fn st_mode(&self) -> u32;
+    fn st_nlink(&self) -> u64;
+    fn st_uid(&self) -> u32;
+    fn st_gid(&self) -> u32;
+    fn st_rdev(&self) -> u64;
+    fn st_size(&self) -> u64;
+    fn st_blksize(&self) -> u64;
+    fn st_blocks(&self) -> u64;
+    /// atime, mtime, ctime: seconds and nanoseconds.
+    fn st_times(&self) -> [(i64, i64); 3];
+
+    fn kind(&self) -> Kind {
+        Kind::of_mode(self.st_mode())
+    }
+}
+
+impl Attrs for Metadata {
+    fn st_dev(&self) -> u64 {
+        self.dev()
+    }
+    fn st_ino(&self) -> u64 {
+        self.ino()
+    }
+    fn st_mode(&self) -> u32 {
+        self.mode()
+    }
+    fn st_nlink(&self) -> u64 {
+        self.nlink()
+    }
+    fn st_uid(&self) -> u32 {
+        self.uid()
+    }
+    fn st_gid(&self) -> u32 {
+        self.gid()
+    }
+    fn st_rdev(&self) -> u64 {
+        self.rdev()
+    }
+    fn st_size(&self) -> u64 {
+        self.size()
+    }
+    fn st_blksize(&self) -> u64 {
+        self.blksize()
+    }
+    fn st_blocks(&self) -> u64 {
+        self.blocks()
+    }
+    fn st_times(&self) -> [(i64, i64); 3] {
+        [
+            (self.atime(), self.atime_nsec()),
+            (self.mtime(), self.mtime_nsec()),
+            (self.ctime(), self.ctime_nsec()),
+        ]
+    }
+}
+
+/// What `fstatat(2)` says of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub size: u64,
+    pub blksize: u64,
+    pub blocks: u64,
+    pub times: [(i64, i64); 3],
+}
+
+impl Stat {
+    pub fn from_raw(st: &libc::stat) -> Stat {
+        Stat {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+            nlink: st.st_nlink,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev,
+            size: st.st_size as u64,
+            blksize: st.st_blksize as u64,
+            blocks: st.st_blocks as u64,
+            times: [
+                (st.st_atime, st.st_atime_nsec),
+                (st.st_mtime, st.st_mtime_nsec),
+                (st.st_ctime, st.st_ctime_nsec),
+            ],
+        }
+    }
+}
+
+impl Attrs for Stat {
+    fn st_dev(&self) -> u64 {
+        self.dev
+    }
+    fn st_ino(&self) -> u64 {
+        self.ino
+    }
+    fn st_mode(&self) -> u32 {
+        self.mode
+    }
+    fn st_nlink(&self) -> u64 {
+        self.nlink
+    }
+    fn st_uid(&self) -> u32 {
+        self.uid
+    }
+    fn st_gid(&self) -> u32 {
+        self.gid
+    }
+    fn st_rdev(&self) -> u64 {
+        self.rdev
+    }
+    fn st_size(&self) -> u64 {
+        self.size
+    }
+    fn st_blksize(&self) -> u64 {
+        self.blksize
+    }
+    fn st_blocks(&self) -> u64 {
+        self.blocks
+    }
+    fn st_times(&self) -> [(i64, i64); 3] {
+        self.times
+    }
+}
+
 impl Kind {
+    /// The kind a `st_mode` names.
+    pub fn of_mode(mode: u32) -> Kind {
+        match mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFCHR => Kind::CharDevice,
+            libc::S_IFBLK => Kind::BlockDevice,
+            _ => Kind::File,
+        }
+    }
+
     pub fn of(ft: std::fs::FileType) -> Kind {
         use std::os::unix::fs::FileTypeExt;
         if ft.is_dir() {
@@ -85,7 +234,7 @@ pub struct Entry {
 }
 
 /// One name of a merged directory listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DirEntry {
     pub name: OsString,
     pub kind: Kind,
@@ -94,6 +243,8 @@ pub struct DirEntry {
     pub dev_ino: (u64, u64),
     /// Its link count in its layer.
     pub nlink: u64,
+    /// Its attributes in its layer, as the listing found them.
+    pub meta: Stat,
 }
 
 impl Stack {
@@ -288,7 +439,7 @@ impl Stack {
                 }
                 Err(e) => return Err(e),
                 Ok(meta) => {
-                    if format::is_whiteout(&path, &meta, || format::dir_mark(&pdir)) {
+                    if format::is_whiteout(|| path.clone(), &meta, || format::dir_mark(&pdir)) {
                         break;
                     }
                     if !meta.is_dir() {
@@ -333,12 +484,25 @@ impl Stack {
             let oci = Some(l) != self.upper();
             let mark = format::dir_mark_in(&dir, oci);
             let mut hidden_below = Vec::new();
-            for item in std::fs::read_dir(&dir)? {
-                let item = item?;
-                if self.is_hidden(l, &item.path()) {
+            // The directory open, its entries stat'ed relative to it.
+            let mut handle = nix::dir::Dir::open(
+                &dir,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&handle);
+            // SAFETY: `handle` owns the descriptor and outlives `dirfd`.
+            let dirfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            for item in handle.iter() {
+                let item = item.map_err(io::Error::from)?;
+                let name = OsStr::from_bytes(item.file_name().to_bytes());
+                if name == "." || name == ".." {
                     continue;
                 }
-                let name = item.file_name();
+                if !self.hidden.is_empty() && self.is_hidden(l, &dir.join(name)) {
+                    continue;
+                }
                 let text = name.to_string_lossy();
                 if oci && text == format::OCI_OPAQUE_MARKER {
                     continue;
@@ -347,24 +511,27 @@ impl Stack {
                     hidden_below.push(OsString::from(hidden));
                     continue;
                 }
-                if !seen.insert(name.clone()) {
+                if seen.contains(name) {
                     continue;
                 }
-                let meta = match item.path().symlink_metadata() {
+                let meta = match crate::sys::stat_at(dirfd, name) {
                     Ok(m) => m,
                     // Gone between getdents and lstat (a live lower layer).
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 };
-                if format::is_whiteout(&item.path(), &meta, || mark) {
+                let name = name.to_os_string();
+                seen.insert(name.clone());
+                if format::is_whiteout(|| dir.join(&name), &meta, || mark) {
                     continue;
                 }
                 out.push(DirEntry {
                     name,
-                    kind: Kind::of(meta.file_type()),
+                    kind: meta.kind(),
                     layer: l,
-                    dev_ino: (meta.dev(), meta.ino()),
-                    nlink: meta.nlink(),
+                    dev_ino: (meta.dev, meta.ino),
+                    nlink: meta.nlink,
+                    meta,
                 });
             }
             seen.extend(hidden_below);

@@ -30,3 +30,26 @@ pub fn set_xattr(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> io::Res
         Ok(())
     }
 }
+
+/// `fstatat(2)` of `name` in directory `dir`, not following a symlink:
+/// one path component to walk instead of the whole path.
+pub fn stat_at(dir: std::os::fd::BorrowedFd, name: &OsStr) -> io::Result<crate::layers::Stat> {
+    use std::os::fd::AsRawFd;
+    let n = cstr(name.as_bytes())?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `n` is NUL-terminated and outlives the call; `st` has room
+    // for the struct fstatat fills.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat succeeded, so it filled the struct.
+    Ok(crate::layers::Stat::from_raw(&unsafe { st.assume_init() }))
+}
