@@ -229,6 +229,18 @@ impl SandboxConfig {
             }
         }
 
+        if args.vm {
+            // The guest mounts its own kernel filesystems over these.
+            for op in &mounts {
+                let (MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst }) = op;
+                if ["/proc", "/sys", "/dev"].iter().any(|k| dst.starts_with(k)) {
+                    return Err(Error::usage(format!(
+                        "--vm: a mount on {} would be hidden by the guest's own /proc, /sys or /dev",
+                        dst.display()
+                    )));
+                }
+            }
+        }
         let vm = if args.vm {
             let mut vm = crate::vm::VmConfig::from_args(
                 &args,
@@ -236,12 +248,12 @@ impl SandboxConfig {
                 &env,
                 crate::security::Security::for_vmm(&args)?,
             )?;
-            crate::vm::finish_config(&mut vm, &publish);
             vm.guest.confine = security.for_guest();
             vm.guest.fallback_dirs = fallback_dirs
                 .iter()
                 .map(|d| d.as_os_str().as_bytes().to_vec())
                 .collect();
+            crate::vm::finish_config(&mut vm, &publish)?;
             Some(Box::new(vm))
         } else {
             None

@@ -114,6 +114,12 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         // SAFETY: closing the report pipe this process holds a copy of; the
         // supervisor reports its own errors on stderr.
         unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(report_fd)) };
+        // Nothing the caller left open reaches QEMU or virtiofsd (the
+        // kernel and initramfs are handed to QEMU on purpose).
+        let _ = sys::cloexec_from(3);
+        if cfg.new_session {
+            let _ = nix::unistd::setsid();
+        }
         crate::vm::supervise(vm);
     }
     let _ = signals::unblock_all();

@@ -96,9 +96,18 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     )
     .ctx(|| "opening the new root")?;
 
-    // With --vm the guest's kernel makes its own /proc, /sys, /dev and
-    // /tmp, and the resolver is the VMM's: only the user's mounts go in.
+    // With --vm the guest's kernel makes its own /proc, /sys and /dev,
+    // and the resolver is the VMM's.
     if cfg.vm.is_some() {
+        // /tmp is the sandbox's (the user's mounts may be under it), shared
+        // with the rest of the root.
+        mount_fresh(
+            &root,
+            "/tmp",
+            c"tmpfs",
+            &[FsOption::Value(c"mode", c"1777")],
+            NOSUID | NODEV,
+        )?;
         for op in &cfg.mounts {
             apply(&root, op)?;
         }

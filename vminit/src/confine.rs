@@ -75,6 +75,12 @@ pub fn keep_caps_across_setuid() {
 /// Confines the calling process (the command about to be exec'd).
 /// Returns warnings to print.
 pub fn apply(c: &Confinement) -> Result<Vec<String>, String> {
+    // Every capability still permitted made effective (a switch to a uid
+    // other than 0 cleared them): raising limits, banning user namespaces
+    // and dropping the bounding set all need some.
+    let data = capget()?;
+    let permitted = u64::from(data[0].permitted) | u64::from(data[1].permitted) << 32;
+    capset(permitted, permitted, 0)?;
     for (name, resource, soft, hard) in &c.rlimits {
         let lim = libc::rlimit {
             rlim_cur: *soft,
@@ -89,13 +95,9 @@ pub fn apply(c: &Confinement) -> Result<Vec<String>, String> {
         std::fs::write("/proc/sys/user/max_user_namespaces", "0")
             .map_err(|e| format!("--disable-userns: {e}"))?;
     }
+    // Then only `keep`, in every set, ambient too so that a command that
+    // is not root keeps them across exec.
     let keep: u64 = c.caps.iter().fold(0, |m, &n| m | 1u64 << n);
-    // Every capability held effective, to drop the bounding set (that needs
-    // CAP_SETPCAP), then only `keep`, in every set, ambient too so that a
-    // command that is not root keeps them across exec.
-    let data = capget()?;
-    let permitted = u64::from(data[0].permitted) | u64::from(data[1].permitted) << 32;
-    capset(permitted, permitted, 0)?;
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())

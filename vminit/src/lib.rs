@@ -12,8 +12,9 @@ pub mod landlock_policy;
 pub const PORT_NAME: &str = "burrow.0";
 /// The virtio-fs tag of the sandbox's root filesystem.
 pub const FS_TAG: &str = "root";
-/// Largest payload either side sends or accepts.
-pub const MAX_PAYLOAD: usize = 1 << 20;
+/// Largest payload either side sends or accepts (the configuration is the
+/// largest: a command line and environment, as JSON).
+pub const MAX_PAYLOAD: usize = 16 << 20;
 
 /// Host → guest.
 pub mod to_guest {
@@ -27,6 +28,8 @@ pub mod to_guest {
     pub const SIGNAL: u8 = b'K';
     /// The terminal's new size (rows, then columns: u16 LE each).
     pub const RESIZE: u8 = b'W';
+    /// The exit status arrived: the guest may power off.
+    pub const ACK: u8 = b'A';
 }
 
 /// Guest → host.

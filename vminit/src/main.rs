@@ -17,6 +17,8 @@ use burrow_vm_init::{
 };
 
 const NEWROOT: &str = "/newroot";
+/// Most input held for a command that is not reading it.
+const MAX_PENDING: usize = 1 << 20;
 const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn main() {
@@ -60,7 +62,38 @@ fn boot() -> Result<(), String> {
         None => status_frame(to_host::EXIT, code, ""),
     };
     port.write_all(&out)
-        .map_err(|e| format!("reporting the exit status: {e}"))
+        .map_err(|e| format!("reporting the exit status: {e}"))?;
+    // A port's write returns once the data is queued, not delivered: power
+    // off only once the host has the status (or has gone).
+    wait_for_ack(&mut port);
+    Ok(())
+}
+
+/// Reads the port until the host's [`to_guest::ACK`], for 3 s at most.
+fn wait_for_ack(port: &mut File) {
+    let mut reader = FrameReader::default();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let mut fds = [libc::pollfd {
+            fd: port.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: `fds` is a valid pollfd array for the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) } <= 0 {
+            continue;
+        }
+        match port.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => reader.push(&buf[..n]),
+        }
+        while let Ok(Some((kind, _))) = reader.next_frame() {
+            if kind == to_guest::ACK {
+                return;
+            }
+        }
+    }
 }
 
 type Failure = (i32, String);
@@ -172,7 +205,8 @@ fn open_port() -> Result<File, String> {
 }
 
 /// The sandbox's root at /newroot, with the guest's own kernel
-/// filesystems, hostname, network and resolver.
+/// filesystems, hostname, network and resolver. (/tmp, and the user's
+/// mounts under it, come from the host with the root.)
 fn setup(cfg: &GuestConfig) -> Result<(), Failure> {
     mount(FS_TAG, NEWROOT, "virtiofs", "").map_err(setup_err)?;
     for (src, dst, fstype, data) in [
@@ -186,7 +220,6 @@ fn setup(cfg: &GuestConfig) -> Result<(), Failure> {
             "newinstance,ptmxmode=0666",
         ),
         ("tmpfs", "/newroot/dev/shm", "tmpfs", "mode=1777"),
-        ("tmpfs", "/newroot/tmp", "tmpfs", "mode=1777"),
     ] {
         mount(src, dst, fstype, data).map_err(setup_err)?;
     }
@@ -213,6 +246,34 @@ fn setup(cfg: &GuestConfig) -> Result<(), Failure> {
         .map_err(|e| setup_err(format!("writing resolv.conf: {e}")))?;
         if std::path::Path::new("/newroot/etc/resolv.conf").exists() {
             bind("/run-burrow/resolv.conf", "/newroot/etc/resolv.conf").map_err(setup_err)?;
+        }
+    }
+    switch_root().map_err(setup_err)
+}
+
+/// Makes /newroot the root of the mount namespace (the initramfs cannot
+/// be pivoted away, so it is covered instead): a root the command could
+/// not tell from a real one — a chroot would, and the kernel would refuse
+/// it new user namespaces.
+fn switch_root() -> Result<(), String> {
+    let fail = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: NUL-terminated paths; no data argument for a move.
+    unsafe {
+        if libc::chdir(c"/newroot".as_ptr()) != 0 {
+            return Err(fail("entering /newroot"));
+        }
+        if libc::mount(
+            c".".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(fail("moving the root"));
+        }
+        if libc::chroot(c".".as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(fail("entering the root"));
         }
     }
     Ok(())
@@ -386,8 +447,8 @@ fn run_command(
             (stdio, ChildEnds::Pipes([in_r, out_w, err_w]))
         }
     };
-    // SAFETY: fork in a single-threaded process; the child only makes
-    // system calls before exec.
+    // SAFETY: this init is single-threaded, so the child may allocate and
+    // use the standard library until it execs.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(setup_err(format!(
@@ -424,7 +485,7 @@ fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd), String> {
     // SAFETY: a NUL-terminated path; the descriptor is owned below.
     let m = unsafe {
         libc::open(
-            c"/newroot/dev/pts/ptmx".as_ptr(),
+            c"/dev/pts/ptmx".as_ptr(),
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     };
@@ -450,7 +511,7 @@ fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd), String> {
             return Err(fail("setting up the terminal"));
         }
     }
-    let path = cstr(&format!("/newroot/dev/pts/{n}"));
+    let path = cstr(&format!("/dev/pts/{n}"));
     // SAFETY: a NUL-terminated path; the descriptor is owned below.
     let s = unsafe {
         libc::open(
@@ -502,14 +563,19 @@ fn exec_child(
             return (125, format!("dup2: {}", std::io::Error::last_os_error()));
         }
     }
-    // SAFETY: chroot/chdir take NUL-terminated strings.
+    // The command starts with every signal at its default and none
+    // blocked (this init, a Rust program, ignores SIGPIPE).
+    // SAFETY: signal and sigprocmask with valid arguments; the set is
+    // initialised by sigemptyset.
     unsafe {
-        if libc::chroot(c"/newroot".as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-            return (
-                125,
-                format!("entering the root: {}", std::io::Error::last_os_error()),
-            );
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
         }
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
     let dirs = cfg.cwd.iter().chain(cfg.fallback_dirs.iter());
     let mut cwd = b"/".to_vec();
@@ -676,10 +742,14 @@ fn relay(
     let mut buf = vec![0u8; 64 * 1024];
     let mut status = None;
     loop {
+        // Input waiting for the command is bounded: past it the port is
+        // not read, and the host holds back (virtio-serial's own flow
+        // control).
+        let take_input = pending.len() < MAX_PENDING;
         let mut fds = vec![
             libc::pollfd {
                 fd: port.as_raw_fd(),
-                events: libc::POLLIN,
+                events: if take_input { libc::POLLIN } else { 0 },
                 revents: 0,
             },
             libc::pollfd {
@@ -720,7 +790,7 @@ fn relay(
         // command existed.)
         while let Some((kind, payload)) = reader.next_frame().map_err(|e| e.to_string())? {
             match kind {
-                to_guest::STDIN => pending.extend_from_slice(&payload),
+                to_guest::STDIN if stdin.is_some() => pending.extend_from_slice(&payload),
                 // A terminal has no end of input: ^D is the user's to type.
                 to_guest::STDIN_EOF if !tty => stdin_eof = true,
                 to_guest::SIGNAL => {
@@ -766,8 +836,10 @@ fn relay(
         if stdin_eof && pending.is_empty() {
             stdin = None; // the command sees end of file
         }
+        // One read per stream and round: a command that writes without
+        // pause must not keep the loop from the port and its exit.
         for (fd, kind) in outs.iter_mut() {
-            forward(fd, *kind, port, &mut buf)?;
+            forward(fd, *kind, port, &mut buf, 1)?;
         }
         // The command, and any orphan re-parented to pid 1.
         reap_all(pid, &mut status);
@@ -775,21 +847,24 @@ fn relay(
             // What the command wrote before it exited, and no more than
             // that: a background process may hold the pipes open.
             for (fd, kind) in outs.iter_mut() {
-                forward(fd, *kind, port, &mut buf)?;
+                forward(fd, *kind, port, &mut buf, 64)?;
             }
             return Ok(code);
         }
     }
 }
 
-/// Sends what `fd` has to the host; closes it at end of file.
+/// Sends what `fd` has to the host, in at most `max_reads` reads; closes
+/// it at end of file.
 fn forward(
     fd: &mut Option<OwnedFd>,
     kind: u8,
     port: &mut File,
     buf: &mut [u8],
+    max_reads: usize,
 ) -> Result<(), String> {
-    while let Some(f) = fd {
+    for _ in 0..max_reads {
+        let Some(f) = fd else { break };
         // SAFETY: the pointer and length describe `buf`.
         let n = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         match n {

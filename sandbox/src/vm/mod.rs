@@ -71,6 +71,8 @@ pub struct VmConfig {
     pub initrd_fd: RawFd,
     pub accel: VmAccel,
     pub boot_timeout: Duration,
+    /// Whether a silent console means a stuck boot.
+    pub watch_console: bool,
     pub kernel_args: String,
     pub memory_mib: u64,
     pub cpus: u32,
@@ -99,6 +101,12 @@ impl VmConfig {
                 "--vm needs the subordinate id ranges (virtiofsd serves the guest's users): \
                  drop --map-users none",
             ));
+        }
+        if !(1..=3600).contains(&args.vm_boot_timeout) {
+            return Err(Error::usage(format!(
+                "--vm-boot-timeout {}: between 1 and 3600 seconds",
+                args.vm_boot_timeout
+            )));
         }
         let kernel = args
             .vm_kernel
@@ -154,7 +162,15 @@ impl VmConfig {
             kernel_fd: kernel_file.into_raw_fd(),
             initrd_fd: initrd.into_raw_fd(),
             accel: args.vm_accel,
-            boot_timeout: Duration::from_secs(args.vm_boot_timeout.max(1)),
+            boot_timeout: Duration::from_secs(args.vm_boot_timeout),
+            // Kernel arguments that quiet the console leave the stall
+            // watch nothing to watch.
+            watch_console: !args
+                .vm_kernel_args
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .any(|a| a == "quiet" || a.starts_with("loglevel=") || a.starts_with("console=")),
             kernel_args: args.vm_kernel_args.clone().unwrap_or_default(),
             memory_mib,
             cpus,
@@ -202,8 +218,8 @@ fn is_static_elf(b: &[u8]) -> bool {
     let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
     let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
     (0..phnum).all(|i| {
-        let at = phoff + i * phentsize;
-        b.get(at..at + 4)
+        let at = i.checked_mul(phentsize).and_then(|o| o.checked_add(phoff));
+        at.and_then(|at| b.get(at..at.checked_add(4)?))
             .is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != libc::PT_INTERP)
     })
 }
@@ -242,8 +258,20 @@ fn build_initrd(init: &Path, modules: &Path) -> Result<std::fs::File> {
 }
 
 /// The guest's settings that depend on the sandbox's network.
-pub fn finish_config(vm: &mut VmConfig, publish: &[(std::net::SocketAddr, u16, bool)]) {
+pub fn finish_config(
+    vm: &mut VmConfig,
+    publish: &[(std::net::SocketAddr, u16, bool)],
+) -> Result<()> {
     vm.forwards = publish.iter().map(|&(_, port, udp)| (port, udp)).collect();
+    let size = serde_json::to_vec(&vm.guest).map_or(0, |v| v.len());
+    if size > burrow_vm_init::MAX_PAYLOAD {
+        return Err(Error::usage(format!(
+            "--vm: the command line and environment are too large for the guest ({} MiB as sent, at most {})",
+            size >> 20,
+            burrow_vm_init::MAX_PAYLOAD >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// A way to run the guest. QEMU's `microvm` is the one there is; another
@@ -375,11 +403,16 @@ fn run(vm: &VmConfig) -> Result<i32> {
     }
     let run_dir = Path::new(RUN_DIR);
     let ctl = run_dir.join("ctl.sock");
-    let listener =
-        UnixListener::bind(&ctl).map_err(|e| Error::usage(format!("--vm: control socket: {e}")))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::usage(format!("--vm: control socket: {e}")))?;
+    // A socket of its own for each boot: a VMM that died early must not
+    // leave its connection for the next one to find.
+    let listen = || -> Result<UnixListener> {
+        let _ = std::fs::remove_file(&ctl);
+        let l = UnixListener::bind(&ctl)
+            .map_err(|e| Error::usage(format!("--vm: control socket: {e}")))?;
+        l.set_nonblocking(true)
+            .map_err(|e| Error::usage(format!("--vm: control socket: {e}")))?;
+        Ok(l)
+    };
     let accels = match vm.accel {
         VmAccel::Tcg => vec![Accel::Tcg],
         VmAccel::Kvm => {
@@ -412,8 +445,9 @@ fn run(vm: &VmConfig) -> Result<i32> {
         let why = loop {
             boots += 1;
             let started = Instant::now();
+            let listener = listen()?;
             let mut machine = backend.start(vm, accel, run_dir, &ctl)?;
-            match wait_ready(&listener, &mut machine, deadline) {
+            match wait_ready(&listener, &mut machine, deadline, vm.watch_console) {
                 Ok((stream, reader)) => {
                     let booted = started.elapsed();
                     let code = relay::run(vm, stream, reader, machine)?;
@@ -474,6 +508,7 @@ fn wait_ready(
     listener: &UnixListener,
     machine: &mut Machine,
     deadline: Instant,
+    watch_console: bool,
 ) -> std::result::Result<(std::os::unix::net::UnixStream, FrameReader), NotReady> {
     let mut stream = None;
     let mut reader = FrameReader::default();
@@ -498,7 +533,7 @@ fn wait_ready(
                 machine.console_tail()
             )));
         }
-        if console_grew.elapsed() >= STALL {
+        if watch_console && console_grew.elapsed() >= STALL {
             return Err(NotReady::Stalled(format!(
                 "the guest's console was silent for {} s{}",
                 STALL.as_secs(),

@@ -30,9 +30,12 @@ impl Qemu {
     /// tree at the same paths).
     pub fn find() -> Result<Self> {
         let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        // The VM supervisor sees the host's tree but its own /tmp, /run,
+        // /dev and /proc, and starts in /: an absolute path outside those.
+        let own = ["/tmp", "/run", "/dev", "/proc"];
         let qemu = std::env::split_paths(&path)
-            .map(|d| d.join("qemu-system-x86_64"))
-            .find(|p| p.is_file() && !p.starts_with("/tmp"))
+            .filter_map(|d| d.join("qemu-system-x86_64").canonicalize().ok())
+            .find(|p| p.is_file() && !own.iter().any(|o| p.starts_with(o)))
             .ok_or_else(|| {
                 Error::usage("--vm needs qemu-system-x86_64 (Debian: apt install qemu-system-x86)")
             })?;
@@ -163,24 +166,16 @@ fn fd_path(fd: RawFd) -> String {
     format!("/proc/self/fd/{fd}")
 }
 
-/// Lets `fd` pass to the programs the supervisor starts.
-fn inherit(fd: RawFd) -> Result<()> {
-    // SAFETY: fcntl on a descriptor this process holds for the whole run.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
-        return Err(Error::usage(format!(
-            "--vm: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
-}
-
 fn log_file(path: &Path) -> Result<std::fs::File> {
     std::fs::File::create(path).map_err(|e| Error::usage(format!("--vm: {}: {e}", path.display())))
 }
 
 fn spawn(cmd: &mut Command, what: &str, log: &Path) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
     crate::sys::killed_with_parent(cmd)
+        // Out of the terminal's foreground group: a ^C there is the
+        // command's (relayed into the guest), not the VMM's.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log_file(log)?)
         .stderr(log_file(log)?)
@@ -216,13 +211,23 @@ impl Backend for Qemu {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        inherit(vm.kernel_fd)?;
-        inherit(vm.initrd_fd)?;
-        let qemu = spawn(
-            &mut self.qemu_command(vm, accel, &fs, ctl, &console),
-            "qemu-system-x86_64",
-            &vmm_log,
-        )?;
+        let mut cmd = self.qemu_command(vm, accel, &fs, ctl, &console);
+        let (kernel, initrd) = (vm.kernel_fd, vm.initrd_fd);
+        // SAFETY: the closure runs between fork and exec and only makes
+        // fcntl calls: the kernel and initramfs descriptors pass to QEMU
+        // alone.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                for fd in [kernel, initrd] {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let qemu = spawn(&mut cmd, "qemu-system-x86_64", &vmm_log)?;
         // The VMM first: its exit ends the VM.
         machine.children.insert(0, qemu);
         machine.logs.insert(0, vmm_log);

@@ -31,10 +31,27 @@ fn lost(machine: &mut Machine, what: &str) -> Error {
     }
 }
 
+/// Most bytes waiting to go to the guest before burrow stops reading its
+/// standard input (the guest bounds what it holds the same way).
+const MAX_QUEUED: usize = 256 << 10;
+
+fn pidfd(pid: u32) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(Error::usage(format!(
+            "--vm: pidfd_open: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: a new descriptor owned here alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
 /// Relays until the guest reports the command's status; returns it.
 pub fn run(
     vm: &VmConfig,
-    mut port: UnixStream,
+    port: UnixStream,
     mut reader: FrameReader,
     mut machine: Machine,
 ) -> Result<i32> {
@@ -46,22 +63,23 @@ pub fn run(
         None
     };
     let config = serde_json::to_vec(&guest).map_err(|e| Error::usage(e.to_string()))?;
-    port.write_all(&frame(to_guest::CONFIG, &config))
-        .map_err(|_| lost(&mut machine, "the VM closed its control port"))?;
+    // Writes to the guest never block: they queue, and go as the port
+    // takes them, so that burrow always reads what the guest sends.
+    port.set_nonblocking(true)
+        .map_err(|e| Error::usage(format!("--vm: control port: {e}")))?;
+    let mut port = port;
+    let mut queue = frame(to_guest::CONFIG, &config);
     // Signals burrow relays to pid 1, and pid 1 to us: on to the command.
     let signals = SignalFd::with_flags(&crate::signals::waited_set(), SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Error::usage(format!("--vm: signalfd: {}", e.desc())))?;
-    // SAFETY: pidfd_open takes a pid and flags.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, machine.children[0].id(), 0) };
-    if raw < 0 {
-        return Err(Error::usage(format!(
-            "--vm: pidfd_open: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: a new descriptor owned here alone.
-    let vmm = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    // The VMM and its helpers: the VM is gone when any of them is.
+    let children: Vec<OwnedFd> = machine
+        .children
+        .iter()
+        .map(|c| pidfd(c.id()))
+        .collect::<Result<_>>()?;
     let mut stdin_open = true;
+    let mut stdout_open = true;
     let mut buf = vec![0u8; 64 * 1024];
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
@@ -71,8 +89,15 @@ pub fn run(
             .map_err(|e| Error::usage(format!("--vm: the guest: {e}")))?
         {
             match kind {
-                to_host::STDOUT => {
-                    let _ = stdout.write_all(&payload).and_then(|()| stdout.flush());
+                to_host::STDOUT if stdout_open => {
+                    if let Err(e) = stdout.write_all(&payload).and_then(|()| stdout.flush()) {
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            // Nobody reads burrow's output any more: the
+                            // command learns it as it would without a VM.
+                            stdout_open = false;
+                            queue.extend(status_frame(to_guest::SIGNAL, libc::SIGPIPE, ""));
+                        }
+                    }
                 }
                 to_host::STDERR => {
                     let _ = stderr.write_all(&payload);
@@ -83,7 +108,10 @@ pub fn run(
                         let _ = writeln!(stderr, "burrow: {msg}");
                     }
                     let _ = stdout.flush();
-                    // The guest powers off once it has reported.
+                    // The guest powers off once it knows the status arrived.
+                    let _ = port.set_nonblocking(false);
+                    let _ = port.write_all(&queue);
+                    let _ = port.write_all(&frame(to_guest::ACK, &[]));
                     let deadline = Instant::now() + Duration::from_secs(3);
                     while machine.exited().is_none() && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(10));
@@ -93,15 +121,11 @@ pub fn run(
                 _ => {}
             }
         }
-        let mut fds = [
+        let read_stdin = stdin_open && queue.len() < MAX_QUEUED;
+        let mut fds = vec![
             libc::pollfd {
                 fd: port.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: vmm.as_raw_fd(),
-                events: libc::POLLIN,
+                events: libc::POLLIN | if queue.is_empty() { 0 } else { libc::POLLOUT },
                 revents: 0,
             },
             libc::pollfd {
@@ -110,47 +134,67 @@ pub fn run(
                 revents: 0,
             },
             libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
+                fd: if read_stdin { 0 } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
+        for c in &children {
+            fds.push(libc::pollfd {
+                fd: c.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         // SAFETY: `fds` is a valid pollfd array for the call.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             continue; // EINTR
         }
-        if fds[0].revents != 0 {
+        if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
             match port.read(&mut buf) {
-                Ok(0) | Err(_) => return Err(lost(&mut machine, "the VM closed its control port")),
+                Ok(0) => return Err(lost(&mut machine, "the VM closed its control port")),
                 Ok(n) => reader.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(lost(&mut machine, "the VM closed its control port")),
             }
-            continue; // frames first: the status may have arrived with the VMM's exit
+            continue; // frames first: the status may have come with the VM's end
         }
-        if fds[1].revents != 0 {
+        if !queue.is_empty() && fds[0].revents & libc::POLLOUT != 0 {
+            match port.write(&queue) {
+                Ok(n) => {
+                    queue.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(lost(&mut machine, "the VM closed its control port")),
+            }
+        }
+        if fds[3..].iter().any(|f| f.revents != 0) {
             return Err(lost(&mut machine, "the VM stopped"));
         }
-        if fds[2].revents != 0 {
+        if fds[1].revents != 0 {
             if let Ok(Some(info)) = signals.read_signal() {
                 let sig = info.ssi_signo as i32;
                 if vm.tty && sig == libc::SIGWINCH {
                     let (rows, cols) = terminal_size();
-                    let _ = port.write_all(&resize_frame(rows, cols));
+                    queue.extend(resize_frame(rows, cols));
                 } else if sig != libc::SIGCHLD {
-                    let _ = port.write_all(&status_frame(to_guest::SIGNAL, sig, ""));
+                    queue.extend(status_frame(to_guest::SIGNAL, sig, ""));
                 }
             }
         }
-        if fds[3].revents != 0 {
+        if fds[2].revents != 0 {
             // SAFETY: the pointer and length describe `buf`.
             let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-            let out = if n > 0 {
-                frame(to_guest::STDIN, &buf[..n as usize])
-            } else {
+            if n > 0 {
+                queue.extend(frame(to_guest::STDIN, &buf[..n as usize]));
+            } else if n == 0
+                || !matches!(
+                    std::io::Error::last_os_error().raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN)
+                )
+            {
                 stdin_open = false;
-                frame(to_guest::STDIN_EOF, &[])
-            };
-            if port.write_all(&out).is_err() {
-                return Err(lost(&mut machine, "the VM closed its control port"));
+                queue.extend(frame(to_guest::STDIN_EOF, &[]));
             }
         }
     }
