@@ -305,6 +305,16 @@ fn admin_of_initial_namespace() -> bool {
     initial && nix::unistd::geteuid().is_root()
 }
 
+/// Lazily unmounts a mount point when dropped (a failed assertion must
+/// not leave the mount behind).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// FUSE passthrough is for real root only: `make test` runs this one test
 /// a second time as root (scripts/run-tests.sh); as the unprivileged
 /// account it is skipped.
@@ -328,6 +338,7 @@ fn passthrough_as_real_root() {
                 .current_dir(t.path()),
         );
         assert_eq!(out.code, 0, "{out:?}");
+        let _unmount = Unmount(m.clone());
         // Reads and writes through the mount, whoever serves them.
         assert_eq!(std::fs::read(m.join("big")).unwrap(), vec![7u8; 3 << 20]);
         std::fs::write(m.join("new"), "one\n").unwrap();
@@ -346,6 +357,8 @@ fn passthrough_as_real_root() {
         // writer's would be the copy, which the kernel does not allow for
         // one inode: EBUSY until the reader closes. Served, it just works.
         let reader = std::fs::File::open(m.join("file")).unwrap();
+        // (Reading the backing file's content through passthrough.)
+        assert_eq!(std::io::read_to_string(&reader).unwrap(), "from lower\n");
         let second = std::fs::OpenOptions::new()
             .append(true)
             .open(m.join("file"));

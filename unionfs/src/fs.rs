@@ -1307,13 +1307,28 @@ impl Filesystem for UnionFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mut st = self.lock();
+        let mut tries = 0;
         match self.open_file(&mut st, ino.0, flags.0) {
-            Ok(file) => {
-                let backing =
+            Ok(mut file) => {
+                let backing = loop {
                     match self.backing_for(&mut st, ino.0, &file, |f| reply.open_backing(f)) {
-                        Ok(b) => b,
+                        Ok(b) => break b,
+                        // The kernel drops a closed file's backing at once
+                        // but tells this server later (RELEASE comes in the
+                        // background): give that release a moment.
+                        Err(Errno::EBUSY) if tries < 100 => {
+                            tries += 1;
+                            drop(st);
+                            std::thread::sleep(Duration::from_millis(1));
+                            st = self.lock();
+                            file = match self.open_file(&mut st, ino.0, flags.0) {
+                                Ok(f) => f,
+                                Err(e) => return reply.error(err(e)),
+                            };
+                        }
                         Err(e) => return reply.error(e),
-                    };
+                    }
+                };
                 let fh = st.add_handle(Handle::File(std::sync::Arc::new(file), ino.0));
                 self.note_handle(&mut st, fh, backing.as_ref());
                 match backing {
