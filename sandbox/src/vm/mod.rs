@@ -482,7 +482,8 @@ fn run(vm: &VmConfig) -> Result<i32> {
         return Err(Error::Sandbox {
             code: EXIT_SETUP,
             msg: format!(
-                "--vm: the guest did not start (accel {}, {boots} boot{}): {why}",
+                "--vm: the guest did not start ({}, accel {}, {boots} boot{}): {why}",
+                backend.name(),
                 accel.name(),
                 if boots == 1 { "" } else { "s" }
             ),
