@@ -101,13 +101,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     if cfg.vm.is_some() {
         // /tmp is the sandbox's (the user's mounts may be under it), shared
         // with the rest of the root.
-        mount_fresh(
-            &root,
-            "/tmp",
-            c"tmpfs",
-            &[FsOption::Value(c"mode", c"1777")],
-            NOSUID | NODEV,
-        )?;
+        mount_tmp(&root)?;
         for op in &cfg.mounts {
             apply(&root, op)?;
         }
@@ -127,13 +121,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         sys::move_mount_onto(sys_tree.as_fd(), target.as_fd()).ctx(|| "binding /sys")?;
     }
     build_dev(&root)?;
-    mount_fresh(
-        &root,
-        "/tmp",
-        c"tmpfs",
-        &[FsOption::Value(c"mode", c"1777")],
-        NOSUID | NODEV,
-    )?;
+    mount_tmp(&root)?;
 
     resolver(cfg, &root)?;
 
@@ -235,6 +223,17 @@ fn mount_fresh(
     let target = mount_point(root.as_fd(), Path::new(dst), true)?;
     let mnt = sys::new_mount(fstype, opts, attr).ctx(what)?;
     sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
+}
+
+/// A private /tmp.
+fn mount_tmp(root: &OwnedFd) -> Result<()> {
+    mount_fresh(
+        root,
+        "/tmp",
+        c"tmpfs",
+        &[FsOption::Value(c"mode", c"1777")],
+        NOSUID | NODEV,
+    )
 }
 
 /// A minimal /dev: a tmpfs with the harmless character devices bound from

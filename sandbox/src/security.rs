@@ -32,17 +32,7 @@ impl Security {
         mounts: &[MountOp],
     ) -> Result<Self> {
         let caps = caps::parse_list(&args.cap_add).map_err(Error::usage)?;
-        let seccomp = match args.seccomp.as_str() {
-            "none" => Vec::new(),
-            value => {
-                let (text, what) = seccomp::profile_text(value)?;
-                let target = seccomp::Target {
-                    caps: &caps,
-                    log: args.seccomp_log,
-                };
-                seccomp::programs(&text, &target, &what)?
-            }
-        };
+        let seccomp = seccomp_programs(args, &caps)?;
         let rlimits = args
             .rlimit
             .iter()
@@ -78,17 +68,7 @@ impl Security {
             "CHOWN,DAC_OVERRIDE,DAC_READ_SEARCH,FOWNER,FSETID,SETUID,SETGID,SETPCAP,MKNOD,SETFCAP,SYS_CHROOT,SYS_RESOURCE,NET_BIND_SERVICE",
         ])
         .map_err(Error::usage)?;
-        let seccomp = match args.seccomp.as_str() {
-            "none" => Vec::new(),
-            value => {
-                let (text, what) = seccomp::profile_text(value)?;
-                let target = seccomp::Target {
-                    caps: &caps,
-                    log: args.seccomp_log,
-                };
-                seccomp::programs(&text, &target, &what)?
-            }
-        };
+        let seccomp = seccomp_programs(args, &caps)?;
         let landlock = Landlock {
             read: vec![PathBuf::from("/")],
             exec: vec![PathBuf::from("/")],
@@ -146,6 +126,22 @@ impl Security {
             crate::sys::load_seccomp(prog).map_err(|e| format!("seccomp: {}", e.desc()))?;
         }
         Ok(warnings)
+    }
+}
+
+/// The `--seccomp` profile compiled for a process keeping `caps` (none
+/// for `--seccomp none`).
+fn seccomp_programs(args: &RunArgs, caps: &BTreeSet<Cap>) -> Result<Vec<Vec<u8>>> {
+    match args.seccomp.as_str() {
+        "none" => Ok(Vec::new()),
+        value => {
+            let (text, what) = seccomp::profile_text(value)?;
+            let target = seccomp::Target {
+                caps,
+                log: args.seccomp_log,
+            };
+            seccomp::programs(&text, &target, &what)
+        }
     }
 }
 

@@ -61,3 +61,20 @@ pub fn read_until(master: &OwnedFd, seen: &mut String, needle: &str) {
         }
     }
 }
+
+/// Resizes the terminal to 40x100, waits for the command to say so (its
+/// WINCH trap prints "resized to 40 100"), then types Ctrl-C and returns
+/// burrow's exit status.
+pub fn resize_then_interrupt(child: &mut Child, master: &OwnedFd, seen: &mut String) -> i32 {
+    let size = Winsize {
+        ws_row: 40,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer.
+    unsafe { set_winsize(std::os::fd::AsRawFd::as_raw_fd(master), &size) }.expect("TIOCSWINSZ");
+    read_until(master, seen, "resized to 40 100");
+    nix::unistd::write(master, b"\x03").unwrap(); // Ctrl-C
+    crate::exit_code(crate::wait_timeout(child, RUN_TIMEOUT))
+}

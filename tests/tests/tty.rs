@@ -1,11 +1,8 @@
 //! Interactive use on a terminal: the command gets the terminal, sees
 //! resizes, and Ctrl-C reaches it exactly as it would outside.
 
-use std::os::fd::AsRawFd;
-
-use burrow_tests::pty::{read_until, set_winsize, spawn_on_pty};
+use burrow_tests::pty::{read_until, resize_then_interrupt, spawn_on_pty};
 use burrow_tests::*;
-use nix::pty::Winsize;
 
 #[test]
 fn terminal_resize_and_ctrl_c_reach_the_command() {
@@ -17,18 +14,8 @@ fn terminal_resize_and_ctrl_c_reach_the_command() {
     ]);
     let mut seen = String::new();
     read_until(&master, &mut seen, "ready 24 80");
-    let size = Winsize {
-        ws_row: 40,
-        ws_col: 100,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer.
-    unsafe { set_winsize(master.as_raw_fd(), &size) }.expect("TIOCSWINSZ");
-    read_until(&master, &mut seen, "resized to 40 100");
-    nix::unistd::write(&master, b"\x03").unwrap(); // Ctrl-C
-    let status = wait_timeout(&mut child, RUN_TIMEOUT);
-    assert_eq!(exit_code(status), 130, "terminal showed {seen:?}");
+    let status = resize_then_interrupt(&mut child, &master, &mut seen);
+    assert_eq!(status, 130, "terminal showed {seen:?}");
 }
 
 #[test]

@@ -342,8 +342,7 @@ fn a_signal_to_burrow_reaches_the_command_in_the_guest() {
 
 #[test]
 fn on_a_terminal_the_guest_command_gets_one_that_resizes_and_takes_ctrl_c() {
-    use burrow_tests::pty::{read_until, set_winsize, spawn_on_pty};
-    use std::os::fd::AsRawFd;
+    use burrow_tests::pty::{read_until, resize_then_interrupt, spawn_on_pty};
     let Some(_g) = vm_or_skip() else { return };
     let (mut child, master) = spawn_on_pty(&[
         "--vm",
@@ -357,18 +356,8 @@ fn on_a_terminal_the_guest_command_gets_one_that_resizes_and_takes_ctrl_c() {
     // Line editing is the guest terminal's: the backspace erases.
     nix::unistd::write(&master, b"abcd\x7fe\r").unwrap();
     read_until(&master, &mut seen, "read abce");
-    let size = nix::pty::Winsize {
-        ws_row: 40,
-        ws_col: 100,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer.
-    unsafe { set_winsize(master.as_raw_fd(), &size) }.expect("TIOCSWINSZ");
-    read_until(&master, &mut seen, "resized to 40 100");
-    nix::unistd::write(&master, b"\x03").unwrap(); // Ctrl-C
-    let status = wait_timeout(&mut child, RUN_TIMEOUT);
-    assert_eq!(exit_code(status), 130, "terminal showed {seen:?}");
+    let status = resize_then_interrupt(&mut child, &master, &mut seen);
+    assert_eq!(status, 130, "terminal showed {seen:?}");
 }
 
 #[test]

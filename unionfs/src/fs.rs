@@ -196,6 +196,11 @@ fn attr_of(ino: u64, m: &impl Attrs) -> FileAttr {
 /// Whether this process may give files to other users (CAP_CHOWN in its
 /// user namespace): then new files get the requesting user's ids.
 fn has_cap_chown() -> bool {
+    effective_caps() & 1 != 0 // bit 0 is CAP_CHOWN
+}
+
+/// This process's effective capabilities, as /proc/self/status shows them.
+fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -203,7 +208,7 @@ fn has_cap_chown() -> bool {
                 .find_map(|l| l.strip_prefix("CapEff:"))
                 .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         })
-        .is_some_and(|caps| caps & 1 != 0) // bit 0 is CAP_CHOWN
+        .unwrap_or(0)
 }
 
 /// Whether this process holds CAP_SYS_ADMIN in the initial user namespace
@@ -211,14 +216,7 @@ fn has_cap_chown() -> bool {
 fn admin_of_initial_namespace() -> bool {
     let initial = std::fs::read_to_string("/proc/self/uid_map")
         .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
-    let admin = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << 21) != 0); // CAP_SYS_ADMIN
+    let admin = effective_caps() & (1 << 21) != 0; // CAP_SYS_ADMIN
     initial && admin
 }
 
