@@ -110,8 +110,6 @@ struct State {
     /// whiteouts): cached `Node::dir_layers` older than this are stale.
     layers_gen: u64,
     next_node: u64,
-    handles: HashMap<u64, Handle>,
-    next_handle: u64,
     /// With passthrough: each open node's I/O mode, and the backing file
     /// each passthrough handle holds.
     node_io: HashMap<u64, NodeIo>,
@@ -127,6 +125,7 @@ pub struct UnionFs {
     as_root: bool,
     ids: Ids,
     state: Mutex<State>,
+    handles: Mutex<Handles>,
     /// Writes to one file take turns here, by inode: in the kernel they
     /// would contend on the inode's lock by spinning, which on a small
     /// machine steals the CPU that the copy itself needs.
@@ -345,11 +344,50 @@ impl State {
         }
         self.by_name.insert((to.0, to.1.to_owned()), id);
     }
+}
 
-    fn add_handle(&mut self, h: Handle) -> u64 {
-        self.next_handle += 1;
-        self.handles.insert(self.next_handle, h);
-        self.next_handle
+/// The open files and directories the kernel holds handles to. They have a
+/// lock of their own, taken after the state's when both are needed (never
+/// the other way round): a RELEASE, which the kernel sends in the
+/// background as the next file is being opened, then never waits for that
+/// open.
+#[derive(Default)]
+struct Handles {
+    map: HashMap<u64, Handle>,
+    next: u64,
+}
+
+impl Handles {
+    fn add(&mut self, h: Handle) -> u64 {
+        self.next += 1;
+        self.map.insert(self.next, h);
+        self.next
+    }
+
+    fn file(&self, fh: u64) -> Option<&std::sync::Arc<File>> {
+        match self.map.get(&fh) {
+            Some(Handle::File(f, _)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// An open file of `node` that `pick` accepts.
+    fn file_of_node(
+        &self,
+        node: u64,
+        pick: impl Fn(&File) -> bool,
+    ) -> Option<std::sync::Arc<File>> {
+        self.map.values().find_map(|h| match h {
+            Handle::File(f, n) if *n == node && pick(f) => Some(f.clone()),
+            _ => None,
+        })
+    }
+
+    fn dir(&self, fh: u64) -> Option<std::sync::Arc<Vec<DirItem>>> {
+        match self.map.get(&fh) {
+            Some(Handle::Dir(list)) => Some(list.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -371,6 +409,7 @@ impl UnionFs {
             as_root: has_cap_chown(),
             ids: Ids::default(),
             state: Mutex::new(state),
+            handles: Mutex::default(),
             write_turns: Default::default(),
             want_passthrough: admin_of_initial_namespace(),
             passthrough: false,
@@ -436,12 +475,9 @@ impl UnionFs {
         }
     }
 
-    /// Forgets handle `fh` of `node` (released).
-    fn drop_handle(&self, st: &mut State, node: u64, fh: u64) {
-        st.handles.remove(&fh);
-        if !self.passthrough {
-            return;
-        }
+    /// Forgets the passthrough bookkeeping of handle `fh` of `node`
+    /// (released).
+    fn drop_handle_io(&self, st: &mut State, node: u64, fh: u64) {
         if st.backings.remove(&fh).is_none() {
             if let Some(io) = st.node_io.get_mut(&node) {
                 io.served = io.served.saturating_sub(1);
@@ -472,14 +508,16 @@ impl UnionFs {
 
     /// The open file behind handle `fh`.
     fn open_file_of(&self, fh: FileHandle) -> Option<std::sync::Arc<File>> {
-        match self.lock().handles.get(&fh.0) {
-            Some(Handle::File(f, _)) => Some(f.clone()),
-            _ => None,
-        }
+        self.handles().file(fh.0).cloned()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The handle table; with the state locked too, lock the state first.
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn upper(&self) -> io::Result<&Upper> {
@@ -901,11 +939,13 @@ impl UnionFs {
                 nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL)
                     .is_ok_and(|fl| fl & libc::O_ACCMODE != libc::O_RDONLY)
             };
-            let held = st.handles.values().find_map(|h| match h {
-                Handle::File(f, n) if *n == node && (!writes || writable(f)) => Some(f.as_raw_fd()),
-                _ => None,
-            });
-            let fd = held.ok_or(if writes { os_err(libc::EACCES) } else { e })?;
+            // Held (not just its number) while reopened: a release may
+            // close the handle meanwhile.
+            let held = self
+                .handles()
+                .file_of_node(node, |f| !writes || writable(f));
+            let held = held.ok_or(if writes { os_err(libc::EACCES) } else { e })?;
+            let fd = held.as_raw_fd();
             return std::fs::OpenOptions::new()
                 .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
                 .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
@@ -985,8 +1025,9 @@ impl UnionFs {
             Err(_) => None, // unlinked: only the open handle is left
         };
         if let Some(size) = size {
-            match fh.and_then(|fh| st.handles.get(&fh.0)) {
-                Some(Handle::File(f, _)) if path.is_none() || f.set_len(size).is_ok() => {
+            let held = fh.and_then(|fh| self.handles().file(fh.0).cloned());
+            match held {
+                Some(f) if path.is_none() || f.set_len(size).is_ok() => {
                     f.set_len(size)?;
                 }
                 _ => {
@@ -1033,17 +1074,15 @@ impl UnionFs {
         node: u64,
         fh: Option<FileHandle>,
     ) -> io::Result<FileAttr> {
-        match fh.and_then(|fh| st.handles.get(&fh.0)) {
-            Some(Handle::File(f, _)) => Ok(self.shown(attr_of(node, &f.metadata()?))),
+        let held = fh.and_then(|fh| self.handles().file(fh.0).cloned());
+        match held {
+            Some(f) => Ok(self.shown(attr_of(node, &f.metadata()?))),
             _ => match self.node_attr(st, node) {
                 // Unlinked while open: what the open file says (nlink 0).
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => st
-                    .handles
-                    .values()
-                    .find_map(|h| match h {
-                        Handle::File(f, n) if *n == node => f.metadata().ok(),
-                        _ => None,
-                    })
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self
+                    .handles()
+                    .file_of_node(node, |_| true)
+                    .and_then(|f| f.metadata().ok())
                     .map(|m| self.shown(attr_of(node, &m)))
                     .ok_or(e),
                 other => other,
@@ -1327,7 +1366,9 @@ impl Filesystem for UnionFs {
                         Err(e) => return reply.error(e),
                     }
                 };
-                let fh = st.add_handle(Handle::File(std::sync::Arc::new(file), ino.0));
+                let fh = self
+                    .handles()
+                    .add(Handle::File(std::sync::Arc::new(file), ino.0));
                 self.note_handle(&mut st, fh, backing.as_ref());
                 match backing {
                     Some(b) => {
@@ -1427,9 +1468,13 @@ impl Filesystem for UnionFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let mut st = self.lock();
-        self.drop_handle(&mut st, ino.0, fh.0);
+        let handle = self.handles().map.remove(&fh.0);
+        if self.passthrough {
+            self.drop_handle_io(&mut self.lock(), ino.0, fh.0);
+        }
         reply.ok();
+        // The file closes here, outside every lock.
+        drop(handle);
     }
 
     fn fsync(
@@ -1455,10 +1500,10 @@ impl Filesystem for UnionFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let mut st = self.lock();
-        match self.list_dir(&mut st, ino.0) {
+        let listed = self.list_dir(&mut self.lock(), ino.0);
+        match listed {
             Ok(list) => {
-                let fh = st.add_handle(Handle::Dir(std::sync::Arc::new(list)));
+                let fh = self.handles().add(Handle::Dir(std::sync::Arc::new(list)));
                 reply.opened(FileHandle(fh), FopenFlags::empty());
             }
             Err(e) => reply.error(err(e)),
@@ -1473,8 +1518,7 @@ impl Filesystem for UnionFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let st = self.lock();
-        let Some(Handle::Dir(list)) = st.handles.get(&fh.0) else {
+        let Some(list) = self.handles().dir(fh.0) else {
             return reply.error(Errno::EBADF);
         };
         for (i, item) in list.iter().enumerate().skip(offset as usize) {
@@ -1493,11 +1537,10 @@ impl Filesystem for UnionFs {
         offset: u64,
         mut reply: fuser::ReplyDirectoryPlus,
     ) {
-        let mut st = self.lock();
-        let Some(Handle::Dir(list)) = st.handles.get(&fh.0) else {
+        let Some(list) = self.handles().dir(fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        let list = list.clone();
+        let mut st = self.lock();
         // "." and ".." come first: the directory's own attributes only for them.
         let dir_attr = (offset < 2)
             .then(|| self.node_attr(&mut st, ino.0).ok())
@@ -1536,8 +1579,9 @@ impl Filesystem for UnionFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.lock().handles.remove(&fh.0);
+        let handle = self.handles().map.remove(&fh.0);
         reply.ok();
+        drop(handle);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -1666,7 +1710,9 @@ impl Filesystem for UnionFs {
                 let backing = self
                     .backing_for(&mut st, attr.ino.0, &file, |f| reply.open_backing(f))
                     .unwrap_or(None);
-                let fh = st.add_handle(Handle::File(std::sync::Arc::new(file), attr.ino.0));
+                let fh = self
+                    .handles()
+                    .add(Handle::File(std::sync::Arc::new(file), attr.ino.0));
                 self.note_handle(&mut st, fh, backing.as_ref());
                 let flags = FopenFlags::FOPEN_NOFLUSH;
                 match backing {
