@@ -32,6 +32,7 @@ bench:
 	bash benches/startup.sh
 	bash benches/seccomp.sh
 	bash benches/unionfs.sh
+	bash benches/roundtrip.sh
 	if [ "$$(id -u)" -eq 0 ]; then bash benches/passthrough.sh; fi
 	bash benches/memory.sh
 	bash benches/net.sh

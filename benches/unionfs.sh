@@ -4,6 +4,8 @@
 # unprivileged user (the burrow-test account when run as root). Prints each
 # op's median in seconds and the ratios to kernel overlayfs.
 #   benches/unionfs.sh [ROUNDS]        (default 3)
+# PIN_CPU=N runs everything (the filesystems' servers and the operations) on
+# CPU N alone: a FUSE round trip then needs no wake-up of another CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -19,6 +21,7 @@ cp target/release/burrowfs "$SHARED_BENCH" "$WORK/"
 chmod a+rx "$WORK/burrowfs" "$WORK/unionfs-bench.sh"
 RUNAS=()
 if [ "$(id -u)" -eq 0 ]; then RUNAS=(runuser -u "$TEST_USER" --); chown "$TEST_USER" "$WORK"; fi
+if [ -n "${PIN_CPU:-}" ]; then RUNAS=(taskset -c "$PIN_CPU" "${RUNAS[@]}"); fi
 
 declare -A CMD=(
   [overlay]=""

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# What one FUSE round trip costs on this machine, and how much of it is the
+# wake-up of another CPU: as an unprivileged user (burrow-test when run as
+# root), prints
+#   - a pipe ping-pong between two processes on different CPUs and on one
+#     CPU (the same two wake-ups a FUSE request and its reply need);
+#   - open+close of one file, N times, on kernel overlayfs and on burrowfs
+#     (OPEN and RELEASE: two round trips), free to run anywhere and with
+#     everything on CPU 0.
+#   benches/roundtrip.sh [N]      (default 20000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20000}
+TEST_USER=${BURROW_TEST_USER:-burrow-test}
+bash scripts/setup-host.sh --tests
+cargo build --release --quiet -p burrow-unionfs
+WORK=$(mktemp -d /tmp/burrow-roundtrip.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+cp target/release/burrowfs "$WORK/"
+mkdir -p "$WORK/lower"
+echo data > "$WORK/lower/file"
+RUNAS=()
+if [ "$(id -u)" -eq 0 ]; then chown -R "$TEST_USER" "$WORK"; RUNAS=(runuser -u "$TEST_USER" --); fi
+chmod -R a+rX "$WORK"
+
+cat > "$WORK/pingpong.py" <<'PY'
+import os, sys, time
+n = int(sys.argv[1])
+def pingpong(a, b):
+    r1, w1 = os.pipe(); r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        if b is not None: os.sched_setaffinity(0, {b})
+        for _ in range(n):
+            os.read(r1, 1); os.write(w2, b"x")
+        os._exit(0)
+    if a is not None: os.sched_setaffinity(0, {a})
+    t = time.perf_counter()
+    for _ in range(n):
+        os.write(w1, b"x"); os.read(r2, 1)
+    dt = time.perf_counter() - t
+    os.waitpid(pid, 0)
+    return dt / n * 1e6
+cpus = sorted(os.sched_getaffinity(0))
+if len(cpus) > 1:
+    print(f"pipe round trip, CPUs {cpus[0]} and {cpus[1]}   {pingpong(cpus[0], cpus[1]):7.1f} us")
+print(f"pipe round trip, both on CPU {cpus[0]}      {pingpong(cpus[0], cpus[0]):7.1f} us")
+PY
+cat > "$WORK/openclose.py" <<'PY'
+import os, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(100):
+    os.close(os.open(path, os.O_RDONLY))
+t = time.perf_counter()
+for _ in range(n):
+    os.close(os.open(path, os.O_RDONLY))
+print(f"{(time.perf_counter() - t) / n * 1e6:.1f}")
+PY
+cat > "$WORK/inner.sh" <<'SH'
+set -eu
+W=$1 FS=$2 N=$3
+cd "$W"; rm -rf upper work merged; mkdir -p upper work merged
+if [ "$FS" = overlay ]; then
+  mount -t overlay overlay -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work,userxattr merged
+else
+  ./burrowfs -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work merged
+fi
+python3 openclose.py merged/file "$N"
+umount merged
+SH
+
+"${RUNAS[@]}" python3 "$WORK/pingpong.py" "$N"
+hp=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+[ -r "$hp" ] && echo "(guest halt polling: $(cat "$hp") ns)"
+echo
+printf '%-28s %10s %10s\n' "open+close of one file, us" overlay burrowfs
+for pin in "" 0; do
+  row=()
+  for fs in overlay burrowfs; do
+    PIN=(); [ -n "$pin" ] && PIN=(taskset -c "$pin")
+    row+=("$("${PIN[@]}" "${RUNAS[@]}" unshare -Urm bash "$WORK/inner.sh" "$WORK" "$fs" "$N")")
+  done
+  label="any CPU"; [ -n "$pin" ] && label="all on CPU $pin"
+  printf '%-28s %10s %10s\n' "$label" "${row[@]}"
+done
