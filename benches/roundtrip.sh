@@ -11,17 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
-TEST_USER=${BURROW_TEST_USER:-burrow-test}
-bash scripts/setup-host.sh --tests
+. benches/common.sh
 cargo build --release --quiet -p burrow-unionfs
-WORK=$(mktemp -d /tmp/burrow-roundtrip.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+WORK=$STAGE
 cp target/release/burrowfs "$WORK/"
 mkdir -p "$WORK/lower"
 echo data > "$WORK/lower/file"
-RUNAS=()
-if [ "$(id -u)" -eq 0 ]; then chown -R "$TEST_USER" "$WORK"; RUNAS=(runuser -u "$TEST_USER" --); fi
 chmod -R a+rX "$WORK"
+if [ "$(id -u)" -eq 0 ]; then chown -R "$TEST_USER" "$WORK"; fi
 
 cat > "$WORK/pingpong.py" <<'PY'
 import os, sys, time
