@@ -44,6 +44,23 @@ fn an_open_unlinked_file_stays_readable_with_no_links() {
     assert_eq!(out.ok(), "links 0 size 5\ndata\n");
 }
 
+/// O_DIRECT goes past the page cache to burrowfs, which (no FUSE opens)
+/// must still have the file once its last name is gone: a lower file
+/// whited out and an upper file removed, both read and written through
+/// descriptors opened before.
+#[test]
+fn reads_and_writes_reach_a_file_that_lost_its_last_name() {
+    let out = sh(
+        &AS_ROOT,
+        "exec 3</usr/lib/os-release; rm /usr/lib/os-release; test -e /usr/lib/os-release || echo gone; \
+         dd if=/proc/self/fd/3 iflag=direct bs=4096 count=1 status=none | head -c 6; echo; \
+         exec 4<>/srv/up; printf 'hello world' >&4; rm /srv/up; \
+         printf HELLO | dd of=/proc/self/fd/4 oflag=direct conv=notrunc status=none; \
+         dd if=/proc/self/fd/4 iflag=direct status=none; echo",
+    );
+    assert_eq!(out.ok(), "gone\nPRETTY\nHELLO world\n");
+}
+
 #[test]
 fn creating_and_removing_update_the_parents_times() {
     let out = sh(

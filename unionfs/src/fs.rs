@@ -28,6 +28,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::idmap::Ids;
 use crate::layers::{Attrs, Entry, Kind, Stack};
+use crate::node_files::NodeFiles;
 use crate::upper::{self, Upper};
 
 /// How long the kernel may cache names and attributes. Every change goes
@@ -126,6 +127,10 @@ pub struct UnionFs {
     ids: Ids,
     state: Mutex<State>,
     handles: Mutex<Handles>,
+    /// Without passthrough the kernel opens files without asking (FUSE
+    /// "no open"): each node's file for its reads and writes. Locked after
+    /// the state, never together with the handles.
+    node_files: Mutex<NodeFiles>,
     /// Writes to one file take turns here, by inode: in the kernel they
     /// would contend on the inode's lock by spinning, which on a small
     /// machine steals the CPU that the copy itself needs.
@@ -168,6 +173,18 @@ fn file_type(kind: Kind) -> FileType {
         Kind::Socket => FileType::Socket,
         Kind::CharDevice => FileType::CharDevice,
         Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+/// Whether `f` was opened for reading and for writing.
+fn access_of(f: &File) -> (bool, bool) {
+    match nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL) {
+        Ok(fl) => match fl & libc::O_ACCMODE {
+            libc::O_RDONLY => (true, false),
+            libc::O_WRONLY => (false, true),
+            _ => (true, true),
+        },
+        Err(_) => (false, false),
     }
 }
 
@@ -410,6 +427,7 @@ impl UnionFs {
             ids: Ids::default(),
             state: Mutex::new(state),
             handles: Mutex::default(),
+            node_files: Mutex::default(),
             write_turns: Default::default(),
             want_passthrough: admin_of_initial_namespace(),
             passthrough: false,
@@ -518,6 +536,80 @@ impl UnionFs {
     /// The handle table; with the state locked too, lock the state first.
     fn handles(&self) -> MutexGuard<'_, Handles> {
         self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn node_files(&self) -> MutexGuard<'_, NodeFiles> {
+        self.node_files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the kernel opens and closes files without telling burrowfs
+    /// (FUSE "no open": an OPEN answered ENOSYS). Passthrough needs the
+    /// opens, to hand each its backing file.
+    fn no_open(&self) -> bool {
+        !self.passthrough
+    }
+
+    /// The file a READ, WRITE or FSYNC of `node` goes to: the handle's, or
+    /// without FUSE opens (handle 0) the node's own, opened for `write`
+    /// (copied up first) when it is not open that way yet.
+    fn io_file(
+        &self,
+        node: u64,
+        fh: FileHandle,
+        write: bool,
+    ) -> Result<std::sync::Arc<File>, Errno> {
+        if fh.0 != 0 {
+            return self.open_file_of(fh).ok_or(Errno::EBADF);
+        }
+        if let Some(f) = self.node_files().get(node, write) {
+            return Ok(f);
+        }
+        let mut st = self.lock();
+        let flags = if write {
+            libc::O_WRONLY
+        } else {
+            libc::O_RDONLY
+        };
+        let file = std::sync::Arc::new(self.open_file(&mut st, node, flags).map_err(err)?);
+        let (read, write) = access_of(&file);
+        let closing = self.node_files().insert(node, file.clone(), read, write);
+        drop(st);
+        drop(closing);
+        Ok(file)
+    }
+
+    /// Without FUSE opens the sandbox may have `name` in `parent` open
+    /// unseen: before a regular file loses its last name, its node's file
+    /// is opened (for writing too where it is an upper file) and kept until
+    /// the kernel forgets the node, so that reads and writes through the
+    /// open file go on working.
+    fn keep_open_unnamed(&self, st: &mut State, parent: u64, name: &OsStr, e: &Entry) {
+        if !self.no_open() || e.kind != Kind::File {
+            return;
+        }
+        let Some(&node) = st.by_name.get(&(parent, name.to_owned())) else {
+            return; // never looked up: nothing can have it open
+        };
+        if st.nodes.get(&node).is_some_and(|n| n.names.len() > 1) {
+            return;
+        }
+        let write = self.is_upper(e);
+        if self.node_files().get(node, write).is_none() {
+            let opened = if write {
+                self.open_file(st, node, libc::O_RDWR)
+                    .or_else(|_| self.open_file(st, node, libc::O_RDONLY))
+            } else {
+                self.open_file(st, node, libc::O_RDONLY)
+            };
+            if let Ok(f) = opened {
+                let (read, write) = access_of(&f);
+                let closing = self
+                    .node_files()
+                    .insert(node, std::sync::Arc::new(f), read, write);
+                drop(closing);
+            }
+        }
+        self.node_files().pin(node);
     }
 
     fn upper(&self) -> io::Result<&Upper> {
@@ -650,6 +742,9 @@ impl UnionFs {
         .and_then(|key| st.by_identity.get(&key).copied());
         if let Some(node) = node {
             st.alias(node, Self::identity(&copied));
+            // The lower file is no longer the node's data.
+            let lower = self.node_files().remove(node);
+            drop(lower);
         }
         Ok(upper.path(rel))
     }
@@ -795,6 +890,7 @@ impl UnionFs {
             return Err(os_err(libc::ENOTEMPTY));
         }
         let upper = self.upper()?;
+        self.keep_open_unnamed(st, parent, name, &e);
         let needs_whiteout =
             !self.is_upper(&e) || self.stack.lower_has_in(&layers, &parent_rel, name);
         if needs_whiteout {
@@ -872,6 +968,7 @@ impl UnionFs {
                     }
                     _ => {}
                 }
+                self.keep_open_unnamed(st, to.0, to.1, d);
             }
         }
         let upper = self.upper()?;
@@ -1025,7 +1122,7 @@ impl UnionFs {
             Err(_) => None, // unlinked: only the open handle is left
         };
         if let Some(size) = size {
-            let held = fh.and_then(|fh| self.handles().file(fh.0).cloned());
+            let held = self.held_file(node, fh, path.is_none());
             match held {
                 Some(f) if path.is_none() || f.set_len(size).is_ok() => {
                     f.set_len(size)?;
@@ -1068,6 +1165,21 @@ impl UnionFs {
         self.node_attr(st, node)
     }
 
+    /// The open file `fh` names, or (handle 0, no FUSE opens) the node's
+    /// own file when `unlinked` (the only way left to it).
+    fn held_file(
+        &self,
+        node: u64,
+        fh: Option<FileHandle>,
+        unlinked: bool,
+    ) -> Option<std::sync::Arc<File>> {
+        match fh {
+            Some(fh) if fh.0 != 0 => self.handles().file(fh.0).cloned(),
+            _ if unlinked => self.node_files().any(node),
+            _ => None,
+        }
+    }
+
     fn handle_attr(
         &self,
         st: &mut State,
@@ -1077,6 +1189,14 @@ impl UnionFs {
         let held = fh.and_then(|fh| self.handles().file(fh.0).cloned());
         match held {
             Some(f) => Ok(self.shown(attr_of(node, &f.metadata()?))),
+            None if st.path(node).is_err() && self.node_files().any(node).is_some() => {
+                // Unlinked, kept open for the sandbox (no FUSE opens).
+                let f = self
+                    .node_files()
+                    .any(node)
+                    .ok_or_else(|| os_err(libc::ENOENT))?;
+                Ok(self.shown(attr_of(node, &f.metadata()?)))
+            }
             _ => match self.node_attr(st, node) {
                 // Unlinked while open: what the open file says (nlink 0).
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self
@@ -1343,6 +1463,11 @@ impl Filesystem for UnionFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open() {
+            // From now on the kernel opens and closes files by itself: a
+            // read names the node, and its file is opened here once.
+            return reply.error(Errno::ENOSYS);
+        }
         let mut st = self.lock();
         let mut tries = 0;
         match self.open_file(&mut st, ino.0, flags.0) {
@@ -1389,7 +1514,7 @@ impl Filesystem for UnionFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -1397,8 +1522,9 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(file) = self.open_file_of(fh) else {
-            return reply.error(Errno::EBADF);
+        let file = match self.io_file(ino.0, fh, false) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
         };
         thread_local! {
             // One buffer per worker, reused: a fresh megabyte per request
@@ -1435,8 +1561,9 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let Some(file) = self.open_file_of(fh) else {
-            return reply.error(Errno::EBADF);
+        let file = match self.io_file(ino.0, fh, true) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
         };
         let _turn = self.write_turns[ino.0 as usize % 16]
             .lock()
@@ -1455,7 +1582,16 @@ impl Filesystem for UnionFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing to do at a close (locks are the kernel's): ENOSYS tells
+        // the kernel not to send FLUSH again.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        // The kernel has dropped the inode, so nothing has the file open:
+        // a pinned file of an unlinked node can go.
+        let file = self.node_files().remove(ino.0);
+        drop(file);
     }
 
     fn release(
@@ -1480,13 +1616,15 @@ impl Filesystem for UnionFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let Some(file) = self.open_file_of(fh) else {
-            return reply.error(Errno::EBADF);
+        // Any descriptor of the file syncs it.
+        let file = match self.io_file(ino.0, fh, false) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
         };
         let res = if datasync {
             file.sync_data()
@@ -1706,6 +1844,17 @@ impl Filesystem for UnionFs {
         match self.create_object(req, &mut st, parent.0, name, build) {
             Ok(attr) => {
                 let file = opened.expect("created file");
+                if self.no_open() {
+                    // Handle 0, as for every open: the new file becomes
+                    // the node's own.
+                    let closing =
+                        self.node_files()
+                            .insert(attr.ino.0, std::sync::Arc::new(file), true, true);
+                    drop(st);
+                    drop(closing);
+                    let flags = FopenFlags::FOPEN_NOFLUSH | FopenFlags::FOPEN_KEEP_CACHE;
+                    return reply.created(&TTL, &attr, Generation(0), FileHandle(0), flags);
+                }
                 // A new inode: nothing else has it open.
                 let backing = self
                     .backing_for(&mut st, attr.ino.0, &file, |f| reply.open_backing(f))

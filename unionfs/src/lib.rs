@@ -9,6 +9,7 @@ pub mod format;
 pub mod fs;
 pub mod idmap;
 pub mod layers;
+mod node_files;
 pub mod options;
 mod sys;
 pub mod upper;
