@@ -14,8 +14,18 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 
-/// How many unpinned files stay open at most.
+/// How many unpinned files stay open at most: 4096, or a quarter of the
+/// descriptors this process may have where that is fewer.
 const CACHED: usize = 4096;
+
+fn cached_at_most() -> usize {
+    static AT_MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *AT_MOST.get_or_init(|| {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        (soft / 4).clamp(16, CACHED as u64) as usize
+    })
+}
 
 struct NodeFile {
     file: Arc<File>,
@@ -78,7 +88,8 @@ impl NodeFiles {
                 pinned,
             },
         );
-        if self.unpinned > CACHED {
+        let at_most = cached_at_most();
+        if self.unpinned > at_most {
             // Half of the cache goes, in no particular order: reopening by
             // name is cheap next to a round trip.
             let victims: Vec<u64> = self
@@ -86,7 +97,7 @@ impl NodeFiles {
                 .iter()
                 .filter(|(n, f)| !f.pinned && **n != node)
                 .map(|(n, _)| *n)
-                .take(CACHED / 2)
+                .take(at_most / 2)
                 .collect();
             for n in victims {
                 closing.extend(self.remove(n));
@@ -138,10 +149,10 @@ mod tests {
         let mut t = NodeFiles::default();
         drop(t.insert(1, file(), true, false));
         t.pin(1);
-        for n in 2..(CACHED as u64 + 10) {
+        for n in 2..(cached_at_most() as u64 + 10) {
             drop(t.insert(n, file(), true, false));
         }
-        assert!(t.unpinned <= CACHED);
+        assert!(t.unpinned <= cached_at_most());
         assert!(t.any(1).is_some(), "a pinned file was closed");
         // A file replaced by its reopening keeps the pin.
         drop(t.insert(1, file(), true, true));
