@@ -571,7 +571,12 @@ impl UnionFs {
             libc::O_RDONLY
         };
         let file = std::sync::Arc::new(self.open_file(&mut st, node, flags).map_err(err)?);
-        let (read, write) = access_of(&file);
+        // Opened for writing, it may have been opened for reading too.
+        let (read, write) = if write {
+            access_of(&file)
+        } else {
+            (true, false)
+        };
         let closing = self.node_files().insert(node, file.clone(), read, write);
         drop(st);
         drop(closing);
