@@ -666,6 +666,17 @@ impl UnionFs {
         Ok((parent_rel.join(name), e))
     }
 
+    /// Where `node`'s file must be when its directory is made of a single
+    /// layer (see [`Stack::only_place`]).
+    fn only_place(&self, st: &mut State, node: u64) -> io::Result<Option<PathBuf>> {
+        let Some((parent, name)) = st.nodes.get(&node).and_then(|n| n.names.first().cloned())
+        else {
+            return Ok(None);
+        };
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
+        Ok(self.stack.only_place(&layers, &parent_rel, &name))
+    }
+
     /// The path of directory `dir` and the layers merging into it.
     fn dir_layers(&self, st: &mut State, dir: u64) -> io::Result<(PathBuf, Vec<usize>)> {
         let gen = st.layers_gen;
@@ -1055,6 +1066,10 @@ impl UnionFs {
         }
         let path = if writes {
             self.copy_up_node(st, node)?
+        } else if let Some(path) = self.only_place(st, node)? {
+            // Opened as it is, without a stat first: a READ is only ever
+            // for a regular file, and O_NOFOLLOW (below) keeps it one.
+            path
         } else {
             let (rel, e) = self.resolve(st, node)?;
             self.real_path(&e, &rel)
@@ -1070,7 +1085,7 @@ impl UnionFs {
             std::fs::OpenOptions::new()
                 .read(read)
                 .write(write)
-                .custom_flags(flags & keep)
+                .custom_flags(flags & keep | libc::O_NOFOLLOW)
                 .open(&path)
         };
         match open(true) {

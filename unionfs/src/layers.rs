@@ -298,6 +298,15 @@ impl Stack {
         !self.hidden.is_empty() && Some(layer) != self.upper() && self.hidden.contains(path)
     }
 
+    /// Where `name` in `parent` must be if it exists, when `dirs` (the
+    /// layers merging into `parent`) is a single layer: nothing above can
+    /// hide it and nothing below can show through.
+    pub fn only_place(&self, dirs: &[usize], parent: &Path, name: &OsStr) -> Option<PathBuf> {
+        let [l] = dirs else { return None };
+        let path = self.layers[*l].join(parent).join(name);
+        (!self.is_hidden(*l, &path)).then_some(path)
+    }
+
     /// Directory of layer `idx`.
     pub fn layer_dir(&self, idx: usize) -> &Path {
         &self.layers[idx]
