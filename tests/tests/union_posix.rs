@@ -24,6 +24,27 @@ fn setuid_is_cleared_by_a_non_owners_write_and_by_chown() {
     assert_eq!(out.ok(), "777\n755 1000:1000\n");
 }
 
+/// burrowfs clears these bits itself (FUSE_HANDLE_KILLPRIV_V2): on a write
+/// to a file already written (whose lack of privileges the kernel has
+/// remembered) and on a truncate, and the mode the sandbox then sees is the
+/// cleared one.
+#[test]
+fn setuid_is_cleared_by_writes_after_earlier_writes_and_by_truncates() {
+    if !has_subordinate_ids() {
+        skipped("a second user in the sandbox needs subordinate ids");
+        return;
+    }
+    let out = sh(
+        &AS_ROOT,
+        "echo a > /srv/w && echo b >> /srv/w && chmod 4777 /srv/w && \
+         setpriv --reuid=1000 --regid=1000 --clear-groups sh -c 'echo c >> /srv/w' && \
+         stat -c %a /srv/w && cat /srv/w; \
+         touch /srv/t && chmod 6777 /srv/t && \
+         setpriv --reuid=1000 --regid=1000 --clear-groups truncate -s 1 /srv/t && stat -c %a /srv/t",
+    );
+    assert_eq!(out.ok(), "777\na\nb\nc\n777\n");
+}
+
 #[test]
 fn name_and_path_limits() {
     let out = sh(

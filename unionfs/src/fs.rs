@@ -131,6 +131,9 @@ pub struct UnionFs {
     /// "no open"): each node's file for its reads and writes. Locked after
     /// the state, never together with the handles.
     node_files: Mutex<NodeFiles>,
+    /// Tells the kernel what burrowfs changed of its own accord (set once
+    /// the session exists: see [`UnionFs::notifier_slot`]).
+    notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
     /// Writes to one file take turns here, by inode: in the kernel they
     /// would contend on the inode's lock by spinning, which on a small
     /// machine steals the CPU that the copy itself needs.
@@ -174,6 +177,17 @@ fn file_type(kind: Kind) -> FileType {
         Kind::CharDevice => FileType::CharDevice,
         Kind::BlockDevice => FileType::BlockDevice,
     }
+}
+
+/// The mode bits a write or truncate by someone without CAP_FSETID leaves:
+/// set-user-ID goes, and set-group-ID where the group may execute.
+fn without_suidgid(mode: u32) -> u32 {
+    let mut mode = mode & 0o7777;
+    mode &= !libc::S_ISUID;
+    if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+        mode &= !libc::S_ISGID;
+    }
+    mode
 }
 
 /// Whether `f` was opened for reading and for writing.
@@ -428,10 +442,17 @@ impl UnionFs {
             state: Mutex::new(state),
             handles: Mutex::default(),
             node_files: Mutex::default(),
+            notifier: Default::default(),
             write_turns: Default::default(),
             want_passthrough: admin_of_initial_namespace(),
             passthrough: false,
         }
+    }
+
+    /// Where the session's notifier goes once the session is made (it
+    /// takes the filesystem, so the notifier comes after).
+    pub fn notifier_slot(&self) -> std::sync::Arc<std::sync::OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
     }
 
     /// Refuses FUSE passthrough even where it is available.
@@ -1300,6 +1321,10 @@ impl Filesystem for UnionFs {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
         if !self.passthrough {
             let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
+            // burrowfs clears set-user-ID on writes and truncates itself, so
+            // the kernel need not ask for security.capability before every
+            // write (it remembers a file has none: SB_NOSEC).
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         }
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -1347,7 +1372,28 @@ impl Filesystem for UnionFs {
         reply: ReplyAttr,
     ) {
         let mut st = self.lock();
-        match self.do_setattr(&mut st, ino.0, mode, uid, gid, size, atime, mtime, fh) {
+        let mut res = self.do_setattr(&mut st, ino.0, mode, uid, gid, size, atime, mtime, fh);
+        // The kernel leaves clearing set-user-ID on a truncate to burrowfs
+        // (FUSE_HANDLE_KILLPRIV_V2), but fuser does not pass on whether the
+        // caller may keep it (FATTR_KILL_SUIDGID): burrowfs clears it on
+        // every truncate, also where a caller with CAP_FSETID would keep it.
+        if let Ok(attr) = &res {
+            let perm = u32::from(attr.perm);
+            if size.is_some() && without_suidgid(perm) != perm & 0o7777 {
+                res = self.do_setattr(
+                    &mut st,
+                    ino.0,
+                    Some(without_suidgid(perm)),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    fh,
+                );
+            }
+        }
+        match res {
             Ok(attr) => reply.attr(&ttl(&attr), &attr),
             Err(e) => reply.error(err(e)),
         }
@@ -1576,11 +1622,14 @@ impl Filesystem for UnionFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // The writer may not keep set-user-ID (FUSE_HANDLE_KILLPRIV_V2):
+        // burrowfs writes with CAP_FSETID, so it clears the bits itself.
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         let file = match self.io_file(ino.0, fh, true) {
             Ok(f) => f,
             Err(e) => return reply.error(e),
@@ -1588,6 +1637,26 @@ impl Filesystem for UnionFs {
         let _turn = self.write_turns[ino.0 as usize % 16]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        if kill {
+            let cleared = file.metadata().and_then(|m| {
+                let keep = without_suidgid(m.mode());
+                if keep == m.mode() & 0o7777 {
+                    return Ok(false);
+                }
+                file.set_permissions(std::fs::Permissions::from_mode(keep))
+                    .map(|()| true)
+            });
+            match cleared {
+                // The kernel still has the old mode: drop its attributes.
+                Ok(true) => {
+                    if let Some(n) = self.notifier.get() {
+                        let _ = n.inval_inode(ino, -1, 0);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => return reply.error(err(e)),
+            }
+        }
         match file.write_all_at(data, offset) {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(err(e)),
@@ -1916,7 +1985,10 @@ pub fn serve_mounted(fs: UnionFs, fd: std::os::fd::OwnedFd) -> io::Result<()> {
     config.acl = fuser::SessionACL::All;
     config.n_threads = Some(WORKERS);
     config.clone_fd = true;
-    fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?.run()
+    let slot = fs.notifier_slot();
+    let session = fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?;
+    let _ = slot.set(session.notifier());
+    session.run()
 }
 
 /// Every file open in the union holds one descriptor here: raise the soft

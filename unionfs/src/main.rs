@@ -144,8 +144,10 @@ fn serve(
     stop.thread_block().context("blocking signals")?;
     let allow_other = config.acl == fuser::SessionACL::All;
     if let Some(fd) = mount_direct(&opts.source, mountpoint, opts.upper.is_none(), allow_other)? {
+        let slot = fs.notifier_slot();
         let session = fuser::Session::from_fd(fs, fd, config.acl, config.clone())
             .context("starting the FUSE session")?;
+        let _ = slot.set(session.notifier());
         let target = mountpoint.to_path_buf();
         std::thread::spawn(move || {
             if stop.wait().is_ok() {
@@ -156,8 +158,10 @@ fn serve(
         return session.run().context("serving the filesystem");
     }
     // Not allowed to mount here: let fusermount3 do it.
+    let slot = fs.notifier_slot();
     let mut session = fuser::Session::new(fs, mountpoint, config)
         .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    let _ = slot.set(session.notifier());
     let mut unmounter = session.unmount_callable();
     std::thread::spawn(move || {
         if stop.wait().is_ok() {
