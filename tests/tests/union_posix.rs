@@ -105,6 +105,20 @@ fn hard_links_share_inode_and_count() {
 }
 
 #[test]
+fn a_new_hard_link_leaves_the_files_owner_alone() {
+    if !has_subordinate_ids() {
+        skipped("a second owner in the sandbox needs subordinate ids");
+        return;
+    }
+    let out = sh(
+        &AS_ROOT,
+        "touch /srv/o && chown 1000:1000 /srv/o && ln /srv/o /srv/o2 && \
+         stat -c %u:%g /srv/o /srv/o2",
+    );
+    assert_eq!(out.ok(), "1000:1000\n1000:1000\n");
+}
+
+#[test]
 fn inode_numbers_survive_copy_up() {
     let out = sh(
         &AS_ROOT,

@@ -847,14 +847,20 @@ impl UnionFs {
         Some((uid, gid, sgid))
     }
 
-    /// Creates a new object named `name` in `parent`: `build` makes it in
-    /// the work directory, then it replaces a whiteout or lands in place.
+    /// Creates a new object named `name` in `parent` with `build`, given to
+    /// the requester (unless it is a new name of an existing file). As in
+    /// kernel overlayfs, it is made in place where nothing is there in the
+    /// upper layer, and in the work directory where it must replace a
+    /// whiteout in one step. (Making every new file in the one work
+    /// directory also had ext4 search that directory's block group for a
+    /// free inode each time, among inodes just freed there.)
     fn create_object(
         &self,
         req: &Request,
         st: &mut State,
         parent: u64,
         name: &OsStr,
+        new_inode: bool,
         build: impl FnOnce(&Path) -> io::Result<()>,
     ) -> io::Result<FileAttr> {
         let (parent_rel, layers) = self.dir_layers(st, parent)?;
@@ -866,9 +872,15 @@ impl UnionFs {
         }
         let upper = self.upper()?;
         let parent_upper = self.upper_dir(st, &parent_rel, &layers)?;
-        let tmp = upper.temp();
+        let target = upper.path(&rel);
+        let in_place = match target.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(e),
+            Ok(_) => false, // only a whiteout can be there
+        };
+        let tmp = if in_place { target } else { upper.temp() };
         build(&tmp)?;
-        let res = self.finish_new(req, &tmp, &parent_upper, &rel);
+        let res = self.finish_new(req, &tmp, &parent_upper, &rel, in_place, new_inode);
         if res.is_err() {
             let _ = upper::remove_any(&tmp);
         }
@@ -882,10 +894,15 @@ impl UnionFs {
         tmp: &Path,
         parent_upper: &Path,
         rel: &Path,
+        in_place: bool,
+        new_inode: bool,
     ) -> io::Result<()> {
         let upper = self.upper()?;
         let is_dir = tmp.symlink_metadata()?.is_dir();
-        if let Some((uid, gid, sgid)) = self.new_owner(req, parent_upper) {
+        let owner = new_inode
+            .then(|| self.new_owner(req, parent_upper))
+            .flatten();
+        if let Some((uid, gid, sgid)) = owner {
             nix::unistd::fchownat(
                 AT_FDCWD,
                 tmp,
@@ -899,17 +916,15 @@ impl UnionFs {
                 std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode & 0o7777))?;
             }
         }
-        let target = upper.path(rel);
-        if target.symlink_metadata().is_ok() {
-            // Only a whiteout can be there: the new object replaces it, and
-            // a directory must not show what the lower layers had.
-            if is_dir {
-                xattr::set(tmp, "user.overlay.opaque", b"y")?;
-            }
-            upper.replace(tmp, rel)
-        } else {
-            upper.install(tmp, rel)
+        if in_place {
+            return Ok(());
         }
+        // The new object replaces a whiteout, and a directory must not show
+        // what the lower layers had.
+        if is_dir {
+            xattr::set(tmp, "user.overlay.opaque", b"y")?;
+        }
+        upper.replace(tmp, rel)
     }
 
     /// Removes `name` from `parent`, leaving a whiteout when a lower layer
@@ -1437,7 +1452,7 @@ impl Filesystem for UnionFs {
         };
         reply_entry(
             reply,
-            self.create_object(req, &mut st, parent.0, name, build),
+            self.create_object(req, &mut st, parent.0, name, true, build),
         );
     }
 
@@ -1457,7 +1472,7 @@ impl Filesystem for UnionFs {
         };
         reply_entry(
             reply,
-            self.create_object(req, &mut st, parent.0, name, build),
+            self.create_object(req, &mut st, parent.0, name, true, build),
         );
     }
 
@@ -1489,7 +1504,7 @@ impl Filesystem for UnionFs {
         let build = |tmp: &Path| std::os::unix::fs::symlink(target, tmp);
         reply_entry(
             reply,
-            self.create_object(req, &mut st, parent.0, link_name, build),
+            self.create_object(req, &mut st, parent.0, link_name, true, build),
         );
     }
 
@@ -1521,7 +1536,7 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         let res = st.path(ino.0).and_then(|rel| {
             let src = self.copy_up(&mut st, &rel)?;
-            self.create_object(req, &mut st, newparent.0, newname, |tmp| {
+            self.create_object(req, &mut st, newparent.0, newname, false, |tmp| {
                 std::fs::hard_link(&src, tmp)
             })
         });
@@ -1930,7 +1945,7 @@ impl Filesystem for UnionFs {
             opened = Some(f);
             Ok(())
         };
-        match self.create_object(req, &mut st, parent.0, name, build) {
+        match self.create_object(req, &mut st, parent.0, name, true, build) {
             Ok(attr) => {
                 let file = opened.expect("created file");
                 if self.no_open() {
