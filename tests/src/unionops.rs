@@ -95,6 +95,11 @@ pub fn make_lowers(l1: &Path, l2: &Path) -> std::io::Result<()> {
 }
 
 /// Whether `path` is a directory on `root` (without following symlinks).
+/// Whether `path` under `root` is a regular file (following a symlink).
+pub fn is_file(root: &Path, path: usize) -> bool {
+    root.join(PATHS[path]).metadata().is_ok_and(|m| m.is_file())
+}
+
 pub fn is_dir(root: &Path, path: usize) -> bool {
     root.join(PATHS[path])
         .symlink_metadata()
