@@ -57,7 +57,8 @@ fn ttl(attr: &FileAttr) -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Inode(u64, u64),
-    Name(u64, OsString),
+    /// (Boxed: rare, and it would double the size of every key.)
+    Name(Box<(u64, OsString)>),
 }
 
 /// A file known to the kernel.
@@ -68,7 +69,9 @@ struct Node {
     /// Layer identities (device, inode) that resolve to this node.
     identities: Vec<Key>,
     /// For a directory: the layers merging into it, as of `State::layers_gen`.
-    dir_layers: Option<(u64, Vec<usize>)>,
+    /// (Boxed: only directories have it, and every node pays for the
+    /// field's size in the node table.)
+    dir_layers: Option<Box<(u64, Vec<usize>)>>,
 }
 
 enum Handle {
@@ -342,7 +345,11 @@ impl State {
     /// left without names forgets its identities, so that a recycled inode
     /// number in a layer never maps to it.
     fn add_name(&mut self, node: u64, key: (u64, OsString)) {
-        self.nodes.entry(node).or_default().names.push(key.clone());
+        let names = &mut self.nodes.entry(node).or_default().names;
+        // Most files have one name: room for one, not the four a first
+        // push would make (an eighth of burrowfs' memory over a big tree).
+        names.reserve_exact(1);
+        names.push(key.clone());
         self.by_name.insert(key, node);
     }
 
@@ -657,7 +664,7 @@ impl UnionFs {
     /// The key of an entry found as `name` in `parent`.
     fn key(&self, layer: usize, m: &Metadata, parent: u64, name: &OsStr) -> Key {
         if Some(layer) != self.stack.upper() && !m.is_dir() && m.nlink() > 1 {
-            Key::Name(parent, name.to_owned())
+            Key::Name(Box::new((parent, name.to_owned())))
         } else {
             Self::identity(m)
         }
@@ -701,7 +708,7 @@ impl UnionFs {
     /// The path of directory `dir` and the layers merging into it.
     fn dir_layers(&self, st: &mut State, dir: u64) -> io::Result<(PathBuf, Vec<usize>)> {
         let gen = st.layers_gen;
-        if let Some((g, layers)) = st.nodes.get(&dir).and_then(|n| n.dir_layers.as_ref()) {
+        if let Some((g, layers)) = st.nodes.get(&dir).and_then(|n| n.dir_layers.as_deref()) {
             if *g == gen {
                 let layers = layers.clone();
                 return Ok((st.path(dir)?, layers));
@@ -712,7 +719,7 @@ impl UnionFs {
             return Err(os_err(libc::ENOTDIR));
         }
         if let Some(n) = st.nodes.get_mut(&dir) {
-            n.dir_layers = Some((gen, e.dir_layers.clone()));
+            n.dir_layers = Some(Box::new((gen, e.dir_layers.clone())));
         }
         Ok((rel, e.dir_layers))
     }
@@ -721,7 +728,7 @@ impl UnionFs {
     /// layer's directory instead of a lookup in every layer. (Unlinking
     /// makes the kernel ask for the parent's attributes every time.)
     fn cached_dir(&self, st: &State, node: u64) -> Option<Entry> {
-        let (gen, layers) = st.nodes.get(&node)?.dir_layers.as_ref()?;
+        let (gen, layers) = st.nodes.get(&node)?.dir_layers.as_deref()?;
         if *gen != st.layers_gen {
             return None;
         }
@@ -773,7 +780,7 @@ impl UnionFs {
         let node = match (rel.parent(), rel.file_name()) {
             (Some(parent), Some(name)) if e.meta.nlink() > 1 && !e.meta.is_dir() => self
                 .node_of_path(st, parent)
-                .map(|p| Key::Name(p, name.to_owned())),
+                .map(|p| Key::Name(Box::new((p, name.to_owned())))),
             _ => Some(Self::identity(&e.meta)),
         }
         .and_then(|key| st.by_identity.get(&key).copied());
@@ -1282,7 +1289,7 @@ impl UnionFs {
         let mut out = vec![dir(node, "."), dir(parent, "..")];
         for e in self.stack.read_dir_in(&layers, &rel)? {
             let key = if Some(e.layer) != self.stack.upper() && e.kind != Kind::Dir && e.nlink > 1 {
-                Key::Name(node, e.name.clone())
+                Key::Name(Box::new((node, e.name.clone())))
             } else {
                 Key::Inode(e.dev_ino.0, e.dev_ino.1)
             };
