@@ -122,48 +122,44 @@ impl Limits {
 
     /// The controllers these limits need, with the flag that needs each.
     fn controllers(&self) -> Vec<(&'static str, &'static str)> {
-        let mut out = Vec::new();
-        if self.memory.is_some() || self.stats.is_some() {
-            out.push((
+        // Each controller, and the flags that need it, first named first.
+        let wanted = [
+            (
                 "memory",
-                if self.memory.is_some() {
-                    "--memory"
-                } else {
-                    "--stats"
-                },
-            ));
-        }
-        if self.pids.is_some() || self.stats.is_some() {
-            out.push((
+                [
+                    ("--memory", self.memory.is_some()),
+                    ("--stats", self.stats.is_some()),
+                ],
+            ),
+            (
                 "pids",
-                if self.pids.is_some() {
-                    "--pids"
-                } else {
-                    "--stats"
-                },
-            ));
-        }
-        if self.cpus.is_some() || self.cpu_weight.is_some() {
-            out.push((
+                [
+                    ("--pids", self.pids.is_some()),
+                    ("--stats", self.stats.is_some()),
+                ],
+            ),
+            (
                 "cpu",
-                if self.cpus.is_some() {
-                    "--cpus"
-                } else {
-                    "--cpu-weight"
-                },
-            ));
-        }
-        if self.io_weight.is_some() || !self.io_max.is_empty() {
-            out.push((
+                [
+                    ("--cpus", self.cpus.is_some()),
+                    ("--cpu-weight", self.cpu_weight.is_some()),
+                ],
+            ),
+            (
                 "io",
-                if self.io_weight.is_some() {
-                    "--io-weight"
-                } else {
-                    "--io-max"
-                },
-            ));
-        }
-        out
+                [
+                    ("--io-weight", self.io_weight.is_some()),
+                    ("--io-max", !self.io_max.is_empty()),
+                ],
+            ),
+        ];
+        wanted
+            .into_iter()
+            .filter_map(|(controller, flags)| {
+                let (flag, _) = flags.into_iter().find(|(_, given)| *given)?;
+                Some((controller, flag))
+            })
+            .collect()
     }
 
     /// What `--limits best-effort` applies without cgroups, and a warning
@@ -595,6 +591,35 @@ pub fn gc() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_controller_is_named_with_the_first_flag_that_needs_it() {
+        let limits = Limits {
+            stats: Some(PathBuf::from("/s")),
+            cpu_weight: Some(100),
+            io_max: vec!["8:0 rbps=1".into()],
+            ..Limits::default()
+        };
+        assert_eq!(
+            limits.controllers(),
+            [
+                ("memory", "--stats"),
+                ("pids", "--stats"),
+                ("cpu", "--cpu-weight"),
+                ("io", "--io-max")
+            ]
+        );
+        let limits = Limits {
+            memory: Some(1 << 20),
+            stats: Some(PathBuf::from("/s")),
+            ..Limits::default()
+        };
+        assert_eq!(
+            limits.controllers(),
+            [("memory", "--memory"), ("pids", "--stats")]
+        );
+        assert!(Limits::default().controllers().is_empty());
+    }
 
     #[test]
     fn sizes_parse() {
