@@ -628,17 +628,21 @@ impl UnionFs {
         }
         let write = self.is_upper(e);
         if self.node_files().get(node, write).is_none() {
+            let read_only =
+                |st: &mut State| self.open_file(st, node, libc::O_RDONLY).map(|f| (f, false));
             let opened = if write {
                 self.open_file(st, node, libc::O_RDWR)
-                    .or_else(|_| self.open_file(st, node, libc::O_RDONLY))
+                    .map(|f| (f, true))
+                    .or_else(|_| read_only(st))
             } else {
-                self.open_file(st, node, libc::O_RDONLY)
+                read_only(st)
             };
-            if let Ok(f) = opened {
-                let (read, write) = access_of(&f);
+            // O_RDWR and O_RDONLY opens are what they say (no write-only
+            // fallback without O_WRONLY).
+            if let Ok((f, write)) = opened {
                 let closing = self
                     .node_files()
-                    .insert(node, std::sync::Arc::new(f), read, write);
+                    .insert(node, std::sync::Arc::new(f), true, write);
                 drop(closing);
             }
         }
@@ -1252,22 +1256,16 @@ impl UnionFs {
         let held = fh.and_then(|fh| self.handles().file(fh.0).cloned());
         match held {
             Some(f) => Ok(self.shown(attr_of(node, &f.metadata()?))),
-            None if st.path(node).is_err() && self.node_files().any(node).is_some() => {
-                // Unlinked, kept open for the sandbox (no FUSE opens).
-                let f = self
-                    .node_files()
-                    .any(node)
-                    .ok_or_else(|| os_err(libc::ENOENT))?;
-                Ok(self.shown(attr_of(node, &f.metadata()?)))
-            }
-            _ => match self.node_attr(st, node) {
-                // Unlinked while open: what the open file says (nlink 0).
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self
-                    .handles()
-                    .file_of_node(node, |_| true)
-                    .and_then(|f| f.metadata().ok())
-                    .map(|m| self.shown(attr_of(node, &m)))
-                    .ok_or(e),
+            None => match self.node_attr(st, node) {
+                // Unlinked while open: what the open file says (nlink 0),
+                // through a handle or the node's kept file (no FUSE opens).
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let kept = self.handles().file_of_node(node, |_| true);
+                    kept.or_else(|| self.node_files().any(node))
+                        .and_then(|f| f.metadata().ok())
+                        .map(|m| self.shown(attr_of(node, &m)))
+                        .ok_or(e)
+                }
                 other => other,
             },
         }
