@@ -3,7 +3,6 @@
 //! ends in the namespace and relays signals to the command until the
 //! command exits, whose status it exits with.
 
-use std::ffi::{CStr, CString};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -18,9 +17,6 @@ use crate::config::SandboxConfig;
 use crate::error::{Context, Result, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_SETUP};
 use crate::signals;
 use crate::sys;
-
-/// PATH used to find the command when its environment has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs as pid 1 of the sandbox; never returns.
 pub fn run(
@@ -137,34 +133,7 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
     if cfg.new_session {
         let _ = nix::unistd::setsid();
     }
-    let mut env: Vec<CString> = cfg
-        .env
-        .iter()
-        .filter(|kv| !kv.as_bytes().starts_with(b"PWD="))
-        .cloned()
-        .collect();
-    let mut pwd = b"PWD=".to_vec();
-    pwd.extend_from_slice(cwd.as_os_str().as_bytes());
-    if let Ok(pwd) = CString::new(pwd) {
-        env.push(pwd);
-    }
-    let path = env
-        .iter()
-        .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
-        .map(|p| p.to_vec())
-        .unwrap_or_else(|| DEFAULT_PATH.as_bytes().to_vec());
-
-    let argv: Vec<*const libc::c_char> = cfg
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let envp: Vec<*const libc::c_char> = env
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
+    let env = burrow_vm_init::exec::with_pwd(&cfg.env, cwd.as_os_str().as_bytes());
 
     // Last, so that nothing burrow still does is confined by it.
     match cfg.security.apply() {
@@ -175,7 +144,7 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         }
         Err(msg) => fail(report_fd, EXIT_SETUP, &msg),
     }
-    let errno = exec_search(&cfg.argv[0], &path, &argv, &envp);
+    let errno = Errno::from_raw(burrow_vm_init::exec::exec_search(&cfg.argv, &env));
     let code = match errno {
         Errno::ENOENT | Errno::ENOTDIR => EXIT_NOT_FOUND,
         _ => EXIT_CANNOT_EXEC,
@@ -192,39 +161,6 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         code,
         &format!("cannot run '{name}' in the sandbox: {}{hint}", errno.desc()),
     )
-}
-
-/// execvp's search: a name with a slash is run as is, others are looked up
-/// in `path`. Returns the error that explains the failure best.
-fn exec_search(
-    name: &CStr,
-    path: &[u8],
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> Errno {
-    if name.to_bytes().contains(&b'/') {
-        return sys::execve(name, argv, envp);
-    }
-    let mut denied = false;
-    for dir in path.split(|&b| b == b':') {
-        let dir = if dir.is_empty() { &b"."[..] } else { dir };
-        let mut full = dir.to_vec();
-        full.push(b'/');
-        full.extend_from_slice(name.to_bytes());
-        let Ok(full) = CString::new(full) else {
-            continue;
-        };
-        match sys::execve(&full, argv, envp) {
-            Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENAMETOOLONG => {}
-            Errno::EACCES => denied = true,
-            other => return other,
-        }
-    }
-    if denied {
-        Errno::EACCES
-    } else {
-        Errno::ENOENT
-    }
 }
 
 /// Reaps children until the command exits; returns its exit status

@@ -223,14 +223,6 @@ fn openat2(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> nix::Re
     })
 }
 
-/// `execve(2)`; returns only on failure.
-pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
-    // SAFETY: argv and envp are null-terminated arrays of pointers to C
-    // strings that outlive the call.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    Errno::last()
-}
-
 /// Ends the process at once, without running destructors or atexit handlers
 /// (used in forked children).
 pub fn exit_now(code: i32) -> ! {

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod exec;
 pub mod landlock_policy;
 
 /// The virtio-serial port's name (`/sys/class/virtio-ports/*/name`).

@@ -19,7 +19,6 @@ use burrow_vm_init::{
 const NEWROOT: &str = "/newroot";
 /// Most input held for a command that is not reading it.
 const MAX_PENDING: usize = 1 << 20;
-const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn main() {
     if std::process::id() != 1 {
@@ -618,29 +617,7 @@ fn exec_child(
             );
         }
     }
-    let mut env: Vec<CString> = env
-        .iter()
-        .filter(|kv| !kv.as_bytes().starts_with(b"PWD="))
-        .cloned()
-        .collect();
-    let mut pwd = b"PWD=".to_vec();
-    pwd.extend_from_slice(&cwd);
-    env.extend(CString::new(pwd).ok());
-    let path = env
-        .iter()
-        .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
-        .map(<[u8]>::to_vec)
-        .unwrap_or_else(|| DEFAULT_PATH.to_vec());
-    let argv_p: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let env_p: Vec<*const libc::c_char> = env
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
+    let env = burrow_vm_init::exec::with_pwd(env, &cwd);
     // Last, so that nothing the init still does is confined by it.
     match confine::apply(&cfg.confine) {
         Ok(warnings) => {
@@ -650,36 +627,7 @@ fn exec_child(
         }
         Err(msg) => return (125, msg),
     }
-    let name = argv[0].as_bytes();
-    let candidates: Vec<Vec<u8>> = if name.contains(&b'/') {
-        vec![name.to_vec()]
-    } else {
-        path.split(|&b| b == b':')
-            .map(|dir| {
-                let mut full = if dir.is_empty() {
-                    b".".to_vec()
-                } else {
-                    dir.to_vec()
-                };
-                full.push(b'/');
-                full.extend_from_slice(name);
-                full
-            })
-            .collect()
-    };
-    let mut errno = libc::ENOENT;
-    for c in candidates {
-        let Ok(c) = CString::new(c) else { continue };
-        // SAFETY: NUL-terminated path, NULL-terminated argv and envp
-        // arrays whose strings outlive the call.
-        unsafe { libc::execve(c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
-        let e = std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::ENOENT);
-        if e == libc::EACCES || !matches!(e, libc::ENOENT | libc::ENOTDIR) {
-            errno = e;
-        }
-    }
+    let errno = burrow_vm_init::exec::exec_search(argv, &env);
     let code = if matches!(errno, libc::ENOENT | libc::ENOTDIR) {
         127
     } else {
@@ -689,7 +637,7 @@ fn exec_child(
         code,
         format!(
             "cannot run '{}' in the VM: {}",
-            String::from_utf8_lossy(name),
+            argv[0].to_string_lossy(),
             std::io::Error::from_raw_os_error(errno)
         ),
     )
