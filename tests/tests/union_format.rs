@@ -61,10 +61,10 @@ fn stack_listing(stack: &Stack) -> String {
             let real = stack.layer_dir(entry.layer).join(&path);
             let (ty, size, target) = match entry.kind {
                 Kind::Dir => ("d", 0, String::new()),
-                Kind::File => ("f", entry.meta.len(), String::new()),
+                Kind::File => ("f", entry.meta.size, String::new()),
                 Kind::Symlink => (
                     "l",
-                    entry.meta.len(),
+                    entry.meta.size,
                     std::fs::read_link(&real)
                         .unwrap()
                         .to_string_lossy()

@@ -10,7 +10,10 @@
 //! The xattrs live in the `user.` namespace for overlayfs mounted with
 //! `userxattr` (unprivileged), and in `trusted.` otherwise; both are read.
 
+use std::ffi::OsStr;
 use std::path::Path;
+
+use crate::layer_dir::Dir;
 
 /// Prefix of OCI whiteout names.
 pub const OCI_WHITEOUT_PREFIX: &str = ".wh.";
@@ -30,14 +33,16 @@ fn trusted_readable() -> bool {
     })
 }
 
-/// The value of overlay xattr `name` ("opaque", "whiteout", ...) on `path`,
-/// from the user namespace first, then trusted (when readable).
-pub fn overlay_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    if let Ok(Some(v)) = xattr::get(path, format!("user.overlay.{name}")) {
+/// The value of overlay xattr `name` ("opaque", "whiteout", ...) of `entry`
+/// in `dir` (empty: `dir` itself), from the user namespace first, then
+/// trusted (when readable).
+pub fn overlay_xattr(dir: &Dir, entry: &OsStr, name: &str) -> Option<Vec<u8>> {
+    if let Ok(Some(v)) = dir.get_xattr(entry, &format!("user.overlay.{name}")) {
         return Some(v);
     }
     if trusted_readable() {
-        return xattr::get(path, format!("trusted.overlay.{name}"))
+        return dir
+            .get_xattr(entry, &format!("trusted.overlay.{name}"))
             .ok()
             .flatten();
     }
@@ -55,27 +60,25 @@ pub enum DirMark {
     HasXattrWhiteouts,
 }
 
-/// The overlay mark of directory `path`.
-pub fn dir_mark(path: &Path) -> DirMark {
-    dir_mark_in(path, true)
-}
-
-/// [`dir_mark`], honouring OCI's opaque marker only when `oci` (in lower
-/// layers: in the upper layer `.wh..wh..opq` is just a name).
-pub fn dir_mark_in(path: &Path, oci: bool) -> DirMark {
-    match overlay_xattr(path, "opaque").as_deref() {
+/// The overlay mark of directory `entry` in `dir` (empty: `dir` itself),
+/// honouring OCI's opaque marker only when `oci` (in lower layers: in the
+/// upper layer `.wh..wh..opq` is just a name).
+pub fn dir_mark(dir: &Dir, entry: &OsStr, oci: bool) -> DirMark {
+    match overlay_xattr(dir, entry, "opaque").as_deref() {
         Some(b"y") => DirMark::Opaque,
         Some(b"x") => DirMark::HasXattrWhiteouts,
-        _ if oci && path.join(OCI_OPAQUE_MARKER).symlink_metadata().is_ok() => DirMark::Opaque,
+        _ if oci && dir.has(&Path::new(entry).join(OCI_OPAQUE_MARKER).into_os_string()) => {
+            DirMark::Opaque
+        }
         _ => DirMark::Transparent,
     }
 }
 
-/// Whether the entry at `path` (with metadata `meta`) is a whiteout;
-/// `parent` gives the mark of the directory holding it, asked only for an
-/// empty regular file.
+/// Whether `entry` in `dir` (with attributes `meta`) is a whiteout;
+/// `parent` gives the mark of `dir`, asked only for an empty regular file.
 pub fn is_whiteout(
-    path: impl FnOnce() -> std::path::PathBuf,
+    dir: &Dir,
+    entry: &OsStr,
     meta: &impl crate::layers::Attrs,
     parent: impl FnOnce() -> DirMark,
 ) -> bool {
@@ -85,7 +88,7 @@ pub fn is_whiteout(
         Kind::File => {
             meta.st_size() == 0
                 && parent() == DirMark::HasXattrWhiteouts
-                && overlay_xattr(&path(), "whiteout").is_some()
+                && overlay_xattr(dir, entry, "whiteout").is_some()
         }
         _ => false,
     }

@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,12 +22,12 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
-use nix::fcntl::AT_FDCWD;
-use nix::sys::stat::{Mode, SFlag};
-use nix::unistd::{Gid, Uid};
+use nix::fcntl::OFlag;
+use nix::sys::stat::SFlag;
 
 use crate::idmap::Ids;
-use crate::layers::{Attrs, Entry, Kind, Stack};
+use crate::layer_dir::{Dir, Place};
+use crate::layers::{Attrs, Entry, Kind, Stack, Stat};
 use crate::node_files::NodeFiles;
 use crate::upper::{self, Upper};
 
@@ -438,7 +438,7 @@ impl UnionFs {
         if let Ok(root) = stack.lookup(Path::new("")) {
             state
                 .by_identity
-                .insert(Key::Inode(root.meta.dev(), root.meta.ino()), ROOT);
+                .insert(Key::Inode(root.meta.dev, root.meta.ino), ROOT);
         }
         state.nodes.insert(ROOT, Node::default());
         UnionFs {
@@ -657,17 +657,18 @@ impl UnionFs {
         self.stack.upper() == Some(e.layer)
     }
 
-    fn real_path(&self, e: &Entry, rel: &Path) -> PathBuf {
-        self.stack.layer_dir(e.layer).join(rel)
+    /// Where entry `e`, at `rel` in the union, is in its layer.
+    fn place_of(&self, e: &Entry, rel: &Path) -> io::Result<Place> {
+        self.stack.place(e.layer, rel)
     }
 
-    fn identity(m: &Metadata) -> Key {
-        Key::Inode(m.dev(), m.ino())
+    fn identity(m: &Stat) -> Key {
+        Key::Inode(m.dev, m.ino)
     }
 
     /// The key of an entry found as `name` in `parent`.
-    fn key(&self, layer: usize, m: &Metadata, parent: u64, name: &OsStr) -> Key {
-        if Some(layer) != self.stack.upper() && !m.is_dir() && m.nlink() > 1 {
+    fn key(&self, layer: usize, m: &Stat, parent: u64, name: &OsStr) -> Key {
+        if Some(layer) != self.stack.upper() && m.kind() != Kind::Dir && m.nlink > 1 {
             Key::Name(Box::new((parent, name.to_owned())))
         } else {
             Self::identity(m)
@@ -700,7 +701,7 @@ impl UnionFs {
 
     /// Where `node`'s file must be when its directory is made of a single
     /// layer (see [`Stack::only_place`]).
-    fn only_place(&self, st: &mut State, node: u64) -> io::Result<Option<PathBuf>> {
+    fn only_place(&self, st: &mut State, node: u64) -> io::Result<Option<Place>> {
         let Some((parent, name)) = st.nodes.get(&node).and_then(|n| n.names.first().cloned())
         else {
             return Ok(None);
@@ -739,11 +740,9 @@ impl UnionFs {
         let top = *layers.first()?;
         let meta = self
             .stack
-            .layer_dir(top)
-            .join(st.path(node).ok()?)
-            .symlink_metadata()
-            .ok()
-            .filter(|m| m.is_dir())?;
+            .dir(top, &st.path(node).ok()?)
+            .and_then(|d| d.stat_self())
+            .ok()?;
         Some(Entry {
             layer: top,
             kind: Kind::Dir,
@@ -764,25 +763,26 @@ impl UnionFs {
     }
 
     /// Makes sure `rel` is in the upper layer, copying it (and its parents)
-    /// up when it is only in a lower one. Returns its upper path.
-    fn copy_up(&self, st: &mut State, rel: &Path) -> io::Result<PathBuf> {
+    /// up when it is only in a lower one. Returns where it is there.
+    fn copy_up(&self, st: &mut State, rel: &Path) -> io::Result<Place> {
         let upper = self.upper()?;
         let e = self.stack.lookup(rel)?;
         if self.is_upper(&e) {
-            return Ok(upper.path(rel));
+            return upper.place(rel);
         }
         if let Some(parent) = rel.parent() {
             if !parent.as_os_str().is_empty() {
                 self.copy_up(st, parent)?;
             }
         }
-        upper.copy_up(&self.real_path(&e, rel), &e.meta, rel)?;
+        let at = upper.place(rel)?;
+        upper.copy_up(&self.place_of(&e, rel)?, &e.meta, &at)?;
         if e.kind == Kind::Dir {
             st.layers_gen += 1;
         }
-        let copied = upper.path(rel).symlink_metadata()?;
+        let copied = at.stat()?;
         let node = match (rel.parent(), rel.file_name()) {
-            (Some(parent), Some(name)) if e.meta.nlink() > 1 && !e.meta.is_dir() => self
+            (Some(parent), Some(name)) if e.meta.nlink > 1 && e.kind != Kind::Dir => self
                 .node_of_path(st, parent)
                 .map(|p| Key::Name(Box::new((p, name.to_owned())))),
             _ => Some(Self::identity(&e.meta)),
@@ -794,28 +794,28 @@ impl UnionFs {
             let lower = self.node_files().remove(node);
             drop(lower);
         }
-        Ok(upper.path(rel))
+        Ok(at)
     }
 
     /// [`UnionFs::copy_up`] for a node: resolved one step from its
     /// parent's cached layers, so a node already in the upper layer costs
     /// one stat instead of a walk from the root.
-    fn copy_up_node(&self, st: &mut State, node: u64) -> io::Result<PathBuf> {
+    fn copy_up_node(&self, st: &mut State, node: u64) -> io::Result<Place> {
         let (rel, e) = self.resolve(st, node)?;
         if self.is_upper(&e) {
-            return Ok(self.upper()?.path(&rel));
+            return self.upper()?.place(&rel);
         }
         self.copy_up(st, &rel)
     }
 
-    /// The upper path of directory `rel`, which merges `layers`: copied up
-    /// first when only a lower layer has it.
-    fn upper_dir(&self, st: &mut State, rel: &Path, layers: &[usize]) -> io::Result<PathBuf> {
+    /// Upper directory `rel`, which merges `layers`: copied up first when
+    /// only a lower layer has it.
+    fn upper_dir(&self, st: &mut State, rel: &Path, layers: &[usize]) -> io::Result<Dir> {
         let upper = self.upper()?;
-        if layers.first().copied() == self.stack.upper() {
-            return Ok(upper.path(rel));
+        if layers.first().copied() != self.stack.upper() && !rel.as_os_str().is_empty() {
+            self.copy_up(st, rel)?;
         }
-        self.copy_up(st, rel)
+        upper.dir(rel)
     }
 
     /// The node already known for directory `rel`, if any.
@@ -829,7 +829,11 @@ impl UnionFs {
         // A lower directory that holds the upper layer itself (the host's
         // / under an upper in $HOME) would copy into itself without end.
         if let (Some(upper), Ok(e)) = (&self.upper, self.stack.lookup(rel)) {
-            if !self.is_upper(&e) && upper.dir().starts_with(self.real_path(&e, rel)) {
+            if !self.is_upper(&e)
+                && upper
+                    .path()
+                    .starts_with(self.stack.layer_dir(e.layer).join(rel))
+            {
                 return Err(os_err(libc::EXDEV));
             }
         }
@@ -843,28 +847,29 @@ impl UnionFs {
     }
 
     /// Owner for a new object in `parent_upper`, as the kernel would give it.
-    fn new_owner(&self, req: &Request, parent_upper: &Path) -> Option<(u32, u32, bool)> {
+    fn new_owner(&self, req: &Request, parent_upper: &Dir) -> Option<(u32, u32, bool)> {
         if !self.as_root {
             return None;
         }
-        let pm = parent_upper.metadata().ok()?;
-        let sgid = pm.mode() & libc::S_ISGID != 0;
+        let pm = parent_upper.stat_self().ok()?;
+        let sgid = pm.mode & libc::S_ISGID != 0;
         let uid = self.ids.stored_uid(req.uid()).ok()?;
         let gid = if sgid {
-            pm.gid()
+            pm.gid
         } else {
             self.ids.stored_gid(req.gid()).ok()?
         };
         Some((uid, gid, sgid))
     }
 
-    /// Creates a new object named `name` in `parent` with `build`, given to
-    /// the requester (unless it is a new name of an existing file). As in
-    /// kernel overlayfs, it is made in place where nothing is there in the
-    /// upper layer, and in the work directory where it must replace a
-    /// whiteout in one step. (Making every new file in the one work
-    /// directory also had ext4 search that directory's block group for a
-    /// free inode each time, among inodes just freed there.)
+    /// Creates a new object named `name` in `parent` with `build` (given
+    /// the directory and the name to make it at), given to the requester
+    /// (unless it is a new name of an existing file). As in kernel
+    /// overlayfs, it is made in place where nothing is there in the upper
+    /// layer, and in the work directory where it must replace a whiteout
+    /// in one step. (Making every new file in the one work directory also
+    /// had ext4 search that directory's block group for a free inode each
+    /// time, among inodes just freed there.)
     fn create_object(
         &self,
         req: &Request,
@@ -872,10 +877,9 @@ impl UnionFs {
         parent: u64,
         name: &OsStr,
         new_inode: bool,
-        build: impl FnOnce(&Path) -> io::Result<()>,
+        build: impl FnOnce(&Dir, &OsStr) -> io::Result<()>,
     ) -> io::Result<FileAttr> {
         let (parent_rel, layers) = self.dir_layers(st, parent)?;
-        let rel = parent_rel.join(name);
         match self.stack.lookup_child(&layers, &parent_rel, name) {
             Ok(_) => return Err(os_err(libc::EEXIST)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -883,17 +887,20 @@ impl UnionFs {
         }
         let upper = self.upper()?;
         let parent_upper = self.upper_dir(st, &parent_rel, &layers)?;
-        let target = upper.path(&rel);
-        let in_place = match target.symlink_metadata() {
+        let in_place = match parent_upper.stat(name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => true,
             Err(e) => return Err(e),
             Ok(_) => false, // only a whiteout can be there
         };
-        let tmp = if in_place { target } else { upper.temp() };
-        build(&tmp)?;
-        let res = self.finish_new(req, &tmp, &parent_upper, &rel, in_place, new_inode);
+        let tmp = if in_place {
+            parent_upper.place(name)?
+        } else {
+            upper.work().place(&upper.temp())?
+        };
+        build(&tmp.dir, &tmp.name)?;
+        let res = self.finish_new(req, &tmp, &parent_upper, name, in_place, new_inode);
         if res.is_err() {
-            let _ = upper::remove_any(&tmp);
+            let _ = tmp.dir.remove_any(&tmp.name);
         }
         res?;
         self.entry_attr(st, parent, name)
@@ -902,29 +909,22 @@ impl UnionFs {
     fn finish_new(
         &self,
         req: &Request,
-        tmp: &Path,
-        parent_upper: &Path,
-        rel: &Path,
+        tmp: &Place,
+        parent_upper: &Dir,
+        name: &OsStr,
         in_place: bool,
         new_inode: bool,
     ) -> io::Result<()> {
         let upper = self.upper()?;
-        let is_dir = tmp.symlink_metadata()?.is_dir();
+        let meta = tmp.stat()?;
+        let is_dir = meta.kind() == Kind::Dir;
         let owner = new_inode
             .then(|| self.new_owner(req, parent_upper))
             .flatten();
         if let Some((uid, gid, sgid)) = owner {
-            nix::unistd::fchownat(
-                AT_FDCWD,
-                tmp,
-                Some(Uid::from_raw(uid)),
-                Some(Gid::from_raw(gid)),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(nix_err)?;
+            tmp.chown(Some(uid), Some(gid))?;
             if sgid && is_dir {
-                let mode = tmp.metadata()?.mode() | libc::S_ISGID;
-                std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode & 0o7777))?;
+                tmp.chmod((meta.mode | libc::S_ISGID) & 0o7777)?;
             }
         }
         if in_place {
@@ -933,9 +933,9 @@ impl UnionFs {
         // The new object replaces a whiteout, and a directory must not show
         // what the lower layers had.
         if is_dir {
-            xattr::set(tmp, "user.overlay.opaque", b"y")?;
+            tmp.dir.set_xattr(&tmp.name, "user.overlay.opaque", b"y")?;
         }
-        upper.replace(tmp, rel)
+        upper.replace(&tmp.name, &parent_upper.place(name)?)
     }
 
     /// Removes `name` from `parent`, leaving a whiteout when a lower layer
@@ -956,29 +956,26 @@ impl UnionFs {
         self.keep_open_unnamed(st, parent, name, &e);
         let needs_whiteout =
             !self.is_upper(&e) || self.stack.lower_has_in(&layers, &parent_rel, name);
-        if needs_whiteout {
-            self.upper_dir(st, &parent_rel, &layers)?;
-        }
+        let at = self.upper_dir(st, &parent_rel, &layers)?.place(name)?;
         let mut whited_out = false;
         if self.is_upper(&e) {
             if needs_whiteout {
                 // One step: the upper entry leaves for the work directory
                 // and a whiteout takes its place, so a crash cannot bring
                 // the lower entry back.
-                whited_out = upper.replace_with_whiteout(&rel)?;
+                whited_out = upper.replace_with_whiteout(&at)?;
             }
             if !whited_out {
-                let target = upper.path(&rel);
                 if dir {
                     // Only whiteouts can be left in it: it is empty in the union.
-                    std::fs::remove_dir_all(&target)?;
+                    at.dir.remove_any(&at.name)?;
                 } else {
-                    std::fs::remove_file(&target)?;
+                    at.dir.unlink(&at.name)?;
                 }
             }
         }
         if needs_whiteout && !whited_out {
-            upper.make_whiteout(&rel)?;
+            upper.make_whiteout(&at)?;
         }
         if dir || !upper.device_whiteouts() {
             st.layers_gen += 1;
@@ -1015,7 +1012,7 @@ impl UnionFs {
         let same_file = dst.as_ref().is_some_and(|d| {
             self.is_upper(d)
                 && self.is_upper(&src)
-                && (d.meta.dev(), d.meta.ino()) == (src.meta.dev(), src.meta.ino())
+                && (d.meta.dev, d.meta.ino) == (src.meta.dev, src.meta.ino)
         });
         if src_rel == dst_rel || (same_file && !exchange) {
             // rename(2) between names of one file does nothing and succeeds.
@@ -1041,23 +1038,21 @@ impl UnionFs {
         if let Some(p) = dst_rel.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.copy_up(st, p)?;
         }
-        let (src_upper, dst_upper) = (upper.path(&src_rel), upper.path(&dst_rel));
+        let (src_at, dst_at) = (upper.place(&src_rel)?, upper.place(&dst_rel)?);
         if exchange {
             self.copy_up_tree(st, &dst_rel)?;
-            nix::fcntl::renameat2(
-                AT_FDCWD,
-                &src_upper,
-                AT_FDCWD,
-                &dst_upper,
+            src_at.dir.rename(
+                &src_at.name,
+                &dst_at.dir,
+                &dst_at.name,
                 nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-            )
-            .map_err(nix_err)?;
-            for (rel, kind) in [
-                (&src_rel, dst.as_ref().map(|d| d.kind)),
-                (&dst_rel, Some(src.kind)),
+            )?;
+            for (at, kind) in [
+                (&src_at, dst.as_ref().map(|d| d.kind)),
+                (&dst_at, Some(src.kind)),
             ] {
                 if kind == Some(Kind::Dir) {
-                    upper.set_opaque(rel)?;
+                    upper.set_opaque(at)?;
                 }
             }
             let tmp_name = OsString::from("\0exchange");
@@ -1067,19 +1062,24 @@ impl UnionFs {
             return Ok(());
         }
         let src_needs_whiteout = self.stack.lower_has(&src_rel);
-        if let Ok(m) = dst_upper.symlink_metadata() {
-            if m.is_dir() || src.kind == Kind::Dir {
+        if let Ok(m) = dst_at.stat() {
+            if m.kind() == Kind::Dir || src.kind == Kind::Dir {
                 // An emptied directory (whiteouts only) or a whiteout under
                 // a directory: clear it so that rename(2) can land.
-                upper::remove_any(&dst_upper)?;
+                dst_at.dir.remove_any(&dst_at.name)?;
             }
         }
-        std::fs::rename(&src_upper, &dst_upper)?;
+        src_at.dir.rename(
+            &src_at.name,
+            &dst_at.dir,
+            &dst_at.name,
+            nix::fcntl::RenameFlags::empty(),
+        )?;
         if src.kind == Kind::Dir {
-            upper.set_opaque(&dst_rel)?;
+            upper.set_opaque(&dst_at)?;
         }
         if src_needs_whiteout {
-            upper.make_whiteout(&src_rel)?;
+            upper.make_whiteout(&src_at)?;
         }
         st.unname(to.0, to.1);
         st.rename_name(from, to);
@@ -1111,15 +1111,15 @@ impl UnionFs {
                 .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
                 .open(format!("/proc/self/fd/{fd}"));
         }
-        let path = if writes {
+        let at = if writes {
             self.copy_up_node(st, node)?
-        } else if let Some(path) = self.only_place(st, node)? {
+        } else if let Some(at) = self.only_place(st, node)? {
             // Opened as it is, without a stat first: a READ is only ever
-            // for a regular file, and O_NOFOLLOW (below) keeps it one.
-            path
+            // for a regular file, and O_NOFOLLOW keeps it one.
+            at
         } else {
             let (rel, e) = self.resolve(st, node)?;
-            self.real_path(&e, &rel)
+            self.place_of(&e, &rel)?
         };
         // With the writeback cache the kernel picks every write's offset
         // (O_APPEND included) and may read to fill a partial page, so a
@@ -1129,11 +1129,12 @@ impl UnionFs {
             writes && flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0; // O_RDONLY|O_TRUNC truncates on Linux
         let read_asked = flags & libc::O_ACCMODE != libc::O_WRONLY;
         let open = |read: bool| {
-            std::fs::OpenOptions::new()
-                .read(read)
-                .write(write)
-                .custom_flags(flags & keep | libc::O_NOFOLLOW)
-                .open(&path)
+            let access = match (read, write) {
+                (true, true) => OFlag::O_RDWR,
+                (false, true) => OFlag::O_WRONLY,
+                _ => OFlag::O_RDONLY,
+            };
+            at.open(access | OFlag::from_bits_truncate(flags & keep), 0)
         };
         match open(true) {
             Err(e) if !read_asked && e.raw_os_error() == Some(libc::EACCES) => open(false),
@@ -1141,11 +1142,7 @@ impl UnionFs {
         }
     }
 
-    fn set_times(
-        path: &Path,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-    ) -> io::Result<()> {
+    fn set_times(at: &Place, atime: Option<TimeOrNow>, mtime: Option<TimeOrNow>) -> io::Result<()> {
         use nix::sys::time::TimeSpec;
         let spec = |t: Option<TimeOrNow>| match t {
             None => TimeSpec::UTIME_OMIT,
@@ -1161,14 +1158,7 @@ impl UnionFs {
                 }
             },
         };
-        nix::sys::stat::utimensat(
-            AT_FDCWD,
-            path,
-            &spec(atime),
-            &spec(mtime),
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(nix_err)
+        at.dir.set_times(&at.name, &spec(atime), &spec(mtime))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1184,50 +1174,39 @@ impl UnionFs {
         mtime: Option<TimeOrNow>,
         fh: Option<FileHandle>,
     ) -> io::Result<FileAttr> {
-        let path = match st.path(node) {
+        let at = match st.path(node) {
             Ok(_) => Some(self.copy_up_node(st, node)?),
             Err(_) => None, // unlinked: only the open handle is left
         };
         if let Some(size) = size {
-            let held = self.held_file(node, fh, path.is_none());
+            let held = self.held_file(node, fh, at.is_none());
             match held {
-                Some(f) if path.is_none() || f.set_len(size).is_ok() => {
+                Some(f) if at.is_none() || f.set_len(size).is_ok() => {
                     f.set_len(size)?;
                 }
                 _ => {
-                    let p = path.as_ref().ok_or_else(|| os_err(libc::ENOENT))?;
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(p)?
-                        .set_len(size)?;
+                    let at = at.as_ref().ok_or_else(|| os_err(libc::ENOENT))?;
+                    at.open(OFlag::O_WRONLY, 0)?.set_len(size)?;
                 }
             }
         }
-        let Some(path) = path else {
+        let Some(at) = at else {
             return self.handle_attr(st, node, fh);
         };
         if uid.is_some() || gid.is_some() {
-            nix::unistd::fchownat(
-                AT_FDCWD,
-                &path,
-                uid.map(|u| self.ids.stored_uid(u))
-                    .transpose()?
-                    .map(Uid::from_raw),
-                gid.map(|g| self.ids.stored_gid(g))
-                    .transpose()?
-                    .map(Gid::from_raw),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(nix_err)?;
+            at.chown(
+                uid.map(|u| self.ids.stored_uid(u)).transpose()?,
+                gid.map(|g| self.ids.stored_gid(g)).transpose()?,
+            )?;
         }
         if let Some(mode) = mode {
             // Never through a symlink: that would change its target's mode.
-            if !path.symlink_metadata()?.file_type().is_symlink() {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+            if at.stat()?.kind() != Kind::Symlink {
+                at.chmod(mode & 0o7777)?;
             }
         }
         if atime.is_some() || mtime.is_some() {
-            Self::set_times(&path, atime, mtime)?;
+            Self::set_times(&at, atime, mtime)?;
         }
         self.node_attr(st, node)
     }
@@ -1303,9 +1282,10 @@ impl UnionFs {
         Ok(out)
     }
 
-    fn xattr_target(&self, st: &mut State, node: u64) -> io::Result<PathBuf> {
+    /// Where `node`'s file is now, in whichever layer shows it.
+    fn xattr_target(&self, st: &mut State, node: u64) -> io::Result<Place> {
         let (rel, e) = self.resolve(st, node)?;
-        Ok(self.real_path(&e, &rel))
+        self.place_of(&e, &rel)
     }
 }
 
@@ -1423,7 +1403,7 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         match self
             .xattr_target(&mut st, ino.0)
-            .and_then(std::fs::read_link)
+            .and_then(|at| at.read_link())
         {
             Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
             Err(e) => reply.error(err(e)),
@@ -1445,15 +1425,9 @@ impl Filesystem for UnionFs {
             return reply.error(Errno::EPERM);
         }
         let mut st = self.lock();
-        let build = |tmp: &Path| {
+        let build = |dir: &Dir, name: &OsStr| {
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
-            nix::sys::stat::mknod(
-                tmp,
-                kind,
-                Mode::from_bits_truncate(mode & 0o7777),
-                rdev as u64,
-            )
-            .map_err(nix_err)
+            dir.mknod(name, kind, mode & 0o7777, rdev as u64)
         };
         reply_entry(
             reply,
@@ -1471,9 +1445,9 @@ impl Filesystem for UnionFs {
         reply: ReplyEntry,
     ) {
         let mut st = self.lock();
-        let build = |tmp: &Path| {
-            std::fs::create_dir(tmp)?;
-            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode & 0o7777))
+        let build = |dir: &Dir, name: &OsStr| {
+            dir.mkdir(name, mode & 0o7777)?;
+            dir.chmod(name, mode & 0o7777)
         };
         reply_entry(
             reply,
@@ -1506,7 +1480,7 @@ impl Filesystem for UnionFs {
         reply: ReplyEntry,
     ) {
         let mut st = self.lock();
-        let build = |tmp: &Path| std::os::unix::fs::symlink(target, tmp);
+        let build = |dir: &Dir, name: &OsStr| dir.symlink(target, name);
         reply_entry(
             reply,
             self.create_object(req, &mut st, parent.0, link_name, true, build),
@@ -1541,8 +1515,8 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         let res = st.path(ino.0).and_then(|rel| {
             let src = self.copy_up(&mut st, &rel)?;
-            self.create_object(req, &mut st, newparent.0, newname, false, |tmp| {
-                std::fs::hard_link(&src, tmp)
+            self.create_object(req, &mut st, newparent.0, newname, false, |dir, name| {
+                src.dir.hard_link(&src.name, dir, name)
             })
         });
         reply_entry(reply, res);
@@ -1833,10 +1807,10 @@ impl Filesystem for UnionFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let dir = match &self.upper {
-            Some(u) => u.dir().to_path_buf(),
-            None => self.stack.layer_dir(0).to_path_buf(),
+            Some(u) => u.root(),
+            None => self.stack.layer_root(0),
         };
-        match nix::sys::statvfs::statvfs(&dir) {
+        match nix::sys::statvfs::fstatvfs(dir) {
             Ok(s) => reply.statfs(
                 s.blocks(),
                 s.blocks_free(),
@@ -1868,7 +1842,7 @@ impl Filesystem for UnionFs {
         let res = st
             .path(ino.0)
             .and_then(|rel| self.copy_up(&mut st, &rel))
-            .and_then(|path| crate::sys::set_xattr(&path, name, value, flags));
+            .and_then(|at| at.set_xattr(name, value, flags));
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -1882,7 +1856,7 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         match self
             .xattr_target(&mut st, ino.0)
-            .and_then(|p| xattr::get(p, name))
+            .and_then(|at| at.get_xattr(name))
         {
             Ok(Some(value)) => reply_xattr(reply, size, &value),
             Ok(None) => reply.error(Errno::NO_XATTR),
@@ -1892,10 +1866,13 @@ impl Filesystem for UnionFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let mut st = self.lock();
-        match self.xattr_target(&mut st, ino.0).and_then(xattr::list) {
+        match self
+            .xattr_target(&mut st, ino.0)
+            .and_then(|at| at.list_xattrs())
+        {
             Ok(names) => {
                 let mut data = Vec::new();
-                for n in names.filter(|n| !upper::is_overlay_xattr(n)) {
+                for n in names.iter().filter(|n| !upper::is_overlay_xattr(n)) {
                     data.extend_from_slice(n.as_encoded_bytes());
                     data.push(0);
                 }
@@ -1914,12 +1891,12 @@ impl Filesystem for UnionFs {
             .path(ino.0)
             .and_then(|rel| {
                 let e = self.stack.lookup(&rel)?;
-                if xattr::get(self.real_path(&e, &rel), name)?.is_none() {
+                if self.place_of(&e, &rel)?.get_xattr(name)?.is_none() {
                     return Err(os_err(libc::ENODATA));
                 }
                 self.copy_up(&mut st, &rel)
             })
-            .and_then(|path| xattr::remove(path, name));
+            .and_then(|at| at.remove_xattr(name));
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -1938,13 +1915,12 @@ impl Filesystem for UnionFs {
     ) {
         let mut st = self.lock();
         let mut opened: Option<File> = None;
-        let build = |tmp: &Path| {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(mode & 0o7777)
-                .open(tmp)?;
+        let build = |dir: &Dir, name: &OsStr| {
+            let f = dir.open_file(
+                name,
+                OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL,
+                mode & 0o7777,
+            )?;
             // The mode is applied as given (the kernel already masked it).
             f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
             opened = Some(f);

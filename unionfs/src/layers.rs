@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::format::{self, DirMark};
+use crate::layer_dir::{Dir, Place};
 
 /// The type of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +100,8 @@ pub struct Stat {
     pub blksize: u64,
     pub blocks: u64,
     pub times: [(i64, i64); 3],
+    /// Whether it is the root of a mount (a mount point as seen from above).
+    pub mount_root: bool,
 }
 
 impl Stat {
@@ -119,6 +122,7 @@ impl Stat {
                 (st.st_mtime, st.st_mtime_nsec),
                 (st.st_ctime, st.st_ctime_nsec),
             ],
+            mount_root: false,
         }
     }
 }
@@ -209,16 +213,26 @@ pub enum StackError {
     NotDir { role: &'static str, path: PathBuf },
 }
 
+/// One layer: its directory as named (for messages and for telling which
+/// lower directory holds the upper one) and the descriptor every access
+/// to it starts from.
+#[derive(Debug)]
+struct Layer {
+    path: PathBuf,
+    root: Dir,
+}
+
 /// The layers, top first: the upper (when writable) then the lowers in
 /// `lowerdir=` order (leftmost on top).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Stack {
-    layers: Vec<PathBuf>,
+    layers: Vec<Layer>,
     has_upper: bool,
     /// The layers merging into the root (fixed: lower layers never change).
     root: Vec<usize>,
-    /// Paths left out of the lower layers (see [`Stack::hide`]).
-    hidden: std::collections::HashSet<PathBuf>,
+    /// Files and directories left out of the lower layers, by device and
+    /// inode (see [`Stack::hide`]).
+    hidden: HashSet<(u64, u64)>,
 }
 
 /// What a path resolves to.
@@ -227,9 +241,10 @@ pub struct Entry {
     /// Index of the layer the entry comes from (the topmost one holding it).
     pub layer: usize,
     pub kind: Kind,
-    pub meta: Metadata,
+    pub meta: Stat,
     /// For a directory: every layer whose directory merges into it, top
-    /// first, ending at the first opaque one.
+    /// first, ending at the first opaque one. Empty for a mount point of a
+    /// lower layer that the union does not cross (an empty directory).
     pub dir_layers: Vec<usize>,
 }
 
@@ -247,8 +262,35 @@ pub struct DirEntry {
     pub meta: Stat,
 }
 
+/// What a lower layer shows of a mount below its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MountView {
+    /// Its contents, as part of the layer.
+    Crossed,
+    /// An empty directory (or, for a file mounted there, nothing).
+    Sealed,
+}
+
+/// Filesystems a lower layer's tree is walked into when one is mounted
+/// below its root (`statfs` magic numbers): files stored on a local disk.
+const DISK_FILESYSTEMS: &[i64] = &[
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0xF2F5_2010, // f2fs
+    0xCA45_1A4E, // bcachefs
+    0x2FC1_2FC1, // zfs
+    0x7371_7368, // squashfs
+    0xE0F5_E1E2, // erofs
+];
+
+/// Top-level directories whose mounts a lower layer never shows, whatever
+/// their filesystem: removable media and other users' mounts (`media`,
+/// `mnt`) and per-boot state (`run`).
+const SEALED_TOP: &[&str] = &["media", "mnt", "run"];
+
 impl Stack {
-    /// Checks that every layer is a readable directory.
+    /// Opens every layer, which must be a readable directory.
     pub fn new(lowers: Vec<PathBuf>, upper: Option<PathBuf>) -> Result<Stack, StackError> {
         if lowers.is_empty() {
             return Err(StackError::NoLower);
@@ -260,20 +302,18 @@ impl Stack {
             .map(|u| ("upperdir", u))
             .chain(lowers.into_iter().map(|l| ("lowerdir", l)));
         for (role, path) in roles {
-            let meta = std::fs::metadata(&path).map_err(|source| StackError::Unusable {
+            let unusable = |source| StackError::Unusable {
                 role,
                 path: path.clone(),
                 source,
-            })?;
+            };
+            let meta = std::fs::metadata(&path).map_err(unusable)?;
             if !meta.is_dir() {
                 return Err(StackError::NotDir { role, path });
             }
-            std::fs::read_dir(&path).map_err(|source| StackError::Unusable {
-                role,
-                path: path.clone(),
-                source,
-            })?;
-            layers.push(path);
+            let root = Dir::open(&path).map_err(unusable)?;
+            root.list().map_err(unusable)?;
+            layers.push(Layer { path, root });
         }
         let mut stack = Stack {
             layers,
@@ -285,31 +325,60 @@ impl Stack {
         Ok(stack)
     }
 
-    /// Leaves `paths` (absolute, canonical) out of the lower layers: the
-    /// union shows nothing there. burrow hides what the sandbox can change
-    /// behind the union's back (its read-write bind sources, the upper and
-    /// work directories) where the host's / is a lower layer, so that no
-    /// lower path the server walks can be swapped for a symlink from inside.
+    /// Leaves `paths` (files or directories, as they are now) out of the
+    /// lower layers: the union shows nothing there. burrow hides what the
+    /// sandbox can change behind the union's back (its read-write bind
+    /// sources, the upper and work directories) where the host's / is a
+    /// lower layer. They are told apart by device and inode, so renaming
+    /// them later changes nothing.
     pub fn hide(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
-        self.hidden.extend(paths);
+        for p in paths {
+            if let Ok(m) = p.symlink_metadata() {
+                self.hidden.insert((m.dev(), m.ino()));
+            }
+        }
     }
 
-    fn is_hidden(&self, layer: usize, path: &Path) -> bool {
-        !self.hidden.is_empty() && Some(layer) != self.upper() && self.hidden.contains(path)
+    fn is_hidden(&self, layer: usize, meta: &Stat) -> bool {
+        !self.hidden.is_empty()
+            && Some(layer) != self.upper()
+            && self.hidden.contains(&(meta.dev, meta.ino))
+    }
+
+    /// Directory of layer `idx`, as it was named.
+    pub fn layer_dir(&self, idx: usize) -> &Path {
+        &self.layers[idx].path
+    }
+
+    /// The root descriptor of layer `idx`.
+    pub fn layer_root(&self, idx: usize) -> &Dir {
+        &self.layers[idx].root
+    }
+
+    /// Directory `rel` (relative to the union's root) in layer `idx`,
+    /// reached from the layer's root without following a symlink.
+    pub fn dir(&self, idx: usize, rel: &Path) -> io::Result<Dir> {
+        self.layers[idx].root.sub(rel)
+    }
+
+    /// Where `rel` is in layer `idx`: its parent directory there, and its
+    /// name.
+    pub fn place(&self, idx: usize, rel: &Path) -> io::Result<Place> {
+        self.layers[idx].root.place_of(rel)
     }
 
     /// Where `name` in `parent` must be if it exists, when `dirs` (the
     /// layers merging into `parent`) is a single layer: nothing above can
     /// hide it and nothing below can show through.
-    pub fn only_place(&self, dirs: &[usize], parent: &Path, name: &OsStr) -> Option<PathBuf> {
+    pub fn only_place(&self, dirs: &[usize], parent: &Path, name: &OsStr) -> Option<Place> {
         let [l] = dirs else { return None };
-        let path = self.layers[*l].join(parent).join(name);
-        (!self.is_hidden(*l, &path)).then_some(path)
-    }
-
-    /// Directory of layer `idx`.
-    pub fn layer_dir(&self, idx: usize) -> &Path {
-        &self.layers[idx]
+        if !self.hidden.is_empty() && Some(*l) != self.upper() {
+            return None; // the name may be hidden: a lookup decides
+        }
+        Some(Place {
+            dir: self.dir(*l, parent).ok()?,
+            name: name.to_os_string(),
+        })
     }
 
     /// Number of layers.
@@ -346,23 +415,41 @@ impl Stack {
             .copied()
             .filter(|&l| Some(l) != self.upper())
             .collect();
-        matches!(self.resolve_in(&lowers, parent, name), Ok((Some(_), _)))
+        let Ok(opened) = self.open_dirs(&lowers, parent) else {
+            return false;
+        };
+        matches!(self.resolve_in(&opened, parent, name), Ok((Some(_), _)))
+    }
+
+    /// Layers `dirs`' directories at `rel`; a layer that has none there
+    /// (gone since) is left out.
+    fn open_dirs(&self, dirs: &[usize], rel: &Path) -> io::Result<Vec<(usize, Dir)>> {
+        let mut out = Vec::with_capacity(dirs.len());
+        for &l in dirs {
+            match self.dir(l, rel) {
+                Ok(d) => out.push((l, d)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Resolves `rel` (relative to the union's root) to the entry that the
-    /// union shows there.
+    /// union shows there, walking every layer one name at a time.
     pub fn lookup(&self, rel: &Path) -> io::Result<Entry> {
         let names = normal_components(rel)?;
-        let mut dirs = self.root.clone();
+        let mut dirs: Vec<(usize, Dir)> = Vec::with_capacity(self.root.len());
+        for &l in &self.root {
+            dirs.push((l, self.layers[l].root.try_clone()?));
+        }
         let mut cur = PathBuf::new();
         for (i, name) in names.iter().enumerate() {
-            let parent = cur.clone();
-            cur.push(name);
-            let (top, below) = self.resolve_in(&dirs, &parent, name)?;
+            let (top, below) = self.resolve_in(&dirs, &cur, name)?;
             let Some((layer, meta)) = top else {
                 return Err(io::Error::from_raw_os_error(libc::ENOENT));
             };
-            let kind = Kind::of(meta.file_type());
+            let kind = meta.kind();
             if i + 1 == names.len() {
                 let dir_layers = if kind == Kind::Dir { below } else { Vec::new() };
                 return Ok(Entry {
@@ -375,14 +462,20 @@ impl Stack {
             if kind != Kind::Dir {
                 return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
             }
-            dirs = below;
+            let mut next = Vec::with_capacity(below.len());
+            for l in below {
+                let parent = &dirs.iter().find(|(k, _)| *k == l).expect("merged layer").1;
+                next.push((l, parent.child(name)?));
+            }
+            dirs = next;
+            cur.push(name);
         }
-        let meta = std::fs::metadata(&self.layers[dirs[0]])?;
+        let meta = self.layers[self.root[0]].root.stat_self()?;
         Ok(Entry {
-            layer: dirs[0],
+            layer: self.root[0],
             kind: Kind::Dir,
             meta,
-            dir_layers: dirs,
+            dir_layers: self.root.clone(),
         })
     }
 
@@ -395,11 +488,12 @@ impl Stack {
         parent_rel: &Path,
         name: &OsStr,
     ) -> io::Result<Entry> {
-        let (top, below) = self.resolve_in(dirs, parent_rel, name)?;
+        let opened = self.open_dirs(dirs, parent_rel)?;
+        let (top, below) = self.resolve_in(&opened, parent_rel, name)?;
         let Some((layer, meta)) = top else {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         };
-        let kind = Kind::of(meta.file_type());
+        let kind = meta.kind();
         let dir_layers = if kind == Kind::Dir { below } else { Vec::new() };
         Ok(Entry {
             layer,
@@ -413,62 +507,89 @@ impl Stack {
     /// whose root is opaque.
     fn root_layers(&self) -> Vec<usize> {
         let mut out = Vec::new();
-        for (i, dir) in self.layers.iter().enumerate() {
+        for (i, layer) in self.layers.iter().enumerate() {
             out.push(i);
-            if i > 0 && format::dir_mark(dir) == DirMark::Opaque {
+            if i > 0 && format::dir_mark(&layer.root, OsStr::new(""), true) == DirMark::Opaque {
                 break;
             }
         }
         out
     }
 
-    /// Looks `name` up in directory `parent` of each layer in `dirs`, top
-    /// down. Returns the visible entry and, when it is a directory, the
-    /// layers whose directories merge into it.
+    /// What lower layer `layer` shows of `name` in `dir` (at `parent` in
+    /// the union), which is the root of a mount: see [`DISK_FILESYSTEMS`]
+    /// and [`SEALED_TOP`].
+    fn mount_view(&self, dir: &Dir, parent: &Path, name: &OsStr) -> MountView {
+        let top = parent.components().next().map_or(name, |c| c.as_os_str());
+        if SEALED_TOP.iter().any(|t| top == *t) {
+            return MountView::Sealed;
+        }
+        let disk = dir
+            .child(name)
+            .ok()
+            .and_then(|d| nix::sys::statfs::fstatfs(&d).ok())
+            .is_some_and(|fs| DISK_FILESYSTEMS.contains(&fs.filesystem_type().0));
+        if disk {
+            MountView::Crossed
+        } else {
+            MountView::Sealed
+        }
+    }
+
+    /// Looks `name` up in each directory of `dirs` (the layers merging into
+    /// directory `parent`, top down). Returns the visible entry and, when
+    /// it is a directory, the layers whose directories merge into it.
     #[allow(clippy::type_complexity)]
     fn resolve_in(
         &self,
-        dirs: &[usize],
+        dirs: &[(usize, Dir)],
         parent: &Path,
         name: &OsStr,
-    ) -> io::Result<(Option<(usize, Metadata)>, Vec<usize>)> {
-        let mut top: Option<(usize, Metadata)> = None;
+    ) -> io::Result<(Option<(usize, Stat)>, Vec<usize>)> {
+        let mut top: Option<(usize, Stat)> = None;
         let mut merged = Vec::new();
-        for &l in dirs {
-            let pdir = self.layers[l].join(parent);
-            let path = pdir.join(name);
-            if self.is_hidden(l, &path) {
-                continue;
-            }
-            match path.symlink_metadata() {
+        for (l, pdir) in dirs {
+            let l = *l;
+            let lower = Some(l) != self.upper();
+            let meta = match pdir.stat(name) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if Some(l) != self.upper() && has_oci_whiteout(&pdir, name) {
+                    if lower && has_oci_whiteout(pdir, name) {
                         break;
                     }
+                    continue;
                 }
                 Err(e) => return Err(e),
-                Ok(meta) => {
-                    if format::is_whiteout(|| path.clone(), &meta, || format::dir_mark(&pdir)) {
-                        break;
-                    }
-                    if !meta.is_dir() {
-                        // A non-directory hides everything below it, and a
-                        // directory above hides it.
-                        if top.is_none() {
-                            top = Some((l, meta));
-                        }
-                        break;
-                    }
-                    merged.push(l);
-                    let opaque =
-                        format::dir_mark_in(&path, Some(l) != self.upper()) == DirMark::Opaque;
-                    if top.is_none() {
-                        top = Some((l, meta));
-                    }
-                    if opaque {
-                        break;
-                    }
+                Ok(meta) => meta,
+            };
+            if self.is_hidden(l, &meta) {
+                continue;
+            }
+            if format::is_whiteout(pdir, name, &meta, || {
+                format::dir_mark(pdir, OsStr::new(""), false)
+            }) {
+                break;
+            }
+            let sealed = lower
+                && meta.mount_root
+                && self.mount_view(pdir, parent, name) == MountView::Sealed;
+            if meta.kind() != Kind::Dir {
+                // A non-directory hides everything below it, and a
+                // directory above hides it.
+                if top.is_none() && !sealed {
+                    top = Some((l, meta));
                 }
+                break;
+            }
+            if top.is_none() {
+                top = Some((l, meta));
+            }
+            if sealed {
+                // An empty directory, and nothing below shows through.
+                break;
+            }
+            merged.push(l);
+            if format::dir_mark(pdir, name, lower) == DirMark::Opaque {
+                break;
             }
         }
         Ok((top, merged))
@@ -488,18 +609,13 @@ impl Stack {
     pub fn read_dir_in(&self, dir_layers: &[usize], rel: &Path) -> io::Result<Vec<DirEntry>> {
         let mut seen: HashSet<OsString> = HashSet::new();
         let mut out = Vec::new();
-        for &l in dir_layers {
-            let dir = self.layers[l].join(rel);
+        for (l, dir) in self.open_dirs(dir_layers, rel)? {
             let oci = Some(l) != self.upper();
-            let mark = format::dir_mark_in(&dir, oci);
+            // (Only asked for an empty file: whether it is an xattr whiteout.)
+            let mark = || format::dir_mark(&dir, OsStr::new(""), false);
             let mut hidden_below = Vec::new();
             // The directory open, its entries stat'ed relative to it.
-            let mut handle = nix::dir::Dir::open(
-                &dir,
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(io::Error::from)?;
+            let mut handle = dir.list()?;
             let fd = std::os::fd::AsRawFd::as_raw_fd(&handle);
             // SAFETY: `handle` owns the descriptor and outlives `dirfd`.
             let dirfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -507,9 +623,6 @@ impl Stack {
                 let item = item.map_err(io::Error::from)?;
                 let name = OsStr::from_bytes(item.file_name().to_bytes());
                 if name == "." || name == ".." {
-                    continue;
-                }
-                if !self.hidden.is_empty() && self.is_hidden(l, &dir.join(name)) {
                     continue;
                 }
                 let text = name.to_string_lossy();
@@ -529,9 +642,19 @@ impl Stack {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 };
+                if self.is_hidden(l, &meta) {
+                    continue;
+                }
+                if oci
+                    && meta.mount_root
+                    && meta.kind() != Kind::Dir
+                    && self.mount_view(&dir, rel, name) == MountView::Sealed
+                {
+                    continue;
+                }
                 let name = name.to_os_string();
                 seen.insert(name.clone());
-                if format::is_whiteout(|| dir.join(&name), &meta, || mark) {
+                if format::is_whiteout(&dir, &name, &meta, mark) {
                     continue;
                 }
                 out.push(DirEntry {
@@ -550,10 +673,10 @@ impl Stack {
     }
 }
 
-fn has_oci_whiteout(dir: &Path, name: &OsStr) -> bool {
+fn has_oci_whiteout(dir: &Dir, name: &OsStr) -> bool {
     let mut marker = OsString::from(format::OCI_WHITEOUT_PREFIX);
     marker.push(name);
-    dir.join(marker).symlink_metadata().is_ok()
+    dir.stat(&marker).is_ok()
 }
 
 /// The names of `rel`, refusing `..` and absolute prefixes beyond `/`.

@@ -8,6 +8,7 @@
 pub mod format;
 pub mod fs;
 pub mod idmap;
+pub mod layer_dir;
 pub mod layers;
 mod node_files;
 pub mod options;

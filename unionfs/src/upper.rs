@@ -3,37 +3,41 @@
 //! it into place (so a crash leaves only garbage in `workdir/work`, never a
 //! half-copied file in the upper layer).
 
-use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-use nix::sys::stat::{utimensat, Mode, SFlag, UtimensatFlags};
+use nix::fcntl::{OFlag, RenameFlags};
+use nix::sys::stat::SFlag;
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::format::{self, DirMark};
+use crate::layer_dir::{Dir, Place};
+use crate::layers::{Attrs, Kind, Stat};
 
 /// Name of burrowfs' (and kernel overlayfs') scratch directory in `workdir`.
 pub const WORK_SUBDIR: &str = "work";
 
-/// The upper layer and its work directory.
+/// The upper layer and its work directory, as descriptors: every object
+/// is made by name in one of them (see [`crate::layer_dir`]).
 #[derive(Debug)]
 pub struct Upper {
-    dir: PathBuf,
-    work: PathBuf,
+    /// The upper layer as named, for messages.
+    path: PathBuf,
+    root: Dir,
+    work: Dir,
     next: AtomicU64,
     /// Whether 0/0 character-device whiteouts can be made here.
     device_whiteouts: std::sync::atomic::AtomicBool,
     /// A 0/0 device in the work directory that new whiteouts are hard
     /// links of (as kernel overlayfs does): a link costs no inode
     /// allocation, a mknod does.
-    shared_whiteout: std::sync::Mutex<Option<PathBuf>>,
+    shared_whiteout: std::sync::Mutex<Option<OsString>>,
 }
 
 fn errno(e: Errno) -> io::Error {
@@ -58,14 +62,17 @@ impl Upper {
                 // Held for the life of the process.
                 std::mem::forget(held);
             })?;
-        let work = workdir.join(WORK_SUBDIR);
-        if work.symlink_metadata().is_ok() {
-            std::fs::remove_dir_all(&work)?;
+        let workdir = Dir::open(workdir)?;
+        let sub = OsStr::new(WORK_SUBDIR);
+        match workdir.remove_any(sub) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
         }
-        std::fs::create_dir(&work)?;
+        workdir.mkdir(sub, 0o755)?;
         Ok(Upper {
-            dir,
-            work,
+            root: Dir::open(&dir)?,
+            path: dir,
+            work: workdir.child(sub)?,
             next: AtomicU64::new(0),
             device_whiteouts: std::sync::atomic::AtomicBool::new(true),
             shared_whiteout: std::sync::Mutex::new(None),
@@ -78,99 +85,109 @@ impl Upper {
         self.device_whiteouts.load(Ordering::Relaxed)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The upper layer as it was named.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// Path of `rel` in the upper layer.
-    pub fn path(&self, rel: &Path) -> PathBuf {
-        self.dir.join(rel)
+    /// The upper layer's root directory.
+    pub fn root(&self) -> &Dir {
+        &self.root
+    }
+
+    /// The work directory.
+    pub fn work(&self) -> &Dir {
+        &self.work
+    }
+
+    /// Directory `rel` of the upper layer.
+    pub fn dir(&self, rel: &Path) -> io::Result<Dir> {
+        self.root.sub(rel)
+    }
+
+    /// Where `rel` is in the upper layer.
+    pub fn place(&self, rel: &Path) -> io::Result<Place> {
+        self.root.place_of(rel)
     }
 
     /// A fresh name in the work directory.
-    pub fn temp(&self) -> PathBuf {
+    pub fn temp(&self) -> OsString {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.work.join(format!("#{:x}-{n}", std::process::id()))
+        OsString::from(format!("#{:x}-{n}", std::process::id()))
     }
 
-    /// Moves a finished object from the work directory to `rel`, which
-    /// must not exist.
-    pub fn install(&self, temp: &Path, rel: &Path) -> io::Result<()> {
-        renameat2(
-            AT_FDCWD,
-            temp,
-            AT_FDCWD,
-            &self.path(rel),
-            RenameFlags::RENAME_NOREPLACE,
-        )
-        .map_err(errno)
+    /// Moves the finished object `temp` from the work directory to `at`,
+    /// which must not exist.
+    pub fn install(&self, temp: &OsStr, at: &Place) -> io::Result<()> {
+        self.work
+            .rename(temp, &at.dir, &at.name, RenameFlags::RENAME_NOREPLACE)
     }
 
-    /// Copies the entry at `src` (with metadata `meta`) to `rel` in the
-    /// upper layer, whose parent directory must already exist there.
-    pub fn copy_up(&self, src: &Path, meta: &Metadata, rel: &Path) -> io::Result<()> {
+    /// Copies the entry at `src` (with attributes `meta`) to `at` in the
+    /// upper layer, whose directory must already exist.
+    pub fn copy_up(&self, src: &Place, meta: &Stat, at: &Place) -> io::Result<()> {
         let tmp = self.temp();
         let res = self
             .build_copy(src, meta, &tmp)
-            .and_then(|()| self.install(&tmp, rel));
+            .and_then(|()| self.install(&tmp, at));
         if res.is_err() {
-            let _ = remove_any(&tmp);
+            let _ = self.work.remove_any(&tmp);
         }
         res
     }
 
-    fn build_copy(&self, src: &Path, meta: &Metadata, tmp: &Path) -> io::Result<()> {
-        let ft = meta.file_type();
-        if ft.is_file() {
-            copy_file_data(src, tmp, meta)?;
-        } else if ft.is_dir() {
-            std::fs::create_dir(tmp)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(src)?, tmp)?;
-        } else {
-            let kind = if ft.is_fifo() {
-                SFlag::S_IFIFO
-            } else if ft.is_socket() {
-                SFlag::S_IFSOCK
-            } else if ft.is_char_device() {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
-            };
-            nix::sys::stat::mknod(
-                tmp,
-                kind,
-                Mode::from_bits_truncate(meta.mode()),
-                meta.rdev(),
-            )
-            .map_err(errno)?;
+    fn build_copy(&self, src: &Place, meta: &Stat, tmp: &OsStr) -> io::Result<()> {
+        let w = &self.work;
+        match meta.kind() {
+            Kind::File => copy_file_data(src, meta, w, tmp)?,
+            Kind::Dir => w.mkdir(tmp, 0o700)?,
+            Kind::Symlink => w.symlink(&src.read_link()?, tmp)?,
+            kind => {
+                let flag = match kind {
+                    Kind::Fifo => SFlag::S_IFIFO,
+                    Kind::Socket => SFlag::S_IFSOCK,
+                    Kind::CharDevice => SFlag::S_IFCHR,
+                    _ => SFlag::S_IFBLK,
+                };
+                w.mknod(tmp, flag, meta.mode & 0o7777, meta.rdev)?;
+            }
         }
-        copy_xattrs(src, tmp)?;
-        copy_metadata(meta, tmp)
+        let copy = w.place(tmp)?;
+        copy_xattrs(src, &copy)?;
+        copy_metadata(meta, &copy)
     }
 
-    /// Makes a whiteout at `rel` (which must not exist in the upper layer):
+    /// Makes a whiteout at `at` (which must not exist in the upper layer):
     /// a 0/0 character device, or where mknod is refused, an empty file
     /// with the `user.overlay.whiteout` xattr in a directory marked "x".
-    pub fn make_whiteout(&self, rel: &Path) -> io::Result<()> {
-        if self.link_whiteout(&self.path(rel))? {
+    pub fn make_whiteout(&self, at: &Place) -> io::Result<()> {
+        if self.link_whiteout(&at.dir, &at.name)? {
             return Ok(());
         }
         let tmp = self.temp();
-        File::create(&tmp)?;
-        xattr::set(&tmp, "user.overlay.whiteout", b"")?;
-        let parent = self.path(rel.parent().unwrap_or(Path::new("")));
-        if format::dir_mark(&parent) == DirMark::Transparent {
-            xattr::set(&parent, "user.overlay.opaque", b"x")?;
+        self.work.open_file(
+            &tmp,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY,
+            0o600,
+        )?;
+        let res = (|| {
+            self.work.set_xattr(&tmp, "user.overlay.whiteout", b"")?;
+            if format::dir_mark(&at.dir, OsStr::new(""), false) == DirMark::Transparent {
+                at.dir
+                    .set_xattr(OsStr::new(""), "user.overlay.opaque", b"x")?;
+            }
+            self.install(&tmp, at)
+        })();
+        if res.is_err() {
+            let _ = self.work.remove_any(&tmp);
         }
-        self.install(&tmp, rel)
-            .inspect_err(|_| drop(remove_any(&tmp)))
+        res
     }
 
-    /// Puts a 0/0 device whiteout at `at` (which must not exist) as a hard
-    /// link of the shared one. `false` when device whiteouts cannot be
-    /// made here.
-    fn link_whiteout(&self, at: &Path) -> io::Result<bool> {
+    /// Puts a 0/0 device whiteout at `name` in `dir` (which must not exist)
+    /// as a hard link of the shared one. `false` when device whiteouts
+    /// cannot be made here.
+    fn link_whiteout(&self, dir: &Dir, name: &OsStr) -> io::Result<bool> {
         let mut shared = self
             .shared_whiteout
             .lock()
@@ -183,19 +200,19 @@ impl Upper {
                 Some(source) => source.clone(),
                 None => {
                     let source = self.temp();
-                    match nix::sys::stat::mknod(&source, SFlag::S_IFCHR, Mode::empty(), 0) {
+                    match self.work.mknod(&source, SFlag::S_IFCHR, 0, 0) {
                         Ok(()) => {}
-                        Err(Errno::EPERM) => {
+                        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                             self.device_whiteouts.store(false, Ordering::Relaxed);
                             return Ok(false);
                         }
-                        Err(e) => return Err(errno(e)),
+                        Err(e) => return Err(e),
                     }
                     *shared = Some(source.clone());
                     source
                 }
             };
-            match std::fs::hard_link(&source, at) {
+            match self.work.hard_link(&source, dir, name) {
                 Ok(()) => return Ok(true),
                 // Out of links (or the file went): start a new one.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMLINK | libc::ENOENT)) => {
@@ -207,76 +224,60 @@ impl Upper {
         Err(io::Error::other("cannot link a whiteout"))
     }
 
-    /// Atomically replaces the upper entry `rel` with a whiteout and
+    /// Atomically replaces the upper entry at `at` with a whiteout and
     /// deletes what was there: a whiteout made in the work directory
     /// trades places with it (renameat2 RENAME_EXCHANGE), so a crash
     /// cannot bring the lower entry back. `false` when device whiteouts
     /// cannot be made here, so the caller falls back.
-    pub fn replace_with_whiteout(&self, rel: &Path) -> io::Result<bool> {
+    pub fn replace_with_whiteout(&self, at: &Place) -> io::Result<bool> {
         let tmp = self.temp();
-        if !self.link_whiteout(&tmp)? {
+        if !self.link_whiteout(&self.work, &tmp)? {
             return Ok(false);
         }
-        if let Err(e) = renameat2(
-            AT_FDCWD,
-            &tmp,
-            AT_FDCWD,
-            &self.path(rel),
-            RenameFlags::RENAME_EXCHANGE,
-        ) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(errno(e));
+        if let Err(e) = self
+            .work
+            .rename(&tmp, &at.dir, &at.name, RenameFlags::RENAME_EXCHANGE)
+        {
+            let _ = self.work.unlink(&tmp);
+            return Err(e);
         }
-        remove_any(&tmp)?;
+        self.work.remove_any(&tmp)?;
         Ok(true)
     }
 
-    /// Marks upper directory `rel` opaque.
-    pub fn set_opaque(&self, rel: &Path) -> io::Result<()> {
-        xattr::set(self.path(rel), "user.overlay.opaque", b"y")
+    /// Marks upper directory `at` opaque.
+    pub fn set_opaque(&self, at: &Place) -> io::Result<()> {
+        at.dir.set_xattr(&at.name, "user.overlay.opaque", b"y")
     }
 
-    /// Replaces whatever non-directory is at `rel` with the prepared `temp`.
-    pub fn replace(&self, temp: &Path, rel: &Path) -> io::Result<()> {
-        let target = self.path(rel);
-        let temp_is_dir = temp.symlink_metadata()?.is_dir();
+    /// Replaces whatever non-directory is at `at` with the prepared `temp`
+    /// of the work directory.
+    pub fn replace(&self, temp: &OsStr, at: &Place) -> io::Result<()> {
+        let temp_is_dir = self.work.stat(temp)?.kind() == Kind::Dir;
         if temp_is_dir {
             // A directory cannot be renamed over a non-directory: swap, then
             // drop what was there.
-            renameat2(
-                AT_FDCWD,
-                temp,
-                AT_FDCWD,
-                &target,
-                RenameFlags::RENAME_EXCHANGE,
-            )
-            .map_err(errno)?;
-            remove_any(temp)
+            self.work
+                .rename(temp, &at.dir, &at.name, RenameFlags::RENAME_EXCHANGE)?;
+            self.work.remove_any(temp)
         } else {
-            std::fs::rename(temp, &target)
+            self.work
+                .rename(temp, &at.dir, &at.name, RenameFlags::empty())
         }
     }
 }
 
-/// Removes a file, or a directory with everything in it.
-pub fn remove_any(path: &Path) -> io::Result<()> {
-    match path.symlink_metadata() {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) => Err(e),
+/// Copies a regular file's data to `tmp` in the work directory, keeping
+/// holes.
+fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Result<()> {
+    let from = src.open(OFlag::O_RDONLY, 0)?;
+    // The file opened must be the one looked up, not one swapped in since.
+    let opened = from.metadata()?;
+    if (opened.dev(), opened.ino()) != (meta.dev, meta.ino) {
+        return Err(io::Error::from_raw_os_error(libc::ESTALE));
     }
-}
-
-/// Copies a regular file's data, keeping holes.
-fn copy_file_data(src: &Path, dst: &Path, meta: &Metadata) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let from = File::open(src)?;
-    let to = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dst)?;
-    let size = meta.len() as i64;
+    let to = work.open_file(tmp, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY, 0o600)?;
+    let size = opened.len() as i64;
     let mut pos: i64 = 0;
     while pos < size {
         let data = match nix::unistd::lseek(from.as_fd(), pos, nix::unistd::Whence::SeekData) {
@@ -338,15 +339,16 @@ pub fn is_overlay_xattr(name: &OsStr) -> bool {
     b.starts_with(b"user.overlay.") || b.starts_with(b"trusted.overlay.")
 }
 
-fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
-    let Ok(names) = xattr::list(src) else {
+fn copy_xattrs(src: &Place, dst: &Place) -> io::Result<()> {
+    let Ok(names) = src.list_xattrs() else {
         return Ok(()); // no xattr support on the lower: nothing to copy
     };
-    for name in names.filter(|n| !is_overlay_xattr(n)) {
-        if let Ok(Some(value)) = xattr::get(src, &name) {
-            match xattr::set(dst, &name, &value) {
+    for name in names.iter().filter(|n| !is_overlay_xattr(n)) {
+        if let Ok(Some(value)) = src.get_xattr(name) {
+            match dst.set_xattr(name, &value, 0) {
                 Ok(()) => {}
-                // security.* and trusted.* may be refused without privilege.
+                // security.* and trusted.* may be refused without privilege,
+                // and user.* on a symlink or device.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {}
                 Err(e) => return Err(e),
             }
@@ -356,29 +358,19 @@ fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
 }
 
 /// Owner (when permitted), mode and timestamps of `meta` onto `dst`.
-fn copy_metadata(meta: &Metadata, dst: &Path) -> io::Result<()> {
-    let owner = fchownat(
-        AT_FDCWD,
-        dst,
-        Some(Uid::from_raw(meta.uid())),
-        Some(Gid::from_raw(meta.gid())),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    );
-    match owner {
-        Ok(()) | Err(Errno::EPERM) | Err(Errno::EINVAL) => {}
-        Err(e) => return Err(errno(e)),
+fn copy_metadata(meta: &Stat, dst: &Place) -> io::Result<()> {
+    match dst.chown(Some(meta.uid), Some(meta.gid)) {
+        Ok(()) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {}
+        Err(e) => return Err(e),
     }
-    if !meta.file_type().is_symlink() {
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    if meta.kind() != Kind::Symlink {
+        dst.chmod(meta.mode & 0o7777)?;
     }
-    let atime = TimeSpec::new(meta.atime(), meta.atime_nsec());
-    let mtime = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    utimensat(
-        AT_FDCWD,
-        dst,
-        &atime,
-        &mtime,
-        UtimensatFlags::NoFollowSymlink,
+    let [a, m, _] = meta.times;
+    dst.dir.set_times(
+        &dst.name,
+        &TimeSpec::new(a.0, a.1),
+        &TimeSpec::new(m.0, m.1),
     )
-    .map_err(errno)
 }

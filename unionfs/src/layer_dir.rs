@@ -1,0 +1,405 @@
+//! The one way burrowfs reaches into a layer: from the layer's root
+//! descriptor, a directory is opened with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` (so neither a symlink nor
+//! `..` is followed on the way, and the walk cannot leave the layer), and
+//! everything in it is then acted on by name relative to that descriptor,
+//! never following a symlink at the name either. Whatever can write to a
+//! layer (the sandbox through a bind of it, or another process beside a
+//! `mount -t fuse.burrowfs`) can swap a directory for a symlink at any
+//! moment: the walk then fails (ELOOP) instead of going where it points.
+//! Host paths are never built, so there is no PATH_MAX limit of burrowfs'
+//! own: a long path is walked a piece at a time.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{Mode, SFlag};
+use nix::unistd::{Gid, Uid};
+
+use crate::layers::Stat;
+use crate::sys;
+
+fn errno(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Bytes of path given to one openat2 call: well under PATH_MAX, so a path
+/// of any length inside the union can be walked.
+const WALK_PIECE: usize = 3072;
+
+/// A directory of a layer, open as an O_PATH descriptor.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Dir {
+    /// Opens the directory `path` names: a layer's root, as the user gave
+    /// it (symlinks on the way there are the user's own, followed once).
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        Ok(Dir { fd })
+    }
+
+    /// The directory `rel` below this one, reached without following any
+    /// symlink and without leaving this directory (ELOOP, EXDEV, ENOTDIR
+    /// when something on the way was swapped).
+    pub fn sub(&self, rel: &Path) -> io::Result<Dir> {
+        let mut cur: Option<Dir> = None;
+        let mut piece: Vec<u8> = Vec::new();
+        for c in rel.components() {
+            let name = match c {
+                Component::Normal(n) => n.as_bytes(),
+                Component::RootDir | Component::CurDir => continue,
+                _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            };
+            if !piece.is_empty() && piece.len() + 1 + name.len() > WALK_PIECE {
+                let from = cur.as_ref().unwrap_or(self);
+                cur = Some(from.beneath(OsStr::from_bytes(&piece))?);
+                piece.clear();
+            }
+            if !piece.is_empty() {
+                piece.push(b'/');
+            }
+            piece.extend_from_slice(name);
+        }
+        let from = cur.as_ref().unwrap_or(self);
+        if piece.is_empty() {
+            return from.beneath(OsStr::new("."));
+        }
+        from.beneath(OsStr::from_bytes(&piece))
+    }
+
+    /// The directory `name` in this one.
+    pub fn child(&self, name: &OsStr) -> io::Result<Dir> {
+        self.beneath(name)
+    }
+
+    fn beneath(&self, rel: &OsStr) -> io::Result<Dir> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        let fd = nix::fcntl::openat2(&self.fd, rel, how).map_err(errno)?;
+        Ok(Dir { fd })
+    }
+
+    /// Whether `rel` (a relative path of several names) exists below this
+    /// directory, found without following a symlink.
+    pub fn has(&self, rel: &OsStr) -> bool {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        nix::fcntl::openat2(&self.fd, rel, how).is_ok()
+    }
+
+    /// Where `rel` (below this directory) is: its parent directory and its
+    /// name; for `rel` empty, this directory itself as `.`.
+    pub fn place_of(&self, rel: &Path) -> io::Result<Place> {
+        match (rel.parent(), rel.file_name()) {
+            (Some(parent), Some(name)) => Ok(Place {
+                dir: self.sub(parent)?,
+                name: name.to_os_string(),
+            }),
+            _ => self.place(OsStr::new(".")),
+        }
+    }
+
+    /// `name` in this directory.
+    pub fn place(&self, name: &OsStr) -> io::Result<Place> {
+        Ok(Place {
+            dir: self.try_clone()?,
+            name: name.to_os_string(),
+        })
+    }
+
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// The directory's own attributes.
+    pub fn stat_self(&self) -> io::Result<Stat> {
+        sys::stat_at(self.as_fd(), OsStr::new(""))
+    }
+
+    /// The attributes of `name` (a symlink's own).
+    pub fn stat(&self, name: &OsStr) -> io::Result<Stat> {
+        sys::stat_at(self.as_fd(), name)
+    }
+
+    /// Opens `name` with `flags` (O_NOFOLLOW always: a symlink put there
+    /// is refused, ELOOP).
+    pub fn open_file(&self, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<File> {
+        let fd = nix::fcntl::openat(
+            &self.fd,
+            name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(errno)?;
+        Ok(File::from(fd))
+    }
+
+    /// This directory opened for listing.
+    pub fn list(&self) -> io::Result<nix::dir::Dir> {
+        nix::dir::Dir::openat(
+            &self.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)
+    }
+
+    pub fn mkdir(&self, name: &OsStr, mode: u32) -> io::Result<()> {
+        nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)).map_err(errno)
+    }
+
+    pub fn mknod(&self, name: &OsStr, kind: SFlag, mode: u32, rdev: u64) -> io::Result<()> {
+        nix::sys::stat::mknodat(&self.fd, name, kind, Mode::from_bits_truncate(mode), rdev)
+            .map_err(errno)
+    }
+
+    pub fn symlink(&self, target: &Path, name: &OsStr) -> io::Result<()> {
+        nix::unistd::symlinkat(target, &self.fd, name).map_err(errno)
+    }
+
+    pub fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
+        nix::fcntl::readlinkat(&self.fd, name)
+            .map(PathBuf::from)
+            .map_err(errno)
+    }
+
+    /// A new name `to_name` in `to` for the file `name` (a symlink itself,
+    /// not its target).
+    pub fn hard_link(&self, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Result<()> {
+        nix::unistd::linkat(
+            &self.fd,
+            name,
+            &to.fd,
+            to_name,
+            nix::fcntl::AtFlags::empty(),
+        )
+        .map_err(errno)
+    }
+
+    pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
+        nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+            .map_err(errno)
+    }
+
+    pub fn rmdir(&self, name: &OsStr) -> io::Result<()> {
+        nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(errno)
+    }
+
+    /// renameat2(2) of `name` to `to_name` in `to`.
+    pub fn rename(
+        &self,
+        name: &OsStr,
+        to: &Dir,
+        to_name: &OsStr,
+        flags: nix::fcntl::RenameFlags,
+    ) -> io::Result<()> {
+        nix::fcntl::renameat2(&self.fd, name, &to.fd, to_name, flags).map_err(errno)
+    }
+
+    /// The owner of `name` (a symlink's own).
+    pub fn chown(&self, name: &OsStr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        nix::unistd::fchownat(
+            &self.fd,
+            name,
+            uid.map(Uid::from_raw),
+            gid.map(Gid::from_raw),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+    }
+
+    /// The mode of `name`, which must not be a symlink.
+    pub fn chmod(&self, name: &OsStr, mode: u32) -> io::Result<()> {
+        sys::chmod_at(self.as_fd(), name, mode & 0o7777)
+    }
+
+    /// Access and modification times of `name` (a symlink's own).
+    pub fn set_times(
+        &self,
+        name: &OsStr,
+        atime: &nix::sys::time::TimeSpec,
+        mtime: &nix::sys::time::TimeSpec,
+    ) -> io::Result<()> {
+        nix::sys::stat::utimensat(
+            &self.fd,
+            name,
+            atime,
+            mtime,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(errno)
+    }
+
+    /// Xattr `key` of `name` (empty: of this directory).
+    pub fn get_xattr(&self, name: &OsStr, key: &str) -> io::Result<Option<Vec<u8>>> {
+        sys::get_xattr_at(self.as_fd(), name, OsStr::new(key))
+    }
+
+    pub fn set_xattr(&self, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
+        sys::set_xattr_at(self.as_fd(), name, OsStr::new(key), value, 0)
+    }
+
+    /// Removes `name`, and for a directory everything in it, without
+    /// following a symlink anywhere.
+    pub fn remove_any(&self, name: &OsStr) -> io::Result<()> {
+        match self.unlink(name) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR | libc::EPERM)) => {}
+            other => return other,
+        }
+        let sub = self.child(name)?;
+        let names: Vec<OsString> = sub
+            .list()?
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        for n in names {
+            sub.remove_any(&n)?;
+        }
+        self.rmdir(name)
+    }
+}
+
+/// A name in a layer directory: where one file of a layer is.
+#[derive(Debug)]
+pub struct Place {
+    pub dir: Dir,
+    pub name: OsString,
+}
+
+impl Place {
+    pub fn stat(&self) -> io::Result<Stat> {
+        self.dir.stat(&self.name)
+    }
+
+    pub fn open(&self, flags: OFlag, mode: u32) -> io::Result<File> {
+        self.dir.open_file(&self.name, flags, mode)
+    }
+
+    pub fn read_link(&self) -> io::Result<PathBuf> {
+        self.dir.read_link(&self.name)
+    }
+
+    pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        self.dir.chown(&self.name, uid, gid)
+    }
+
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        self.dir.chmod(&self.name, mode)
+    }
+
+    pub fn get_xattr(&self, key: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        sys::get_xattr_at(self.dir.as_fd(), &self.name, key)
+    }
+
+    /// The names of the file's xattrs.
+    pub fn list_xattrs(&self) -> io::Result<Vec<OsString>> {
+        let raw = sys::list_xattr_at(self.dir.as_fd(), &self.name)?;
+        Ok(raw
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| OsStr::from_bytes(n).to_os_string())
+            .collect())
+    }
+
+    pub fn set_xattr(&self, key: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        sys::set_xattr_at(self.dir.as_fd(), &self.name, key, value, flags)
+    }
+
+    pub fn remove_xattr(&self, key: &OsStr) -> io::Result<()> {
+        sys::remove_xattr_at(self.dir.as_fd(), &self.name, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("burrowfs-dir-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_is_refused_not_followed() {
+        let d = scratch("swap");
+        std::fs::create_dir_all(d.join("layer/a")).unwrap();
+        std::fs::create_dir_all(d.join("outside")).unwrap();
+        std::os::unix::fs::symlink(d.join("outside"), d.join("layer/b")).unwrap();
+        std::os::unix::fs::symlink("../outside", d.join("layer/c")).unwrap();
+        let root = Dir::open(&d.join("layer")).unwrap();
+        assert!(root.sub(Path::new("a")).is_ok());
+        for rel in ["b", "c", "b/x", "../outside", "a/../../outside"] {
+            let e = root.sub(Path::new(rel)).unwrap_err();
+            assert!(
+                matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP | libc::EXDEV | libc::EINVAL | libc::ENOTDIR)
+                ),
+                "{rel}: {e}"
+            );
+        }
+        // A name that is a symlink is acted on as the symlink.
+        let e = root
+            .open_file(OsStr::new("b"), OFlag::O_RDONLY, 0)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(root.stat(OsStr::new("b")).unwrap().mode & libc::S_IFMT == libc::S_IFLNK);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn paths_longer_than_path_max_are_walked_in_pieces() {
+        let d = scratch("long");
+        let name = "d".repeat(200);
+        let root = Dir::open(&d).unwrap();
+        let mut rel = PathBuf::new();
+        let mut cur = root.try_clone().unwrap();
+        for _ in 0..30 {
+            cur.mkdir(OsStr::new(&name), 0o755).unwrap();
+            cur = cur.child(OsStr::new(&name)).unwrap();
+            rel.push(&name);
+        }
+        assert!(rel.as_os_str().len() > 4096);
+        cur.mkdir(OsStr::new("leaf"), 0o755).unwrap();
+        let deep = root.sub(&rel).unwrap();
+        assert!(deep.stat(OsStr::new("leaf")).is_ok());
+        root.remove_any(OsStr::new(&name)).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
