@@ -19,6 +19,7 @@ PACKAGES=(
   iproute2 util-linux bsdutils procps bash coreutils
   python3         # tests: escape attempts written in Python
   qemu-system-x86 busybox-static cpio  # burrow run --vm; the guest test harness (tests/guest)
+  podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups)
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}

@@ -150,6 +150,7 @@ fn resolver(cfg: &SandboxConfig, root: &OwnedFd) -> Result<()> {
     let resolver = match (&cfg.slirp, cfg.net) {
         (Some(net), _) => Some(crate::net::resolv_conf(net)),
         (None, crate::cli::NetMode::Slirp4netns) => Some("nameserver 10.0.2.3\n".to_string()),
+        (None, crate::cli::NetMode::Host) => host_resolver(cfg),
         _ => None,
     };
     if let Some(text) = resolver {
@@ -161,6 +162,30 @@ fn resolver(cfg: &SandboxConfig, root: &OwnedFd) -> Result<()> {
         sys::move_mount_onto(file.as_fd(), target.as_fd()).ctx(what)?;
     }
     Ok(())
+}
+
+/// With `--net host` on the host's / as a union: the host's resolver file
+/// when /etc/resolv.conf is a symlink (systemd-resolved's points into
+/// /run, which the union shows empty), read with the host's / as root.
+fn host_resolver(cfg: &SandboxConfig) -> Option<String> {
+    if !matches!(cfg.root, Root::Union { .. }) || cfg.rootfs != Path::new("/") {
+        return None;
+    }
+    let link = host_path(Path::new("/etc/resolv.conf"));
+    if !link.symlink_metadata().ok()?.file_type().is_symlink() {
+        return None;
+    }
+    let host = nix::fcntl::open(
+        Path::new(OLDROOT),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let file =
+        sys::open_in_root(host.as_fd(), Path::new("etc/resolv.conf"), libc::O_RDONLY).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut text).ok()?;
+    Some(text)
 }
 
 /// `--vm`: the VM supervisor's root is the host's tree, read-only, with
@@ -341,6 +366,20 @@ fn mount_point(root: BorrowedFd, dst: &Path, dir: bool) -> Result<OwnedFd> {
 }
 
 fn open_or_create(root: BorrowedFd, dst: &Path, dir: bool) -> nix::Result<OwnedFd> {
+    open_or_create_at_depth(root, dst, dir, 0)
+}
+
+/// A dangling symlink at `dst` (systemd-resolved's /etc/resolv.conf, into
+/// the /run the union shows empty) is followed to where it points, which
+/// is made there, within the root: at most this many links deep.
+const LINKS_FOLLOWED: usize = 8;
+
+fn open_or_create_at_depth(
+    root: BorrowedFd,
+    dst: &Path,
+    dir: bool,
+    depth: usize,
+) -> nix::Result<OwnedFd> {
     let relative = match rel(dst) {
         p if p.as_os_str().is_empty() => Path::new("."),
         p => p,
@@ -365,9 +404,33 @@ fn open_or_create(root: BorrowedFd, dst: &Path, dir: bool) -> nix::Result<OwnedF
         .map(drop)
     };
     match made {
-        Ok(()) | Err(Errno::EEXIST) => sys::open_in_root(root, relative, libc::O_PATH),
+        Ok(()) => sys::open_in_root(root, relative, libc::O_PATH),
+        Err(Errno::EEXIST) => match sys::open_in_root(root, relative, libc::O_PATH) {
+            Err(Errno::ENOENT) if depth < LINKS_FOLLOWED => {
+                let link = nix::fcntl::readlinkat(&parent_fd, name)?;
+                let target = normalize(&parent.join(link));
+                open_or_create_at_depth(root, &target, dir, depth + 1)
+            }
+            other => other,
+        },
         Err(e) => Err(e),
     }
+}
+
+/// `path` as an absolute path without `.` and `..` (which stop at `/`, as
+/// they do in the root).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn mount_point_error(dst: &Path, e: Errno) -> Error {

@@ -22,6 +22,11 @@ use crate::config::UpperLayer;
 use crate::error::{Context, Error, Result};
 use crate::sys;
 
+/// The host's top-level directories the union shows empty when its bottom
+/// layer is the host's /: the sandbox has its own /proc, /sys (the host's,
+/// read-only, mounted apart from the union), /dev, /tmp and /run.
+pub const SEALED: [&str; 5] = ["proc", "sys", "dev", "tmp", "run"];
+
 /// Inside the sandbox (pid 1, after pivoting into the scratch root with the
 /// host's root at `oldroot`): mounts the union on `newroot` and sends the
 /// server what it needs.
@@ -156,6 +161,10 @@ fn serve(
         hidden.extend([upper.clone(), work.clone()]);
     }
     stack.hide(hidden);
+    if lowers.last().is_some_and(|l| l == Path::new("/")) {
+        // The sandbox gets its own of these: the host's are not shown.
+        stack.seal_top(SEALED.iter().map(std::ffi::OsString::from));
+    }
     let upper = match (upper_dir, work_dir) {
         (Some(u), Some(w)) => Some(
             Upper::new(u, &w)

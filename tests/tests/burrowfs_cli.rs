@@ -245,14 +245,15 @@ fn uid_and_gid_mappings_and_squashing() {
     }
     let t = layers("cli-idmap");
     // In the namespace: 0 is this user, 1.. its subordinate ids. Stored id
-    // 0 is shown as 1000, stored 1..999 as 1..999.
+    // 0 is shown as 1000, stored 1..999 as 1..999 (STORED:SHOWN:COUNT, as
+    // fuse-overlayfs reads it).
     let out = output(
         Command::new("unshare")
             .args(["--user", "--map-auto", "--map-root-user", "--mount", "sh", "-c"])
             .arg(
                 r#"set -e
                 chown 5:5 l && chown 0:0 l/file
-                "$BURROWFS" -o lowerdir=l,upperdir=u,workdir=w,uidmapping=1000:0:1:1:1:999,gidmapping=1000:0:1:1:1:999 m
+                "$BURROWFS" -o lowerdir=l,upperdir=u,workdir=w,uidmapping=0:1000:1:1:1:999,gidmapping=0:1000:1:1:1:999 m
                 stat -c 'shown %u:%g' m/file
                 setpriv --reuid=1000 --regid=1000 --clear-groups sh -c 'echo mine > m/file2'
                 stat -c 'new file stored %u:%g' u/file2

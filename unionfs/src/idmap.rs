@@ -8,16 +8,21 @@ use std::io;
 /// Ids shown for a stored id the mapping does not cover.
 pub const OVERFLOW_ID: u32 = 65534;
 
-/// `CONTAINER:HOST:COUNT[:CONTAINER:HOST:COUNT...]`: COUNT ids from HOST
-/// (as stored) are shown from CONTAINER. Empty means identity.
+/// `STORED:SHOWN:COUNT[:STORED:SHOWN:COUNT...]`, as fuse-overlayfs reads
+/// it: COUNT ids from STORED (as the layers hold them) are shown from
+/// SHOWN (in the namespace burrowfs runs in). podman passes its user
+/// namespace's map this way, with a leading colon. Empty means identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdMapping {
+    /// (shown, stored, count).
     ranges: Vec<(u32, u32, u32)>,
 }
 
 impl IdMapping {
     pub fn parse(text: &str) -> Result<IdMapping, String> {
         let nums = text
+            .strip_prefix(':')
+            .unwrap_or(text)
             .split(':')
             .map(|n| {
                 n.trim()
@@ -26,9 +31,9 @@ impl IdMapping {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if nums.is_empty() || nums.len() % 3 != 0 {
-            return Err(format!("{text:?}: expected CONTAINER:HOST:COUNT triples"));
+            return Err(format!("{text:?}: expected STORED:SHOWN:COUNT triples"));
         }
-        let ranges: Vec<_> = nums.chunks(3).map(|c| (c[0], c[1], c[2])).collect();
+        let ranges: Vec<_> = nums.chunks(3).map(|c| (c[1], c[0], c[2])).collect();
         if ranges.iter().any(|&(c, h, n)| {
             n == 0 || c.checked_add(n - 1).is_none() || h.checked_add(n - 1).is_none()
         }) {
@@ -103,13 +108,19 @@ mod tests {
 
     #[test]
     fn mapping_both_ways() {
-        let m = IdMapping::parse("0:1000:1:1:100000:65536").unwrap();
-        assert_eq!(m.to_container(1000), Some(0));
-        assert_eq!(m.to_container(100004), Some(5));
-        assert_eq!(m.to_container(7), None);
-        assert_eq!(m.to_host(0), Some(1000));
-        assert_eq!(m.to_host(65536), Some(165535));
-        assert_eq!(m.to_host(65537), None);
+        // fuse-overlayfs' man page: stored 0 and 1 shown as 1000 and 110000.
+        let m = IdMapping::parse("0:1000:1:1:110000:65536").unwrap();
+        assert_eq!(m.to_container(0), Some(1000));
+        assert_eq!(m.to_container(5), Some(110004));
+        assert_eq!(m.to_container(1000), None);
+        assert_eq!(m.to_host(1000), Some(0));
+        assert_eq!(m.to_host(175535), Some(65536));
+        assert_eq!(m.to_host(7), None);
+        // podman's keep-id for uid 1003, with its leading colon.
+        let k = IdMapping::parse(":0:1:1003:1003:0:1:1004:1004:64533").unwrap();
+        assert_eq!(k.to_container(0), Some(1));
+        assert_eq!(k.to_container(1003), Some(0));
+        assert_eq!(k.to_host(1), Some(0));
         assert_eq!(IdMapping::default().to_host(42), Some(42));
     }
 
@@ -130,7 +141,7 @@ mod tests {
         };
         assert_eq!(ids.shown(1234, 99), (0, 0));
         let mapped = Ids {
-            uid: IdMapping::parse("1000:0:1").unwrap(),
+            uid: IdMapping::parse("0:1000:1").unwrap(),
             ..Ids::default()
         };
         assert_eq!(mapped.shown(0, 5), (1000, 5));

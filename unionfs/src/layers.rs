@@ -233,6 +233,9 @@ pub struct Stack {
     /// Files and directories left out of the lower layers, by device and
     /// inode (see [`Stack::hide`]).
     hidden: HashSet<(u64, u64)>,
+    /// Top-level directories of the bottom layer shown empty (see
+    /// [`Stack::seal_top`]).
+    sealed_top: HashSet<OsString>,
 }
 
 /// What a path resolves to.
@@ -320,6 +323,7 @@ impl Stack {
             has_upper,
             root: Vec::new(),
             hidden: Default::default(),
+            sealed_top: Default::default(),
         };
         stack.root = stack.root_layers();
         Ok(stack)
@@ -337,6 +341,24 @@ impl Stack {
                 self.hidden.insert((m.dev(), m.ino()));
             }
         }
+    }
+
+    /// Shows the bottom layer's top-level directories `names` as empty
+    /// directories. burrow seals `proc`, `sys`, `dev`, `tmp` and `run` when
+    /// the bottom layer is the host's /, so that the sandbox's own
+    /// replacements are the only ones it can reach, even through a bind
+    /// mount of the union's root.
+    pub fn seal_top(&mut self, names: impl IntoIterator<Item = OsString>) {
+        self.sealed_top.extend(names);
+    }
+
+    /// Whether `name` in directory `parent` of layer `layer` is a sealed
+    /// top-level directory.
+    fn is_sealed_top(&self, layer: usize, parent: &Path, name: &OsStr) -> bool {
+        !self.sealed_top.is_empty()
+            && layer + 1 == self.layers.len()
+            && parent.as_os_str().is_empty()
+            && self.sealed_top.contains(name)
     }
 
     fn is_hidden(&self, layer: usize, meta: &Stat) -> bool {
@@ -570,8 +592,8 @@ impl Stack {
                 break;
             }
             let sealed = lower
-                && meta.mount_root
-                && self.mount_view(pdir, parent, name) == MountView::Sealed;
+                && (self.is_sealed_top(l, parent, name)
+                    || meta.mount_root && self.mount_view(pdir, parent, name) == MountView::Sealed);
             if meta.kind() != Kind::Dir {
                 // A non-directory hides everything below it, and a
                 // directory above hides it.

@@ -20,6 +20,14 @@ use nix::mount::MsFlags;
 use nix::sys::signal::{SigSet, Signal};
 
 fn main() {
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V")
+    {
+        // fuse-overlayfs' first line, which podman shows in `podman info`.
+        println!("burrowfs: version {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     if let Err(e) = run(std::env::args().skip(1).collect()) {
         eprintln!("burrowfs: {e:#}");
         std::process::exit(1);

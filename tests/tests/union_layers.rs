@@ -1,0 +1,403 @@
+//! How burrowfs reaches its layers, attacked: whatever can write to a layer
+//! (the sandbox through a bind of it, or another process beside a
+//! burrowfs mount of its own) swaps a directory the kernel still holds for
+//! a symlink to somewhere else, and burrowfs must not follow it there. The
+//! union of the host's / shows none of the host's /proc, /tmp, /dev or /run
+//! even to a sandbox that keeps every capability, and no path inside the
+//! union is too long for burrowfs when it is not for the kernel.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burrow_tests::*;
+
+fn burrowfs_bin() -> PathBuf {
+    burrow_bin().with_file_name("burrowfs")
+}
+
+/// What a victim directory outside every layer holds after an attack: it
+/// must stay as the test made it.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The swap: `held` (a union directory) is opened, so the kernel keeps its
+/// node; then `behind` (the same directory in the layer, reached through a
+/// bind) is replaced by a symlink to `victim`; then a file is created, an
+/// existing one appended to and read, through the held directory.
+const SWAP: &str = r#"
+import os, sys
+held, behind, victim = sys.argv[1:4]
+fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+os.rename(behind, behind + '.old'); os.symlink(victim, behind)
+for what, call in [
+    ('create', lambda: os.write(os.open('ESCAPED', os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd), b'x\n')),
+    ('append', lambda: os.write(os.open('profile', os.O_WRONLY | os.O_APPEND, dir_fd=fd), b'x\n')),
+    ('read', lambda: os.read(os.open('profile', os.O_RDONLY, dir_fd=fd), 100)),
+    ('mkdir', lambda: os.mkdir('made', dir_fd=fd)),
+    ('unlink', lambda: os.unlink('keep', dir_fd=fd)),
+]:
+    try:
+        print(what, 'done', call())
+    except OSError as e:
+        print(what, 'refused', e.errno)
+"#;
+
+/// A victim directory beside the layers: a `profile` and a `keep` file.
+fn victim(t: &TempDir) -> PathBuf {
+    let v = t.join("victim");
+    std::fs::create_dir(&v).unwrap();
+    std::fs::write(v.join("profile"), "SECRET\n").unwrap();
+    std::fs::write(v.join("keep"), "").unwrap();
+    v
+}
+
+#[track_caller]
+fn untouched(out: &Output, v: &Path) {
+    assert_eq!(
+        listing(v),
+        ["keep", "profile"],
+        "burrowfs changed a directory outside its layers: {out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(v.join("profile")).unwrap(),
+        "SECRET\n"
+    );
+    assert!(
+        !out.stdout.contains("SECRET"),
+        "read outside the layers: {out:?}"
+    );
+    // A new name needs the walk to the directory, which the symlink stops.
+    // (A file burrowfs already holds open may go on being written: it is
+    // still the layer's own file, wherever its directory was moved.)
+    assert!(out.stdout.contains("create refused"), "{out:?}");
+    assert!(out.stdout.contains("mkdir refused"), "{out:?}");
+}
+
+#[test]
+fn the_upper_layer_swapped_through_a_bind_does_not_lead_out() {
+    // The issue's reproduction: --upper inside a directory bound read-write.
+    let t = TempDir::new("swap-upper");
+    let v = victim(&t);
+    std::fs::create_dir(t.join("proj")).unwrap();
+    let upper = t.join("proj/up");
+    let out = output(
+        burrow_run()
+            .args(["--upper", upper.to_str().unwrap()])
+            .args([
+                "--bind",
+                t.join("proj").to_str().unwrap(),
+                "/proj",
+                "--",
+                "sh",
+                "-c",
+                &format!(
+                    "mkdir -p /var/tmp/zz && touch /var/tmp/zz/keep /var/tmp/zz/profile && \
+             python3 -c \"$0\" /var/tmp/zz /proj/up/var/tmp/zz {}",
+                    v.display()
+                ),
+                SWAP,
+            ]),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    untouched(&out, &v);
+    // The layer itself still holds what the sandbox swapped in, and
+    // nothing went through it.
+    assert!(upper
+        .join("var/tmp/zz")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn a_lower_layer_swapped_through_a_bind_does_not_lead_out() {
+    let t = TempDir::new("swap-lower");
+    let v = victim(&t);
+    let low = t.join("low");
+    std::fs::create_dir_all(low.join("d")).unwrap();
+    std::fs::write(low.join("d/keep"), "").unwrap();
+    std::fs::write(low.join("d/profile"), "lower\n").unwrap();
+    let out = output(burrow_run().args(["--layer", low.to_str().unwrap()]).args([
+        "--bind",
+        low.to_str().unwrap(),
+        "/low",
+        "--",
+        "python3",
+        "-c",
+        SWAP,
+        "/d",
+        "/low/d",
+        v.to_str().unwrap(),
+    ]));
+    assert_eq!(out.code, 0, "{out:?}");
+    untouched(&out, &v);
+}
+
+#[test]
+fn the_work_directory_swapped_through_a_bind_does_not_lead_out() {
+    // The work directory is `.up.burrow-work` beside the upper layer, in
+    // the bound directory too: swapped for a symlink after the first
+    // whiteout, then every operation that builds in it is done again.
+    let t = TempDir::new("swap-work");
+    let v = t.join("victim");
+    std::fs::create_dir(&v).unwrap();
+    let low = t.join("low");
+    std::fs::create_dir(&low).unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(low.join(f), "lower\n").unwrap();
+    }
+    std::fs::create_dir(t.join("proj")).unwrap();
+    let script = format!(
+        "set -e; rm /a; \
+         mv /proj/.up.burrow-work/work /proj/.up.burrow-work/moved; \
+         ln -s {} /proj/.up.burrow-work/work; \
+         echo new > /a; rm /b; mkdir /b; rm /c; cat /a; ls /",
+        v.display()
+    );
+    let out = output(
+        burrow_run()
+            .args(["--layer", low.to_str().unwrap()])
+            .args(["--upper", t.join("proj/up").to_str().unwrap()])
+            .args(["--bind", t.join("proj").to_str().unwrap(), "/proj"])
+            .args(["--", "sh", "-c", &script]),
+    );
+    assert!(out.stdout.starts_with("new\n"), "{out:?}");
+    assert!(!out.stdout.contains("\nc\n"), "{out:?}");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        listing(&v).is_empty(),
+        "burrowfs built in the victim: {:?}",
+        listing(&v)
+    );
+}
+
+/// burrowfs over `t`'s l, u and w on m, mounted by this unprivileged user
+/// (through fusermount3), as `mount -t fuse.burrowfs` would.
+struct Mounted<'a>(&'a TempDir);
+
+impl<'a> Mounted<'a> {
+    fn new(t: &'a TempDir) -> Mounted<'a> {
+        for d in ["l", "u", "w", "m"] {
+            std::fs::create_dir_all(t.join(d)).unwrap();
+        }
+        let out = output(
+            Command::new(burrowfs_bin())
+                .args(["-o", "lowerdir=l,upperdir=u,workdir=w", "m"])
+                .current_dir(t.path()),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        Mounted(t)
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(self.0.join("m"))
+            .status();
+    }
+}
+
+/// The attack from another process of the host: the layers of a burrowfs
+/// mount changed beside it while a directory of the mount is held open.
+fn swap_beside_a_mount(t: &TempDir, layer: &str) -> Output {
+    let v = victim(t);
+    let out = output(
+        Command::new("python3")
+            .args(["-c", SWAP])
+            .arg(t.join("m/d"))
+            .arg(t.join(layer).join("d"))
+            .arg(&v),
+    );
+    untouched(&out, &v);
+    out
+}
+
+#[test]
+fn an_upper_layer_changed_beside_a_burrowfs_mount_does_not_lead_out() {
+    assert_unprivileged();
+    let t = TempDir::new("swap-mounted-upper");
+    let _m = Mounted::new(&t);
+    std::fs::create_dir(t.join("m/d")).unwrap();
+    std::fs::write(t.join("m/d/keep"), "").unwrap();
+    std::fs::write(t.join("m/d/profile"), "union\n").unwrap();
+    assert!(
+        t.join("u/d/profile").exists(),
+        "the directory is in the upper layer"
+    );
+    swap_beside_a_mount(&t, "u");
+}
+
+#[test]
+fn a_lower_layer_changed_beside_a_burrowfs_mount_does_not_lead_out() {
+    assert_unprivileged();
+    let t = TempDir::new("swap-mounted-lower");
+    std::fs::create_dir_all(t.join("l/d")).unwrap();
+    std::fs::write(t.join("l/d/keep"), "").unwrap();
+    std::fs::write(t.join("l/d/profile"), "lower\n").unwrap();
+    let _m = Mounted::new(&t);
+    assert_eq!(
+        std::fs::read_to_string(t.join("m/d/profile")).unwrap(),
+        "lower\n"
+    );
+    swap_beside_a_mount(&t, "l");
+}
+
+/// pjdfstest's NN/03.t for each call: a relative path of PATH_MAX - 1
+/// bytes (4095) inside the mount, made of 254-byte names. The kernel takes
+/// it; so must burrowfs, whose layers' own paths are longer still.
+const LONG_PATHS: &str = r#"
+import os, stat
+prefix = '/'.join(['d' * 254] * 16)           # 4079 bytes
+def at(name): return prefix + '/' + name       # 4095 bytes with a 15-byte name
+p, q, r = at('f' * 15), at('g' * 15), at('h' * 15)
+assert len(p) == 4095
+calls = [
+    ('open', lambda: os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644))),
+    ('ftruncate', lambda: os.ftruncate(os.open(p, os.O_WRONLY), 7)),
+    ('truncate', lambda: os.truncate(p, 3)),
+    ('chmod', lambda: os.chmod(p, 0o600)),
+    ('chown', lambda: os.chown(p, os.getuid(), os.getgid())),
+    ('link', lambda: os.link(p, q)),
+    ('unlink', lambda: os.unlink(q)),
+    ('rename', lambda: os.rename(p, r)),
+    ('mkdir', lambda: os.mkdir(q, 0o755)),
+    ('rmdir', lambda: os.rmdir(q)),
+    ('mkfifo', lambda: os.mkfifo(q)),
+    ('unlink-fifo', lambda: os.unlink(q)),
+    ('mknod', lambda: os.mknod(q, 0o644 | stat.S_IFIFO)),
+    ('unlink-node', lambda: os.unlink(q)),
+    ('symlink', lambda: os.symlink('target', q)),
+    ('readlink', lambda: os.readlink(q) == 'target' or 1 / 0),
+    ('unlink-symlink', lambda: os.unlink(q)),
+    ('stat', lambda: os.stat(r).st_size == 3 or 1 / 0),
+]
+for name, call in calls:
+    try:
+        call(); print(name, 'ok')
+    except OSError as e:
+        print(name, os.strerror(e.errno))
+"#;
+
+#[test]
+fn paths_of_path_max_minus_one_bytes_work_in_every_call() {
+    assert_unprivileged();
+    let t = TempDir::new("long-paths");
+    // The directories come from the lower layer: copied up on the way.
+    std::fs::create_dir(t.join("l")).unwrap();
+    let out = output(
+        Command::new("python3")
+            .args(["-c", "import os; os.makedirs('/'.join(['d' * 254] * 16))"])
+            .current_dir(t.join("l")),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let _m = Mounted::new(&t);
+    let out = output(
+        Command::new("python3")
+            .args(["-c", LONG_PATHS])
+            .current_dir(t.join("m")),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let failed: Vec<&str> = out.stdout.lines().filter(|l| !l.ends_with(" ok")).collect();
+    assert!(failed.is_empty(), "calls that failed: {failed:?}");
+    assert_eq!(out.stdout.lines().count(), 18, "{out:?}");
+    // They happened in the upper layer, whose own paths are longer than
+    // PATH_MAX.
+    let upper_path = format!("{}/{}", t.join("u").display(), "d".repeat(254));
+    assert!(upper_path.len() + 4095 - 254 > 4096);
+    assert!(t.join("u").join("d".repeat(254)).is_dir());
+}
+
+#[test]
+fn the_host_root_union_shows_no_host_proc_tmp_dev_or_run() {
+    // Host state the union must not show: this test's own files in the
+    // host's /tmp (TMPDIR is under it), the host's pids and devices.
+    let t = TempDir::new("sealed");
+    let marker = t.join("host-marker");
+    std::fs::write(&marker, "").unwrap();
+    assert!(Path::new("/proc/1").exists() && Path::new("/dev/null").exists());
+    // Root inside with every capability binds the union's root elsewhere:
+    // it sees only what the union itself holds below the sandbox's own
+    // /proc, /tmp and /dev (and /run/mount, which mount(8) itself makes).
+    let out = sh(
+        &["--cap-add", "ALL"],
+        &format!(
+            "mkdir /var/tmp/u-$$ && mount --bind / /var/tmp/u-$$ && cd /var/tmp/u-$$ && \
+             test -f etc/passwd && echo bound; \
+             for d in proc sys dev tmp run; do echo \"$d: $(ls -A $d | grep -vx mount | wc -l)\"; done; \
+             ls .{} 2>&1; ls -A /proc | grep -c '^[0-9]'",
+            marker.display()
+        ),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "bound", "{out:?}");
+    for (i, d) in ["proc", "sys", "dev", "tmp", "run"].iter().enumerate() {
+        assert_eq!(lines[i + 1], format!("{d}: 0"), "{out:?}");
+    }
+    assert!(
+        lines[6].contains("No such file"),
+        "the host's /tmp shows: {out:?}"
+    );
+    // Control: the sandbox's own /proc is there, with its own pids only.
+    let pids: u32 = lines[7].parse().unwrap();
+    assert!((1..10).contains(&pids), "{out:?}");
+}
+
+#[test]
+fn the_host_root_union_crosses_only_into_disk_filesystems() {
+    // Only mounts this user can list, and that hold something: the test
+    // could not tell an empty one from a sealed one.
+    let shows_something = |p: &str| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+    // The default root's lower is the host's /: a mount below it shows
+    // its contents only when it is a disk filesystem outside /media, /mnt
+    // and /run. Every other mount this host has (sysfs, cgroup, devpts,
+    // tmpfs, FUSE...) is an empty directory in the union.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut sealed = Vec::new();
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (point, fstype) = match fields.iter().position(|f| *f == "-") {
+            Some(i) => (fields[4], fields[i + 1]),
+            None => continue,
+        };
+        let disk = ["ext4", "ext3", "ext2", "xfs", "btrfs"].contains(&fstype);
+        let under_sealed_top = ["/proc", "/sys", "/dev", "/tmp", "/run", "/media", "/mnt"]
+            .iter()
+            .any(|t| point == *t || point.starts_with(&format!("{t}/")));
+        if point != "/" && !disk && !under_sealed_top && shows_something(point) {
+            sealed.push(point.to_string());
+        }
+    }
+    // /mnt: this host's mounts there (and any other user's) are sealed too.
+    let mnt_mounts: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with("/mnt/") && shows_something(p))
+        .collect();
+    if sealed.is_empty() && mnt_mounts.is_empty() {
+        skipped("this host has no non-disk mount outside the sandbox's own directories");
+        return;
+    }
+    let checks: Vec<String> = sealed
+        .iter()
+        .map(|s| s.as_str())
+        .chain(mnt_mounts.iter().copied())
+        .map(|p| format!("echo \"{p}: $(ls -A '{p}' 2>/dev/null | wc -l)\""))
+        .collect();
+    let out = sh(&[], &checks.join("; "));
+    for line in out.ok().lines() {
+        assert!(
+            line.ends_with(": 0"),
+            "a mount shows through the union: {out:?}"
+        );
+    }
+}
