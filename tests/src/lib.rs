@@ -194,6 +194,13 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// A temporary directory in `base` instead of $TMPDIR.
+    pub fn in_dir(base: &Path, tag: &str) -> TempDir {
+        let dir = base.join(format!("burrow-{tag}-{}", unique_token()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }

@@ -1,0 +1,584 @@
+//! The FUSE side of burrowfs: node numbers, handles, and each request
+//! mapped onto the layer stack and the upper layer.
+//!
+//! Node numbers are burrowfs' own, handed out once per file identity (the
+//! device and inode number of the file in its layer) and never reused, so
+//! hard links share a number and a file keeps its number when it is copied
+//! up. A node remembers the names it is known by; paths are rebuilt from
+//! those names, so renaming a directory is a constant-time update.
+//!
+//! Here: the filesystem's state and how a node resolves to an entry of the
+//! union; `nodes` holds the node and handle tables, `ops` the union's
+//! changes (copy-up, creation, removal, renames, opens, attributes) and
+//! `requests` the FUSE requests, answered with those. Every layer is
+//! reached through [`crate::layer_dir`].
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+use nix::fcntl::OFlag;
+use nix::sys::stat::SFlag;
+
+use crate::idmap::Ids;
+use crate::layer_dir::{Dir, Place};
+use crate::layers::{Attrs, Entry, Kind, Stack, Stat};
+use crate::node_files::NodeFiles;
+use crate::upper::{self, Upper};
+
+mod nodes;
+mod ops;
+mod requests;
+
+use nodes::{Handles, Key, Node, State};
+
+/// How long the kernel may cache names and attributes. Every change goes
+/// through burrowfs, and the kernel drops what a change touches.
+const TTL: Duration = Duration::from_secs(60);
+
+const ROOT: u64 = 1;
+
+/// Threads serving requests, each on its own /dev/fuse descriptor.
+pub const WORKERS: usize = 4;
+
+/// Cache lifetime for attributes: none for a multiply-linked file, whose
+/// link count changes when one of its names is copied up or linked.
+fn ttl(attr: &FileAttr) -> Duration {
+    if attr.nlink > 1 && attr.kind != FileType::Directory {
+        Duration::ZERO
+    } else {
+        TTL
+    }
+}
+
+/// The union filesystem served over FUSE.
+pub struct UnionFs {
+    stack: Stack,
+    upper: Option<Upper>,
+    /// Whether burrowfs runs as root (of its user namespace): new files are
+    /// then given to the requesting user.
+    as_root: bool,
+    ids: Ids,
+    state: Mutex<State>,
+    handles: Mutex<Handles>,
+    /// Without passthrough the kernel opens files without asking (FUSE
+    /// "no open"): each node's file for its reads and writes. Locked after
+    /// the state, never together with the handles.
+    node_files: Mutex<NodeFiles>,
+    /// Tells the kernel what burrowfs changed of its own accord (set once
+    /// the session exists: see [`UnionFs::notifier_slot`]).
+    notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// Writes to one file take turns here, by inode: in the kernel they
+    /// would contend on the inode's lock by spinning, which on a small
+    /// machine steals the CPU that the copy itself needs.
+    write_turns: [Mutex<()>; 16],
+    /// Ask for FUSE passthrough (it needs CAP_SYS_ADMIN in the initial user
+    /// namespace), and whether the kernel granted it.
+    want_passthrough: bool,
+    passthrough: bool,
+}
+
+fn err(e: io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(code) => Errno::from_i32(code),
+        None => Errno::from(e.kind()),
+    }
+}
+
+fn nix_err(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+fn os_err(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn system_time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsecs as u64)
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+/// The mode bits a write or truncate by someone without CAP_FSETID leaves:
+/// set-user-ID goes, and set-group-ID where the group may execute.
+fn without_suidgid(mode: u32) -> u32 {
+    let mut mode = mode & 0o7777;
+    mode &= !libc::S_ISUID;
+    if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+        mode &= !libc::S_ISGID;
+    }
+    mode
+}
+
+/// Whether `f` was opened for reading and for writing.
+fn access_of(f: &File) -> (bool, bool) {
+    match nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL) {
+        Ok(fl) => match fl & libc::O_ACCMODE {
+            libc::O_RDONLY => (true, false),
+            libc::O_WRONLY => (false, true),
+            _ => (true, true),
+        },
+        Err(_) => (false, false),
+    }
+}
+
+fn attr_of(ino: u64, m: &impl Attrs) -> FileAttr {
+    let [atime, mtime, ctime] = m.st_times();
+    FileAttr {
+        ino: INodeNo(ino),
+        size: m.st_size(),
+        blocks: m.st_blocks(),
+        atime: system_time(atime.0, atime.1),
+        mtime: system_time(mtime.0, mtime.1),
+        ctime: system_time(ctime.0, ctime.1),
+        crtime: UNIX_EPOCH,
+        kind: file_type(m.kind()),
+        perm: (m.st_mode() & 0o7777) as u16,
+        nlink: m.st_nlink() as u32,
+        uid: m.st_uid(),
+        gid: m.st_gid(),
+        rdev: m.st_rdev() as u32,
+        blksize: m.st_blksize() as u32,
+        flags: 0,
+    }
+}
+
+/// Whether this process may give files to other users (CAP_CHOWN in its
+/// user namespace): then new files get the requesting user's ids.
+fn has_cap_chown() -> bool {
+    effective_caps() & 1 != 0 // bit 0 is CAP_CHOWN
+}
+
+/// This process's effective capabilities, as /proc/self/status shows them.
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Whether this process holds CAP_SYS_ADMIN in the initial user namespace
+/// (what FUSE passthrough's backing files need).
+fn admin_of_initial_namespace() -> bool {
+    let initial = std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    let admin = effective_caps() & (1 << 21) != 0; // CAP_SYS_ADMIN
+    initial && admin
+}
+
+/// The attributes of a negative lookup reply (node 0: "no such name").
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
+/// Attributes of a union entry: a directory merged from several layers
+/// reports one link, as kernel overlayfs does (its real count is unknown).
+fn union_attr(ino: u64, e: &Entry) -> FileAttr {
+    let mut attr = attr_of(ino, &e.meta);
+    if e.dir_layers.len() > 1 {
+        attr.nlink = 1;
+    }
+    attr
+}
+
+impl UnionFs {
+    pub fn new(stack: Stack, upper: Option<Upper>) -> UnionFs {
+        let mut state = State {
+            next_node: ROOT,
+            ..State::default()
+        };
+        if let Ok(root) = stack.lookup(Path::new("")) {
+            state
+                .by_identity
+                .insert(Key::Inode(root.meta.dev, root.meta.ino), ROOT);
+        }
+        state.nodes.insert(ROOT, Node::default());
+        UnionFs {
+            stack,
+            upper,
+            as_root: has_cap_chown(),
+            ids: Ids::default(),
+            state: Mutex::new(state),
+            handles: Mutex::default(),
+            node_files: Mutex::default(),
+            notifier: Default::default(),
+            write_turns: Default::default(),
+            want_passthrough: admin_of_initial_namespace(),
+            passthrough: false,
+        }
+    }
+
+    /// Where the session's notifier goes once the session is made (it
+    /// takes the filesystem, so the notifier comes after).
+    pub fn notifier_slot(&self) -> std::sync::Arc<std::sync::OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Refuses FUSE passthrough even where it is available.
+    pub fn without_passthrough(mut self) -> UnionFs {
+        self.want_passthrough = false;
+        self
+    }
+
+    /// The backing file for a passthrough open of `node` as `file`, made
+    /// with `make` (the reply's FUSE_DEV_IOC_BACKING_OPEN), or None for an
+    /// open this server serves. The kernel wants one backing file for all
+    /// of an inode's opens: passthrough opens share it, and an inode with
+    /// served opens gets served ones. A lower file still open through
+    /// passthrough cannot be opened again once copied up (the new open
+    /// would need the upper file): EBUSY until the old opens close.
+    fn backing_for(
+        &self,
+        st: &mut State,
+        node: u64,
+        file: &File,
+        make: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+    ) -> Result<Option<std::sync::Arc<fuser::BackingId>>, Errno> {
+        if !self.passthrough {
+            return Ok(None);
+        }
+        let io = st.node_io.entry(node).or_default();
+        let meta = file.metadata().map_err(err)?;
+        let id = (meta.dev(), meta.ino());
+        if io.served == 0 {
+            if let Some((weak, was)) = &io.backing {
+                if let Some(b) = weak.upgrade() {
+                    return if *was == id {
+                        Ok(Some(b))
+                    } else {
+                        Err(Errno::EBUSY)
+                    };
+                }
+            }
+            if let Ok(b) = make(file) {
+                let b = std::sync::Arc::new(b);
+                io.backing = Some((std::sync::Arc::downgrade(&b), id));
+                return Ok(Some(b));
+            }
+        }
+        io.served += 1;
+        Ok(None)
+    }
+
+    /// Registers handle `fh`: a passthrough one keeps its backing file
+    /// alive.
+    fn note_handle(
+        &self,
+        st: &mut State,
+        fh: u64,
+        backing: Option<&std::sync::Arc<fuser::BackingId>>,
+    ) {
+        if let Some(b) = backing {
+            st.backings.insert(fh, b.clone());
+        }
+    }
+
+    /// Forgets the passthrough bookkeeping of handle `fh` of `node`
+    /// (released).
+    fn drop_handle_io(&self, st: &mut State, node: u64, fh: u64) {
+        if st.backings.remove(&fh).is_none() {
+            if let Some(io) = st.node_io.get_mut(&node) {
+                io.served = io.served.saturating_sub(1);
+            }
+        }
+        if let Some(io) = st.node_io.get(&node) {
+            let live = io
+                .backing
+                .as_ref()
+                .is_some_and(|(w, _)| w.strong_count() > 0);
+            if io.served == 0 && !live {
+                st.node_io.remove(&node);
+            }
+        }
+    }
+
+    /// Shows and stores owners through `ids` (fuse-overlayfs' uidmapping=,
+    /// gidmapping= and squash options).
+    pub fn with_ids(mut self, ids: Ids) -> UnionFs {
+        self.ids = ids;
+        self
+    }
+
+    fn shown(&self, mut attr: FileAttr) -> FileAttr {
+        (attr.uid, attr.gid) = self.ids.shown(attr.uid, attr.gid);
+        attr
+    }
+
+    /// The open file behind handle `fh`.
+    fn open_file_of(&self, fh: FileHandle) -> Option<std::sync::Arc<File>> {
+        self.handles().file(fh.0).cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The handle table; with the state locked too, lock the state first.
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn node_files(&self) -> MutexGuard<'_, NodeFiles> {
+        self.node_files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the kernel opens and closes files without telling burrowfs
+    /// (FUSE "no open": an OPEN answered ENOSYS). Passthrough needs the
+    /// opens, to hand each its backing file.
+    fn no_open(&self) -> bool {
+        !self.passthrough
+    }
+
+    /// The file a READ, WRITE or FSYNC of `node` goes to: the handle's, or
+    /// without FUSE opens (handle 0) the node's own, opened for `write`
+    /// (copied up first) when it is not open that way yet.
+    fn io_file(
+        &self,
+        node: u64,
+        fh: FileHandle,
+        write: bool,
+    ) -> Result<std::sync::Arc<File>, Errno> {
+        if fh.0 != 0 {
+            return self.open_file_of(fh).ok_or(Errno::EBADF);
+        }
+        if let Some(f) = self.node_files().get(node, write) {
+            return Ok(f);
+        }
+        let mut st = self.lock();
+        let flags = if write {
+            libc::O_WRONLY
+        } else {
+            libc::O_RDONLY
+        };
+        let file = std::sync::Arc::new(self.open_file(&mut st, node, flags).map_err(err)?);
+        // Opened for writing, it may have been opened for reading too.
+        let (read, write) = if write {
+            access_of(&file)
+        } else {
+            (true, false)
+        };
+        let closing = self.node_files().insert(node, file.clone(), read, write);
+        drop(st);
+        drop(closing);
+        Ok(file)
+    }
+
+    /// Without FUSE opens the sandbox may have `name` in `parent` open
+    /// unseen: before a regular file loses its last name, its node's file
+    /// is opened (for writing too where it is an upper file) and kept until
+    /// the kernel forgets the node, so that reads and writes through the
+    /// open file go on working.
+    fn keep_open_unnamed(&self, st: &mut State, parent: u64, name: &OsStr, e: &Entry) {
+        if !self.no_open() || e.kind != Kind::File {
+            return;
+        }
+        let Some(&node) = st.by_name.get(&(parent, name.to_owned())) else {
+            return; // never looked up: nothing can have it open
+        };
+        if st.nodes.get(&node).is_some_and(|n| n.names.len() > 1) {
+            return;
+        }
+        let write = self.is_upper(e);
+        if self.node_files().get(node, write).is_none() {
+            let read_only =
+                |st: &mut State| self.open_file(st, node, libc::O_RDONLY).map(|f| (f, false));
+            let opened = if write {
+                self.open_file(st, node, libc::O_RDWR)
+                    .map(|f| (f, true))
+                    .or_else(|_| read_only(st))
+            } else {
+                read_only(st)
+            };
+            // O_RDWR and O_RDONLY opens are what they say (no write-only
+            // fallback without O_WRONLY).
+            if let Ok((f, write)) = opened {
+                let closing = self
+                    .node_files()
+                    .insert(node, std::sync::Arc::new(f), true, write);
+                drop(closing);
+            }
+        }
+        self.node_files().pin(node);
+    }
+
+    fn upper(&self) -> io::Result<&Upper> {
+        self.upper.as_ref().ok_or_else(|| os_err(libc::EROFS))
+    }
+
+    fn is_upper(&self, e: &Entry) -> bool {
+        self.stack.upper() == Some(e.layer)
+    }
+
+    /// Where entry `e`, at `rel` in the union, is in its layer.
+    fn place_of(&self, e: &Entry, rel: &Path) -> io::Result<Place> {
+        self.stack.place(e.layer, rel)
+    }
+
+    fn identity(m: &Stat) -> Key {
+        Key::Inode(m.dev, m.ino)
+    }
+
+    /// The key of an entry found as `name` in `parent`.
+    fn key(&self, layer: usize, m: &Stat, parent: u64, name: &OsStr) -> Key {
+        if Some(layer) != self.stack.upper() && m.kind() != Kind::Dir && m.nlink > 1 {
+            Key::Name(Box::new((parent, name.to_owned())))
+        } else {
+            Self::identity(m)
+        }
+    }
+
+    /// Looks `name` up in `parent` and registers the node.
+    fn entry_attr(&self, st: &mut State, parent: u64, name: &OsStr) -> io::Result<FileAttr> {
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
+        let e = self.stack.lookup_child(&layers, &parent_rel, name)?;
+        let node = st.node_for(self.key(e.layer, &e.meta, parent, name), parent, name);
+        Ok(self.shown(union_attr(node, &e)))
+    }
+
+    /// The path and union entry of `node`, resolved one step from its
+    /// parent's (cached) layers rather than from the root.
+    fn resolve(&self, st: &mut State, node: u64) -> io::Result<(PathBuf, Entry)> {
+        if node == ROOT {
+            return Ok((PathBuf::new(), self.stack.lookup(Path::new(""))?));
+        }
+        let (parent, name) = st
+            .nodes
+            .get(&node)
+            .and_then(|n| n.names.first().cloned())
+            .ok_or_else(|| os_err(libc::ENOENT))?;
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
+        let e = self.stack.lookup_child(&layers, &parent_rel, &name)?;
+        Ok((parent_rel.join(name), e))
+    }
+
+    /// Where `node`'s file must be when its directory is made of a single
+    /// layer (see [`Stack::only_place`]).
+    fn only_place(&self, st: &mut State, node: u64) -> io::Result<Option<Place>> {
+        let Some((parent, name)) = st.nodes.get(&node).and_then(|n| n.names.first().cloned())
+        else {
+            return Ok(None);
+        };
+        let (parent_rel, layers) = self.dir_layers(st, parent)?;
+        Ok(self.stack.only_place(&layers, &parent_rel, &name))
+    }
+
+    /// The path of directory `dir` and the layers merging into it.
+    fn dir_layers(&self, st: &mut State, dir: u64) -> io::Result<(PathBuf, Vec<usize>)> {
+        let gen = st.layers_gen;
+        if let Some((g, layers)) = st.nodes.get(&dir).and_then(|n| n.dir_layers.as_deref()) {
+            if *g == gen {
+                let layers = layers.clone();
+                return Ok((st.path(dir)?, layers));
+            }
+        }
+        let (rel, e) = self.resolve(st, dir)?;
+        if e.kind != Kind::Dir {
+            return Err(os_err(libc::ENOTDIR));
+        }
+        if let Some(n) = st.nodes.get_mut(&dir) {
+            n.dir_layers = Some(Box::new((gen, e.dir_layers.clone())));
+        }
+        Ok((rel, e.dir_layers))
+    }
+
+    /// Directory `node` from its cached layers: one stat of its top
+    /// layer's directory instead of a lookup in every layer. (Unlinking
+    /// makes the kernel ask for the parent's attributes every time.)
+    fn cached_dir(&self, st: &State, node: u64) -> Option<Entry> {
+        let (gen, layers) = st.nodes.get(&node)?.dir_layers.as_deref()?;
+        if *gen != st.layers_gen {
+            return None;
+        }
+        let top = *layers.first()?;
+        let meta = self
+            .stack
+            .dir(top, &st.path(node).ok()?)
+            .and_then(|d| d.stat_self())
+            .ok()?;
+        Some(Entry {
+            layer: top,
+            kind: Kind::Dir,
+            meta,
+            dir_layers: layers.clone(),
+        })
+    }
+
+    fn node_attr(&self, st: &mut State, node: u64) -> io::Result<FileAttr> {
+        let e = match self.cached_dir(st, node) {
+            Some(e) => e,
+            None => self.resolve(st, node)?.1,
+        };
+        if self.is_upper(&e) && !st.by_identity.contains_key(&Self::identity(&e.meta)) {
+            st.alias(node, Self::identity(&e.meta));
+        }
+        Ok(self.shown(union_attr(node, &e)))
+    }
+}
+
+/// Serves `fs` on a /dev/fuse descriptor that someone else has already
+/// mounted (burrow mounts it inside the sandbox and hands the descriptor
+/// over). Returns when the filesystem is unmounted.
+pub fn serve_mounted(fs: UnionFs, fd: std::os::fd::OwnedFd) -> io::Result<()> {
+    raise_open_file_limit();
+    let mut config = fuser::Config::default();
+    config.acl = fuser::SessionACL::All;
+    config.n_threads = Some(WORKERS);
+    config.clone_fd = true;
+    let slot = fs.notifier_slot();
+    let session = fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?;
+    let _ = slot.set(session.notifier());
+    session.run()
+}
+
+/// Every file open in the union holds one descriptor here: raise the soft
+/// limit on open files to the hard one.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
