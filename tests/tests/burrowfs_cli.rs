@@ -392,3 +392,14 @@ fn passthrough_as_real_root() {
         );
     }
 }
+
+#[test]
+fn version_is_printed_and_exits_zero() {
+    // podman runs `mount_program --version` for `podman info`.
+    let out = output(Command::new(burrowfs_bin()).arg("--version"));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("burrowfs: version {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -112,7 +112,7 @@ mod tests {
         let m = IdMapping::parse("0:1000:1:1:110000:65536").unwrap();
         assert_eq!(m.to_container(0), Some(1000));
         assert_eq!(m.to_container(5), Some(110004));
-        assert_eq!(m.to_container(1000), None);
+        assert_eq!(m.to_container(70000), None);
         assert_eq!(m.to_host(1000), Some(0));
         assert_eq!(m.to_host(175535), Some(65536));
         assert_eq!(m.to_host(7), None);

@@ -440,12 +440,26 @@ impl Stack {
         let Ok(opened) = self.open_dirs(&lowers, parent) else {
             return false;
         };
-        matches!(self.resolve_in(&opened, parent, name), Ok((Some(_), _)))
+        self.lower_shows(&opened, parent, name)
+    }
+
+    /// [`Stack::lower_has_in`] for directories already open.
+    pub fn lower_shows(&self, opened: &[(usize, Dir)], parent: &Path, name: &OsStr) -> bool {
+        let mut lowers = opened.iter().filter(|(l, _)| Some(*l) != self.upper());
+        let Some(first) = lowers.next() else {
+            return false;
+        };
+        // (The first lower and those below it: they are contiguous.)
+        let at = opened.iter().position(|(l, _)| *l == first.0).unwrap_or(0);
+        matches!(
+            self.resolve_in(&opened[at..], parent, name),
+            Ok((Some(_), _))
+        )
     }
 
     /// Layers `dirs`' directories at `rel`; a layer that has none there
     /// (gone since) is left out.
-    fn open_dirs(&self, dirs: &[usize], rel: &Path) -> io::Result<Vec<(usize, Dir)>> {
+    pub fn open_dirs(&self, dirs: &[usize], rel: &Path) -> io::Result<Vec<(usize, Dir)>> {
         let mut out = Vec::with_capacity(dirs.len());
         for &l in dirs {
             match self.dir(l, rel) {
@@ -511,7 +525,18 @@ impl Stack {
         name: &OsStr,
     ) -> io::Result<Entry> {
         let opened = self.open_dirs(dirs, parent_rel)?;
-        let (top, below) = self.resolve_in(&opened, parent_rel, name)?;
+        self.entry_in(&opened, parent_rel, name)
+    }
+
+    /// [`Stack::lookup_child`] in directories already open (from
+    /// [`Stack::open_dirs`]).
+    pub fn entry_in(
+        &self,
+        opened: &[(usize, Dir)],
+        parent_rel: &Path,
+        name: &OsStr,
+    ) -> io::Result<Entry> {
+        let (top, below) = self.resolve_in(opened, parent_rel, name)?;
         let Some((layer, meta)) = top else {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         };

@@ -409,10 +409,11 @@ impl UnionFs {
 
     /// Without FUSE opens the sandbox may have `name` in `parent` open
     /// unseen: before a regular file loses its last name, its node's file
-    /// is opened (for writing too where it is an upper file) and kept until
-    /// the kernel forgets the node, so that reads and writes through the
-    /// open file go on working.
-    fn keep_open_unnamed(&self, st: &mut State, parent: u64, name: &OsStr, e: &Entry) {
+    /// (`name` in `dir`, the directory of entry `e`'s layer) is opened (for
+    /// writing too where it is an upper file) and kept until the kernel
+    /// forgets the node, so that reads and writes through the open file go
+    /// on working.
+    fn keep_open_unnamed(&self, st: &mut State, parent: u64, name: &OsStr, e: &Entry, dir: &Dir) {
         if !self.no_open() || e.kind != Kind::File {
             return;
         }
@@ -424,22 +425,27 @@ impl UnionFs {
         }
         let write = self.is_upper(e);
         if self.node_files().get(node, write).is_none() {
-            let read_only =
-                |st: &mut State| self.open_file(st, node, libc::O_RDONLY).map(|f| (f, false));
+            let read_only = || dir.open_file(name, OFlag::O_RDONLY, 0).map(|f| (f, false));
             let opened = if write {
-                self.open_file(st, node, libc::O_RDWR)
+                dir.open_file(name, OFlag::O_RDWR, 0)
                     .map(|f| (f, true))
-                    .or_else(|_| read_only(st))
+                    .or_else(|_| read_only())
             } else {
-                read_only(st)
+                read_only()
             };
             // O_RDWR and O_RDONLY opens are what they say (no write-only
-            // fallback without O_WRONLY).
+            // fallback without O_WRONLY). The file must still be the
+            // entry's.
             if let Ok((f, write)) = opened {
-                let closing = self
-                    .node_files()
-                    .insert(node, std::sync::Arc::new(f), true, write);
-                drop(closing);
+                let same = f
+                    .metadata()
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (e.meta.dev, e.meta.ino));
+                if same {
+                    let closing =
+                        self.node_files()
+                            .insert(node, std::sync::Arc::new(f), true, write);
+                    drop(closing);
+                }
             }
         }
         self.node_files().pin(node);

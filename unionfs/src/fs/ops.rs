@@ -140,38 +140,63 @@ impl UnionFs {
         build: impl FnOnce(&Dir, &OsStr) -> io::Result<()>,
     ) -> io::Result<FileAttr> {
         let (parent_rel, layers) = self.dir_layers(st, parent)?;
-        match self.stack.lookup_child(&layers, &parent_rel, name) {
+        // The parent's directories, opened once for the whole creation.
+        let mut opened = self.stack.open_dirs(&layers, &parent_rel)?;
+        match self.stack.entry_in(&opened, &parent_rel, name) {
             Ok(_) => return Err(os_err(libc::EEXIST)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         let upper = self.upper()?;
-        let parent_upper = self.upper_dir(st, &parent_rel, &layers)?;
-        let in_place = match parent_upper.stat(name) {
+        let upper_idx = self.stack.upper();
+        let parent_upper = match opened.first() {
+            Some((l, _)) if Some(*l) == upper_idx => opened.swap_remove(0).1,
+            _ => self.upper_dir(st, &parent_rel, &layers)?,
+        };
+        drop(opened);
+        let target = Place {
+            dir: parent_upper,
+            name: name.to_os_string(),
+        };
+        let in_place = match target.stat() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => true,
             Err(e) => return Err(e),
             Ok(_) => false, // only a whiteout can be there
         };
-        let tmp = if in_place {
-            parent_upper.place(name)?
-        } else {
-            upper.work().place(&upper.temp())?
+        let in_work = match in_place {
+            true => None,
+            false => Some(upper.work().place(&upper.temp())?),
         };
+        let tmp = in_work.as_ref().unwrap_or(&target);
         build(&tmp.dir, &tmp.name)?;
-        let res = self.finish_new(req, &tmp, &parent_upper, name, in_place, new_inode);
+        let res = self.finish_new(req, tmp, &target, in_place, new_inode);
         if res.is_err() {
             let _ = tmp.dir.remove_any(&tmp.name);
         }
         res?;
-        self.entry_attr(st, parent, name)
+        // The new entry, as a lookup now finds it: in the upper layer alone.
+        let meta = target.stat()?;
+        let layer = upper_idx.ok_or_else(|| os_err(libc::EROFS))?;
+        let kind = meta.kind();
+        let e = Entry {
+            layer,
+            kind,
+            meta,
+            dir_layers: if kind == Kind::Dir {
+                vec![layer]
+            } else {
+                Vec::new()
+            },
+        };
+        let node = st.node_for(self.key(layer, &e.meta, parent, name), parent, name);
+        Ok(self.shown(union_attr(node, &e)))
     }
 
     pub(super) fn finish_new(
         &self,
         req: &Request,
         tmp: &Place,
-        parent_upper: &Dir,
-        name: &OsStr,
+        target: &Place,
         in_place: bool,
         new_inode: bool,
     ) -> io::Result<()> {
@@ -179,7 +204,7 @@ impl UnionFs {
         let meta = tmp.stat()?;
         let is_dir = meta.kind() == Kind::Dir;
         let owner = new_inode
-            .then(|| self.new_owner(req, parent_upper))
+            .then(|| self.new_owner(req, &target.dir))
             .flatten();
         if let Some((uid, gid, sgid)) = owner {
             tmp.chown(Some(uid), Some(gid))?;
@@ -195,7 +220,7 @@ impl UnionFs {
         if is_dir {
             tmp.dir.set_xattr(&tmp.name, "user.overlay.opaque", b"y")?;
         }
-        upper.replace(&tmp.name, &parent_upper.place(name)?)
+        upper.replace(&tmp.name, target)
     }
 
     /// Removes `name` from `parent`, leaving a whiteout when a lower layer
@@ -209,7 +234,9 @@ impl UnionFs {
     ) -> io::Result<()> {
         let (parent_rel, layers) = self.dir_layers(st, parent)?;
         let rel = parent_rel.join(name);
-        let e = self.stack.lookup_child(&layers, &parent_rel, name)?;
+        // The parent's directories, opened once for the whole removal.
+        let mut opened = self.stack.open_dirs(&layers, &parent_rel)?;
+        let e = self.stack.entry_in(&opened, &parent_rel, name)?;
         match (dir, e.kind == Kind::Dir) {
             (true, false) => return Err(os_err(libc::ENOTDIR)),
             (false, true) => return Err(os_err(libc::EISDIR)),
@@ -219,10 +246,20 @@ impl UnionFs {
             return Err(os_err(libc::ENOTEMPTY));
         }
         let upper = self.upper()?;
-        self.keep_open_unnamed(st, parent, name, &e);
+        if let Some((_, d)) = opened.iter().find(|(l, _)| *l == e.layer) {
+            self.keep_open_unnamed(st, parent, name, &e, d);
+        }
         let needs_whiteout =
-            !self.is_upper(&e) || self.stack.lower_has_in(&layers, &parent_rel, name);
-        let at = self.upper_dir(st, &parent_rel, &layers)?.place(name)?;
+            !self.is_upper(&e) || self.stack.lower_shows(&opened, &parent_rel, name);
+        let upper_parent = match opened.first() {
+            Some((l, _)) if Some(*l) == self.stack.upper() => opened.swap_remove(0).1,
+            _ => self.upper_dir(st, &parent_rel, &layers)?,
+        };
+        drop(opened);
+        let at = Place {
+            dir: upper_parent,
+            name: name.to_os_string(),
+        };
         let mut whited_out = false;
         if self.is_upper(&e) {
             if needs_whiteout {
@@ -294,7 +331,9 @@ impl UnionFs {
                     }
                     _ => {}
                 }
-                self.keep_open_unnamed(st, to.0, to.1, d);
+                if let Ok(at) = self.place_of(d, &dst_rel) {
+                    self.keep_open_unnamed(st, to.0, to.1, d, &at.dir);
+                }
             }
         }
         let upper = self.upper()?;
