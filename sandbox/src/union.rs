@@ -167,7 +167,10 @@ fn serve(
     }
     let upper = match (upper_dir, work_dir) {
         (Some(u), Some(w)) => Some(
-            Upper::new(u, &w)
+            stack
+                .layer_root(0)
+                .try_clone()
+                .and_then(|root| Upper::new(root, u, &w))
                 .map_err(|e| Error::usage(format!("preparing the upper layer: {e}")))?,
         ),
         _ => None,

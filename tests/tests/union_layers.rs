@@ -388,3 +388,71 @@ fn a_fuse_mount_of_the_caller_below_the_host_root_is_an_empty_directory() {
     let out = sh(&[], &format!("ls {}", t.join("l").display()));
     assert_eq!(out.ok(), "visible-on-the-host\n");
 }
+
+#[test]
+fn a_fifo_swapped_in_for_a_file_does_not_hang_the_union() {
+    // The kernel still takes /f for the regular file it looked up; a FIFO
+    // put in its place in the lower layer (through the bind) must not
+    // block burrowfs in open(2) while it holds the union's state.
+    let t = TempDir::new("fifo-swap");
+    let low = t.join("low");
+    std::fs::create_dir(&low).unwrap();
+    std::fs::write(low.join("f"), "data\n").unwrap();
+    let out = output(
+        burrow_run()
+            .args(["--layer", low.to_str().unwrap()])
+            .args(["--bind", low.to_str().unwrap(), "/low"])
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "stat -c %F /f; rm /low/f; mkfifo /low/f; timeout 5 cat /f; echo \"cat: $?\"; \
+                 ls / > /dev/null && echo responsive",
+            ]),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"regular file"), "{out:?}");
+    // Refused at once (not ended by timeout's 124), and the union answers.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("cat: ") && *l != "cat: 124" && *l != "cat: 0"),
+        "{out:?}"
+    );
+    assert_eq!(lines.last(), Some(&"responsive"), "{out:?}");
+}
+
+#[test]
+fn a_deep_tree_left_in_the_work_directory_does_not_stop_the_next_mount() {
+    // Through a bind of the work directory the sandbox leaves a tree
+    // deeper than burrowfs removes (1 100 levels: a descriptor each would
+    // pass the usual limit of 1 024); the next run with the same --upper
+    // still starts, with that tree set aside.
+    let t = TempDir::new("deep-work");
+    std::fs::create_dir(t.join("proj")).unwrap();
+    let upper = t.join("proj/up");
+    let first = output(
+        burrow_run()
+            .args(["--upper", upper.to_str().unwrap()])
+            .args(["--bind", t.join("proj").to_str().unwrap(), "/proj"])
+            .args([
+                "--",
+                "python3",
+                "-c",
+                "import os\nos.chdir('/proj/.up.burrow-work/work')\n\
+                 for _ in range(1100):\n    os.mkdir('a'); os.chdir('a')\nprint('deep')",
+            ]),
+    );
+    assert_eq!(first.ok(), "deep\n");
+    let second = sh(&["--upper", upper.to_str().unwrap()], "echo started");
+    assert_eq!(second.ok(), "started\n", "{second:?}");
+    let work = t.join("proj/.up.burrow-work");
+    let names: Vec<String> = listing(&work);
+    assert!(
+        names.iter().any(|n| n.starts_with("work.stale-")),
+        "{names:?}"
+    );
+    // (The test's own clean-up cannot remove 1 100 levels with std either.)
+    let _ = Command::new("rm").arg("-rf").arg(&work).status();
+}

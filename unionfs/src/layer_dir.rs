@@ -57,6 +57,29 @@ impl Dir {
         Ok(Dir { fd })
     }
 
+    /// Opens directory `path` (as [`Dir::open`]) for reading too, and takes
+    /// an exclusive lock on it for as long as the descriptor lives:
+    /// `EWOULDBLOCK` when another holds it.
+    pub fn open_locked(path: &Path) -> io::Result<Dir> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        // SAFETY: flock(2) on a descriptor this function owns.
+        let r = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Dir { fd })
+    }
+
     /// The directory `rel` below this one, reached without following any
     /// symlink and without leaving this directory (ELOOP, EXDEV, ENOTDIR
     /// when something on the way was swapped).
@@ -163,6 +186,29 @@ impl Dir {
         )
         .map_err(errno)?;
         Ok(File::from(fd))
+    }
+
+    /// Opens `name`, which must be a regular file: opened without blocking
+    /// (a FIFO or device put in its place cannot hold burrowfs up), then
+    /// checked, and ESTALE when it is not a regular file or not the file
+    /// `expect` (device, inode) names.
+    pub fn open_regular(
+        &self,
+        name: &OsStr,
+        flags: OFlag,
+        expect: Option<(u64, u64)>,
+    ) -> io::Result<File> {
+        let f = self.open_file(name, flags | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, 0)?;
+        let st = sys::stat_at(f.as_fd(), OsStr::new(""))?;
+        if st.mode & libc::S_IFMT != libc::S_IFREG
+            || expect.is_some_and(|id| id != (st.dev, st.ino))
+        {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        let fl = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFL).map_err(errno)?;
+        let fl = OFlag::from_bits_truncate(fl) & !OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFL(fl)).map_err(errno)?;
+        Ok(f)
     }
 
     /// This directory opened for listing.
@@ -272,11 +318,26 @@ impl Dir {
     }
 
     /// Removes `name`, and for a directory everything in it, without
-    /// following a symlink anywhere.
+    /// following a symlink anywhere. At most [`REMOVE_DEPTH`] levels deep
+    /// (one descriptor each): a deeper tree (only someone writing the layer
+    /// behind burrowfs' back makes one) is ELOOP and left in place.
     pub fn remove_any(&self, name: &OsStr) -> io::Result<()> {
+        self.remove_at_depth(name, 0)
+    }
+
+    fn remove_at_depth(&self, name: &OsStr, depth: usize) -> io::Result<()> {
         match self.unlink(name) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR | libc::EPERM)) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {}
+            // POSIX lets unlink(2) of a directory say EPERM too.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    && self
+                        .stat(name)
+                        .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFDIR) => {}
             other => return other,
+        }
+        if depth >= REMOVE_DEPTH {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }
         let sub = self.child(name)?;
         let names: Vec<OsString> = sub
@@ -287,9 +348,54 @@ impl Dir {
             .filter(|n| n != "." && n != "..")
             .collect();
         for n in names {
-            sub.remove_any(&n)?;
+            sub.remove_at_depth(&n, depth + 1)?;
         }
         self.rmdir(name)
+    }
+}
+
+/// How deep [`Dir::remove_any`] goes.
+pub const REMOVE_DEPTH: usize = 128;
+
+/// One object of a layer, held by an O_PATH descriptor: its owner, mode,
+/// times and xattrs are changed on this inode, whatever is put at its name
+/// meanwhile.
+#[derive(Debug)]
+pub struct Object {
+    fd: OwnedFd,
+}
+
+impl Object {
+    pub fn stat(&self) -> io::Result<Stat> {
+        sys::stat_at(self.fd.as_fd(), OsStr::new(""))
+    }
+
+    pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        nix::unistd::fchownat(
+            &self.fd,
+            "",
+            uid.map(Uid::from_raw),
+            gid.map(Gid::from_raw),
+            nix::fcntl::AtFlags::AT_EMPTY_PATH | nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+    }
+
+    /// The mode (not of a symlink: EOPNOTSUPP).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        sys::chmod_object(self.fd.as_fd(), mode & 0o7777)
+    }
+
+    pub fn set_times(
+        &self,
+        atime: &nix::sys::time::TimeSpec,
+        mtime: &nix::sys::time::TimeSpec,
+    ) -> io::Result<()> {
+        sys::set_times_object(self.fd.as_fd(), atime, mtime)
+    }
+
+    pub fn set_xattr(&self, key: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        sys::set_xattr_object(self.fd.as_fd(), key, value, flags)
     }
 }
 
@@ -303,6 +409,47 @@ pub struct Place {
 impl Place {
     pub fn stat(&self) -> io::Result<Stat> {
         self.dir.stat(&self.name)
+    }
+
+    /// The object at this place, held (a symlink itself, not its target).
+    pub fn hold(&self) -> io::Result<Object> {
+        let fd = nix::fcntl::openat(
+            &self.dir.fd,
+            self.name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        Ok(Object { fd })
+    }
+
+    /// [`Place::hold`] for an object burrowfs has just made here, of any
+    /// type: ESTALE for a non-directory with a second link (a hard link of
+    /// a file outside the layers put in its place).
+    pub fn hold_made(&self) -> io::Result<Object> {
+        let object = self.hold()?;
+        let st = object.stat()?;
+        if st.mode & libc::S_IFMT != libc::S_IFDIR && st.nlink != 1 {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(object)
+    }
+
+    /// [`Place::hold`] for an object burrowfs has just made here, of type
+    /// `mode & S_IFMT` (and the file `expect` names, when given): ESTALE
+    /// when something else was put here since, such as a hard link of a
+    /// file outside the layers (it would have a second link).
+    pub fn hold_new(&self, mode: u32, expect: Option<(u64, u64)>) -> io::Result<Object> {
+        let object = self.hold()?;
+        let st = object.stat()?;
+        let dir = st.mode & libc::S_IFMT == libc::S_IFDIR;
+        if st.mode & libc::S_IFMT != mode & libc::S_IFMT
+            || (!dir && st.nlink != 1)
+            || expect.is_some_and(|id| id != (st.dev, st.ino))
+        {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(object)
     }
 
     pub fn open(&self, flags: OFlag, mode: u32) -> io::Result<File> {

@@ -464,7 +464,7 @@ impl Stack {
         for &l in dirs {
             match self.dir(l, rel) {
                 Ok(d) => out.push((l, d)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if gone(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -501,7 +501,11 @@ impl Stack {
             let mut next = Vec::with_capacity(below.len());
             for l in below {
                 let parent = &dirs.iter().find(|(k, _)| *k == l).expect("merged layer").1;
-                next.push((l, parent.child(name)?));
+                match parent.child(name) {
+                    Ok(d) => next.push((l, d)),
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(e),
+                }
             }
             dirs = next;
             cur.push(name);
@@ -718,6 +722,16 @@ impl Stack {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// Whether a layer's directory is no longer there to walk into: gone, or
+/// replaced by a symlink or a non-directory since it was looked up. That
+/// layer then adds nothing to the directory, as when it never had it.
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
+    )
 }
 
 fn has_oci_whiteout(dir: &Dir, name: &OsStr) -> bool {

@@ -94,14 +94,19 @@ fn run(args: Vec<String>) -> Result<()> {
             );
         }
     }
+    // Every open file in the union holds a descriptor here.
+    burrow_unionfs::fs::raise_open_file_limit();
     let stack = Stack::new(lowers, upper.clone())?;
     let upper = match (upper, work) {
         (Some(u), Some(w)) => {
-            Some(Upper::new(u, &w).with_context(|| format!("preparing workdir {}", w.display()))?)
+            let root = stack.layer_root(0).try_clone()?;
+            Some(
+                Upper::new(root, u, &w)
+                    .with_context(|| format!("preparing workdir {}", w.display()))?,
+            )
         }
         _ => None,
     };
-    burrow_unionfs::fs::raise_open_file_limit();
     // Modes arrive already masked by the kernel.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 

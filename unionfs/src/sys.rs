@@ -42,7 +42,8 @@ pub fn stat_at(dir: BorrowedFd, name: &OsStr) -> io::Result<Stat> {
         libc::statx(
             dir.as_raw_fd(),
             n.as_ptr(),
-            at_flags(name) | libc::AT_STATX_SYNC_AS_STAT,
+            // Never triggering an automount: what is there is shown as it is.
+            at_flags(name) | libc::AT_STATX_SYNC_AS_STAT | libc::AT_NO_AUTOMOUNT,
             libc::STATX_BASIC_STATS,
             st.as_mut_ptr(),
         )
@@ -107,6 +108,73 @@ pub fn chmod_at(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
         &path,
         std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
     )
+}
+
+/// The mode of the object `fd` (an O_PATH descriptor) holds: fchmodat2
+/// with AT_EMPTY_PATH, or chmod through /proc/self/fd on older kernels.
+pub fn chmod_object(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    const SYS_FCHMODAT2: libc::c_long = 452;
+    let st = stat_at(fd, OsStr::new(""))?;
+    if st.mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    }
+    // SAFETY: the path is a NUL-terminated empty string, a static.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FCHMODAT2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match check(r) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => std::fs::set_permissions(
+            format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        ),
+        other => other.map(drop),
+    }
+}
+
+/// Access and modification times of the object `fd` (an O_PATH
+/// descriptor) holds.
+pub fn set_times_object(
+    fd: BorrowedFd,
+    atime: &nix::sys::time::TimeSpec,
+    mtime: &nix::sys::time::TimeSpec,
+) -> io::Result<()> {
+    let times = [*atime.as_ref(), *mtime.as_ref()];
+    // SAFETY: the path is a static empty string and `times` two timespecs,
+    // both live for the call.
+    let r = unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(r.into()).map(drop)
+}
+
+/// Sets xattr `key` of the object `fd` (an O_PATH descriptor) holds,
+/// through /proc/self/fd (which names that inode, not a path).
+pub fn set_xattr_object(fd: BorrowedFd, key: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    let p = cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
+    let k = cstr(key.as_bytes())?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; the
+    // value pointer and length describe a live slice.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            k.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    check(r.into()).map(drop)
 }
 
 fn fd_of(fd: &std::os::fd::OwnedFd) -> BorrowedFd<'_> {

@@ -17,7 +17,7 @@ use nix::sys::stat::SFlag;
 use nix::sys::time::TimeSpec;
 
 use crate::format::{self, DirMark};
-use crate::layer_dir::{Dir, Place};
+use crate::layer_dir::{Dir, Object, Place};
 use crate::layers::{Attrs, Kind, Stat};
 
 /// Name of burrowfs' (and kernel overlayfs') scratch directory in `workdir`.
@@ -31,6 +31,8 @@ pub struct Upper {
     path: PathBuf,
     root: Dir,
     work: Dir,
+    /// The work directory's parent, held locked.
+    _workdir: Dir,
     next: AtomicU64,
     /// Whether 0/0 character-device whiteouts can be made here.
     device_whiteouts: std::sync::atomic::AtomicBool,
@@ -45,34 +47,37 @@ fn errno(e: Errno) -> io::Error {
 }
 
 impl Upper {
-    /// Prepares `workdir/work` (emptied of leftovers from a crash).
-    pub fn new(dir: PathBuf, workdir: &Path) -> io::Result<Upper> {
+    /// The upper layer `root` (named `path`, the stack's own descriptor of
+    /// it) with `workdir`, whose `work` is prepared (emptied of leftovers
+    /// from a crash; one too deep to empty is set aside).
+    pub fn new(root: Dir, path: PathBuf, workdir: &Path) -> io::Result<Upper> {
         // One mount per upper layer at a time: a second one would wipe the
-        // first one's work in progress.
-        let lock = File::open(workdir)?;
-        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| {
-                if e == Errno::EWOULDBLOCK {
-                    io::Error::other(format!("{} is in use by another mount", workdir.display()))
-                } else {
-                    errno(e)
-                }
-            })
-            .map(|held| {
-                // Held for the life of the process.
-                std::mem::forget(held);
-            })?;
-        let workdir = Dir::open(workdir)?;
+        // first one's work in progress. The lock lives with the descriptor.
+        let workdir_fd = Dir::open_locked(workdir).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                io::Error::other(format!("{} is in use by another mount", workdir.display()))
+            } else {
+                e
+            }
+        })?;
         let sub = OsStr::new(WORK_SUBDIR);
-        match workdir.remove_any(sub) {
+        match workdir_fd.remove_any(sub) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            other => other?,
+            // Deeper than burrowfs removes (only a writer behind its back
+            // makes such a tree): out of the way, under a name of its own.
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                let aside = OsString::from(format!("{WORK_SUBDIR}.stale-{}", std::process::id()));
+                workdir_fd.rename(sub, &workdir_fd, &aside, RenameFlags::RENAME_NOREPLACE)?;
+            }
+            Err(e) => return Err(e),
         }
-        workdir.mkdir(sub, 0o755)?;
+        workdir_fd.mkdir(sub, 0o755)?;
         Ok(Upper {
-            root: Dir::open(&dir)?,
-            path: dir,
-            work: workdir.child(sub)?,
+            root,
+            path,
+            work: workdir_fd.child(sub)?,
+            _workdir: workdir_fd,
             next: AtomicU64::new(0),
             device_whiteouts: std::sync::atomic::AtomicBool::new(true),
             shared_whiteout: std::sync::Mutex::new(None),
@@ -138,8 +143,9 @@ impl Upper {
 
     fn build_copy(&self, src: &Place, meta: &Stat, tmp: &OsStr) -> io::Result<()> {
         let w = &self.work;
+        let mut made = None;
         match meta.kind() {
-            Kind::File => copy_file_data(src, meta, w, tmp)?,
+            Kind::File => made = Some(copy_file_data(src, meta, w, tmp)?),
             Kind::Dir => w.mkdir(tmp, 0o700)?,
             Kind::Symlink => w.symlink(&src.read_link()?, tmp)?,
             kind => {
@@ -152,7 +158,9 @@ impl Upper {
                 w.mknod(tmp, flag, meta.mode & 0o7777, meta.rdev)?;
             }
         }
-        let copy = w.place(tmp)?;
+        // Attributes go to the copy itself, held: not to whatever someone
+        // writing the work directory puts at its name.
+        let copy = w.place(tmp)?.hold_new(meta.mode, made)?;
         copy_xattrs(src, &copy)?;
         copy_metadata(meta, &copy)
     }
@@ -165,13 +173,18 @@ impl Upper {
             return Ok(());
         }
         let tmp = self.temp();
-        self.work.open_file(
+        let file = self.work.open_file(
             &tmp,
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY,
             0o600,
         )?;
         let res = (|| {
-            self.work.set_xattr(&tmp, "user.overlay.whiteout", b"")?;
+            crate::sys::set_xattr_object(
+                file.as_fd(),
+                OsStr::new("user.overlay.whiteout"),
+                b"",
+                0,
+            )?;
             if format::dir_mark(&at.dir, OsStr::new(""), false) == DirMark::Transparent {
                 at.dir
                     .set_xattr(OsStr::new(""), "user.overlay.opaque", b"x")?;
@@ -247,7 +260,8 @@ impl Upper {
 
     /// Marks upper directory `at` opaque.
     pub fn set_opaque(&self, at: &Place) -> io::Result<()> {
-        at.dir.set_xattr(&at.name, "user.overlay.opaque", b"y")
+        let dir = at.hold_new(libc::S_IFDIR, None)?;
+        dir.set_xattr(OsStr::new("user.overlay.opaque"), b"y", 0)
     }
 
     /// Replaces whatever non-directory is at `at` with the prepared `temp`
@@ -268,15 +282,15 @@ impl Upper {
 }
 
 /// Copies a regular file's data to `tmp` in the work directory, keeping
-/// holes.
-fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Result<()> {
-    let from = src.open(OFlag::O_RDONLY, 0)?;
+/// holes. Returns the copy's device and inode.
+fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Result<(u64, u64)> {
     // The file opened must be the one looked up, not one swapped in since.
+    let from = src
+        .dir
+        .open_regular(&src.name, OFlag::O_RDONLY, Some((meta.dev, meta.ino)))?;
     let opened = from.metadata()?;
-    if (opened.dev(), opened.ino()) != (meta.dev, meta.ino) {
-        return Err(io::Error::from_raw_os_error(libc::ESTALE));
-    }
     let to = work.open_file(tmp, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY, 0o600)?;
+    let made = to.metadata()?;
     let size = opened.len() as i64;
     let mut pos: i64 = 0;
     while pos < size {
@@ -292,7 +306,7 @@ fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Resu
         pos = hole;
     }
     to.set_len(size as u64)?;
-    Ok(())
+    Ok((made.dev(), made.ino()))
 }
 
 /// Copies `len` bytes at `off` from one file to the same offset of another.
@@ -339,7 +353,7 @@ pub fn is_overlay_xattr(name: &OsStr) -> bool {
     b.starts_with(b"user.overlay.") || b.starts_with(b"trusted.overlay.")
 }
 
-fn copy_xattrs(src: &Place, dst: &Place) -> io::Result<()> {
+fn copy_xattrs(src: &Place, dst: &Object) -> io::Result<()> {
     let Ok(names) = src.list_xattrs() else {
         return Ok(()); // no xattr support on the lower: nothing to copy
     };
@@ -358,7 +372,7 @@ fn copy_xattrs(src: &Place, dst: &Place) -> io::Result<()> {
 }
 
 /// Owner (when permitted), mode and timestamps of `meta` onto `dst`.
-fn copy_metadata(meta: &Stat, dst: &Place) -> io::Result<()> {
+fn copy_metadata(meta: &Stat, dst: &Object) -> io::Result<()> {
     match dst.chown(Some(meta.uid), Some(meta.gid)) {
         Ok(()) => {}
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {}
@@ -368,9 +382,5 @@ fn copy_metadata(meta: &Stat, dst: &Place) -> io::Result<()> {
         dst.chmod(meta.mode & 0o7777)?;
     }
     let [a, m, _] = meta.times;
-    dst.dir.set_times(
-        &dst.name,
-        &TimeSpec::new(a.0, a.1),
-        &TimeSpec::new(m.0, m.1),
-    )
+    dst.set_times(&TimeSpec::new(a.0, a.1), &TimeSpec::new(m.0, m.1))
 }

@@ -425,27 +425,26 @@ impl UnionFs {
         }
         let write = self.is_upper(e);
         if self.node_files().get(node, write).is_none() {
-            let read_only = || dir.open_file(name, OFlag::O_RDONLY, 0).map(|f| (f, false));
+            // The file must still be the entry's.
+            let id = Some((e.meta.dev, e.meta.ino));
+            let read_only = || {
+                dir.open_regular(name, OFlag::O_RDONLY, id)
+                    .map(|f| (f, false))
+            };
             let opened = if write {
-                dir.open_file(name, OFlag::O_RDWR, 0)
+                dir.open_regular(name, OFlag::O_RDWR, id)
                     .map(|f| (f, true))
                     .or_else(|_| read_only())
             } else {
                 read_only()
             };
             // O_RDWR and O_RDONLY opens are what they say (no write-only
-            // fallback without O_WRONLY). The file must still be the
-            // entry's.
+            // fallback without O_WRONLY).
             if let Ok((f, write)) = opened {
-                let same = f
-                    .metadata()
-                    .is_ok_and(|m| (m.dev(), m.ino()) == (e.meta.dev, e.meta.ino));
-                if same {
-                    let closing =
-                        self.node_files()
-                            .insert(node, std::sync::Arc::new(f), true, write);
-                    drop(closing);
-                }
+                let closing = self
+                    .node_files()
+                    .insert(node, std::sync::Arc::new(f), true, write);
+                drop(closing);
             }
         }
         self.node_files().pin(node);

@@ -13,7 +13,7 @@ use nix::fcntl::OFlag;
 
 use super::nodes::{DirItem, Key, State};
 use super::*;
-use crate::layer_dir::{Dir, Place};
+use crate::layer_dir::{Dir, Object, Place};
 use crate::layers::Kind;
 
 impl UnionFs {
@@ -201,15 +201,23 @@ impl UnionFs {
         new_inode: bool,
     ) -> io::Result<()> {
         let upper = self.upper()?;
-        let meta = tmp.stat()?;
+        // Owner and marks go to the object made, held: not to whatever is
+        // put at its name meanwhile.
+        // (A new name of an existing file has its other links.)
+        let made = if new_inode {
+            tmp.hold_made()?
+        } else {
+            tmp.hold()?
+        };
+        let meta = made.stat()?;
         let is_dir = meta.kind() == Kind::Dir;
         let owner = new_inode
             .then(|| self.new_owner(req, &target.dir))
             .flatten();
         if let Some((uid, gid, sgid)) = owner {
-            tmp.chown(Some(uid), Some(gid))?;
+            made.chown(Some(uid), Some(gid))?;
             if sgid && is_dir {
-                tmp.chmod((meta.mode | libc::S_ISGID) & 0o7777)?;
+                made.chmod((meta.mode | libc::S_ISGID) & 0o7777)?;
             }
         }
         if in_place {
@@ -218,7 +226,7 @@ impl UnionFs {
         // The new object replaces a whiteout, and a directory must not show
         // what the lower layers had.
         if is_dir {
-            tmp.dir.set_xattr(&tmp.name, "user.overlay.opaque", b"y")?;
+            made.set_xattr(OsStr::new("user.overlay.opaque"), b"y", 0)?;
         }
         upper.replace(&tmp.name, target)
     }
@@ -439,7 +447,11 @@ impl UnionFs {
                 (false, true) => OFlag::O_WRONLY,
                 _ => OFlag::O_RDONLY,
             };
-            at.open(access | OFlag::from_bits_truncate(flags & keep), 0)
+            at.dir.open_regular(
+                &at.name,
+                access | OFlag::from_bits_truncate(flags & keep),
+                None,
+            )
         };
         match open(true) {
             Err(e) if !read_asked && e.raw_os_error() == Some(libc::EACCES) => open(false),
@@ -448,7 +460,7 @@ impl UnionFs {
     }
 
     pub(super) fn set_times(
-        at: &Place,
+        at: &Object,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
     ) -> io::Result<()> {
@@ -467,7 +479,7 @@ impl UnionFs {
                 }
             },
         };
-        at.dir.set_times(&at.name, &spec(atime), &spec(mtime))
+        at.set_times(&spec(atime), &spec(mtime))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -495,27 +507,32 @@ impl UnionFs {
                 }
                 _ => {
                     let at = at.as_ref().ok_or_else(|| os_err(libc::ENOENT))?;
-                    at.open(OFlag::O_WRONLY, 0)?.set_len(size)?;
+                    at.dir
+                        .open_regular(&at.name, OFlag::O_WRONLY, None)?
+                        .set_len(size)?;
                 }
             }
         }
         let Some(at) = at else {
             return self.handle_attr(st, node, fh);
         };
+        // Every change to one object, held: never to something put at its
+        // name between two of them.
+        let object = at.hold()?;
         if uid.is_some() || gid.is_some() {
-            at.chown(
+            object.chown(
                 uid.map(|u| self.ids.stored_uid(u)).transpose()?,
                 gid.map(|g| self.ids.stored_gid(g)).transpose()?,
             )?;
         }
         if let Some(mode) = mode {
-            // Never through a symlink: that would change its target's mode.
-            if at.stat()?.kind() != Kind::Symlink {
-                at.chmod(mode & 0o7777)?;
+            // Never a symlink's target.
+            if object.stat()?.kind() != Kind::Symlink {
+                object.chmod(mode & 0o7777)?;
             }
         }
         if atime.is_some() || mtime.is_some() {
-            Self::set_times(&at, atime, mtime)?;
+            Self::set_times(&object, atime, mtime)?;
         }
         self.node_attr(st, node)
     }

@@ -161,7 +161,8 @@ impl Filesystem for UnionFs {
         let mut st = self.lock();
         let build = |dir: &Dir, name: &OsStr| {
             dir.mkdir(name, mode & 0o7777)?;
-            dir.chmod(name, mode & 0o7777)
+            // (mkdir(2) leaves out set-user-ID and set-group-ID.)
+            dir.place(name)?.hold_made()?.chmod(mode & 0o7777)
         };
         reply_entry(
             reply,
