@@ -101,6 +101,24 @@ impl Drop for Podman<'_> {
             "-rf",
             self.t.join("data").to_str().unwrap(),
         ]);
+        // podman's pause process keeps its user namespace for the next
+        // podman command: there is none.
+        let out = output(
+            Command::new("find")
+                .arg(self.t.join("xdg"))
+                .args(["-name", "pause.pid"]),
+        );
+        for file in out.stdout.lines() {
+            if let Some(pid) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 

@@ -205,9 +205,7 @@ impl Dir {
         {
             return Err(io::Error::from_raw_os_error(libc::ESTALE));
         }
-        let fl = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFL).map_err(errno)?;
-        let fl = OFlag::from_bits_truncate(fl) & !OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFL(fl)).map_err(errno)?;
+        // (O_NONBLOCK changes nothing for a regular file: it stays.)
         Ok(f)
     }
 
