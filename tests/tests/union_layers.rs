@@ -456,3 +456,49 @@ fn a_deep_tree_left_in_the_work_directory_does_not_stop_the_next_mount() {
     // (The test's own clean-up cannot remove 1 100 levels with std either.)
     let _ = Command::new("rm").arg("-rf").arg(&work).status();
 }
+
+/// A process held stopped (SIGSTOP) while this lives.
+struct Stopped(nix::unistd::Pid);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+/// The burrowfs server whose working directory is `dir`.
+fn server_in(dir: &Path) -> Option<nix::unistd::Pid> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+        (exe.file_name()? == "burrowfs" && cwd == dir).then(|| nix::unistd::Pid::from_raw(pid))
+    })
+}
+
+#[test]
+fn a_stopped_fuse_server_below_the_host_root_does_not_hold_the_union_up() {
+    // A FUSE mount whose server no longer answers (a hung sshfs, a
+    // stopped one; a network filesystem gone away is the same): the
+    // union shows it as an empty directory without asking it anything.
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+        skipped("no HOME to mount under");
+        return;
+    };
+    let t = TempDir::in_dir(&home, "fuse-stopped");
+    std::fs::create_dir(t.join("l")).unwrap();
+    let _m = Mounted::new(&t);
+    let server = server_in(t.path()).expect("the burrowfs server of the mount");
+    nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let _stopped = Stopped(server);
+    let m = t.join("m");
+    let out = sh(
+        &[],
+        &format!(
+            "ls -A {t}; stat -c %F {m}; ls -A {m} | wc -l",
+            t = t.path().display(),
+            m = m.display()
+        ),
+    );
+    assert_eq!(out.ok(), "l\nm\nu\nw\ndirectory\n0\n", "{out:?}");
+}

@@ -84,6 +84,12 @@ impl Dir {
     /// symlink and without leaving this directory (ELOOP, EXDEV, ENOTDIR
     /// when something on the way was swapped).
     pub fn sub(&self, rel: &Path) -> io::Result<Dir> {
+        self.sub_crossing(rel, true)
+    }
+
+    /// [`Dir::sub`]; without `cross`, no mount is crossed on the way either
+    /// (EXDEV).
+    pub fn sub_crossing(&self, rel: &Path, cross: bool) -> io::Result<Dir> {
         let mut cur: Option<Dir> = None;
         let mut piece: Vec<u8> = Vec::new();
         for c in rel.components() {
@@ -94,7 +100,7 @@ impl Dir {
             };
             if !piece.is_empty() && piece.len() + 1 + name.len() > WALK_PIECE {
                 let from = cur.as_ref().unwrap_or(self);
-                cur = Some(from.beneath(OsStr::from_bytes(&piece))?);
+                cur = Some(from.beneath(OsStr::from_bytes(&piece), cross)?);
                 piece.clear();
             }
             if !piece.is_empty() {
@@ -104,24 +110,26 @@ impl Dir {
         }
         let from = cur.as_ref().unwrap_or(self);
         if piece.is_empty() {
-            return from.beneath(OsStr::new("."));
+            return from.beneath(OsStr::new("."), cross);
         }
-        from.beneath(OsStr::from_bytes(&piece))
+        from.beneath(OsStr::from_bytes(&piece), cross)
     }
 
     /// The directory `name` in this one.
     pub fn child(&self, name: &OsStr) -> io::Result<Dir> {
-        self.beneath(name)
+        self.beneath(name, true)
     }
 
-    fn beneath(&self, rel: &OsStr) -> io::Result<Dir> {
+    fn beneath(&self, rel: &OsStr, cross: bool) -> io::Result<Dir> {
+        let mut resolve = ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        if !cross {
+            resolve |= ResolveFlag::RESOLVE_NO_XDEV;
+        }
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-            .resolve(
-                ResolveFlag::RESOLVE_BENEATH
-                    | ResolveFlag::RESOLVE_NO_SYMLINKS
-                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-            );
+            .resolve(resolve);
         let fd = nix::fcntl::openat2(&self.fd, rel, how).map_err(errno)?;
         Ok(Dir { fd })
     }
@@ -141,10 +149,10 @@ impl Dir {
 
     /// Where `rel` (below this directory) is: its parent directory and its
     /// name; for `rel` empty, this directory itself as `.`.
-    pub fn place_of(&self, rel: &Path) -> io::Result<Place> {
+    pub fn place_of(&self, rel: &Path, cross: bool) -> io::Result<Place> {
         match (rel.parent(), rel.file_name()) {
             (Some(parent), Some(name)) => Ok(Place {
-                dir: self.sub(parent)?,
+                dir: self.sub_crossing(parent, cross)?,
                 name: name.to_os_string(),
             }),
             _ => self.place(OsStr::new(".")),

@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::format::{self, DirMark};
 use crate::layer_dir::{Dir, Place};
+use crate::mounts::{self, MountView, MountWatch};
 
 /// The type of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -236,6 +237,8 @@ pub struct Stack {
     /// Top-level directories of the bottom layer shown empty (see
     /// [`Stack::seal_top`]).
     sealed_top: HashSet<OsString>,
+    /// The filesystems mounted below the lower layers.
+    mounts: std::sync::Arc<MountWatch>,
 }
 
 /// What a path resolves to.
@@ -265,33 +268,6 @@ pub struct DirEntry {
     pub meta: Stat,
 }
 
-/// What a lower layer shows of a mount below its root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MountView {
-    /// Its contents, as part of the layer.
-    Crossed,
-    /// An empty directory (or, for a file mounted there, nothing).
-    Sealed,
-}
-
-/// Filesystems a lower layer's tree is walked into when one is mounted
-/// below its root (`statfs` magic numbers): files stored on a local disk.
-const DISK_FILESYSTEMS: &[i64] = &[
-    0xEF53,      // ext2, ext3, ext4
-    0x5846_5342, // xfs
-    0x9123_683E, // btrfs
-    0xF2F5_2010, // f2fs
-    0xCA45_1A4E, // bcachefs
-    0x2FC1_2FC1, // zfs
-    0x7371_7368, // squashfs
-    0xE0F5_E1E2, // erofs
-];
-
-/// Top-level directories whose mounts a lower layer never shows, whatever
-/// their filesystem: removable media and other users' mounts (`media`,
-/// `mnt`) and per-boot state (`run`).
-const SEALED_TOP: &[&str] = &["media", "mnt", "run"];
-
 impl Stack {
     /// Opens every layer, which must be a readable directory.
     pub fn new(lowers: Vec<PathBuf>, upper: Option<PathBuf>) -> Result<Stack, StackError> {
@@ -318,12 +294,18 @@ impl Stack {
             root.list().map_err(unusable)?;
             layers.push(Layer { path, root });
         }
+        let roots = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i > 0 || !has_upper).then(|| l.path.clone()))
+            .collect();
         let mut stack = Stack {
             layers,
             has_upper,
             root: Vec::new(),
             hidden: Default::default(),
             sealed_top: Default::default(),
+            mounts: std::sync::Arc::new(MountWatch::new(roots)),
         };
         stack.root = stack.root_layers();
         Ok(stack)
@@ -380,13 +362,21 @@ impl Stack {
     /// Directory `rel` (relative to the union's root) in layer `idx`,
     /// reached from the layer's root without following a symlink.
     pub fn dir(&self, idx: usize, rel: &Path) -> io::Result<Dir> {
-        self.layers[idx].root.sub(rel)
+        self.layers[idx].root.sub_crossing(rel, self.may_cross(idx))
+    }
+
+    /// Whether walks in layer `idx` may cross into mounted filesystems:
+    /// only in a lower layer that shows one (the upper layer and every
+    /// other lower are walked with RESOLVE_NO_XDEV, so a mount made later
+    /// below them is never entered).
+    fn may_cross(&self, idx: usize) -> bool {
+        Some(idx) != self.upper() && self.mounts.has_any(idx).1
     }
 
     /// Where `rel` is in layer `idx`: its parent directory there, and its
     /// name.
     pub fn place(&self, idx: usize, rel: &Path) -> io::Result<Place> {
-        self.layers[idx].root.place_of(rel)
+        self.layers[idx].root.place_of(rel, self.may_cross(idx))
     }
 
     /// Where `name` in `parent` must be if it exists, when `dirs` (the
@@ -501,7 +491,7 @@ impl Stack {
             let mut next = Vec::with_capacity(below.len());
             for l in below {
                 let parent = &dirs.iter().find(|(k, _)| *k == l).expect("merged layer").1;
-                match parent.child(name) {
+                match parent.sub_crossing(Path::new(name), self.may_cross(l)) {
                     Ok(d) => next.push((l, d)),
                     Err(e) if gone(&e) => {}
                     Err(e) => return Err(e),
@@ -567,24 +557,43 @@ impl Stack {
         out
     }
 
-    /// What lower layer `layer` shows of `name` in `dir` (at `parent` in
-    /// the union), which is the root of a mount: see [`DISK_FILESYSTEMS`]
-    /// and [`SEALED_TOP`].
-    fn mount_view(&self, dir: &Dir, parent: &Path, name: &OsStr) -> MountView {
-        let top = parent.components().next().map_or(name, |c| c.as_os_str());
-        if SEALED_TOP.iter().any(|t| top == *t) {
-            return MountView::Sealed;
+    /// What lower layer `l` shows at `name` in `parent` when a filesystem
+    /// is mounted there (see [`crate::mounts`]).
+    fn mount_at(&self, l: usize, parent: &Path, name: &OsStr) -> Option<MountView> {
+        if Some(l) == self.upper() || !self.mounts.has_any(l).0 {
+            return None;
         }
-        let disk = dir
-            .child(name)
-            .ok()
-            .and_then(|d| nix::sys::statfs::fstatfs(&d).ok())
-            .is_some_and(|fs| DISK_FILESYSTEMS.contains(&fs.filesystem_type().0));
-        if disk {
-            MountView::Crossed
-        } else {
-            MountView::Sealed
+        self.mounts.at(l, &mounts::child_path(parent, name))
+    }
+
+    /// The entry an untouched mount stands for: an empty directory of
+    /// root's, with the mount's id for an identity (on no real device).
+    fn untouched_mount(id: u64) -> Stat {
+        Stat {
+            dev: 0,
+            ino: id,
+            mode: libc::S_IFDIR | 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            blksize: 4096,
+            blocks: 0,
+            times: [(0, 0); 3],
+            mount_root: true,
         }
+    }
+
+    /// Changes whenever the mounts below the lower layers do.
+    pub fn mounts_generation(&self) -> u64 {
+        self.mounts.generation()
+    }
+
+    /// Follows the mount table from now on (once the process will not fork
+    /// again).
+    pub fn watch_mounts(&self) {
+        self.mounts.watch();
     }
 
     /// Looks `name` up in each directory of `dirs` (the layers merging into
@@ -602,6 +611,14 @@ impl Stack {
         for (l, pdir) in dirs {
             let l = *l;
             let lower = Some(l) != self.upper();
+            let mount = self.mount_at(l, parent, name);
+            if let Some(MountView::Untouched(id)) = mount {
+                // Never asked: an empty directory, hiding what is below.
+                if top.is_none() {
+                    top = Some((l, Self::untouched_mount(id)));
+                }
+                break;
+            }
             let meta = match pdir.stat(name) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if lower && has_oci_whiteout(pdir, name) {
@@ -620,9 +637,12 @@ impl Stack {
             }) {
                 break;
             }
+            // A mount the table does not know yet (made a moment ago) is
+            // sealed until it does.
             let sealed = lower
                 && (self.is_sealed_top(l, parent, name)
-                    || meta.mount_root && self.mount_view(pdir, parent, name) == MountView::Sealed);
+                    || mount == Some(MountView::Sealed)
+                    || meta.mount_root && mount.is_none());
             if meta.kind() != Kind::Dir {
                 // A non-directory hides everything below it, and a
                 // directory above hides it.
@@ -687,7 +707,12 @@ impl Stack {
                 if seen.contains(name) {
                     continue;
                 }
-                let meta = match crate::sys::stat_at(dirfd, name) {
+                let mount = self.mount_at(l, rel, name);
+                let stat = match mount {
+                    Some(MountView::Untouched(id)) => Ok(Self::untouched_mount(id)),
+                    _ => crate::sys::stat_at(dirfd, name),
+                };
+                let meta = match stat {
                     Ok(m) => m,
                     // Gone between getdents and lstat (a live lower layer).
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -696,11 +721,9 @@ impl Stack {
                 if self.is_hidden(l, &meta) {
                     continue;
                 }
-                if oci
-                    && meta.mount_root
-                    && meta.kind() != Kind::Dir
-                    && self.mount_view(&dir, rel, name) == MountView::Sealed
-                {
+                // A file mounted here and sealed shows nothing.
+                let sealed = mount == Some(MountView::Sealed) || meta.mount_root && mount.is_none();
+                if oci && sealed && meta.kind() != Kind::Dir {
                     continue;
                 }
                 let name = name.to_os_string();

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod idmap;
 pub mod layer_dir;
 pub mod layers;
+pub mod mounts;
 mod node_files;
 pub mod options;
 mod sys;

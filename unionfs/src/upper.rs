@@ -107,12 +107,12 @@ impl Upper {
 
     /// Directory `rel` of the upper layer.
     pub fn dir(&self, rel: &Path) -> io::Result<Dir> {
-        self.root.sub(rel)
+        self.root.sub_crossing(rel, false)
     }
 
     /// Where `rel` is in the upper layer.
     pub fn place(&self, rel: &Path) -> io::Result<Place> {
-        self.root.place_of(rel)
+        self.root.place_of(rel, false)
     }
 
     /// A fresh name in the work directory.

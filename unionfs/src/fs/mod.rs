@@ -354,7 +354,14 @@ impl UnionFs {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mounts = self.stack.mounts_generation();
+        if mounts != st.mounts_seen {
+            // Directories' cached layers may now meet a mount (or lose one).
+            st.mounts_seen = mounts;
+            st.layers_gen += 1;
+        }
+        st
     }
 
     /// The handle table; with the state locked too, lock the state first.

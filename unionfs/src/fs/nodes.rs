@@ -75,6 +75,9 @@ pub(super) struct State {
     /// copied up or renamed, a directory removed, a parent marked for xattr
     /// whiteouts): cached `Node::dir_layers` older than this are stale.
     pub(super) layers_gen: u64,
+    /// The mount table's generation that `layers_gen` takes into account
+    /// (a mount below a lower layer changes what its directories show).
+    pub(super) mounts_seen: u64,
     pub(super) next_node: u64,
     /// With passthrough: each open node's I/O mode, and the backing file
     /// each passthrough handle holds.
