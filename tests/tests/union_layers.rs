@@ -357,11 +357,9 @@ fn a_fuse_mount_of_the_caller_below_the_host_root_is_an_empty_directory() {
     // The caller's own FUSE mount (an sshfs, say; here a burrowfs) under
     // its home, which the default root shows: the union does not walk
     // into it. Only disk filesystems are crossed below the host's /.
-    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
-        skipped("no HOME to mount under");
+    let Some(t) = in_home("fuse-below") else {
         return;
     };
-    let t = TempDir::in_dir(&home, "fuse-below");
     std::fs::create_dir(t.join("l")).unwrap();
     std::fs::write(t.join("l/visible-on-the-host"), "x\n").unwrap();
     let _m = Mounted::new(&t);
@@ -457,6 +455,16 @@ fn a_deep_tree_left_in_the_work_directory_does_not_stop_the_next_mount() {
     let _ = Command::new("rm").arg("-rf").arg(&work).status();
 }
 
+/// A temporary directory under $HOME: on the host's disk, outside the
+/// directories the union seals (TMPDIR is under /tmp).
+fn in_home(tag: &str) -> Option<TempDir> {
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+        skipped("no HOME to mount under");
+        return None;
+    };
+    Some(TempDir::in_dir(&home, tag))
+}
+
 /// A process held stopped (SIGSTOP) while this lives.
 struct Stopped(nix::unistd::Pid);
 
@@ -481,11 +489,9 @@ fn a_stopped_fuse_server_below_the_host_root_does_not_hold_the_union_up() {
     // A FUSE mount whose server no longer answers (a hung sshfs, a
     // stopped one; a network filesystem gone away is the same): the
     // union shows it as an empty directory without asking it anything.
-    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
-        skipped("no HOME to mount under");
+    let Some(t) = in_home("fuse-stopped") else {
         return;
     };
-    let t = TempDir::in_dir(&home, "fuse-stopped");
     std::fs::create_dir(t.join("l")).unwrap();
     let _m = Mounted::new(&t);
     let server = server_in(t.path()).expect("the burrowfs server of the mount");

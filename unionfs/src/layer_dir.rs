@@ -280,40 +280,6 @@ impl Dir {
         nix::fcntl::renameat2(&self.fd, name, &to.fd, to_name, flags).map_err(errno)
     }
 
-    /// The owner of `name` (a symlink's own).
-    pub fn chown(&self, name: &OsStr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        nix::unistd::fchownat(
-            &self.fd,
-            name,
-            uid.map(Uid::from_raw),
-            gid.map(Gid::from_raw),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(errno)
-    }
-
-    /// The mode of `name`, which must not be a symlink.
-    pub fn chmod(&self, name: &OsStr, mode: u32) -> io::Result<()> {
-        sys::chmod_at(self.as_fd(), name, mode & 0o7777)
-    }
-
-    /// Access and modification times of `name` (a symlink's own).
-    pub fn set_times(
-        &self,
-        name: &OsStr,
-        atime: &nix::sys::time::TimeSpec,
-        mtime: &nix::sys::time::TimeSpec,
-    ) -> io::Result<()> {
-        nix::sys::stat::utimensat(
-            &self.fd,
-            name,
-            atime,
-            mtime,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(errno)
-    }
-
     /// Xattr `key` of `name` (empty: of this directory).
     pub fn get_xattr(&self, name: &OsStr, key: &str) -> io::Result<Option<Vec<u8>>> {
         sys::get_xattr_at(self.as_fd(), name, OsStr::new(key))
@@ -464,14 +430,6 @@ impl Place {
 
     pub fn read_link(&self) -> io::Result<PathBuf> {
         self.dir.read_link(&self.name)
-    }
-
-    pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        self.dir.chown(&self.name, uid, gid)
-    }
-
-    pub fn chmod(&self, mode: u32) -> io::Result<()> {
-        self.dir.chmod(&self.name, mode)
     }
 
     pub fn get_xattr(&self, key: &OsStr) -> io::Result<Option<Vec<u8>>> {

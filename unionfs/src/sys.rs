@@ -72,44 +72,6 @@ pub fn stat_at(dir: BorrowedFd, name: &OsStr) -> io::Result<Stat> {
     })
 }
 
-/// `fchmodat2(2)` with AT_SYMLINK_NOFOLLOW (Linux 6.6): a symlink put at
-/// `name` is refused, never followed to its target.
-pub fn chmod_at(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
-    let name = itself(name);
-    const SYS_FCHMODAT2: libc::c_long = 452;
-    static MISSING: AtomicBool = AtomicBool::new(false);
-    if !MISSING.load(Ordering::Relaxed) {
-        let n = cstr(name.as_bytes())?;
-        // SAFETY: `n` is NUL-terminated and outlives the call.
-        let r = unsafe {
-            libc::syscall(
-                SYS_FCHMODAT2,
-                dir.as_raw_fd(),
-                n.as_ptr(),
-                mode,
-                at_flags(name),
-            )
-        };
-        match check(r) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-                MISSING.store(true, Ordering::Relaxed)
-            }
-            other => return other.map(drop),
-        }
-    }
-    // Older kernels: the file itself through an O_PATH descriptor (which
-    // names the inode, not a path that could be swapped).
-    let (fd, path) = by_descriptor(dir, name)?;
-    let st = stat_at(fd_of(&fd), OsStr::new(""))?;
-    if st.mode & libc::S_IFMT == libc::S_IFLNK {
-        return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
-    }
-    std::fs::set_permissions(
-        &path,
-        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
-    )
-}
-
 /// The mode of the object `fd` (an O_PATH descriptor) holds: fchmodat2
 /// with AT_EMPTY_PATH, or chmod through /proc/self/fd on older kernels.
 pub fn chmod_object(fd: BorrowedFd, mode: u32) -> io::Result<()> {
@@ -373,20 +335,8 @@ pub fn set_xattr_at(
     match res {
         Some(r) => r.map(drop),
         None => {
-            let (_fd, path) = by_descriptor(dir, name)?;
-            let p = cstr(path.as_os_str().as_bytes())?;
-            // SAFETY: both strings are NUL-terminated and outlive the
-            // call; the value pointer and length describe a live slice.
-            let r = unsafe {
-                libc::setxattr(
-                    p.as_ptr(),
-                    k.as_ptr(),
-                    value.as_ptr().cast(),
-                    value.len(),
-                    flags,
-                )
-            };
-            check(r.into()).map(drop)
+            let (fd, _) = by_descriptor(dir, name)?;
+            set_xattr_object(fd_of(&fd), key, value, flags)
         }
     }
 }
@@ -442,7 +392,8 @@ mod tests {
             None
         );
         std::os::unix::fs::symlink("/etc/passwd", dir.join("l")).unwrap();
-        assert!(chmod_at(d.as_fd(), OsStr::new("l"), 0o777).is_err());
+        let (link, _) = by_descriptor(d.as_fd(), OsStr::new("l")).unwrap();
+        assert!(chmod_object(fd_of(&link), 0o777).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
