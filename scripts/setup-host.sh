@@ -90,6 +90,10 @@ for f in /etc/subuid /etc/subgid; do
   touch "$f"
   grep -q "^$TEST_USER:" "$f" || echo "$TEST_USER:$SUB_START:$SUB_COUNT" >> "$f"
 done
+# The account's runtime directory, as pam_systemd would make it at login
+# (the host-socket tests put a socket there, as the D-Bus session bus is).
+uid=$(id -u "$TEST_USER")
+install -d -m 0700 -o "$TEST_USER" -g "$(id -g "$TEST_USER")" "/run/user/$uid"
 # Distributions ship these 0666; fresh VMs here may not.
 for dev in /dev/fuse /dev/net/tun /dev/kvm; do
   [ -e "$dev" ] && chmod 0666 "$dev"

@@ -191,6 +191,11 @@ impl Limits {
         if !lost.is_empty() {
             warning.push_str(&format!("; not applied: {}", lost.join(", ")));
         }
+        if self.pids.is_none() {
+            warning.push_str(
+                "; nothing bounds the number of processes without a cgroup: use --rlimit nproc=N",
+            );
+        }
         (out, warning)
     }
 }

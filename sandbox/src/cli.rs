@@ -15,7 +15,6 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run COMMAND (default /bin/sh) in a new sandbox.
-    #[command(args_override_self = true)]
     Run(Box<RunArgs>),
     /// Remove cgroups left behind by sandboxes whose burrow was killed.
     Gc,
@@ -111,9 +110,21 @@ pub struct RunArgs {
     #[arg(long, num_args = 2, value_names = ["SRC", "DST"], action = ArgAction::Append)]
     pub ro_bind: Vec<PathBuf>,
 
-    /// Mount a fresh tmpfs on DST.
-    #[arg(long, value_name = "DST", action = ArgAction::Append)]
+    /// Mount a fresh tmpfs on DST (podman's form: DST:size=SIZE,mode=MODE;
+    /// without a size it shares the sandbox's tmpfs budget).
+    #[arg(long, value_name = "DST[:OPTIONS]", action = ArgAction::Append)]
     pub tmpfs: Vec<PathBuf>,
+
+    /// The most the sandbox's in-memory filesystems (the root's private
+    /// upper layer, /tmp, /run, /dev, /dev/shm, --tmpfs) hold in all, e.g.
+    /// 2G [default: a quarter of the host's RAM].
+    #[arg(long, value_name = "SIZE")]
+    pub tmpfs_budget: Option<String>,
+
+    /// Size of /dev/shm, taken out of the tmpfs budget [default: /dev/shm
+    /// shares the budget].
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
 
     /// Working directory inside (default: the current one if it exists there, else $HOME, else /).
     #[arg(long, value_name = "DIR")]
@@ -271,11 +282,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ARGS", requires = "vm", allow_hyphen_values = true)]
     pub vm_kernel_args: Option<String>,
 
-    /// The command and its arguments.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    /// The command and its arguments (an option before it is burrow's,
+    /// so a command starting with '-' comes after `--`).
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }

@@ -23,8 +23,13 @@ pub enum MountOp {
         /// mounted must be the same directory or file.
         id: (u64, u64),
     },
-    /// A fresh tmpfs on `dst`.
-    Tmpfs { dst: PathBuf },
+    /// A fresh tmpfs on `dst`: a directory of the sandbox's store, or a
+    /// tmpfs of its own `size` (taken out of the budget).
+    Tmpfs {
+        dst: PathBuf,
+        size: Option<u64>,
+        mode: u32,
+    },
 }
 
 /// Where the sandbox's writes to its root filesystem go.
@@ -36,16 +41,14 @@ pub enum UpperLayer {
     Dir { upper: PathBuf, work: PathBuf },
 }
 
-/// How the root filesystem is built.
+/// How the root filesystem is built: always a burrowfs union of `lowers`
+/// (top first), read-only without an upper layer. Even `--read-only` is
+/// served, not bound: the union's socket files are not the host's, so no
+/// host unix socket can be reached through the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Root {
-    /// The rootfs bound read-only (`--read-only` without `--layer`).
-    ReadOnlyBind,
-    /// A burrowfs union of `lowers` (top first); no upper = read-only.
-    Union {
-        lowers: Vec<PathBuf>,
-        upper: Option<UpperLayer>,
-    },
+pub struct Root {
+    pub lowers: Vec<PathBuf>,
+    pub upper: Option<UpperLayer>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +85,8 @@ pub struct SandboxConfig {
     pub limits_warning: Option<String>,
     /// `--vm`: the command runs in a micro-VM.
     pub vm: Option<Box<crate::vm::VmConfig>>,
+    /// The one budget of the sandbox's tmpfs mounts.
+    pub storage: Storage,
 }
 
 /// The default command when none is given.
@@ -141,12 +146,15 @@ impl SandboxConfig {
                 ));
             }
         }
-        for (idx, dst) in singles(matches, "tmpfs").into_iter().zip(&args.tmpfs) {
-            let dst = sandbox_path(dst, "--tmpfs")?;
-            ordered.push((idx, MountOp::Tmpfs { dst }));
+        for (idx, spec) in singles(matches, "tmpfs").into_iter().zip(&args.tmpfs) {
+            let (dst, size, mode) = parse_tmpfs(spec)?;
+            ordered.push((idx, MountOp::Tmpfs { dst, size, mode }));
         }
         ordered.sort_by_key(|(idx, _)| *idx);
         let mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
+        for op in &mounts {
+            check_special_target(op)?;
+        }
         let mut security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
         let mut limits = crate::cgroup::Limits::from_args(&args)?;
         if args.vm {
@@ -166,6 +174,7 @@ impl SandboxConfig {
             }
             found
         };
+        let storage = Storage::from_args(&args, &mounts)?;
         let slirp = slirp_config(&args)?;
         let publish = args
             .publish
@@ -193,9 +202,10 @@ impl SandboxConfig {
         }
 
         if let Some(name) = &args.hostname {
-            if name.is_empty() || name.len() > 64 || name.contains('\0') {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+            if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
                 return Err(Error::usage(format!(
-                    "--hostname {name:?}: must be 1 to 64 bytes"
+                    "--hostname {name:?}: must be 1 to 64 letters, digits, '-', '.' or '_'"
                 )));
             }
         }
@@ -232,7 +242,7 @@ impl SandboxConfig {
         if args.vm {
             // The guest mounts its own kernel filesystems over these.
             for op in &mounts {
-                let (MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst }) = op;
+                let (MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst, .. }) = op;
                 if ["/proc", "/sys", "/dev"].iter().any(|k| dst.starts_with(k)) {
                     return Err(Error::usage(format!(
                         "--vm: a mount on {} would be hidden by the guest's own /proc, /sys or /dev",
@@ -282,8 +292,90 @@ impl SandboxConfig {
             cgroup_subtree,
             limits_warning,
             vm,
+            storage,
         })
     }
+}
+
+/// The sandbox's in-memory storage (see [`crate::storage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    /// The store's size and inodes: the budget less the sized mounts.
+    pub store_bytes: u64,
+    pub inodes: u64,
+    /// `--shm-size`: /dev/shm as a tmpfs of its own.
+    pub shm: Option<u64>,
+}
+
+impl Storage {
+    fn from_args(args: &RunArgs, mounts: &[MountOp]) -> Result<Storage> {
+        let budget = crate::storage::Budget::new(args.tmpfs_budget.as_deref())?;
+        let shm = match &args.shm_size {
+            None => None,
+            Some(text) => Some(
+                crate::cgroup::parse_size(text)
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| {
+                        Error::usage(format!("--shm-size {text}: not a size (e.g. 64M)"))
+                    })?,
+            ),
+        };
+        let mut sized: Vec<(String, u64)> = shm
+            .map(|s| ("--shm-size".to_string(), s))
+            .into_iter()
+            .collect();
+        for op in mounts {
+            if let MountOp::Tmpfs {
+                dst, size: Some(s), ..
+            } = op
+            {
+                sized.push((format!("--tmpfs {}", dst.display()), *s));
+            }
+        }
+        Ok(Storage {
+            store_bytes: budget.store_bytes(&sized)?,
+            inodes: budget.inodes,
+            shm,
+        })
+    }
+}
+
+/// `--tmpfs DST[:size=SIZE][,mode=MODE]` (podman's form; `rw` is taken
+/// as said, anything else is refused).
+fn parse_tmpfs(spec: &Path) -> Result<(PathBuf, Option<u64>, u32)> {
+    let text = spec.as_os_str().as_bytes();
+    let (dst, opts) = match text.iter().position(|&b| b == b':') {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let dst = sandbox_path(Path::new(OsStr::from_bytes(dst)), "--tmpfs")?;
+    let (mut size, mut mode) = (None, 0o755);
+    for opt in opts
+        .unwrap_or_default()
+        .split(|&b| b == b',')
+        .filter(|o| !o.is_empty())
+    {
+        let opt = String::from_utf8_lossy(opt);
+        let bad = |why: &str| Error::usage(format!("--tmpfs {}: {opt}: {why}", spec.display()));
+        match opt.split_once('=') {
+            Some(("size", v)) => {
+                size = Some(
+                    crate::cgroup::parse_size(v)
+                        .filter(|&s| s > 0)
+                        .ok_or_else(|| bad("not a size (e.g. 64M)"))?,
+                )
+            }
+            Some(("mode", v)) => {
+                mode = u32::from_str_radix(v, 8)
+                    .ok()
+                    .filter(|&m| m <= 0o7777)
+                    .ok_or_else(|| bad("not an octal mode"))?
+            }
+            None if opt == "rw" => {}
+            _ => return Err(bad("not a tmpfs option burrow takes (size=, mode=, rw)")),
+        }
+    }
+    Ok((dst, size, mode))
 }
 
 /// `--net slirp`'s settings; its options without it are an error.
@@ -353,9 +445,6 @@ fn parse_publish(spec: &str) -> Result<(std::net::SocketAddr, u16, bool)> {
 
 /// The union's layers from --rootfs, --layer, --upper and --read-only.
 fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
-    if args.read_only && args.layer.is_empty() {
-        return Ok(Root::ReadOnlyBind);
-    }
     let mut lowers = Vec::new();
     for layer in args.layer.iter().rev() {
         let dir = canonical(layer, "--layer")?;
@@ -373,7 +462,7 @@ fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
         (None, false) => Some(UpperLayer::Ephemeral),
         (Some(dir), false) => Some(upper_dir(dir, &lowers)?),
     };
-    Ok(Root::Union { lowers, upper })
+    Ok(Root { lowers, upper })
 }
 
 /// `--upper DIR`: DIR (created when missing) and its work directory, a
@@ -425,6 +514,63 @@ fn upper_dir(dir: &Path, lowers: &[PathBuf]) -> Result<UpperLayer> {
         )));
     }
     Ok(UpperLayer::Dir { upper, work })
+}
+
+/// Files of /proc that a read-only bind of a regular file may replace, as
+/// runc allows (lxcfs' per-container views).
+const PROC_FILES: [&str; 8] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/loadavg",
+    "/proc/meminfo",
+    "/proc/slabinfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+];
+
+/// The sandbox's own /proc, /sys, /dev and its terminals are not mounted
+/// over: a bind there would hide or replace what the sandbox's isolation
+/// rests on (its pid namespace's /proc, the read-only /sys, the private
+/// /dev and devpts). Allowed: a read-only file on one of [`PROC_FILES`],
+/// `--ro-bind /sys /sys` (what the default root shows anyway), and devices
+/// or directories under /dev other than its pty and mqueue parts.
+fn check_special_target(op: &MountOp) -> Result<()> {
+    let (dst, what) = match op {
+        MountOp::Bind { dst, read_only, .. } => {
+            (dst, if *read_only { "--ro-bind" } else { "--bind" })
+        }
+        MountOp::Tmpfs { dst, .. } => (dst, "--tmpfs"),
+    };
+    let refuse = |why: &str| {
+        Err(Error::usage(format!(
+            "{what} onto {}: {why}",
+            dst.display()
+        )))
+    };
+    if dst.starts_with("/proc") {
+        let file_ro = matches!(op, MountOp::Bind { src, read_only: true, .. } if src.is_file());
+        if file_ro && PROC_FILES.iter().any(|f| dst == Path::new(f)) {
+            return Ok(());
+        }
+        return refuse("the sandbox's /proc is its own (only a read-only file bind onto /proc/cpuinfo, meminfo, stat, uptime, loadavg, diskstats, swaps or slabinfo is allowed)");
+    }
+    if dst.starts_with("/sys") {
+        let whole_ro =
+            matches!(op, MountOp::Bind { src, read_only: true, .. } if src == Path::new("/sys"));
+        if whole_ro && dst == Path::new("/sys") {
+            return Ok(());
+        }
+        return refuse("/sys is the host's, read-only (only --ro-bind /sys /sys is allowed)");
+    }
+    if dst == Path::new("/dev")
+        || ["/dev/pts", "/dev/ptmx", "/dev/mqueue", "/dev/console"]
+            .iter()
+            .any(|d| dst.starts_with(d))
+    {
+        return refuse("the sandbox's /dev, its terminals and message queues are its own (bind single devices, e.g. --bind /dev/kvm /dev/kvm)");
+    }
+    Ok(())
 }
 
 /// Borrows a raw descriptor number the user named for a quick `fcntl` probe.
@@ -520,6 +666,12 @@ fn sandbox_path(path: &Path, flag: &str) -> Result<PathBuf> {
             path.display()
         )));
     }
+    if path.as_os_str().as_bytes().iter().any(u8::is_ascii_control) {
+        return Err(Error::usage(format!(
+            "{flag} {:?}: destination contains a control character",
+            path
+        )));
+    }
     let mut out = PathBuf::from("/");
     for comp in path.components() {
         match comp {
@@ -554,6 +706,7 @@ mod tests {
         assert!(sandbox_path(Path::new("rel"), "--tmpfs").is_err());
         assert!(sandbox_path(Path::new("/a/../b"), "--tmpfs").is_err());
         assert!(sandbox_path(Path::new("/"), "--tmpfs").is_err());
+        assert!(sandbox_path(Path::new("/tmp/a\nb"), "--bind").is_err());
     }
 
     #[test]

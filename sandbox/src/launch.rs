@@ -61,7 +61,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         .ctx(|| "socketpair")
         .map(Some)
     };
-    let fs_socks = pair(matches!(cfg.root, Root::Union { .. }))?;
+    let fs_socks = pair(true)?;
     let net_socks = pair(cfg.slirp.is_some())?;
     let waited = signals::waited_set();
     signals::block(&waited).ctx(|| "blocking signals")?;
@@ -107,8 +107,9 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
         let _ = waitpid(child, None);
         return Err(e);
     }
-    let server = match (&cfg.root, server_sock) {
-        (Root::Union { lowers, upper }, Some(sock)) => {
+    let server = match server_sock {
+        Some(sock) => {
+            let Root { lowers, upper } = &cfg.root;
             // What the sandbox can write behind the union's back.
             let hidden = cfg
                 .mounts

@@ -19,6 +19,7 @@ pub mod seccomp;
 pub mod security;
 pub mod signals;
 pub mod status;
+pub mod storage;
 pub mod sys;
 pub mod union;
 pub mod vm;

@@ -8,7 +8,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
@@ -119,10 +118,9 @@ pub fn spawn_helper(
     } else {
         Some((ns("user")?, ns("net")?))
     };
-    match sys::fork().ctx(|| "fork")? {
+    match sys::fork_helper().ctx(|| "fork")? {
         Some(pid) => Ok(pid),
         None => {
-            let _ = sys::set_parent_death_signal(Signal::SIGKILL);
             // A host socket per connection.
             burrow_unionfs::fs::raise_open_file_limit();
             if let Some((userns, netns)) = namespaces {

@@ -17,6 +17,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory};
 use serde_json::Value;
 
@@ -43,7 +44,14 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
         return Ok(args);
     };
     let has_command = sub.get_many::<OsString>("command").is_some();
-    let (flags, command) = read(file)?;
+    // Options the command line sets itself: a single-valued one replaces
+    // the profile's (repeating one on the command line is clap's error).
+    let given: Vec<String> = sub
+        .ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect();
+    let (flags, command) = read(file, &given)?;
     let run_at = args
         .iter()
         .position(|a| a == "run")
@@ -60,11 +68,15 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     Ok(out)
 }
 
-/// The flags a profile file stands for, and its command.
-fn read(file: &Path) -> Result<(Vec<OsString>, Option<Vec<OsString>>), String> {
+/// The most a profile file may hold.
+const MAX_PROFILE: u64 = 1 << 20;
+
+/// The flags a profile file stands for (less the single-valued ones whose
+/// ids are in `given`), and its command.
+fn read(file: &Path, given: &[String]) -> Result<(Vec<OsString>, Option<Vec<OsString>>), String> {
     let name = file.display();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("profile {name}: {}", crate::sys::errno_text(&e)))?;
+    let text = crate::sys::read_bounded(file, MAX_PROFILE)
+        .map_err(|why| format!("profile {name}: {why}"))?;
     let doc: Value = if file.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| format!("profile {name}: {e}"))?
     } else {
@@ -83,7 +95,7 @@ fn read(file: &Path) -> Result<(Vec<OsString>, Option<Vec<OsString>>), String> {
     for (key, value) in &table {
         let bad = |why: &str| format!("profile {name}: key '{key}': {why}");
         if key == "command" {
-            command = Some(strings(value).ok_or_else(|| bad("expected a list of strings"))?);
+            command = Some(command_words(value).ok_or_else(|| bad("expected a list of strings"))?);
             continue;
         }
         let long = key.replace('_', "-");
@@ -92,6 +104,10 @@ fn read(file: &Path) -> Result<(Vec<OsString>, Option<Vec<OsString>>), String> {
             .find(|a| a.get_long() == Some(long.as_str()) && long != "profile" && long != "help")
             .ok_or_else(|| bad("not an option of burrow run"))?;
         let flag = OsString::from(format!("--{long}"));
+        let single = !matches!(arg.get_action(), ArgAction::Append);
+        if single && given.iter().any(|id| id == arg.get_id().as_str()) {
+            continue;
+        }
         match arg.get_action() {
             ArgAction::SetTrue => match value {
                 Value::Bool(true) => flags.push(flag),
@@ -133,6 +149,18 @@ fn read(file: &Path) -> Result<(Vec<OsString>, Option<Vec<OsString>>), String> {
         ));
     }
     Ok((flags, command))
+}
+
+/// `command`: a list of strings (or one string), nothing else.
+fn command_words(v: &Value) -> Option<Vec<OsString>> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(OsString::from))
+            .collect(),
+        Value::String(s) => Some(vec![s.into()]),
+        _ => None,
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -224,8 +252,6 @@ command = ["echo", "from-profile"]
             "--ro-bind",
             "/usr",
             "/mnt",
-            "--seccomp",
-            "strict",
             "--setenv",
             "A",
             "1",
@@ -255,6 +281,10 @@ command = ["echo", "from-profile"]
             ),
             ("net = \"sideways\"", "invalid value 'sideways'"),
             ("seccomp = [", "profile "),
+            (
+                "command = [1, 2]",
+                "key 'command': expected a list of strings",
+            ),
         ] {
             let p = write("bad.toml", text);
             let e = expand(args(&["burrow", "run", "--profile", p.to_str().unwrap()])).unwrap_err();
@@ -263,5 +293,10 @@ command = ["echo", "from-profile"]
         }
         let e = expand(args(&["burrow", "run", "--profile", "/nonexistent.toml"])).unwrap_err();
         assert_eq!(e, "profile /nonexistent.toml: No such file or directory");
+        let e = expand(args(&["burrow", "run", "--profile", "/dev/zero"])).unwrap_err();
+        assert_eq!(e, "profile /dev/zero: not a regular file");
+        let big = write("big.toml", &"#".repeat(2 << 20));
+        let e = expand(args(&["burrow", "run", "--profile", big.to_str().unwrap()])).unwrap_err();
+        assert!(e.ends_with("larger than 1024 KiB"), "{e}");
     }
 }

@@ -53,7 +53,7 @@ impl std::str::FromStr for Rlimit {
             })?;
         let value = |v: &str| -> Result<u64, String> {
             match v.trim() {
-                "unlimited" | "infinity" | "-1" => Ok(RLIM_INFINITY),
+                "unlimited" | "infinity" => Ok(RLIM_INFINITY),
                 n => n
                     .parse()
                     .map_err(|_| bad(format!("{n:?} is not a number or \"unlimited\""))),

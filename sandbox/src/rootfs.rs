@@ -10,6 +10,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -17,14 +18,17 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 
-use crate::config::{MountOp, Root, SandboxConfig};
+use crate::config::{MountOp, SandboxConfig};
 use crate::error::{Context, Error, Result};
+use crate::storage::Store;
 use crate::sys::{self, FsOption};
 use crate::union;
 
 const SCRATCH: &str = "/tmp";
 const OLDROOT: &str = "/oldroot";
 const NEWROOT: &str = "/newroot";
+/// Where the sandbox's tmpfs store is mounted in the scratch root.
+const STORE: &str = "/store";
 
 /// Device nodes bound from the host into the sandbox's /dev.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -73,22 +77,23 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     }
     nix::unistd::pivot_root(".", "oldroot").ctx(|| "pivot_root into the scratch tmpfs")?;
     nix::unistd::chdir("/").ctx(|| "entering /")?;
+    // Every tmpfs of the sandbox is a directory of this one, of one budget.
+    let store = Store::mount(
+        cfg.storage.store_bytes,
+        cfg.storage.inodes,
+        Path::new(STORE),
+    )?;
 
     // 2. The root itself: a burrowfs union, or the rootfs bound read-only,
     //    nosuid, nodev.
-    match (&cfg.root, fs_server) {
-        (Root::Union { upper, .. }, Some(sock)) => {
-            union::mount_root(upper.as_ref(), Path::new(OLDROOT), Path::new(NEWROOT), sock)?;
-        }
-        _ => {
-            let tree = sys::open_tree_clone(&host_path(&cfg.rootfs), true)
-                .ctx(|| format!("cloning the rootfs {}", cfg.rootfs.display()))?;
-            sys::mount_setattr(tree.as_fd(), RO | NOSUID | NODEV, true)
-                .ctx(|| "making the rootfs read-only")?;
-            sys::move_mount_to_path(tree.as_fd(), Path::new(NEWROOT))
-                .ctx(|| "attaching the rootfs")?;
-        }
-    }
+    let sock = fs_server.ok_or_else(|| Error::usage("no root filesystem server"))?;
+    union::mount_root(
+        cfg.root.upper.as_ref(),
+        &store,
+        Path::new(OLDROOT),
+        Path::new(NEWROOT),
+        sock,
+    )?;
     let root = nix::fcntl::open(
         NEWROOT,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -101,16 +106,16 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     if cfg.vm.is_some() {
         // /tmp is the sandbox's (the user's mounts may be under it), shared
         // with the rest of the root.
-        mount_tmp(&root)?;
+        mount_tmp(&store, &root)?;
         for op in &cfg.mounts {
-            apply(&root, op)?;
+            apply(&store, &root, op)?;
         }
-        return enter_vmm_root(cfg, root);
+        return enter_vmm_root(cfg, &store, root);
     }
 
     // 3. Kernel filesystems and scratch space.
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
-    if matches!(cfg.root, Root::Union { .. }) && cfg.rootfs == Path::new("/") {
+    if cfg.rootfs == Path::new("/") {
         // The host's /sys, as the read-only bind of / would show it (not
         // through the union).
         let sys_tree =
@@ -120,14 +125,19 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         let target = mount_point(root.as_fd(), Path::new("/sys"), true)?;
         sys::move_mount_onto(sys_tree.as_fd(), target.as_fd()).ctx(|| "binding /sys")?;
     }
-    build_dev(&root)?;
-    mount_tmp(&root)?;
+    build_dev(&store, &root, cfg.storage.shm)?;
+    mount_tmp(&store, &root)?;
+    // (A read-only host root without /run has nothing there to hide.)
+    let has_run = || sys::open_in_root(root.as_fd(), Path::new("run"), libc::O_PATH).is_ok();
+    if cfg.rootfs == Path::new("/") && (cfg.root.upper.is_some() || has_run()) {
+        mount_run(&store, &root, &cfg.env)?;
+    }
 
     resolver(cfg, &root)?;
 
     // 4. The user's mounts, in order.
     for op in &cfg.mounts {
-        apply(&root, op)?;
+        apply(&store, &root, op)?;
     }
 
     // 5. Make /newroot the root and drop everything else.
@@ -168,7 +178,7 @@ fn resolver(cfg: &SandboxConfig, root: &OwnedFd) -> Result<()> {
 /// when /etc/resolv.conf is a symlink (systemd-resolved's points into
 /// /run, which the union shows empty), read with the host's / as root.
 fn host_resolver(cfg: &SandboxConfig) -> Option<String> {
-    if !matches!(cfg.root, Root::Union { .. }) || cfg.rootfs != Path::new("/") {
+    if cfg.rootfs != Path::new("/") {
         return None;
     }
     let link = host_path(Path::new("/etc/resolv.conf"));
@@ -191,7 +201,7 @@ fn host_resolver(cfg: &SandboxConfig) -> Option<String> {
 /// `--vm`: the VM supervisor's root is the host's tree, read-only, with
 /// fresh /proc, /dev (and /dev/kvm), /tmp and /run; the sandbox's root
 /// (`guest`, with the user's mounts) moves to [`crate::vm::GUEST_ROOT`].
-fn enter_vmm_root(cfg: &SandboxConfig, guest: OwnedFd) -> Result<()> {
+fn enter_vmm_root(cfg: &SandboxConfig, store: &Store, guest: OwnedFd) -> Result<()> {
     const VMM: &str = "/vmm";
     nix::unistd::mkdir(VMM, Mode::from_bits_truncate(0o755)).ctx(|| "creating /vmm")?;
     let tree = sys::open_tree_clone(Path::new(OLDROOT), true).ctx(|| "cloning the host root")?;
@@ -205,20 +215,14 @@ fn enter_vmm_root(cfg: &SandboxConfig, guest: OwnedFd) -> Result<()> {
     )
     .ctx(|| "opening the VMM's root")?;
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
-    build_dev(&root)?;
+    build_dev(store, &root, cfg.storage.shm)?;
     let kvm = Path::new(OLDROOT).join("dev/kvm");
     if let Ok(node) = sys::open_tree_clone(&kvm, false) {
         let target = mount_point(root.as_fd(), Path::new("/dev/kvm"), false)?;
         sys::move_mount_onto(node.as_fd(), target.as_fd()).ctx(|| "binding /dev/kvm")?;
     }
     for dir in ["/tmp", "/run"] {
-        mount_fresh(
-            &root,
-            dir,
-            c"tmpfs",
-            &[FsOption::Value(c"mode", c"0755")],
-            NOSUID | NODEV,
-        )?;
+        store_onto(store, &root, dir, 0o755, NOSUID | NODEV)?;
     }
     resolver(cfg, &root)?;
     let target = mount_point(root.as_fd(), Path::new(crate::vm::GUEST_ROOT), true)?;
@@ -250,27 +254,66 @@ fn mount_fresh(
     sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
 }
 
-/// A private /tmp.
-fn mount_tmp(root: &OwnedFd) -> Result<()> {
-    mount_fresh(
-        root,
-        "/tmp",
-        c"tmpfs",
-        &[FsOption::Value(c"mode", c"1777")],
-        NOSUID | NODEV,
+/// A directory of the store, with `mode`, on `dst` in the new root.
+fn store_onto(store: &Store, root: &OwnedFd, dst: &str, mode: u32, attr: u64) -> Result<()> {
+    let target = mount_point(root.as_fd(), Path::new(dst), true)?;
+    store.mount_onto(
+        target.as_fd(),
+        mode,
+        attr,
+        &format!("mounting tmpfs on {dst}"),
     )
+}
+
+/// A tmpfs of its own `size` (taken out of the budget) on `dst`.
+fn sized_onto(root: &OwnedFd, dst: &Path, size: u64, mode: u32, attr: u64) -> Result<()> {
+    let what = || format!("mounting tmpfs on {}", dst.display());
+    let target = mount_point(root.as_fd(), dst, true)?;
+    let inodes = (size / (16 << 10)).max(1024);
+    let mnt = crate::storage::new_tmpfs(Some(size), Some(inodes), &format!("{mode:o}"), attr)
+        .ctx(what)?;
+    sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
+}
+
+/// A private /tmp.
+fn mount_tmp(store: &Store, root: &OwnedFd) -> Result<()> {
+    store_onto(store, root, "/tmp", 0o1777, NOSUID | NODEV)
+}
+
+/// A private /run (the host's, with its sockets, is never shown), holding
+/// an empty `$XDG_RUNTIME_DIR` when the command's environment names one
+/// under /run: apps find the directory they expect, owned by the command's
+/// user (whose id pid 1 has), and none of the host's sockets in it.
+fn mount_run(store: &Store, root: &OwnedFd, env: &[std::ffi::CString]) -> Result<()> {
+    store_onto(store, root, "/run", 0o755, NOSUID | NODEV)?;
+    let runtime = env
+        .iter()
+        .filter_map(|kv| kv.to_bytes().strip_prefix(b"XDG_RUNTIME_DIR="))
+        .map(|v| Path::new(std::ffi::OsStr::from_bytes(v)))
+        .find(|p| {
+            p.starts_with("/run/") && !p.components().any(|c| c == std::path::Component::ParentDir)
+        });
+    if let Some(dir) = runtime {
+        let made = mount_point(root.as_fd(), dir, true)?;
+        nix::sys::stat::fchmod(
+            &nix::fcntl::openat(
+                made.as_fd(),
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("opening {}", dir.display()))?,
+            Mode::from_bits_truncate(0o700),
+        )
+        .ctx(|| format!("making {} private", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// A minimal /dev: a tmpfs with the harmless character devices bound from
 /// the host, a private devpts, shm and mqueue.
-fn build_dev(root: &OwnedFd) -> Result<()> {
-    mount_fresh(
-        root,
-        "/dev",
-        c"tmpfs",
-        &[FsOption::Value(c"mode", c"0755")],
-        NOSUID | NOEXEC,
-    )?;
+fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
+    store_onto(store, root, "/dev", 0o755, NOSUID | NOEXEC)?;
     let dev = sys::open_in_root(
         root.as_fd(),
         Path::new("dev"),
@@ -308,29 +351,23 @@ fn build_dev(root: &OwnedFd) -> Result<()> {
         ],
         NOSUID | NOEXEC,
     )?;
-    mount_fresh(
-        root,
-        "/dev/shm",
-        c"tmpfs",
-        &[FsOption::Value(c"mode", c"1777")],
-        NOSUID | NODEV,
-    )?;
+    match shm {
+        Some(size) => sized_onto(root, Path::new("/dev/shm"), size, 0o1777, NOSUID | NODEV)?,
+        None => store_onto(store, root, "/dev/shm", 0o1777, NOSUID | NODEV)?,
+    }
     mount_fresh(root, "/dev/mqueue", c"mqueue", &[], NOSUID | NODEV | NOEXEC)
 }
 
-fn apply(root: &OwnedFd, op: &MountOp) -> Result<()> {
+fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
     match op {
-        MountOp::Tmpfs { dst } => {
-            let target = mount_point(root.as_fd(), dst, true)?;
-            let what = || format!("mounting tmpfs on {}", dst.display());
-            let mnt = sys::new_mount(
-                c"tmpfs",
-                &[FsOption::Value(c"mode", c"0755")],
-                NOSUID | NODEV,
-            )
-            .ctx(what)?;
-            sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
-        }
+        MountOp::Tmpfs { dst, size, mode } => match size {
+            Some(size) => sized_onto(root, dst, *size, *mode, NOSUID | NODEV),
+            None => {
+                let target = mount_point(root.as_fd(), dst, true)?;
+                let what = format!("mounting tmpfs on {}", dst.display());
+                store.mount_onto(target.as_fd(), *mode, NOSUID | NODEV, &what)
+            }
+        },
         MountOp::Bind {
             src,
             dst,

@@ -99,6 +99,23 @@ impl Profile {
         serde_json::from_str(text).map_err(|e| Error::usage(format!("seccomp profile {what}: {e}")))
     }
 
+    /// The syscall names this libseccomp does not know on any
+    /// architecture: left out of the filter (a Docker profile names calls
+    /// newer than an older system's libseccomp), but said once, since a
+    /// typo would otherwise quietly leave a call to the default action.
+    pub fn unknown_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .syscalls
+            .iter()
+            .flat_map(|r| r.name.iter().chain(&r.names))
+            .map(String::as_str)
+            .filter(|n| ScmpSyscall::from_name(n).is_err())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Compiles the profile to BPF programs (`struct sock_filter`s) to
     /// install in order. Usually one; a second when the profile carves an
     /// exception back to its default action out of a broader rule (ioctl
@@ -430,10 +447,23 @@ pub fn profile_text(value: &str) -> Result<(String, String)> {
     if let Some((_, text)) = SHIPPED.iter().find(|(n, _)| *n == value) {
         return Ok((text.to_string(), value.to_string()));
     }
-    std::fs::read_to_string(value)
-        .map(|t| (t, value.to_string()))
-        .map_err(|e| Error::usage(format!("--seccomp {value}: {}", crate::sys::errno_text(&e))))
+    let text = crate::sys::read_bounded(std::path::Path::new(value), MAX_PROFILE)
+        .map_err(|why| Error::usage(format!("--seccomp {value}: {why}")))?;
+    if let Ok(profile) = Profile::parse(&text, value) {
+        let unknown = profile.unknown_names();
+        if !unknown.is_empty() {
+            eprintln!(
+                "burrow: warning: seccomp profile {value}: left out syscall{} this system does not know: {}",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown.join(", ")
+            );
+        }
+    }
+    Ok((text, value.to_string()))
 }
+
+/// The most a seccomp profile file may hold (Docker's is about 20 KiB).
+const MAX_PROFILE: u64 = 4 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -453,6 +483,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn names_libseccomp_does_not_know_are_found() {
+        // (The shipped profiles may name calls newer than this system's
+        // libseccomp, as Docker's does: they are not warned about.)
+        let p = Profile::parse(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getpid","no_such_call"],"action":"SCMP_ACT_ERRNO"}]}"#,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(p.unknown_names(), vec!["no_such_call"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::caps::{self, Cap};
 use crate::cli::RunArgs;
-use crate::config::{MountOp, Root, UpperLayer};
+use crate::config::{MountOp, Root};
 use crate::error::{Error, Result};
 use crate::landlock_policy::{self, Policy as Landlock};
 use crate::rlimits::Rlimit;
@@ -189,13 +189,7 @@ fn landlock_for(
     // The union's upper layer takes the root's writes: they never reach
     // the host, so the root stays writable (though not readable beyond
     // the rules above).
-    if matches!(
-        root,
-        Root::Union {
-            upper: Some(UpperLayer::Ephemeral | UpperLayer::Dir { .. }),
-            ..
-        }
-    ) {
+    if root.upper.is_some() {
         add(&mut p.write, "/");
     }
     p.optional = optional_paths;
@@ -206,7 +200,7 @@ fn landlock_for(
                 read_only: true,
                 ..
             } => p.read.push(dst.clone()),
-            MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst } => {
+            MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst, .. } => {
                 p.read.push(dst.clone());
                 p.write.push(dst.clone());
             }

@@ -83,6 +83,15 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> nix::Result<OwnedFd> {
     owned(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })
 }
 
+/// A detached copy of the mount at the directory `dir` (open_tree with
+/// AT_EMPTY_PATH): a bind of that directory alone.
+pub fn open_tree_clone_fd(dir: BorrowedFd) -> nix::Result<OwnedFd> {
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: `dir` is an open descriptor and the path is the empty string.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags) })
+}
+
 /// `mount_setattr(2)` on the detached or attached mount `fd` (and, with
 /// `recursive`, everything below it).
 pub fn mount_setattr(fd: BorrowedFd, set: u64, recursive: bool) -> nix::Result<()> {
@@ -240,6 +249,46 @@ pub fn fork() -> nix::Result<Option<Pid>> {
     }
 }
 
+/// The text of `path`, a regular file of at most `max` bytes of UTF-8: a
+/// device or FIFO named by mistake is refused, not read forever.
+pub fn read_bounded(path: &Path, max: u64) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| errno_text(&e))?;
+    if !f.metadata().map_err(|e| errno_text(&e))?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| errno_text(&e))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {} KiB", max >> 10));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
+
+/// Forks a helper of burrow's (the union's server, the network stack)
+/// that dies with burrow. Returns `None` in the child, which has SIGKILL as
+/// its parent-death signal and has checked that its parent is still the
+/// process that forked it: had burrow died before the signal was set, the
+/// helper would be an orphan no signal reaches, so it exits at once.
+pub fn fork_helper() -> nix::Result<Option<Pid>> {
+    let parent = nix::unistd::getpid();
+    let forked = fork()?;
+    if forked.is_none() {
+        die_with(parent);
+    }
+    Ok(forked)
+}
+
+/// In a child of `parent`: SIGKILL when `parent` dies, and exit now when it
+/// already has (the child was re-parented before the signal was set).
+fn die_with(parent: Pid) {
+    if set_parent_death_signal(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent {
+        exit_now(125);
+    }
+}
+
 /// Restores SIGPIPE's default action, which Rust's runtime sets to ignore
 /// and which exec would otherwise pass on to the command.
 pub fn reset_sigpipe() {
@@ -349,13 +398,15 @@ pub fn memfd(name: &str) -> std::io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-/// Makes the program `cmd` runs get SIGKILL when burrow (its parent) dies.
+/// Makes the program `cmd` runs get SIGKILL when burrow (its parent) dies,
+/// and not start at all when burrow died before it was forked.
 pub fn killed_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
     use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid().as_raw();
     // SAFETY: the closure runs between fork and exec and only makes the
-    // async-signal-safe prctl call.
+    // async-signal-safe prctl, getppid and _exit calls.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
@@ -365,6 +416,9 @@ pub fn killed_with_parent(cmd: &mut std::process::Command) -> &mut std::process:
             ) < 0
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(125);
             }
             Ok(())
         })

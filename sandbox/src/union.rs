@@ -14,7 +14,6 @@ use burrow_unionfs::Stack;
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
@@ -32,6 +31,7 @@ pub const SEALED: [&str; 5] = ["proc", "sys", "dev", "tmp", "run"];
 /// server what it needs.
 pub fn mount_root(
     upper: Option<&UpperLayer>,
+    store: &crate::storage::Store,
     oldroot: &Path,
     newroot: &Path,
     sock: &OwnedFd,
@@ -44,34 +44,19 @@ pub fn mount_root(
     )
     .map_err(|e| {
         Error::usage(format!(
-            "cannot open /dev/fuse for the sandbox's root filesystem: {} (make /dev/fuse mode 0666, \
-             or use --read-only)",
+            "cannot open /dev/fuse for the sandbox's root filesystem: {} (burrow serves every \
+             root through FUSE: make /dev/fuse mode 0666)",
             e.desc()
         ))
     })?;
     if upper == Some(&UpperLayer::Ephemeral) {
-        let dir = Path::new("/upperfs");
-        nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o755)).ctx(|| "creating /upperfs")?;
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=0755"),
-        )
-        .ctx(|| "mounting the upper layer's tmpfs")?;
+        // In the sandbox's tmpfs store, under its one budget.
+        let dir = store.new_dir(0o755)?;
         for sub in ["upper", "work"] {
-            nix::unistd::mkdir(&dir.join(sub), Mode::from_bits_truncate(0o755))
+            nix::sys::stat::mkdirat(&dir, sub, Mode::from_bits_truncate(0o755))
                 .ctx(|| format!("creating the upper layer's {sub}"))?;
         }
-        fds.push(
-            nix::fcntl::open(
-                dir,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .ctx(|| "opening the upper layer")?,
-        );
+        fds.push(dir);
     }
     let data = format!(
         "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions",
@@ -112,7 +97,7 @@ pub fn spawn_server(
     // itself non-dumpable, and its /proc files are closed to us.
     let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
         .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
-    match sys::fork().ctx(|| "fork")? {
+    match sys::fork_helper().ctx(|| "fork")? {
         Some(pid) => Ok(pid),
         None => {
             let code = match serve(lowers, upper, hidden, userns, sock) {
@@ -134,7 +119,6 @@ fn serve(
     userns: std::fs::File,
     sock: OwnedFd,
 ) -> Result<()> {
-    let _ = sys::set_parent_death_signal(Signal::SIGKILL);
     nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
         .ctx(|| "joining the sandbox's user namespace")?;
     let fds = sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem")?;

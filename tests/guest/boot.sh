@@ -42,13 +42,21 @@ flock 9
 # calibration stuck: a guest that has not reached its init after
 # BURROW_GUEST_WATCHDOG seconds is killed and booted again.
 WATCHDOG=${BURROW_GUEST_WATCHDOG:-30}
+# The guest's TSC under TCG is the host's: tell the kernel its frequency so
+# that it calibrates nothing (as burrow's --vm does, which measures it; the
+# host's "cpu MHz" is the TSC's where the TSC is invariant).
+TSC_ARGS=""
+if [ "$ACCEL" = tcg ] && grep -qw constant_tsc /proc/cpuinfo; then
+  khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
+  [ -n "$khz" ] && [ "$khz" -gt 100000 ] && TSC_ARGS="tsc_early_khz=$khz tsc=reliable"
+fi
 for attempt in 1 2 3; do
   : > "$WORK/console"
   timeout "${BURROW_GUEST_TIMEOUT:-180}" qemu-system-x86_64 \
     -M microvm,x-option-roms=off,rtc=on -accel "$ACCEL" -cpu max -smp 2 -m 1024 \
     -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
     -kernel "$CACHE/vmlinuz" -initrd "$WORK/initrd" \
-    -append "console=ttyS0 ${BURROW_GUEST_KARGS:-quiet loglevel=0} no_timer_check panic=-1 rdinit=/init" \
+    -append "console=ttyS0 ${BURROW_GUEST_KARGS:-quiet loglevel=0} no_timer_check $TSC_ARGS panic=-1 rdinit=/init" \
     < /dev/null > "$WORK/console" 2>&1 &
   vm=$!
   started=""

@@ -109,3 +109,132 @@ fn no_user_namespaces_left() {
     one_line_error(&out, 125, "cannot create the sandbox's user namespace");
     assert!(out.stderr.contains("user.max_user_namespaces"), "{out:?}");
 }
+
+/// Input that used to be taken: each is refused with one line and exit 125
+/// (or clap's 2), and the command never runs.
+#[test]
+fn input_that_must_be_refused() {
+    let dir = TempDir::new("refused");
+    let marker = dir.join("ran");
+    let ran = format!("touch {}", marker.display());
+    let run = |flags: &[&str]| {
+        let mut cmd = burrow_run();
+        cmd.args(["--bind", dir.s(), dir.s()]).args(flags);
+        cmd.args(["--", "sh", "-c", &ran]);
+        output(&mut cmd)
+    };
+    let zero = dir.join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let ints = dir.join("ints.toml");
+    std::fs::write(&ints, "command = [1, 2]\n").unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--rlimit", "nofile=-1"], 125, "\"-1\" is not a number"),
+        (vec!["--hostname", "a\nb"], 125, "--hostname"),
+        (
+            vec!["--bind", "/no/such\nsrc", "/tmp/x"],
+            125,
+            "--bind /no/such\\nsrc",
+        ),
+        (
+            vec!["--bind", "/tmp", "/tmp/a\nb"],
+            125,
+            "control character",
+        ),
+        (vec!["--bind", "/tmp", "/proc"], 125, "--bind onto /proc:"),
+        (
+            vec!["--bind", "/tmp", "/proc/sys"],
+            125,
+            "--bind onto /proc/sys:",
+        ),
+        (
+            vec!["--tmpfs", "/sys/kernel"],
+            125,
+            "--tmpfs onto /sys/kernel:",
+        ),
+        (vec!["--bind", "/dev", "/dev"], 125, "--bind onto /dev:"),
+        (
+            vec!["--bind", "/tmp", "/dev/pts"],
+            125,
+            "--bind onto /dev/pts:",
+        ),
+        (
+            vec!["--profile", zero.to_str().unwrap()],
+            125,
+            "not a regular file",
+        ),
+        (vec!["--seccomp", "/dev/zero"], 125, "not a regular file"),
+        (
+            vec!["--profile", ints.to_str().unwrap()],
+            125,
+            "key 'command': expected a list of strings",
+        ),
+    ];
+    for (flags, code, needle) in cases {
+        let out = run(&flags);
+        assert_eq!(out.code, code, "{flags:?}: {out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{flags:?}: expected one line: {out:?}");
+        assert!(
+            lines[0].contains(needle),
+            "{flags:?}: {needle:?} not in {out:?}"
+        );
+        assert!(!marker.exists(), "{flags:?}: the command ran");
+    }
+    // clap's errors (exit 2): an unknown option before the command, and a
+    // single-valued option given twice.
+    for flags in [
+        vec!["--bogus"],
+        vec!["--net", "slirp", "--net", "host"],
+        vec!["--hostname", "a", "--hostname", "b"],
+    ] {
+        let out = run(&flags);
+        assert_eq!(out.code, 2, "{flags:?}: {out:?}");
+        assert!(!marker.exists(), "{flags:?}: the command ran");
+    }
+    // After `--` everything is the command; allowed special targets work.
+    let out = output(burrow_run().args(["--", "--bogus"]));
+    assert_eq!(out.code, 127, "{out:?}");
+    let out = output(burrow_run().args([
+        "--ro-bind",
+        "/etc/hostname",
+        "/proc/uptime",
+        "--ro-bind",
+        "/sys",
+        "/sys",
+        "--tmpfs",
+        "/dev/shm",
+        "--",
+        "cat",
+        "/proc/uptime",
+    ]));
+    assert_eq!(out.ok(), std::fs::read_to_string("/etc/hostname").unwrap());
+}
+
+/// A seccomp profile naming a syscall this system does not know: one
+/// warning naming it; the rest of the profile applies.
+#[test]
+fn unknown_syscall_in_a_profile_is_named() {
+    let dir = TempDir::new("seccomp-unknown");
+    let file = dir.join("p.json");
+    std::fs::write(
+        &file,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat","mkdir","no_such_call"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let out = output(burrow_run().args([
+        "--seccomp",
+        file.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "mkdir /tmp/x 2>/dev/null || echo refused",
+    ]));
+    assert_eq!(out.ok(), "refused\n");
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "burrow: warning: seccomp profile {}: left out syscall this system does not know: no_such_call",
+            file.display()
+        )
+    );
+}

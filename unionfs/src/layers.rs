@@ -312,7 +312,8 @@ impl Stack {
     }
 
     /// Leaves `paths` (files or directories, as they are now) out of the
-    /// lower layers: the union shows nothing there. burrow hides what the
+    /// lower layers: the union shows nothing of a file there, and a
+    /// directory as an empty one. burrow hides what the
     /// sandbox can change behind the union's back (its read-write bind
     /// sources, the upper and work directories) where the host's / is a
     /// lower layer. They are told apart by device and inode, so renaming
@@ -630,7 +631,15 @@ impl Stack {
                 Ok(meta) => meta,
             };
             if self.is_hidden(l, &meta) {
-                continue;
+                if meta.kind() != Kind::Dir {
+                    continue;
+                }
+                // A hidden directory is an empty one, so that it can still
+                // be a mount point on a read-only root.
+                if top.is_none() {
+                    top = Some((l, meta));
+                }
+                break;
             }
             if format::is_whiteout(pdir, name, &meta, || {
                 format::dir_mark(pdir, OsStr::new(""), false)
@@ -718,7 +727,7 @@ impl Stack {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 };
-                if self.is_hidden(l, &meta) {
+                if self.is_hidden(l, &meta) && meta.kind() != Kind::Dir {
                     continue;
                 }
                 // A file mounted here and sealed shows nothing.

@@ -12,6 +12,7 @@
 //! streams, signals and exit status travel over one virtio-serial port
 //! (see `burrow_vm_init`).
 
+mod clock;
 pub mod initrd;
 mod qemu;
 mod relay;

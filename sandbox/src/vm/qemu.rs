@@ -154,7 +154,11 @@ impl Qemu {
             // The kernel's messages go to a log, not to the user: they
             // show that the guest boots (and why it did not).
             &format!(
-                "console=ttyS0 panic=-1 no_timer_check rdinit=/init {}",
+                "console=ttyS0 panic=-1 no_timer_check rdinit=/init {} {}",
+                match accel {
+                    Accel::Tcg => super::clock::tcg_kernel_args(),
+                    Accel::Kvm => String::new(),
+                },
                 vm.kernel_args
             ),
         ]);
