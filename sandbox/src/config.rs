@@ -332,9 +332,10 @@ impl Storage {
                 sized.push((format!("--tmpfs {}", dst.display()), *s));
             }
         }
+        let store_bytes = budget.store_bytes(&sized)?;
         Ok(Storage {
-            store_bytes: budget.store_bytes(&sized)?,
-            inodes: budget.inodes,
+            store_bytes,
+            inodes: crate::storage::inodes_for(store_bytes),
             shm,
         })
     }
@@ -536,12 +537,30 @@ const PROC_FILES: [&str; 8] = [
 /// `--ro-bind /sys /sys` (what the default root shows anyway), and devices
 /// or directories under /dev other than its pty and mqueue parts.
 fn check_special_target(op: &MountOp) -> Result<()> {
+    let file_or_sys = |src: &Path| src.is_file() || src == Path::new("/sys");
+    if matches!(op, MountOp::Bind { src, .. } if file_or_sys(src)) && special_exception(op) {
+        return Ok(());
+    }
     let (dst, what) = match op {
         MountOp::Bind { dst, read_only, .. } => {
             (dst, if *read_only { "--ro-bind" } else { "--bind" })
         }
         MountOp::Tmpfs { dst, .. } => (dst, "--tmpfs"),
     };
+    if let MountOp::Bind { src, .. } = op {
+        // The host's procfs (its pids' root and cwd links lead out) or
+        // sysfs as a directory: only `--ro-bind /sys /sys`.
+        let special_dir = src.is_dir()
+            && crate::sys::open_without_symlinks(src)
+                .and_then(|fd| crate::sys::on_special_fs(std::os::fd::AsFd::as_fd(&fd)))
+                .unwrap_or(false);
+        if special_dir {
+            return Err(Error::usage(format!(
+                "{what} {}: the host's /proc and /sys are not bound (only --ro-bind /sys /sys)",
+                src.display()
+            )));
+        }
+    }
     let refuse = |why: &str| {
         Err(Error::usage(format!(
             "{what} onto {}: {why}",
@@ -549,18 +568,9 @@ fn check_special_target(op: &MountOp) -> Result<()> {
         )))
     };
     if dst.starts_with("/proc") {
-        let file_ro = matches!(op, MountOp::Bind { src, read_only: true, .. } if src.is_file());
-        if file_ro && PROC_FILES.iter().any(|f| dst == Path::new(f)) {
-            return Ok(());
-        }
         return refuse("the sandbox's /proc is its own (only a read-only file bind onto /proc/cpuinfo, meminfo, stat, uptime, loadavg, diskstats, swaps or slabinfo is allowed)");
     }
     if dst.starts_with("/sys") {
-        let whole_ro =
-            matches!(op, MountOp::Bind { src, read_only: true, .. } if src == Path::new("/sys"));
-        if whole_ro && dst == Path::new("/sys") {
-            return Ok(());
-        }
         return refuse("/sys is the host's, read-only (only --ro-bind /sys /sys is allowed)");
     }
     if dst == Path::new("/dev")
@@ -571,6 +581,26 @@ fn check_special_target(op: &MountOp) -> Result<()> {
         return refuse("the sandbox's /dev, its terminals and message queues are its own (bind single devices, e.g. --bind /dev/kvm /dev/kvm)");
     }
     Ok(())
+}
+
+/// The mounts onto the sandbox's special filesystems that are allowed: a
+/// read-only bind (of a regular file: checked at validation) onto one of
+/// [`PROC_FILES`], and `--ro-bind /sys /sys`. (rootfs.rs checks the
+/// resolved target too: a symlink in the root must not turn another mount
+/// into one onto /proc, /sys or /dev/pts.)
+pub fn special_exception(op: &MountOp) -> bool {
+    match op {
+        MountOp::Bind {
+            src,
+            dst,
+            read_only: true,
+            ..
+        } => {
+            PROC_FILES.iter().any(|f| dst == Path::new(f))
+                || (src == Path::new("/sys") && dst == Path::new("/sys"))
+        }
+        _ => false,
+    }
 }
 
 /// Borrows a raw descriptor number the user named for a quick `fcntl` probe.

@@ -66,3 +66,32 @@ impl<T> Context<T> for std::io::Result<T> {
         })
     }
 }
+
+/// `msg` as one line for the terminal: control characters (a newline in a
+/// path the user gave, say), bidirectional overrides, zero-width and line
+/// separators are shown escaped.
+pub fn one_line(msg: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        if hidden(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    #[test]
+    fn control_and_invisible_characters_are_escaped() {
+        assert_eq!(super::one_line("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(super::one_line("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(super::one_line("plain é"), "plain é");
+    }
+}

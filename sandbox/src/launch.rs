@@ -37,7 +37,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     }
 
     if let Some(w) = &cfg.limits_warning {
-        eprintln!("burrow: warning: {w}");
+        eprintln!("burrow: warning: {}", crate::error::one_line(w));
     }
     // The sandbox's cgroup, limits written, before anything runs in it.
     let cgroup = match &cfg.cgroup_subtree {

@@ -11,7 +11,10 @@ fn main() {
     let code = match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("burrow: {}", one_line(&format!("{e:#}")));
+            eprintln!(
+                "burrow: {}",
+                burrow_sandbox::error::one_line(&format!("{e:#}"))
+            );
             e.downcast_ref::<burrow_sandbox::Error>()
                 .map_or(EXIT_SETUP, |e| e.exit_code())
         }
@@ -38,18 +41,4 @@ fn real_main() -> anyhow::Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// An error as one line: control characters (a newline in a path the user
-/// gave, say) are shown escaped.
-fn one_line(msg: &str) -> String {
-    msg.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }

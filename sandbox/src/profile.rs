@@ -34,7 +34,12 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     {
         return Ok(args);
     }
-    let Ok(matches) = Cli::command().try_get_matches_from(&args) else {
+    // Errors are left for the full parse: an option the profile supplies
+    // (`vm = true` for a command line's `--vm-accel`) may be missing here.
+    let Ok(matches) = Cli::command()
+        .mut_subcommand("run", |run| run.ignore_errors(true))
+        .try_get_matches_from(&args)
+    else {
         return Ok(args); // clap reports it when the caller parses
     };
     let Some(("run", sub)) = matches.subcommand() else {

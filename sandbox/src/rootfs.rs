@@ -115,6 +115,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
 
     // 3. Kernel filesystems and scratch space.
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
+    limit_sysv_shm(&root, cfg.storage.store_bytes)?;
     if cfg.rootfs == Path::new("/") {
         // The host's /sys, as the read-only bind of / would show it (not
         // through the union).
@@ -269,10 +270,55 @@ fn store_onto(store: &Store, root: &OwnedFd, dst: &str, mode: u32, attr: u64) ->
 fn sized_onto(root: &OwnedFd, dst: &Path, size: u64, mode: u32, attr: u64) -> Result<()> {
     let what = || format!("mounting tmpfs on {}", dst.display());
     let target = mount_point(root.as_fd(), dst, true)?;
-    let inodes = (size / (16 << 10)).max(1024);
+    let inodes = crate::storage::inodes_for(size);
     let mnt = crate::storage::new_tmpfs(Some(size), Some(inodes), &format!("{mode:o}"), attr)
         .ctx(what)?;
     sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
+}
+
+/// SysV shared memory lives in a tmpfs of the kernel's own, outside the
+/// store: the sandbox's IPC namespace gets at most `bytes` of it in all
+/// (`kernel.shmall`, in pages; the namespace's default is unlimited).
+///
+/// Only the namespace's root (uid 0 inside) may write it: with `--keep-id`
+/// a child of pid 1 becomes uid 0 for the write (pid 1 itself must not
+/// change ids, which would clear its parent-death signal); without a
+/// mapped uid 0 (`--keep-id --map-users none`) it stays unbounded.
+fn limit_sysv_shm(root: &OwnedFd, bytes: u64) -> Result<()> {
+    let what = || "limiting SysV shared memory (kernel.shmall)";
+    let fd = match sys::open_in_root(
+        root.as_fd(),
+        Path::new("proc/sys/kernel/shmall"),
+        libc::O_WRONLY,
+    ) {
+        Ok(fd) => Some(fd),
+        Err(Errno::EACCES) => None,
+        Err(e) => return Err(e).ctx(what),
+    };
+    let pages = (bytes / 4096).to_string();
+    if let Some(fd) = fd {
+        return nix::unistd::write(&fd, pages.as_bytes())
+            .map(drop)
+            .ctx(what);
+    }
+    match sys::fork().ctx(what)? {
+        None => {
+            let wrote = nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+                .and_then(|()| {
+                    sys::open_in_root(
+                        root.as_fd(),
+                        Path::new("proc/sys/kernel/shmall"),
+                        libc::O_WRONLY,
+                    )
+                })
+                .and_then(|fd| nix::unistd::write(&fd, pages.as_bytes()));
+            sys::exit_now(i32::from(wrote.is_err()))
+        }
+        Some(child) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+            Ok(())
+        }
+    }
 }
 
 /// A private /tmp.
@@ -291,7 +337,13 @@ fn mount_run(store: &Store, root: &OwnedFd, env: &[std::ffi::CString]) -> Result
         .filter_map(|kv| kv.to_bytes().strip_prefix(b"XDG_RUNTIME_DIR="))
         .map(|v| Path::new(std::ffi::OsStr::from_bytes(v)))
         .find(|p| {
-            p.starts_with("/run/") && !p.components().any(|c| c == std::path::Component::ParentDir)
+            // Below /run, never /run itself (which must stay 0755).
+            p.strip_prefix("/run").is_ok_and(|below| {
+                below.components().count() > 0
+                    && below
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
         });
     if let Some(dir) = runtime {
         let made = mount_point(root.as_fd(), dir, true)?;
@@ -361,9 +413,12 @@ fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
 fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
     match op {
         MountOp::Tmpfs { dst, size, mode } => match size {
-            Some(size) => sized_onto(root, dst, *size, *mode, NOSUID | NODEV),
+            Some(size) => {
+                user_target(root, op, dst, true)?;
+                sized_onto(root, dst, *size, *mode, NOSUID | NODEV)
+            }
             None => {
-                let target = mount_point(root.as_fd(), dst, true)?;
+                let target = user_target(root, op, dst, true)?;
                 let what = format!("mounting tmpfs on {}", dst.display());
                 store.mount_onto(target.as_fd(), *mode, NOSUID | NODEV, &what)
             }
@@ -389,10 +444,25 @@ fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
             }
             let attr = NOSUID | NODEV | if *read_only { RO } else { 0 };
             sys::mount_setattr(tree.as_fd(), attr, true).ctx(what)?;
-            let target = mount_point(root.as_fd(), dst, host_path(src).is_dir())?;
+            let target = user_target(root, op, dst, host_path(src).is_dir())?;
             sys::move_mount_onto(tree.as_fd(), target.as_fd()).ctx(what)
         }
     }
+}
+
+/// The mount point of a user's mount: refused when, resolved (symlinks in
+/// the root followed within it, such as /dev/fd or /etc/mtab into /proc),
+/// it lies on the sandbox's /proc, /sys, /dev/pts or /dev/mqueue.
+fn user_target(root: &OwnedFd, op: &MountOp, dst: &Path, dir: bool) -> Result<OwnedFd> {
+    let target = mount_point(root.as_fd(), dst, dir)?;
+    let special = sys::on_special_fs(target.as_fd()).unwrap_or(true);
+    if special && !crate::config::special_exception(op) {
+        return Err(Error::usage(format!(
+            "mount onto {}: it leads into the sandbox's /proc, /sys, /dev/pts or /dev/mqueue",
+            dst.display()
+        )));
+    }
+    Ok(target)
 }
 
 /// Opens `dst` in the new root (O_PATH), creating it and missing parents

@@ -455,7 +455,7 @@ pub fn profile_text(value: &str) -> Result<(String, String)> {
             eprintln!(
                 "burrow: warning: seccomp profile {value}: left out syscall{} this system does not know: {}",
                 if unknown.len() == 1 { "" } else { "s" },
-                unknown.join(", ")
+                crate::error::one_line(&unknown.join(", "))
             );
         }
     }

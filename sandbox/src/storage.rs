@@ -2,10 +2,10 @@
 //!
 //! Every tmpfs the sandbox writes to (the private upper layer of its root,
 //! /tmp, /run, /dev, /dev/shm and each `--tmpfs`) is a directory of one
-//! tmpfs, the store, bind-mounted where it belongs. A tmpfs is charged to
-//! nobody and, without swap, pinned in RAM: one store with one `size=` and
-//! one `nr_inodes=` is what bounds what a sandbox can pin, however it
-//! spreads its files. Past the budget, writes anywhere get ENOSPC and the
+//! tmpfs, the store, bind-mounted where it belongs. Without a delegated
+//! cgroup a tmpfs is charged to no limit and, without swap, pinned in RAM:
+//! one store with one `size=` and one `nr_inodes=` is what bounds what a
+//! sandbox can pin, however it spreads its files. Past the budget, writes anywhere get ENOSPC and the
 //! host is untouched. A mount given a size of its own (`--shm-size`,
 //! `--tmpfs DST:size=S`) is a tmpfs apart whose size is taken out of the
 //! budget, so the total still holds.
@@ -28,9 +28,10 @@ use crate::sys::{self, FsOption};
 pub const DEFAULT_SHARE: u64 = 4;
 
 /// Bytes of budget per inode: tmpfs inodes are kernel memory outside
-/// `size=` (about 1 KiB each with their dentry), so one per 16 KiB keeps
-/// them within about 6% of the budget.
-const BYTES_PER_INODE: u64 = 16 << 10;
+/// `size=` (about 1 KiB each with their dentry), so one per 8 KiB keeps
+/// them within about 12% of the budget (the kernel's default is one per
+/// 4 KiB page; small-file trees such as node_modules average more).
+pub const BYTES_PER_INODE: u64 = 8 << 10;
 
 /// The fewest inodes a store gets, however small its budget.
 const MIN_INODES: u64 = 16 << 10;
@@ -40,8 +41,11 @@ const MIN_INODES: u64 = 16 << 10;
 pub struct Budget {
     /// Bytes in all, the store's and the sized mounts' together.
     pub bytes: u64,
-    /// Inodes of the store.
-    pub inodes: u64,
+}
+
+/// The inodes of a tmpfs of `bytes`.
+pub fn inodes_for(bytes: u64) -> u64 {
+    (bytes / BYTES_PER_INODE).max(MIN_INODES)
 }
 
 impl Budget {
@@ -57,16 +61,17 @@ impl Budget {
                 })?,
             None => host_ram()? / DEFAULT_SHARE,
         };
-        Ok(Budget {
-            bytes,
-            inodes: (bytes / BYTES_PER_INODE).max(MIN_INODES),
-        })
+        Ok(Budget { bytes })
     }
 
     /// What is left for the store once the mounts of their own size
     /// (`sized`: each flag and its size) are taken out.
     pub fn store_bytes(&self, sized: &[(String, u64)]) -> Result<u64> {
-        let total: u64 = sized.iter().map(|(_, s)| *s).sum();
+        // (Checked: sizes the user wrote could add up past 2^64.)
+        let total = sized
+            .iter()
+            .try_fold(0u64, |sum, (_, s)| sum.checked_add(*s))
+            .unwrap_or(u64::MAX);
         if total >= self.bytes {
             let names: Vec<&str> = sized.iter().map(|(n, _)| n.as_str()).collect();
             return Err(Error::usage(format!(
@@ -119,8 +124,7 @@ impl Store {
         })
     }
 
-    /// A new empty directory of the store, with `mode`, as an O_PATH
-    /// descriptor.
+    /// A new empty directory of the store, with `mode`, opened read-only.
     pub fn new_dir(&self, mode: u32) -> Result<OwnedFd> {
         let n = self.next.get();
         self.next.set(n + 1);
@@ -179,9 +183,13 @@ mod tests {
         let ram = host_ram().unwrap();
         let b = Budget::new(None).unwrap();
         assert_eq!(b.bytes, ram / 4);
-        assert_eq!(b.inodes, (ram / 4 / BYTES_PER_INODE).max(MIN_INODES));
+        assert_eq!(inodes_for(ram / 4), ram / 4 / BYTES_PER_INODE);
         let b = Budget::new(Some("64M")).unwrap();
-        assert_eq!((b.bytes, b.inodes), (64 << 20, MIN_INODES));
+        assert_eq!((b.bytes, inodes_for(b.bytes)), (64 << 20, MIN_INODES));
+        let huge = 8u64 << 60;
+        assert!(b
+            .store_bytes(&[("--tmpfs /a".into(), huge), ("--tmpfs /b".into(), huge)])
+            .is_err());
         assert!(Budget::new(Some("12k")).is_err());
         assert!(Budget::new(Some("lots")).is_err());
         assert_eq!(

@@ -249,6 +249,20 @@ pub fn fork() -> nix::Result<Option<Pid>> {
     }
 }
 
+/// Whether the file `fd` is on one of the kernel's special filesystems a
+/// sandbox's isolation rests on: procfs, sysfs, devpts or mqueue.
+pub fn on_special_fs(fd: BorrowedFd) -> nix::Result<bool> {
+    const MQUEUE_MAGIC: i64 = 0x1980_0202;
+    let t = nix::sys::statfs::fstatfs(fd)?.filesystem_type().0 as i64;
+    Ok([
+        libc::PROC_SUPER_MAGIC,
+        libc::SYSFS_MAGIC,
+        libc::DEVPTS_SUPER_MAGIC,
+        MQUEUE_MAGIC,
+    ]
+    .contains(&t))
+}
+
 /// The text of `path`, a regular file of at most `max` bytes of UTF-8: a
 /// device or FIFO named by mistake is refused, not read forever.
 pub fn read_bounded(path: &Path, max: u64) -> std::result::Result<String, String> {

@@ -163,6 +163,28 @@ fn input_that_must_be_refused() {
             "not a regular file",
         ),
         (vec!["--seccomp", "/dev/zero"], 125, "not a regular file"),
+        // Through symlinks of the root: /dev/fd -> /proc/self/fd,
+        // /etc/mtab -> /proc/mounts (Debian's).
+        (
+            vec!["--tmpfs", "/dev/fd"],
+            125,
+            "mount onto /dev/fd: it leads into the sandbox's /proc",
+        ),
+        (
+            vec!["--ro-bind", "/etc/hostname", "/etc/mtab"],
+            125,
+            "mount onto /etc/mtab: it leads into",
+        ),
+        (
+            vec!["--ro-bind", "/proc", "/tmp/p"],
+            125,
+            "the host's /proc and /sys are not bound",
+        ),
+        (
+            vec!["--tmpfs", "/x:size=8388608T", "--tmpfs", "/y:size=8388608T"],
+            125,
+            "their sizes add up to",
+        ),
         (
             vec!["--profile", ints.to_str().unwrap()],
             125,
