@@ -52,6 +52,11 @@ pub struct Config {
     pub allow_host_loopback: bool,
     /// Where DNS queries go.
     pub dns_upstream: SocketAddr,
+    /// The host addresses outgoing connections and datagrams are sent
+    /// from (slirp4netns' `--outbound-addr`, `--outbound-addr6`); none:
+    /// the kernel's choice.
+    pub outbound: Option<Ipv4Addr>,
+    pub outbound6: Option<Ipv6Addr>,
 }
 
 impl Default for Config {
@@ -68,6 +73,8 @@ impl Default for Config {
             mtu: 65520,
             allow_host_loopback: false,
             dns_upstream: SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
+            outbound: None,
+            outbound6: None,
         }
     }
 }
@@ -392,12 +399,14 @@ fn classify(frame: &[u8]) -> Option<Packet> {
     }
 }
 
-/// A non-blocking socket connected (or connecting) to `to`.
+/// A non-blocking socket connected (or connecting) to `to`, from the
+/// configured outbound address of its family, if any.
 fn connect_nonblocking(
+    cfg: &Config,
     to: SocketAddr,
     kind: nix::sys::socket::SockType,
 ) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockaddrStorage};
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockaddrStorage};
     let family = if to.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -409,6 +418,16 @@ fn connect_nonblocking(
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
+    let from = match to {
+        SocketAddr::V4(_) => cfg.outbound.map(std::net::IpAddr::from),
+        SocketAddr::V6(_) => cfg.outbound6.map(std::net::IpAddr::from),
+    };
+    if let Some(ip) = from {
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrStorage::from(SocketAddr::new(ip, 0)),
+        )?;
+    }
     match connect(fd.as_raw_fd(), &SockaddrStorage::from(to)) {
         Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(fd),
         Err(e) => Err(e.into()),

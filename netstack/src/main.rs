@@ -8,7 +8,7 @@
 //! or the namespace goes away.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -67,6 +67,13 @@ struct Args {
     /// Accepted for compatibility; DNS stays forwarded at the .3 address.
     #[arg(long)]
     disable_dns: bool,
+    /// Send outgoing IPv4 connections and datagrams from this host address,
+    /// or from the IPv4 address of this interface.
+    #[arg(long, value_name = "IPv4|INTERFACE")]
+    outbound_addr: Option<String>,
+    /// The same for IPv6.
+    #[arg(long, value_name = "IPv6|INTERFACE")]
+    outbound_addr6: Option<String>,
     /// The namespace: a pid, or a path with --netns-type=path.
     target: String,
     /// The tap interface's name.
@@ -166,6 +173,18 @@ fn config(args: &Args) -> Result<Config> {
     };
     if args.mtu < 576 || args.mtu > 65520 {
         bail!("--mtu {}: must be 576 to 65520", args.mtu);
+    }
+    if let Some(text) = &args.outbound_addr {
+        cfg.outbound = Some(outbound(text, "--outbound-addr", |ip| match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })?);
+    }
+    if let Some(text) = &args.outbound_addr6 {
+        cfg.outbound6 = Some(outbound(text, "--outbound-addr6", |ip| match ip {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        })?);
     }
     if let Some(up) = burrow_netstack::host_resolver() {
         cfg.dns_upstream = up;
@@ -353,18 +372,30 @@ fn handle(req: &Value, publisher: &Arc<Publisher>, guest: Ipv4Addr) -> Value {
                 "udp" => true,
                 other => return err(format!("unknown proto {other}")),
             };
-            let host_ip = a["host_addr"].as_str().unwrap_or("0.0.0.0");
-            let guest_ip = a["guest_addr"].as_str().map_or(Ok(guest), |g| g.parse());
-            let (Some(hp), Some(gp)) = (a["host_port"].as_u64(), a["guest_port"].as_u64()) else {
-                return err("host_port and guest_port are required".into());
+            // As slirp4netns: a missing or empty address is the default
+            // (podman sends `"guest_addr": ""`); each bad argument is named.
+            let given = |key: &str| a[key].as_str().filter(|s| !s.is_empty());
+            let bad = |key: &str| err(format!("bad request: add_hostfwd: bad arguments.{key}"));
+            let Ok(host_ip) = given("host_addr")
+                .unwrap_or("0.0.0.0")
+                .parse::<std::net::IpAddr>()
+            else {
+                return bad("host_addr");
             };
-            let (Ok(host_ip), Ok(guest_ip), Ok(hp), Ok(gp)) = (
-                host_ip.parse::<std::net::IpAddr>(),
-                guest_ip,
-                u16::try_from(hp),
-                u16::try_from(gp),
-            ) else {
-                return err("bad address or port".into());
+            let Ok(guest_ip) = given("guest_addr").map_or(Ok(guest), str::parse::<Ipv4Addr>) else {
+                return bad("guest_addr");
+            };
+            let port = |key: &str| {
+                a[key]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|&p| p != 0)
+            };
+            let Some(hp) = port("host_port") else {
+                return bad("host_port");
+            };
+            let Some(gp) = port("guest_port") else {
+                return bad("guest_port");
             };
             let at = SocketAddr::new(host_ip, hp);
             let guest = SocketAddrV4::new(guest_ip, gp);
@@ -388,7 +419,8 @@ fn handle(req: &Value, publisher: &Arc<Publisher>, guest: Ipv4Addr) -> Value {
                            "guest_port": f.guest.port()})
                 })
                 .collect();
-            json!({"return": {"entries": entries}})
+            // (slirp4netns answers this one without "return".)
+            json!({ "entries": entries })
         }
         Some("remove_hostfwd") => match a["id"].as_u64() {
             Some(id) if publisher.remove(id as u32) => json!({"return": {}}),
@@ -396,4 +428,25 @@ fn handle(req: &Value, publisher: &Arc<Publisher>, guest: Ipv4Addr) -> Value {
         },
         other => err(format!("unknown command {}", other.unwrap_or("(none)"))),
     }
+}
+
+/// `--outbound-addr[6] ADDR|INTERFACE`: the address itself, or the
+/// interface's first address of the family `pick` takes.
+fn outbound<T>(text: &str, flag: &str, pick: impl Fn(IpAddr) -> Option<T>) -> Result<T> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return pick(ip).ok_or_else(|| anyhow::anyhow!("{flag} {text}: wrong address family"));
+    }
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| anyhow::anyhow!("{flag} {text}: {e}"))?;
+    addrs
+        .filter(|a| a.interface_name == text)
+        .filter_map(|a| {
+            let sa = a.address?;
+            let ip = sa
+                .as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+                .or_else(|| sa.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))?;
+            pick(ip)
+        })
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{flag} {text}: not an address, nor an interface with one"))
 }

@@ -41,6 +41,8 @@ pub enum Namespace {
 pub struct Publisher {
     netns: Namespace,
     entries: Mutex<BTreeMap<u32, (Forward, OwnedFd)>>,
+    /// The next forwarding's id: never reused, as slirp4netns' are not.
+    next_id: std::sync::atomic::AtomicU32,
 }
 
 impl Publisher {
@@ -52,6 +54,7 @@ impl Publisher {
         Arc::new(Publisher {
             netns,
             entries: Mutex::new(BTreeMap::new()),
+            next_id: std::sync::atomic::AtomicU32::new(1),
         })
     }
 
@@ -81,7 +84,9 @@ impl Publisher {
         let host = listener.local_addr()?;
         let handle = OwnedFd::from(listener.try_clone()?);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let id = entries.keys().next_back().map_or(1, |k| k + 1);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         entries.insert(
             id,
             (
@@ -123,7 +128,9 @@ impl Publisher {
         let host = sock.local_addr()?;
         let handle = OwnedFd::from(sock.try_clone()?);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let id = entries.keys().next_back().map_or(1, |k| k + 1);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let forward = Forward {
             host,
             guest,

@@ -55,7 +55,7 @@ impl Flows {
     pub fn start(&mut self, cfg: &Config, src: SocketAddr, dst: SocketAddr, syn: Vec<u8>) {
         let host = cfg
             .host_destination(dst)
-            .and_then(|to| connect_nonblocking(to, SockType::Stream).ok());
+            .and_then(|to| connect_nonblocking(cfg, to, SockType::Stream).ok());
         self.pending.insert((src, dst), Pending { host, syn });
     }
 

@@ -54,7 +54,7 @@ impl Flows {
         let Ok(udp) = UdpPacket::new_checked(segment) else {
             return;
         };
-        let open = || connect_nonblocking(to, SockType::Datagram);
+        let open = || connect_nonblocking(cfg, to, SockType::Datagram);
         if let Some(host) = self.sockets.get_or_open((src, dst), open) {
             let _ = nix::sys::socket::send(
                 host.as_raw_fd(),

@@ -108,7 +108,7 @@ fn burrow_net_serves_a_namespace_like_slirp4netns() {
     assert_eq!(
         listed,
         format!(
-            r#"{{"return":{{"entries":[{{"guest_addr":"10.0.2.100","guest_port":8000,"host_addr":"127.0.0.1","host_port":{port},"id":1,"proto":"tcp"}}]}}}}"#
+            r#"{{"entries":[{{"guest_addr":"10.0.2.100","guest_port":8000,"host_addr":"127.0.0.1","host_port":{port},"id":1,"proto":"tcp"}}]}}"#
         )
     );
     let mut c = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
@@ -133,6 +133,34 @@ fn burrow_net_serves_a_namespace_like_slirp4netns() {
     .starts_with(r#"{"error""#));
     assert!(call(&api, "nonsense").starts_with(r#"{"error""#));
 
+    // What podman sends: empty addresses are the defaults, as slirp4netns
+    // takes them (all host addresses; the sandbox's 10.0.2.100).
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let added = call(
+        &api,
+        &format!(
+            r#"{{"execute": "add_hostfwd", "arguments": {{"proto": "tcp", "host_addr": "", "host_port": {port}, "guest_addr": "", "guest_port": 8000}}}}"#
+        ),
+    );
+    assert_eq!(added, r#"{"return":{"id":2}}"#);
+    let listed = call(&api, r#"{"execute": "list_hostfwd"}"#);
+    assert!(
+        listed.contains(r#""guest_addr":"10.0.2.100","guest_port":8000,"host_addr":"0.0.0.0""#),
+        "{listed}"
+    );
+    let bad = call(
+        &api,
+        r#"{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "", "host_port": 1, "guest_addr": "nowhere", "guest_port": 80}}"#,
+    );
+    assert_eq!(
+        bad,
+        r#"{"error":{"desc":"bad request: add_hostfwd: bad arguments.guest_addr"}}"#
+    );
+
     // burrow-net ends with the namespace's process.
     ns.kill().unwrap();
     let _ = ns.wait();
@@ -156,4 +184,72 @@ fn burrow_net_reports_bad_input_in_one_line() {
         assert_eq!(out.code, 1, "{args:?}");
         assert_eq!(out.stderr, want, "{args:?}");
     }
+}
+
+/// `--outbound-addr`, as podman's `outbound_addr=` passes it: connections
+/// from the namespace leave the host from that address (here 127.0.0.1,
+/// towards a server on the host's own global address, which otherwise
+/// sees that global address as the peer).
+#[test]
+fn outbound_addr_sets_where_connections_come_from() {
+    assert_unprivileged();
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .unwrap();
+    let Some(host) = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let cidr = l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+        cidr.split('/').next()?.parse::<Ipv4Addr>().ok()
+    }) else {
+        skipped("this machine has no global IPv4 address to serve the test on");
+        return;
+    };
+    for (flags, want) in [
+        (vec![], host),
+        (vec!["--outbound-addr", "127.0.0.1"], Ipv4Addr::LOCALHOST),
+        (vec!["--outbound-addr=lo"], Ipv4Addr::LOCALHOST),
+    ] {
+        let (mut ns, pid) = namespace_with_server();
+        let dir = TempDir::new("burrow-net-out");
+        let ready = dir.join("ready");
+        let mut net = Command::new(burrow_net())
+            .arg("--configure")
+            .args(&flags)
+            .args(["--api-socket"])
+            .arg(&ready)
+            .arg(pid.to_string())
+            .arg("tap0")
+            .spawn()
+            .unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || ready.exists()),
+            "burrow-net did not start"
+        );
+        let listener = TcpListener::bind((host, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-U", "-n", "--preserve-credentials"])
+            .args(["python3", "-c"])
+            .arg(format!(
+                "import socket; socket.create_connection(('{host}', {port}), timeout=10).close()"
+            ))
+            .spawn()
+            .unwrap();
+        let (_conn, peer) = listener.accept().unwrap();
+        let mut client = client;
+        let _ = client.wait();
+        let _ = net.kill();
+        let _ = net.wait();
+        let _ = ns.kill();
+        let _ = ns.wait();
+        assert_eq!(peer.ip(), std::net::IpAddr::V4(want), "{flags:?}");
+    }
+    let out =
+        output(Command::new(burrow_net()).args(["--outbound-addr", "nosuchif0", "1", "tap0"]));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("--outbound-addr nosuchif0: not an address"),
+        "{out:?}"
+    );
 }
