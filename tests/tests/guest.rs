@@ -86,10 +86,14 @@ true
     assert_ne!(pids[0], "rc=0", "{pids:?}");
     assert_eq!(json_number(pids[1], "pids_peak"), Some(20.0), "{pids:?}");
     assert_eq!(pids[2], "responsive");
-    // Half a CPU for a busy loop of 2 s: about 1 s of CPU time.
+    // Half a CPU for a busy loop of 2 s: about 1 s of CPU time, where an
+    // unlimited loop takes 2 s. (The bound is loose: under emulation the
+    // guest's 100 ms bandwidth periods overrun, and 1.27 s was seen once in
+    // four runs; what is asserted is that the limit holds, not CFS's
+    // precision in a TCG guest.)
     let cpus = section(text, "cpus");
     let used = json_number(cpus[1], "cpu_usage_usec").expect("cpu time") / 1e6;
-    assert!((0.8..=1.2).contains(&used), "{used} s of CPU: {cpus:?}");
+    assert!((0.6..=1.5).contains(&used), "{used} s of CPU: {cpus:?}");
     assert!(
         json_number(cpus[1], "memory_peak_bytes").is_some_and(|m| m > 0.0),
         "{cpus:?}"
