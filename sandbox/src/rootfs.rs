@@ -266,10 +266,10 @@ fn store_onto(store: &Store, root: &OwnedFd, dst: &str, mode: u32, attr: u64) ->
     )
 }
 
-/// A tmpfs of its own `size` (taken out of the budget) on `dst`.
-fn sized_onto(root: &OwnedFd, dst: &Path, size: u64, mode: u32, attr: u64) -> Result<()> {
+/// A tmpfs of its own `size` (taken out of the budget) on `target`, the
+/// mount point of `dst`.
+fn sized_onto(target: &OwnedFd, dst: &Path, size: u64, mode: u32, attr: u64) -> Result<()> {
     let what = || format!("mounting tmpfs on {}", dst.display());
-    let target = mount_point(root.as_fd(), dst, true)?;
     let inodes = crate::storage::inodes_for(size);
     let mnt = crate::storage::new_tmpfs(Some(size), Some(inodes), &format!("{mode:o}"), attr)
         .ctx(what)?;
@@ -404,7 +404,11 @@ fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
         NOSUID | NOEXEC,
     )?;
     match shm {
-        Some(size) => sized_onto(root, Path::new("/dev/shm"), size, 0o1777, NOSUID | NODEV)?,
+        Some(size) => {
+            let shm = Path::new("/dev/shm");
+            let target = mount_point(root.as_fd(), shm, true)?;
+            sized_onto(&target, shm, size, 0o1777, NOSUID | NODEV)?
+        }
         None => store_onto(store, root, "/dev/shm", 0o1777, NOSUID | NODEV)?,
     }
     mount_fresh(root, "/dev/mqueue", c"mqueue", &[], NOSUID | NODEV | NOEXEC)
@@ -414,8 +418,8 @@ fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
     match op {
         MountOp::Tmpfs { dst, size, mode } => match size {
             Some(size) => {
-                user_target(root, op, dst, true)?;
-                sized_onto(root, dst, *size, *mode, NOSUID | NODEV)
+                let target = user_target(root, op, dst, true)?;
+                sized_onto(&target, dst, *size, *mode, NOSUID | NODEV)
             }
             None => {
                 let target = user_target(root, op, dst, true)?;

@@ -92,11 +92,7 @@ fn burrow_net_serves_a_namespace_like_slirp4netns() {
     assert!(addr.ok().contains("inet 10.0.2.100/24"), "{addr:?}");
 
     // A host port forwarded into it.
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let added = call(
         &api,
         &format!(
@@ -135,11 +131,7 @@ fn burrow_net_serves_a_namespace_like_slirp4netns() {
 
     // What podman sends: empty addresses are the defaults, as slirp4netns
     // takes them (all host addresses; the sandbox's 10.0.2.100).
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let added = call(
         &api,
         &format!(

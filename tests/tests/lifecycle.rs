@@ -77,14 +77,6 @@ fn burrow_cgroups() -> usize {
     n
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn vm_available() -> bool {
     let cache = Path::new("/var/cache/burrow-guest");
     cache.join("vmlinuz").exists()

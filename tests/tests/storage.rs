@@ -83,29 +83,29 @@ read _
 
 #[test]
 fn sizes_that_do_not_fit_the_budget_are_refused() {
-    let out = output(burrow_run().args([
-        "--tmpfs-budget",
-        "64M",
-        "--shm-size",
-        "48M",
-        "--tmpfs",
-        "/x:size=32M",
-        "--",
-        "true",
-    ]));
-    assert_eq!(out.code, 125, "{out:?}");
-    assert!(
-        out.stderr
-            .contains("--shm-size, --tmpfs /x: their sizes add up to"),
-        "{out:?}"
-    );
-    let out = output(burrow_run().args(["--tmpfs", "/x:size=lots", "--", "true"]));
-    assert_eq!(out.code, 125, "{out:?}");
-    assert!(
-        out.stderr
-            .contains("--tmpfs /x:size=lots: size=lots: not a size"),
-        "{out:?}"
-    );
-    let out = output(burrow_run().args(["--tmpfs", "/x:uid=0", "--", "true"]));
-    assert_eq!(out.code, 125, "{out:?}");
+    for (flags, needle) in [
+        (
+            &[
+                "--tmpfs-budget",
+                "64M",
+                "--shm-size",
+                "48M",
+                "--tmpfs",
+                "/x:size=32M",
+            ][..],
+            "--shm-size, --tmpfs /x: their sizes add up to",
+        ),
+        (
+            &["--tmpfs", "/x:size=lots"],
+            "--tmpfs /x:size=lots: size=lots: not a size",
+        ),
+        (
+            &["--tmpfs", "/x:uid=0"],
+            "--tmpfs /x:uid=0: uid=0: not a tmpfs option",
+        ),
+    ] {
+        let out = output(burrow_run().args(flags).args(["--", "true"]));
+        assert_eq!(out.code, 125, "{flags:?}: {out:?}");
+        assert!(out.stderr.contains(needle), "{flags:?}: {out:?}");
+    }
 }
