@@ -17,7 +17,7 @@ PACKAGES=(
   hyperfine       # benchmark driver
   slirp4netns passt iperf3  # network peers and driver
   iproute2 util-linux bsdutils procps bash coreutils
-  python3         # tests: escape attempts written in Python
+  python3 python3-pip  # tests: escape attempts written in Python; pip inside the sandbox
   qemu-system-x86 busybox-static cpio  # burrow run --vm; the guest test harness (tests/guest)
   podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups)
 )

@@ -17,6 +17,7 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
+pub mod shadow;
 pub mod signals;
 pub mod status;
 pub mod storage;

@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::format::{self, DirMark};
+use crate::idmap::OVERFLOW_ID;
 use crate::layer_dir::{Dir, Place};
 use crate::mounts::{self, MountView, MountWatch};
 
@@ -239,6 +240,9 @@ pub struct Stack {
     sealed_top: HashSet<OsString>,
     /// The filesystems mounted below the lower layers.
     mounts: std::sync::Arc<MountWatch>,
+    /// Whether lower-layer owners without an id here show as root (see
+    /// [`Stack::show_unmapped_as_root`]): for uids, for gids.
+    unmapped_as_root: (bool, bool),
 }
 
 /// What a path resolves to.
@@ -306,6 +310,7 @@ impl Stack {
             hidden: Default::default(),
             sealed_top: Default::default(),
             mounts: std::sync::Arc::new(MountWatch::new(roots)),
+            unmapped_as_root: (false, false),
         };
         stack.root = stack.root_layers();
         Ok(stack)
@@ -323,6 +328,53 @@ impl Stack {
             if let Ok(m) = p.symlink_metadata() {
                 self.hidden.insert((m.dev(), m.ino()));
             }
+        }
+    }
+
+    /// Shows the lower layers' objects whose owner (uid, gid: each as
+    /// asked) has no id in this process's user namespace as root's. The
+    /// kernel reports such an owner as [`OVERFLOW_ID`] (the
+    /// default overflowuid and overflowgid); burrow's server
+    /// runs in the sandbox's user namespace, where the host's root (and
+    /// every host user but the caller) has no id, so that the host's
+    /// system shows as root's inside, as on an ordinary machine. It
+    /// changes only what is shown and what a copy-up is given: reading a
+    /// lower object still takes this process's own access on the host.
+    /// A lower object owned by an id that this namespace does map to 65534
+    /// cannot be told apart, and shows as root's too.
+    pub fn show_unmapped_as_root(&mut self, uid: bool, gid: bool) {
+        self.unmapped_as_root = (uid, gid);
+    }
+
+    /// `meta` of layer `l` with its owner as the union shows it.
+    pub fn owned(&self, l: usize, mut meta: Stat) -> Stat {
+        if Some(l) != self.upper() {
+            (meta.uid, meta.gid) = self.lower_owner(meta.uid, meta.gid);
+        }
+        meta
+    }
+
+    /// A lower-layer owner as the union shows it.
+    pub fn lower_owner(&self, uid: u32, gid: u32) -> (u32, u32) {
+        let (u, g) = self.unmapped_as_root;
+        (
+            if u && uid == OVERFLOW_ID { 0 } else { uid },
+            if g && gid == OVERFLOW_ID { 0 } else { gid },
+        )
+    }
+
+    /// A lower-layer owner as the union shows it, for an open file on
+    /// device `dev` whose layer is not known: taken as a lower one's unless
+    /// it is on the upper layer's device.
+    pub fn file_owner(&self, dev: u64, uid: u32, gid: u32) -> (u32, u32) {
+        let upper_dev = self
+            .upper()
+            .and_then(|u| self.layers[u].root.stat_self().ok())
+            .map(|m| m.dev);
+        if upper_dev == Some(dev) {
+            (uid, gid)
+        } else {
+            self.lower_owner(uid, gid)
         }
     }
 
@@ -501,7 +553,7 @@ impl Stack {
             dirs = next;
             cur.push(name);
         }
-        let meta = self.layers[self.root[0]].root.stat_self()?;
+        let meta = self.owned(self.root[0], self.layers[self.root[0]].root.stat_self()?);
         Ok(Entry {
             layer: self.root[0],
             kind: Kind::Dir,
@@ -672,7 +724,7 @@ impl Stack {
                 break;
             }
         }
-        Ok((top, merged))
+        Ok((top.map(|(l, m)| (l, self.owned(l, m))), merged))
     }
 
     /// The merged listing of directory `rel`, sorted by name, without `.`,
@@ -746,7 +798,7 @@ impl Stack {
                     layer: l,
                     dev_ino: (meta.dev, meta.ino),
                     nlink: meta.nlink,
-                    meta,
+                    meta: self.owned(l, meta),
                 });
             }
             seen.extend(hidden_below);

@@ -283,14 +283,20 @@ impl Upper {
 
 /// Copies a regular file's data to `tmp` in the work directory, keeping
 /// holes. Returns the copy's device and inode.
+/// A `meta` of size 0 copies no data and opens nothing (an empty file
+/// this process may not read, such as dpkg's lock files, mode 0640 root's
+/// on the host; or one about to be truncated).
 fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Result<(u64, u64)> {
+    let to = work.open_file(tmp, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY, 0o600)?;
+    let made = to.metadata()?;
+    if meta.size == 0 {
+        return Ok((made.dev(), made.ino()));
+    }
     // The file opened must be the one looked up, not one swapped in since.
     let from = src
         .dir
         .open_regular(&src.name, OFlag::O_RDONLY, Some((meta.dev, meta.ino)))?;
     let opened = from.metadata()?;
-    let to = work.open_file(tmp, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY, 0o600)?;
-    let made = to.metadata()?;
     let size = opened.len() as i64;
     let mut pos: i64 = 0;
     while pos < size {

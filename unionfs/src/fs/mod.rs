@@ -348,6 +348,15 @@ impl UnionFs {
         attr
     }
 
+    /// [`UnionFs::shown`] for an open file's own attributes, whose layer
+    /// is not known.
+    fn shown_file(&self, node: u64, m: &std::fs::Metadata) -> FileAttr {
+        use std::os::unix::fs::MetadataExt;
+        let mut attr = attr_of(node, m);
+        (attr.uid, attr.gid) = self.stack.file_owner(m.dev(), attr.uid, attr.gid);
+        self.shown(attr)
+    }
+
     /// The open file behind handle `fh`.
     fn open_file_of(&self, fh: FileHandle) -> Option<std::sync::Arc<File>> {
         self.handles().file(fh.0).cloned()
@@ -551,6 +560,7 @@ impl UnionFs {
             .dir(top, &st.path(node).ok()?)
             .and_then(|d| d.stat_self())
             .ok()?;
+        let meta = self.stack.owned(top, meta);
         Some(Entry {
             layer: top,
             kind: Kind::Dir,

@@ -20,8 +20,19 @@ impl UnionFs {
     /// Makes sure `rel` is in the upper layer, copying it (and its parents)
     /// up when it is only in a lower one. Returns where it is there.
     pub(super) fn copy_up(&self, st: &mut State, rel: &Path) -> io::Result<Place> {
+        self.copy_up_with(st, rel, false)
+    }
+
+    /// [`UnionFs::copy_up`], of a file's attributes only when `emptied`
+    /// (it is about to be truncated to nothing, as kernel overlayfs copies
+    /// for O_TRUNC): so a file this process may not read can still be
+    /// replaced, as the shadow tools replace their backup files.
+    fn copy_up_with(&self, st: &mut State, rel: &Path, emptied: bool) -> io::Result<Place> {
         let upper = self.upper()?;
-        let e = self.stack.lookup(rel)?;
+        let mut e = self.stack.lookup(rel)?;
+        if emptied && e.kind == Kind::File {
+            e.meta.size = 0;
+        }
         if self.is_upper(&e) {
             return upper.place(rel);
         }
@@ -56,11 +67,16 @@ impl UnionFs {
     /// parent's cached layers, so a node already in the upper layer costs
     /// one stat instead of a walk from the root.
     pub(super) fn copy_up_node(&self, st: &mut State, node: u64) -> io::Result<Place> {
+        self.copy_up_node_with(st, node, false)
+    }
+
+    /// [`UnionFs::copy_up_node`], emptied as [`UnionFs::copy_up_with`].
+    fn copy_up_node_with(&self, st: &mut State, node: u64, emptied: bool) -> io::Result<Place> {
         let (rel, e) = self.resolve(st, node)?;
         if self.is_upper(&e) {
             return self.upper()?.place(&rel);
         }
-        self.copy_up(st, &rel)
+        self.copy_up_with(st, &rel, emptied)
     }
 
     /// Upper directory `rel`, which merges `layers`: copied up first when
@@ -496,7 +512,7 @@ impl UnionFs {
         fh: Option<FileHandle>,
     ) -> io::Result<FileAttr> {
         let at = match st.path(node) {
-            Ok(_) => Some(self.copy_up_node(st, node)?),
+            Ok(_) => Some(self.copy_up_node_with(st, node, size == Some(0))?),
             Err(_) => None, // unlinked: only the open handle is left
         };
         if let Some(size) = size {
@@ -560,7 +576,7 @@ impl UnionFs {
     ) -> io::Result<FileAttr> {
         let held = fh.and_then(|fh| self.handles().file(fh.0).cloned());
         match held {
-            Some(f) => Ok(self.shown(attr_of(node, &f.metadata()?))),
+            Some(f) => Ok(self.shown_file(node, &f.metadata()?)),
             None => match self.node_attr(st, node) {
                 // Unlinked while open: what the open file says (nlink 0),
                 // through a handle or the node's kept file (no FUSE opens).
@@ -568,7 +584,7 @@ impl UnionFs {
                     let kept = self.handles().file_of_node(node, |_| true);
                     kept.or_else(|| self.node_files().any(node))
                         .and_then(|f| f.metadata().ok())
-                        .map(|m| self.shown(attr_of(node, &m)))
+                        .map(|m| self.shown_file(node, &m))
                         .ok_or(e)
                 }
                 other => other,
