@@ -168,9 +168,17 @@ pub struct RunArgs {
     pub json_status: Option<i32>,
 
     /// Keep capability CAP inside the sandbox's user namespace (repeatable,
-    /// comma-separated, or ALL). By default the command keeps none.
+    /// comma-separated, or ALL). Root inside keeps podman's default set
+    /// (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, NET_BIND_SERVICE,
+    /// SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT); a command that is not
+    /// root inside (--keep-id) keeps none.
     #[arg(long, value_name = "CAP", action = ArgAction::Append)]
     pub cap_add: Vec<String>,
+
+    /// Drop capability CAP from the set the command keeps (repeatable,
+    /// comma-separated, or ALL: then only --cap-add's are kept).
+    #[arg(long, value_name = "CAP", action = ArgAction::Append)]
+    pub cap_drop: Vec<String>,
 
     /// seccomp profile: default, strict, none, or an OCI/Docker JSON file.
     #[arg(long, value_name = "PROFILE", default_value = "default")]

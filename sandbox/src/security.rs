@@ -15,7 +15,7 @@ use crate::seccomp;
 
 #[derive(Debug, Clone, Default)]
 pub struct Security {
-    /// Capabilities the command keeps (none by default).
+    /// Capabilities the command keeps (see [`caps::kept`]).
     pub caps: BTreeSet<Cap>,
     /// The seccomp programs (`struct sock_filter`s), unless `--seccomp none`.
     pub seccomp: Vec<Vec<u8>>,
@@ -31,7 +31,9 @@ impl Security {
         rootfs: &Path,
         mounts: &[MountOp],
     ) -> Result<Self> {
-        let caps = caps::parse_list(&args.cap_add).map_err(Error::usage)?;
+        // Root inside unless the caller keeps its own (non-root) id.
+        let root_inside = !args.keep_id || nix::unistd::getuid().is_root();
+        let caps = caps::kept(root_inside, &args.cap_add, &args.cap_drop).map_err(Error::usage)?;
         let seccomp = seccomp_programs(args, &caps)?;
         let rlimits = args
             .rlimit

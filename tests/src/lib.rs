@@ -120,8 +120,9 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
-/// Flags for a command that acts as the owner of the sandbox's files
-/// (podman's idea of root): the command keeps no capability by default.
+/// Flags for a command that acts as the owner of the sandbox's files: a
+/// part of the default set root inside keeps, named where a test relies
+/// on it.
 pub const AS_ROOT: [&str; 2] = [
     "--cap-add",
     "CHOWN,DAC_OVERRIDE,FOWNER,FSETID,SETUID,SETGID",

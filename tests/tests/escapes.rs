@@ -477,3 +477,108 @@ fn inherited_descriptors_do_not_reach_the_command() {
     assert_eq!(run("").ok(), "no-5\n");
     assert_eq!(run("--preserve-fds 3").ok(), "has-5\n");
 }
+
+// What podman's default capability set (kept by root inside) could reach,
+// and what stops it.
+
+#[test]
+fn chroot_escapes_end_at_the_sandbox_root() {
+    // CAP_SYS_CHROOT: the classic escape (chroot into a subdirectory while
+    // holding a descriptor above it, climb, chroot ".") climbs at most to
+    // the sandbox's own root: the host's root is not in its mount
+    // namespace at all. The marker is in the host's /tmp, which the
+    // sandbox does not show.
+    let dir = TempDir::new("chroot");
+    let marker = dir.join("host-marker");
+    std::fs::write(&marker, "host").unwrap();
+    let code = format!(
+        "import os\n\
+         os.mkdir('/tmp/jail'); fd = os.open('/', os.O_RDONLY)\n\
+         os.chroot('/tmp/jail'); os.fchdir(fd)\n\
+         for _ in range(64): os.chdir('..')\n\
+         os.chroot('.')\n\
+         print('escaped' if os.path.exists({m:?}) else 'inside', sorted(os.listdir('/tmp')))",
+        m = marker.to_str().unwrap()
+    );
+    let out = py(&[], &code);
+    assert_eq!(out.ok(), "inside ['jail']\n");
+    // The same climb without the chroot capability is refused outright.
+    let out = py(
+        &["--cap-drop", "SYS_CHROOT"],
+        "import os\ntry:\n    os.chroot('/')\nexcept OSError as e: print(e.strerror)",
+    );
+    assert_eq!(out.ok(), "Operation not permitted\n");
+}
+
+#[test]
+fn dac_override_does_not_open_the_hosts_files() {
+    // CAP_DAC_OVERRIDE and CAP_FOWNER count only for files whose owner has
+    // an id in the sandbox's user namespace: the host's root-owned files,
+    // bound in directly (not through the union), stay closed to root
+    // inside, as do the union's (its server reads as the caller).
+    let mut flags = vec!["--ro-bind", "/etc", "/mnt", "--ro-bind", "/root", "/srv"];
+    flags.extend(["--cap-add", "DAC_READ_SEARCH"]);
+    let out = sh(
+        &flags,
+        "for f in /mnt/shadow- /mnt/gshadow- /etc/shadow- /etc/gshadow-; do \
+           test -e $f && { head -c 1 $f >/dev/null 2>&1 && echo \"read $f\" || echo denied; }; done; \
+         ls /srv >/dev/null 2>&1 && echo listed-root || echo denied; \
+         chmod 644 /mnt/hostname 2>&1 | grep -c 'Read-only'; \
+         touch /srv/x 2>/dev/null && echo wrote || echo denied",
+    );
+    let text = out.ok();
+    assert!(
+        !text.contains("read ") && !text.contains("listed") && !text.contains("wrote"),
+        "{out:?}"
+    );
+    assert!(text.matches("denied").count() >= 3, "{out:?}");
+}
+
+#[test]
+fn kill_and_setuid_reach_only_the_sandbox() {
+    // CAP_KILL inside: `kill -9 -1` reaches the sandbox's own processes
+    // only; the host's (the caller's own, same uid) live on.
+    let token = unique_token();
+    let mut host = Command::new("sleep").arg(&token).spawn().unwrap();
+    let out = sh(&[], "sleep 1000 & kill -9 -1; wait; echo survived");
+    assert_eq!(out.ok(), "survived\n");
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "a host process was killed"
+    );
+    host.kill().unwrap();
+    host.wait().unwrap();
+    // CAP_SETUID/CAP_SETGID: only to ids the namespace maps.
+    let out = py(
+        &[],
+        "import os\n\
+         for call in (lambda: os.setuid(4000000000), lambda: os.setgid(4000000000),\n\
+                      lambda: os.setgroups([4000000000])):\n\
+         \x20   try:\n        call(); print('changed')\n    except OSError as e: print(e.strerror)",
+    );
+    assert_eq!(
+        out.ok(),
+        "Invalid argument\nInvalid argument\nInvalid argument\n"
+    );
+}
+
+#[test]
+fn file_capabilities_give_a_program_nothing() {
+    // CAP_SETFCAP: root inside can give a program file capabilities, but
+    // the root is mounted nosuid, no_new_privs is set, and root's
+    // inheritable set is empty: a non-root process that runs it gets no
+    // capability.
+    let code = "import os, struct, subprocess\n\
+        os.system('cp /usr/bin/cat /usr/local/bin/capcat')\n\
+        # VFS_CAP_REVISION_2 with the effective bit: CAP_NET_RAW permitted.\n\
+        os.setxattr('/usr/local/bin/capcat', 'security.capability', struct.pack('<IIIII', 0x02000001, 1 << 13, 0, 0, 0))\n\
+        print(len(os.getxattr('/usr/local/bin/capcat', 'security.capability')) > 0)\n\
+        out = subprocess.run(['setpriv', '--reuid', '1', '--regid', '1', '--clear-groups',\n\
+            '/usr/local/bin/capcat', '/proc/self/status'], capture_output=True, text=True).stdout\n\
+        print(' '.join(l.split()[1] for l in out.splitlines() if l.startswith(('CapInh', 'CapPrm', 'CapEff', 'CapAmb'))))";
+    let out = py(&[], code);
+    assert_eq!(
+        out.ok(),
+        "True\n0000000000000000 0000000000000000 0000000000000000 0000000000000000\n"
+    );
+}

@@ -11,40 +11,94 @@ fn status_field(out: &str, field: &str) -> String {
         .to_string()
 }
 
+/// podman's default set: CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, FSETID 4,
+/// KILL 5, SETGID 6, SETUID 7, SETPCAP 8, NET_BIND_SERVICE 10,
+/// SYS_CHROOT 18, SETFCAP 31.
+const PODMAN_DEFAULT: &str = "00000000800405fb";
+
 #[test]
-fn the_command_keeps_no_capability_unless_asked() {
+fn root_inside_keeps_podmans_default_set_and_no_more() {
     let out = sh(
         &[],
         "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status",
     );
     let out = out.ok();
-    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(status_field(out, set), "0000000000000000", "{set}");
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert_eq!(status_field(out, set), PODMAN_DEFAULT, "{set}");
     }
+    // Root's exec keeps them; nothing is ambient for its children, nor
+    // inheritable for programs with file capabilities.
+    assert_eq!(status_field(out, "CapAmb"), "0000000000000000");
+    assert_eq!(status_field(out, "CapInh"), "0000000000000000");
     assert_eq!(status_field(out, "NoNewPrivs"), "1");
     assert_eq!(status_field(out, "Seccomp"), "2");
-    // CAP_NET_BIND_SERVICE (bit 10), kept: root inside has it...
-    let root = sh(
-        &["--cap-add", "CAP_NET_BIND_SERVICE"],
-        "grep -E '^Cap' /proc/self/status",
+    // What they are for: root inside owns the root, chowns, changes to
+    // subordinate ids (given them), binds low ports, chroots.
+    let work = sh(
+        &[],
+        "touch /etc/burrow-caps && chown 0:0 /etc/burrow-caps && echo chown; \
+         chroot / true && echo chroot; \
+         python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 80))' && echo bind",
     );
-    for set in ["CapPrm", "CapEff", "CapBnd"] {
-        assert_eq!(status_field(root.ok(), set), "0000000000000400", "{set}");
-    }
-    // ...and so does a command that is not root inside (ambient).
-    let user = sh(
-        &["--keep-id", "--cap-add", "net_bind_service"],
-        "grep -E '^Cap' /proc/self/status",
-    );
-    for set in ["CapPrm", "CapEff", "CapAmb"] {
-        assert_eq!(status_field(user.ok(), set), "0000000000000400", "{set}");
-    }
-    let bad = sh(&["--cap-add", "CAP_FLY"], "true");
-    assert_eq!(bad.code, 125);
+    assert_eq!(work.ok(), "chown\nchroot\nbind\n");
+}
+
+#[test]
+fn cap_drop_and_cap_add_change_the_set_as_podmans_do() {
+    let caps = |flags: &[&str]| {
+        let out = sh(flags, "grep -E '^Cap' /proc/self/status");
+        (
+            status_field(out.ok(), "CapEff"),
+            status_field(out.ok(), "CapAmb"),
+        )
+    };
+    let zero = "0000000000000000".to_string();
+    assert_eq!(caps(&["--cap-drop", "ALL"]), (zero.clone(), zero.clone()));
+    // CHOWN (bit 0) and KILL (bit 5) dropped.
     assert_eq!(
-        bad.stderr,
-        "burrow: --cap-add: unknown capability \"CAP_FLY\"\n"
+        caps(&["--cap-drop", "chown,CAP_KILL"]).0,
+        "00000000800405da"
     );
+    // Only NET_BIND_SERVICE (bit 10).
+    assert_eq!(
+        caps(&["--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE"]).0,
+        "0000000000000400"
+    );
+    // NET_RAW (bit 13) added to the default.
+    assert_eq!(caps(&["--cap-add", "CAP_NET_RAW"]).0, "00000000800425fb");
+    // Giving a file away takes CAP_CHOWN (or fails, without a uid 1).
+    let dropped = sh(
+        &["--cap-drop", "CHOWN"],
+        "chown 1 /etc/hostname; stat -c %u /etc/hostname",
+    );
+    assert_eq!(dropped.ok(), "0\n");
+    assert!(
+        dropped.stderr.contains("Operation not permitted")
+            || !has_subordinate_ids() && dropped.stderr.contains("Invalid argument"),
+        "{dropped:?}"
+    );
+    // A command that is not root inside keeps none unless added; an added
+    // one is ambient, so it survives exec.
+    assert_eq!(caps(&["--keep-id"]), (zero.clone(), zero.clone()));
+    let user = caps(&["--keep-id", "--cap-add", "net_bind_service"]);
+    assert_eq!(user, ("0000000000000400".into(), "0000000000000400".into()));
+    for (flags, want) in [
+        (
+            &["--cap-add", "CAP_FLY"][..],
+            "burrow: --cap-add: unknown capability \"CAP_FLY\"\n",
+        ),
+        (
+            &["--cap-drop", "FLY"][..],
+            "burrow: --cap-drop: unknown capability \"FLY\"\n",
+        ),
+        (
+            &["--cap-add", "KILL", "--cap-drop", "kill"][..],
+            "burrow: CAP_KILL is both added (--cap-add) and dropped (--cap-drop)\n",
+        ),
+    ] {
+        let bad = sh(flags, "true");
+        assert_eq!((bad.code, bad.stderr.as_str()), (125, want), "{flags:?}");
+    }
 }
 
 #[test]

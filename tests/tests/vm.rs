@@ -407,19 +407,36 @@ fn memory_and_cpus_size_the_vm() {
 fn the_command_in_the_guest_is_confined_as_in_a_sandbox() {
     let Some(_g) = vm_or_skip() else { return };
     let status = "grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '";
-    // By default: no capability in any set, no_new_privs, seccomp filters.
+    // By default: podman's set for root, none ambient, no_new_privs,
+    // seccomp filters.
     let out = vm_sh(&[], status);
     assert_eq!(
         out.ok(),
-        "CapEff: 0000000000000000\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\n\
+        "CapEff: 00000000800405fb\nCapBnd: 00000000800405fb\nCapAmb: 0000000000000000\n\
          NoNewPrivs: 1\nSeccomp: 2\n"
     );
-    // --cap-add keeps one (CAP_NET_RAW is bit 13); --seccomp none loads none.
-    let out = vm_sh(&["--cap-add", "NET_RAW", "--seccomp", "none"], status);
+    // Just one (CAP_NET_RAW is bit 13); --seccomp none loads none.
+    let flags = [
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_RAW",
+        "--seccomp",
+        "none",
+    ];
+    let out = vm_sh(&flags, status);
     assert_eq!(
         out.ok(),
-        "CapEff: 0000000000002000\nCapBnd: 0000000000002000\nCapAmb: 0000000000002000\n\
+        "CapEff: 0000000000002000\nCapBnd: 0000000000002000\nCapAmb: 0000000000000000\n\
          NoNewPrivs: 1\nSeccomp: 0\n"
+    );
+    // A command that is not root keeps it ambient.
+    let out = vm_sh(&["--keep-id", "--cap-add", "NET_RAW"], status);
+    assert!(
+        out.ok().starts_with(
+            "CapEff: 0000000000002000\nCapBnd: 0000000000002000\nCapAmb: 0000000000002000\n"
+        ),
+        "{out:?}"
     );
     // The default profile refuses what it refuses outside a VM (a new user
     // namespace without CAP_SYS_ADMIN); without seccomp the guest kernel

@@ -95,8 +95,9 @@ pub fn apply(c: &Confinement) -> Result<Vec<String>, String> {
         std::fs::write("/proc/sys/user/max_user_namespaces", "0")
             .map_err(|e| format!("--disable-userns: {e}"))?;
     }
-    // Then only `keep`, in every set, ambient too so that a command that
-    // is not root keeps them across exec.
+    // Then only `keep`, in every set, and ambient for a command that is
+    // not root, so that it keeps them across exec (root's exec keeps its
+    // own; ambient ones would also pass to its non-root children).
     let keep: u64 = c.caps.iter().fold(0, |m, &n| m | 1u64 << n);
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -110,9 +111,14 @@ pub fn apply(c: &Confinement) -> Result<Vec<String>, String> {
             }
         }
     }
-    capset(keep & permitted, keep & permitted, keep & permitted)?;
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    // Root's inheritable set stays empty, so that a program with file
+    // capabilities gets none from it (CVE-2022-27652's lesson).
+    let inheritable = if root { 0 } else { keep & permitted };
+    capset(keep & permitted, keep & permitted, inheritable)?;
     for cap in 0..=last {
-        if keep & permitted & (1u64 << cap) != 0 {
+        if !root && keep & permitted & (1u64 << cap) != 0 {
             // SAFETY: prctl with integer arguments.
             unsafe {
                 libc::prctl(
