@@ -9,17 +9,12 @@ VM_INIT = target/x86_64-unknown-linux-gnu/release/burrow-vm-init
 
 ## Build burrow and run it on its built-in default: the host's / under a
 ## private writable layer, fresh /proc, /dev and /tmp, every namespace new,
-## the caller as root inside.
+## the caller as root inside; as an unprivileged account (as root, the one
+## `make test` uses), since that is burrow's real case.
 demo:
 	bash scripts/setup-host.sh
 	$(CARGO) build --release --quiet -p burrow-sandbox
-	./target/release/burrow run -- sh -c 'echo "inside: $$(id)"; \
-	  echo "pid $$$$ on $$(hostname), namespaces: $$(readlink /proc/self/ns/pid) $$(readlink /proc/self/ns/net)"; \
-	  echo "network interfaces: $$(cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d " ")"; \
-	  echo "capabilities: $$(grep CapEff /proc/self/status | cut -f2), no_new_privs $$(grep NoNewPrivs /proc/self/status | cut -f2), seccomp filters $$(grep Seccomp_filters /proc/self/status | cut -f2)"; \
-	  echo demo > /etc/burrow-demo && echo "wrote /etc/burrow-demo (into the union'"'"'s private upper layer)"; \
-	  echo scratch > /tmp/demo && echo "/tmp is a private tmpfs"'
-	@test ! -e /etc/burrow-demo && echo "host: /etc/burrow-demo does not exist, the host is untouched"
+	bash scripts/demo.sh target/release/burrow
 
 ## Lint, build and run every test as an unprivileged account.
 test:

@@ -5,6 +5,7 @@
 #   scripts/setup-host.sh --tests  also the guest kernel, the unprivileged
 #                                  test account, its subordinate id ranges
 #                                  and device modes
+#   scripts/setup-host.sh --user   the account, ids and device modes only
 # As root it installs; as another user it names what is missing and fails.
 set -euo pipefail
 
@@ -73,6 +74,7 @@ guest_kernel() {
 case "${1:-}" in
   --vm) guest_kernel; exit 0 ;;
   --tests) guest_kernel || [ "$(id -u)" -ne 0 ] ;;
+  --user) ;;  # the unprivileged account only (make demo)
   *) exit 0 ;;
 esac
 
