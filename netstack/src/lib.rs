@@ -86,6 +86,15 @@ const MAX_BATCH: usize = 256;
 pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 
 /// The first nameserver in `/etc/resolv.conf`, port 53.
+/// A DNS upstream written as `IP` (port 53) or `IP:PORT`.
+pub fn parse_upstream(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>().ok().or_else(|| {
+        text.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
 pub fn host_resolver() -> Option<SocketAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
     text.lines().find_map(|l| {

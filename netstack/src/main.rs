@@ -71,6 +71,11 @@ struct Args {
     /// or from the IPv4 address of this interface.
     #[arg(long, value_name = "IPv4|INTERFACE")]
     outbound_addr: Option<String>,
+    /// Where DNS queries to the .3 address go (IP or IP:PORT; default: the
+    /// first nameserver of /etc/resolv.conf). Also from the environment,
+    /// for callers such as podman that pass no options of their own.
+    #[arg(long, value_name = "ADDR", env = "BURROW_NET_DNS_UPSTREAM")]
+    dns_upstream: Option<String>,
     /// The same for IPv6.
     #[arg(long, value_name = "IPv6|INTERFACE")]
     outbound_addr6: Option<String>,
@@ -186,7 +191,14 @@ fn config(args: &Args) -> Result<Config> {
             IpAddr::V4(_) => None,
         })?);
     }
-    if let Some(up) = burrow_netstack::host_resolver() {
+    let upstream = match &args.dns_upstream {
+        Some(text) => Some(
+            burrow_netstack::parse_upstream(text)
+                .with_context(|| format!("--dns-upstream {text}: not an IP address or IP:PORT"))?,
+        ),
+        None => burrow_netstack::host_resolver(),
+    };
+    if let Some(up) = upstream {
         cfg.dns_upstream = up;
     }
     Ok(cfg)

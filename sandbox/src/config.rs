@@ -395,18 +395,11 @@ fn slirp_config(args: &RunArgs) -> Result<Option<burrow_netstack::Config>> {
     }
     let upstream = match &args.dns_upstream {
         None => None,
-        Some(text) => Some(
-            text.parse::<std::net::SocketAddr>()
-                .or_else(|_| {
-                    text.parse::<std::net::IpAddr>()
-                        .map(|ip| std::net::SocketAddr::new(ip, 53))
-                })
-                .map_err(|_| {
-                    Error::usage(format!(
-                        "--dns-upstream {text}: not an IP address or IP:PORT"
-                    ))
-                })?,
-        ),
+        Some(text) => Some(burrow_netstack::parse_upstream(text).ok_or_else(|| {
+            Error::usage(format!(
+                "--dns-upstream {text}: not an IP address or IP:PORT"
+            ))
+        })?),
     };
     Ok(Some(crate::net::stack_config(
         args.allow_host_loopback,

@@ -134,33 +134,6 @@ fn udp_datagrams_go_both_ways() {
     assert_eq!(out.ok(), "PING True\n30000\n");
 }
 
-/// A DNS server answering every A query with 192.0.2.99 (and no records
-/// for other types).
-fn serve_dns() -> u16 {
-    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = sock.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut q = [0u8; 512];
-        while let Ok((n, from)) = sock.recv_from(&mut q) {
-            let q = &q[..n];
-            let Some(zero) = q.iter().skip(12).position(|&b| b == 0) else {
-                continue;
-            };
-            let end = 12 + zero + 5;
-            let a_query = q.get(end - 4..end - 2) == Some(&[0, 1]);
-            let mut r = Vec::new();
-            r.extend(&q[0..2]);
-            r.extend([0x81, 0x80, 0, 1, 0, a_query as u8, 0, 0, 0, 0]);
-            r.extend(&q[12..end]);
-            if a_query {
-                r.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 99]);
-            }
-            let _ = sock.send_to(&r, from);
-        }
-    });
-    port
-}
-
 #[test]
 fn names_resolve_through_the_dns_forwarder() {
     let port = serve_dns();

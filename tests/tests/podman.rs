@@ -12,10 +12,41 @@ use burrow_tests::*;
 /// program), configuration and runtime directory, all under `t`.
 struct Podman<'a> {
     t: &'a TempDir,
+    /// More environment for podman (and so for its network helper).
+    env: Vec<(String, String)>,
+    /// Its runtime directory (`XDG_RUNTIME_DIR`).
+    xdg: std::path::PathBuf,
+    /// Whether `xdg` is a directory of its own (with a short path), to
+    /// remove when done.
+    own_xdg: bool,
 }
 
 impl<'a> Podman<'a> {
     fn new(t: &'a TempDir) -> Podman<'a> {
+        Self::with_engine(t, "")
+    }
+
+    /// podman whose slirp4netns is burrow-net (`network_cmd_path`), which
+    /// forwards DNS to `dns_upstream`.
+    fn with_burrow_net(t: &'a TempDir, dns_upstream: &str) -> Podman<'a> {
+        let net = burrow_bin().with_file_name("burrow-net");
+        let mut p = Self::with_engine(t, &format!("network_cmd_path = \"{}\"\n", net.display()));
+        p.env
+            .push(("BURROW_NET_DNS_UPSTREAM".into(), dns_upstream.into()));
+        // The port handler's API socket is XDG_RUNTIME_DIR/libpod/tmp/ID.net
+        // (64 hex digits of ID): a socket path (108 bytes at most, for
+        // slirp4netns and podman alike) leaves 26 for the directory.
+        let short = std::path::PathBuf::from(format!("/tmp/bn{}", std::process::id()));
+        std::fs::create_dir(&short).unwrap();
+        std::fs::set_permissions(&short, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        p.xdg = short;
+        p.own_xdg = true;
+        p
+    }
+
+    /// `engine` is more of containers.conf's [engine] table.
+    fn with_engine(t: &'a TempDir, engine: &str) -> Podman<'a> {
         let burrowfs = burrow_bin().with_file_name("burrowfs");
         std::fs::write(
             t.join("storage.conf"),
@@ -32,15 +63,22 @@ impl<'a> Podman<'a> {
         // but plain files, as nothing is delegated here.
         std::fs::write(
             t.join("containers.conf"),
-            "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\n\
-             events_logger = \"file\"\n",
+            format!(
+                "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"file\"\n{engine}"
+            ),
         )
         .unwrap();
         let xdg = t.join("xdg");
         std::fs::create_dir(&xdg).unwrap();
         std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .unwrap();
-        Podman { t }
+        Podman {
+            t,
+            env: Vec::new(),
+            xdg,
+            own_xdg: false,
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Output {
@@ -50,9 +88,10 @@ impl<'a> Podman<'a> {
                 .args(args)
                 .env("CONTAINERS_STORAGE_CONF", t.join("storage.conf"))
                 .env("CONTAINERS_CONF", t.join("containers.conf"))
-                .env("XDG_RUNTIME_DIR", t.join("xdg"))
+                .env("XDG_RUNTIME_DIR", &self.xdg)
                 .env("XDG_CONFIG_HOME", t.join("config"))
                 .env("XDG_DATA_HOME", t.join("data"))
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(std::process::Stdio::null()),
             Duration::from_secs(180),
         )
@@ -67,7 +106,10 @@ impl<'a> Podman<'a> {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for app in ["sh", "id", "stat", "touch", "cat", "grep", "awk", "ls"] {
+        for app in [
+            "sh", "id", "stat", "touch", "cat", "grep", "awk", "ls", "httpd", "wget", "nslookup",
+            "ip",
+        ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(app)).unwrap();
         }
         std::fs::write(root.join("etc/image-file"), "from the image\n").unwrap();
@@ -105,7 +147,7 @@ impl Drop for Podman<'_> {
         // podman command: there is none.
         let out = output(
             Command::new("find")
-                .arg(self.t.join("xdg"))
+                .arg(&self.xdg)
                 .args(["-name", "pause.pid"]),
         );
         for file in out.stdout.lines() {
@@ -118,6 +160,9 @@ impl Drop for Podman<'_> {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+        }
+        if self.own_xdg {
+            let _ = std::fs::remove_dir_all(&self.xdg);
         }
     }
 }
@@ -195,4 +240,156 @@ fn podman_runs_containers_on_burrowfs_with_keep_id_and_uidmap() {
     let out = podman.cmd(&["info"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("burrowfs: version"), "{}", out.stdout);
+}
+
+/// An HTTP server on `addr` answering every request with the peer's
+/// address; returns its port.
+fn serve_peer_address(addr: &str) -> u16 {
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let peer = conn
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{peer}",
+                    peer.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+/// The machine's first global IPv4 address.
+fn global_ipv4() -> Option<String> {
+    let out = output(Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]));
+    out.stdout.lines().find_map(|l| {
+        let cidr = l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+        Some(cidr.split('/').next()?.to_string())
+    })
+}
+
+#[test]
+fn podman_drives_burrow_net_as_its_slirp4netns() {
+    assert_unprivileged();
+    if !podman_usable() {
+        return;
+    }
+    let t = TempDir::new("podman-net");
+    let dns = serve_dns();
+    let podman = Podman::with_burrow_net(&t, &format!("127.0.0.1:{dns}"));
+    podman.import_busybox();
+    let run = |network: &str, script: &str| {
+        let out = podman.cmd(&[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network",
+            network,
+            "localhost/bb:1",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(!out.stderr.contains("Error"), "{network}: {out:?}");
+        out.stdout
+    };
+
+    // The namespace as slirp4netns would configure it (IPv6 asked for).
+    let addrs = run(
+        "slirp4netns:enable_ipv6=true",
+        "ip -o addr show tap0 | awk '{print $4}' | grep -v fe80",
+    );
+    assert_eq!(addrs, "10.0.2.100/24\nfd00::100/64\n");
+
+    // -p with both port handlers: a server in the container, reached on
+    // the host's 127.0.0.1.
+    for handler in ["rootlesskit", "slirp4netns"] {
+        let port = free_port();
+        let name = format!("web-{handler}");
+        let out = podman.cmd(&[
+            "run",
+            "-d",
+            "--pull=never",
+            "--name",
+            &name,
+            "--network",
+            &format!("slirp4netns:port_handler={handler}"),
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "localhost/bb:1",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ]);
+        assert_eq!(out.code, 0, "{handler}: {out:?}");
+        let mut got = String::new();
+        let served = eventually(Duration::from_secs(30), || {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Write::write_all(&mut s, b"GET /image-file HTTP/1.0\r\n\r\n");
+            got.clear();
+            let _ = std::io::Read::read_to_string(&mut s, &mut got);
+            got.ends_with("from the image\n")
+        });
+        let _ = podman.cmd(&["rm", "-f", &name]);
+        assert!(served, "{handler}: no page through -p: {got:?}");
+    }
+
+    // allow_host_loopback: the gateway's address reaches the host's
+    // loopback, over IPv4 and IPv6; without it, it is refused.
+    let port4 = serve_peer_address("127.0.0.1:0");
+    let port6 = serve_peer_address("[::1]:0");
+    let fetch = |url: String| format!("echo $(wget -q -O - {url} || echo refused)");
+    let out = run(
+        "slirp4netns:allow_host_loopback=true,enable_ipv6=true",
+        &format!(
+            "{}; {}",
+            fetch(format!("http://10.0.2.2:{port4}/")),
+            fetch(format!("http://[fd00::2]:{port6}/"))
+        ),
+    );
+    assert_eq!(out, "127.0.0.1\n::1\n");
+    let out = run("slirp4netns", &fetch(format!("http://10.0.2.2:{port4}/")));
+    assert_eq!(out, "refused\n");
+
+    // outbound_addr: where connections to the host's own global address
+    // come from.
+    if let Some(host) = global_ipv4() {
+        let port = serve_peer_address("0.0.0.0:0");
+        let url = format!("http://{host}:{port}/");
+        assert_eq!(run("slirp4netns", &fetch(url.clone())), format!("{host}\n"));
+        assert_eq!(
+            run("slirp4netns:outbound_addr=127.0.0.1", &fetch(url.clone())),
+            "127.0.0.1\n"
+        );
+        assert_eq!(
+            run("slirp4netns:outbound_addr=lo", &fetch(url)),
+            "127.0.0.1\n"
+        );
+    } else {
+        skipped("outbound_addr: this machine has no global IPv4 address");
+    }
+
+    // DNS: podman points the container at 10.0.2.3, which forwards to the
+    // upstream given (a server of this test's answering 192.0.2.99).
+    let out = run(
+        "slirp4netns",
+        "grep -m1 ^nameserver /etc/resolv.conf; nslookup burrow.test | grep -c 192.0.2.99",
+    );
+    assert_eq!(out, "nameserver 10.0.2.3\n1\n");
 }
