@@ -85,7 +85,6 @@ const MAX_BATCH: usize = 256;
 /// The MAC address the stack answers with.
 pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 
-/// The first nameserver in `/etc/resolv.conf`, port 53.
 /// A DNS upstream written as `IP` (port 53) or `IP:PORT`.
 pub fn parse_upstream(text: &str) -> Option<SocketAddr> {
     text.parse::<SocketAddr>().ok().or_else(|| {
@@ -95,6 +94,7 @@ pub fn parse_upstream(text: &str) -> Option<SocketAddr> {
     })
 }
 
+/// The first nameserver in `/etc/resolv.conf`, port 53.
 pub fn host_resolver() -> Option<SocketAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
     text.lines().find_map(|l| {

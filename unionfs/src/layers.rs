@@ -243,6 +243,8 @@ pub struct Stack {
     /// Whether lower-layer owners without an id here show as root (see
     /// [`Stack::show_unmapped_as_root`]): for uids, for gids.
     unmapped_as_root: (bool, bool),
+    /// The upper layer's device, read once.
+    upper_dev: Option<u64>,
 }
 
 /// What a path resolves to.
@@ -311,6 +313,21 @@ impl Stack {
             sealed_top: Default::default(),
             mounts: std::sync::Arc::new(MountWatch::new(roots)),
             unmapped_as_root: (false, false),
+            upper_dev: None,
+        };
+        stack.upper_dev = match stack.upper() {
+            Some(u) => Some(
+                stack.layers[u]
+                    .root
+                    .stat_self()
+                    .map_err(|source| StackError::Unusable {
+                        role: "upperdir",
+                        path: stack.layers[u].path.clone(),
+                        source,
+                    })?
+                    .dev,
+            ),
+            None => None,
         };
         stack.root = stack.root_layers();
         Ok(stack)
@@ -365,13 +382,10 @@ impl Stack {
 
     /// A lower-layer owner as the union shows it, for an open file on
     /// device `dev` whose layer is not known: taken as a lower one's unless
-    /// it is on the upper layer's device.
+    /// it is on the upper layer's device (a lower layer on that device, as
+    /// with `--upper` beside its lowers, then shows its own ids).
     pub fn file_owner(&self, dev: u64, uid: u32, gid: u32) -> (u32, u32) {
-        let upper_dev = self
-            .upper()
-            .and_then(|u| self.layers[u].root.stat_self().ok())
-            .map(|m| m.dev);
-        if upper_dev == Some(dev) {
+        if self.unmapped_as_root == (false, false) || self.upper_dev == Some(dev) {
             (uid, gid)
         } else {
             self.lower_owner(uid, gid)
