@@ -36,6 +36,9 @@ impl Filesystem for UnionFs {
                 .is_ok()
             && config.set_max_stack_depth(1).is_ok();
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        // A symlink's target never changes (a new one is a new inode), so
+        // the kernel may keep it: /bin, /lib and /sbin are read once.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_CACHE_SYMLINKS);
         if !self.passthrough {
             let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
             // burrowfs clears set-user-ID on writes and truncates itself, so
