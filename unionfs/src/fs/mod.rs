@@ -40,7 +40,7 @@ mod nodes;
 mod ops;
 mod requests;
 
-use nodes::{Handles, Key, Node, State};
+use nodes::{Handles, Key, State};
 
 /// How long the kernel may cache names and attributes. Every change goes
 /// through burrowfs, and the kernel drops what a change touches.
@@ -227,16 +227,8 @@ fn union_attr(ino: u64, e: &Entry) -> FileAttr {
 
 impl UnionFs {
     pub fn new(stack: Stack, upper: Option<Upper>) -> UnionFs {
-        let mut state = State {
-            next_node: ROOT,
-            ..State::default()
-        };
-        if let Ok(root) = stack.lookup(Path::new("")) {
-            state
-                .by_identity
-                .insert(Key::Inode(root.meta.dev, root.meta.ino), ROOT);
-        }
-        state.nodes.insert(ROOT, Node::default());
+        let root = stack.lookup(Path::new(""));
+        let state = State::new(root.ok().map(|r| Key::Inode(r.meta.dev, r.meta.ino)));
         UnionFs {
             stack,
             upper,
@@ -433,10 +425,10 @@ impl UnionFs {
         if !self.no_open() || e.kind != Kind::File {
             return;
         }
-        let Some(&node) = st.by_name.get(&(parent, name.to_owned())) else {
+        let Some(node) = st.by_name(parent, name) else {
             return; // never looked up: nothing can have it open
         };
-        if st.nodes.get(&node).is_some_and(|n| n.names.len() > 1) {
+        if st.name_count(node) > 1 {
             return;
         }
         let write = self.is_upper(e);
@@ -507,9 +499,8 @@ impl UnionFs {
             return Ok((PathBuf::new(), self.stack.lookup(Path::new(""))?));
         }
         let (parent, name) = st
-            .nodes
-            .get(&node)
-            .and_then(|n| n.names.first().cloned())
+            .first_name(node)
+            .map(|(p, n)| (p, n.to_owned()))
             .ok_or_else(|| os_err(libc::ENOENT))?;
         let (parent_rel, layers) = self.dir_layers(st, parent)?;
         let e = self.stack.lookup_child(&layers, &parent_rel, &name)?;
@@ -519,8 +510,7 @@ impl UnionFs {
     /// Where `node`'s file must be when its directory is made of a single
     /// layer (see [`Stack::only_place`]).
     fn only_place(&self, st: &mut State, node: u64) -> io::Result<Option<Place>> {
-        let Some((parent, name)) = st.nodes.get(&node).and_then(|n| n.names.first().cloned())
-        else {
+        let Some((parent, name)) = st.first_name(node).map(|(p, n)| (p, n.to_owned())) else {
             return Ok(None);
         };
         let (parent_rel, layers) = self.dir_layers(st, parent)?;
@@ -530,9 +520,9 @@ impl UnionFs {
     /// The path of directory `dir` and the layers merging into it.
     fn dir_layers(&self, st: &mut State, dir: u64) -> io::Result<(PathBuf, Vec<usize>)> {
         let gen = st.layers_gen;
-        if let Some((g, layers)) = st.nodes.get(&dir).and_then(|n| n.dir_layers.as_deref()) {
-            if *g == gen {
-                let layers = layers.clone();
+        if let Some((g, layers)) = st.cached_layers(dir) {
+            if g == gen {
+                let layers = layers.to_vec();
                 return Ok((st.path(dir)?, layers));
             }
         }
@@ -540,9 +530,7 @@ impl UnionFs {
         if e.kind != Kind::Dir {
             return Err(os_err(libc::ENOTDIR));
         }
-        if let Some(n) = st.nodes.get_mut(&dir) {
-            n.dir_layers = Some(Box::new((gen, e.dir_layers.clone())));
-        }
+        st.cache_layers(dir, gen, e.dir_layers.clone());
         Ok((rel, e.dir_layers))
     }
 
@@ -550,8 +538,8 @@ impl UnionFs {
     /// layer's directory instead of a lookup in every layer. (Unlinking
     /// makes the kernel ask for the parent's attributes every time.)
     fn cached_dir(&self, st: &State, node: u64) -> Option<Entry> {
-        let (gen, layers) = st.nodes.get(&node)?.dir_layers.as_deref()?;
-        if *gen != st.layers_gen {
+        let (gen, layers) = st.cached_layers(node)?;
+        if gen != st.layers_gen {
             return None;
         }
         let top = *layers.first()?;
@@ -565,7 +553,7 @@ impl UnionFs {
             layer: top,
             kind: Kind::Dir,
             meta,
-            dir_layers: layers.clone(),
+            dir_layers: layers.to_vec(),
         })
     }
 
@@ -574,7 +562,7 @@ impl UnionFs {
             Some(e) => e,
             None => self.resolve(st, node)?.1,
         };
-        if self.is_upper(&e) && !st.by_identity.contains_key(&Self::identity(&e.meta)) {
+        if self.is_upper(&e) && st.by_identity(&Self::identity(&e.meta)).is_none() {
             st.alias(node, Self::identity(&e.meta));
         }
         Ok(self.shown(union_attr(node, &e)))

@@ -5,10 +5,13 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::PathBuf;
 
 use fuser::{FileAttr, FileType};
+use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use super::{os_err, ROOT};
 
@@ -23,17 +26,48 @@ pub(super) enum Key {
     Name(Box<(u64, OsString)>),
 }
 
-/// A file known to the kernel.
+/// A file known to the kernel. Node numbers index the node table and are
+/// never reused, so the kernel's cached inodes and symlink targets can
+/// never meet another file under the same number.
 #[derive(Debug, Default)]
 pub(super) struct Node {
-    /// (parent node, name) for each name of the file; the first builds paths.
-    pub(super) names: Vec<(u64, OsString)>,
-    /// Layer identities (device, inode) that resolve to this node.
-    pub(super) identities: Vec<Key>,
+    /// (parent node, name) for each name of the file; the first builds
+    /// paths. One is kept inline: most files have one name.
+    names: SmallVec<[(u64, Box<OsStr>); 1]>,
+    /// Layer identities (device, inode) that resolve to this node: one,
+    /// or two once a lower file is copied up.
+    identities: SmallVec<[Key; 1]>,
     /// For a directory: the layers merging into it, as of `State::layers_gen`.
     /// (Boxed: only directories have it, and every node pays for the
     /// field's size in the node table.)
-    pub(super) dir_layers: Option<Box<(u64, Vec<usize>)>>,
+    dir_layers: Option<Box<(u64, Vec<usize>)>>,
+}
+
+/// An index of the node table by a key each node holds (one of its names,
+/// or one of its identities): the key's hash and the node number, so that
+/// no key is stored twice. A node with several keys has an entry for each.
+#[derive(Default)]
+struct Index {
+    table: HashTable<(u64, u64)>,
+}
+
+impl Index {
+    fn find(&self, hash: u64, is: impl Fn(u64) -> bool) -> Option<u64> {
+        self.table
+            .find(hash, |&(h, n)| h == hash && is(n))
+            .map(|&(_, n)| n)
+    }
+
+    fn insert(&mut self, hash: u64, node: u64) {
+        self.table.insert_unique(hash, (hash, node), |&(h, _)| h);
+    }
+
+    fn remove(&mut self, hash: u64, is: impl Fn(u64) -> bool) -> Option<u64> {
+        match self.table.find_entry(hash, |&(h, n)| h == hash && is(n)) {
+            Ok(entry) => Some(entry.remove().0 .1),
+            Err(_) => None,
+        }
+    }
 }
 
 pub(super) enum Handle {
@@ -65,12 +99,15 @@ pub(super) struct NodeIo {
     pub(super) backing: Option<(std::sync::Weak<fuser::BackingId>, (u64, u64))>,
 }
 
-#[derive(Default)]
 pub(super) struct State {
-    pub(super) nodes: HashMap<u64, Node>,
-    pub(super) by_identity: HashMap<Key, u64>,
+    /// Indexed by node number; 0 is no node.
+    nodes: Vec<Node>,
+    by_identity: Index,
     /// Which node each (parent, name) names.
-    pub(super) by_name: HashMap<(u64, OsString), u64>,
+    by_name: Index,
+    /// Hashes the indexes' keys (keyed per process: names come from the
+    /// sandbox, which must not choose collisions).
+    hasher: RandomState,
     /// Bumped whenever some directory's layers may change (a directory
     /// copied up or renamed, a directory removed, a parent marked for xattr
     /// whiteouts): cached `Node::dir_layers` older than this are stale.
@@ -78,7 +115,6 @@ pub(super) struct State {
     /// The mount table's generation that `layers_gen` takes into account
     /// (a mount below a lower layer changes what its directories show).
     pub(super) mounts_seen: u64,
-    pub(super) next_node: u64,
     /// With passthrough: each open node's I/O mode, and the backing file
     /// each passthrough handle holds.
     pub(super) node_io: HashMap<u64, NodeIo>,
@@ -86,14 +122,83 @@ pub(super) struct State {
 }
 
 impl State {
+    /// A table holding the root, with layer identity `root` if known.
+    pub(super) fn new(root: Option<Key>) -> State {
+        let mut st = State {
+            nodes: vec![Node::default(), Node::default()],
+            by_identity: Index::default(),
+            by_name: Index::default(),
+            hasher: RandomState::new(),
+            layers_gen: 0,
+            mounts_seen: 0,
+            node_io: HashMap::new(),
+            backings: HashMap::new(),
+        };
+        if let Some(key) = root {
+            st.alias(ROOT, key);
+        }
+        st
+    }
+
+    fn node(&self, node: u64) -> Option<&Node> {
+        self.nodes.get(usize::try_from(node).ok()?)
+    }
+
+    fn node_mut(&mut self, node: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(usize::try_from(node).ok()?)
+    }
+
+    fn name_hash(&self, parent: u64, name: &OsStr) -> u64 {
+        self.hasher.hash_one((parent, name))
+    }
+
+    /// The node that layer identity `id` resolves to.
+    pub(super) fn by_identity(&self, id: &Key) -> Option<u64> {
+        let hash = self.hasher.hash_one(id);
+        self.by_identity.find(hash, |n| {
+            self.node(n).is_some_and(|n| n.identities.contains(id))
+        })
+    }
+
+    /// The node `name` in `parent` names.
+    pub(super) fn by_name(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        let hash = self.name_hash(parent, name);
+        self.by_name.find(hash, |n| self.has_name(n, parent, name))
+    }
+
+    fn has_name(&self, node: u64, parent: u64, name: &OsStr) -> bool {
+        self.node(node)
+            .is_some_and(|n| n.names.iter().any(|(p, m)| *p == parent && **m == *name))
+    }
+
+    /// The first name of `node`: its parent and its name there.
+    pub(super) fn first_name(&self, node: u64) -> Option<(u64, &OsStr)> {
+        self.node(node)?.names.first().map(|(p, n)| (*p, &**n))
+    }
+
+    pub(super) fn name_count(&self, node: u64) -> usize {
+        self.node(node).map_or(0, |n| n.names.len())
+    }
+
+    /// `node`'s cached layers and the `layers_gen` they were taken at.
+    pub(super) fn cached_layers(&self, node: u64) -> Option<(u64, &[usize])> {
+        let (gen, layers) = self.node(node)?.dir_layers.as_deref()?;
+        Some((*gen, layers))
+    }
+
+    pub(super) fn cache_layers(&mut self, node: u64, gen: u64, layers: Vec<usize>) {
+        if let Some(n) = self.node_mut(node) {
+            n.dir_layers = Some(Box::new((gen, layers)));
+        }
+    }
+
     pub(super) fn path(&self, node: u64) -> io::Result<PathBuf> {
         let mut names = Vec::new();
         let mut cur = node;
         while cur != ROOT {
-            let n = self.nodes.get(&cur).ok_or_else(|| os_err(libc::ENOENT))?;
-            let (parent, name) = n.names.first().ok_or_else(|| os_err(libc::ENOENT))?;
-            names.push(name.as_os_str());
-            cur = *parent;
+            let (parent, name) = self.first_name(cur).ok_or_else(|| os_err(libc::ENOENT))?;
+            names.push(name);
+            cur = parent;
             if names.len() > 4096 {
                 return Err(os_err(libc::ELOOP));
             }
@@ -103,32 +208,24 @@ impl State {
 
     /// The node for a file with layer identity `id`, known as `name` in `parent`.
     pub(super) fn node_for(&mut self, id: Key, parent: u64, name: &OsStr) -> u64 {
-        let node = match self.by_identity.get(&id) {
-            Some(&n) => n,
+        let node = match self.by_identity(&id) {
+            Some(n) => n,
             None => {
-                self.next_node += 1;
-                let n = self.next_node;
-                self.by_identity.insert(id.clone(), n);
-                self.nodes.insert(
-                    n,
-                    Node {
-                        identities: vec![id],
-                        ..Node::default()
-                    },
-                );
+                let n = self.nodes.len() as u64;
+                self.nodes.push(Node::default());
+                self.alias(n, id);
                 n
             }
         };
         if node != ROOT {
-            let key = (parent, name.to_owned());
-            match self.by_name.get(&key) {
-                Some(&known) if known == node => {}
+            match self.by_name(parent, name) {
+                Some(known) if known == node => {}
                 Some(_) => {
                     // The name now means another file.
                     self.unname(parent, name);
-                    self.add_name(node, key);
+                    self.add_name(node, parent, name);
                 }
-                None => self.add_name(node, key),
+                None => self.add_name(node, parent, name),
             }
         }
         node
@@ -136,52 +233,77 @@ impl State {
 
     /// Adds another layer identity (a copy-up) to `node`.
     pub(super) fn alias(&mut self, node: u64, id: Key) {
-        self.by_identity.insert(id.clone(), node);
-        if let Some(n) = self.nodes.get_mut(&node) {
+        let hash = self.hasher.hash_one(&id);
+        if let Some(old) = self.by_identity.remove(hash, |n| {
+            self.nodes
+                .get(n as usize)
+                .is_some_and(|n| n.identities.contains(&id))
+        }) {
+            if let Some(n) = self.node_mut(old) {
+                n.identities.retain(|k| *k != id);
+            }
+        }
+        if let Some(n) = self.node_mut(node) {
             n.identities.push(id);
+            self.by_identity.insert(hash, node);
+        }
+    }
+
+    fn add_name(&mut self, node: u64, parent: u64, name: &OsStr) {
+        let hash = self.name_hash(parent, name);
+        if let Some(n) = self.node_mut(node) {
+            n.names.push((parent, name.into()));
+            self.by_name.insert(hash, node);
         }
     }
 
     /// Drops the name `name` in `parent` from whichever node has it; a node
     /// left without names forgets its identities, so that a recycled inode
     /// number in a layer never maps to it.
-    pub(super) fn add_name(&mut self, node: u64, key: (u64, OsString)) {
-        let names = &mut self.nodes.entry(node).or_default().names;
-        // Most files have one name: room for one, not the four a first
-        // push would make (an eighth of burrowfs' memory over a big tree).
-        names.reserve_exact(1);
-        names.push(key.clone());
-        self.by_name.insert(key, node);
-    }
-
     pub(super) fn unname(&mut self, parent: u64, name: &OsStr) {
-        let Some(id) = self.by_name.remove(&(parent, name.to_owned())) else {
+        let hash = self.name_hash(parent, name);
+        let nodes = &self.nodes;
+        let Some(id) = self.by_name.remove(hash, |n| {
+            nodes
+                .get(n as usize)
+                .is_some_and(|n| n.names.iter().any(|(p, m)| *p == parent && **m == *name))
+        }) else {
             return;
         };
-        let Some(node) = self.nodes.get_mut(&id) else {
+        let Some(node) = self.nodes.get_mut(id as usize) else {
             return;
         };
-        node.names.retain(|(p, n)| !(*p == parent && n == name));
+        node.names.retain(|(p, n)| !(*p == parent && **n == *name));
         if node.names.is_empty() {
             for key in std::mem::take(&mut node.identities) {
-                self.by_identity.remove(&key);
+                let hash = self.hasher.hash_one(&key);
+                self.by_identity.remove(hash, |n| n == id);
             }
         }
     }
 
     pub(super) fn rename_name(&mut self, from: (u64, &OsStr), to: (u64, &OsStr)) {
-        let Some(id) = self.by_name.remove(&(from.0, from.1.to_owned())) else {
+        let hash = self.name_hash(from.0, from.1);
+        let nodes = &self.nodes;
+        let Some(id) = self.by_name.remove(hash, |n| {
+            nodes
+                .get(n as usize)
+                .is_some_and(|n| n.names.iter().any(|(p, m)| *p == from.0 && **m == *from.1))
+        }) else {
             return;
         };
-        if let Some(node) = self.nodes.get_mut(&id) {
+        // Whatever `to` named loses the name.
+        self.unname(to.0, to.1);
+        let hash = self.name_hash(to.0, to.1);
+        if let Some(node) = self.nodes.get_mut(id as usize) {
             for (p, n) in node.names.iter_mut() {
-                if *p == from.0 && n == from.1 {
+                if *p == from.0 && **n == *from.1 {
                     *p = to.0;
-                    *n = to.1.to_owned();
+                    *n = to.1.into();
                 }
             }
         }
-        self.by_name.insert((to.0, to.1.to_owned()), id);
+        self.by_name.insert(hash, id);
     }
 }
 
@@ -227,5 +349,69 @@ impl Handles {
             Some(Handle::Dir(list)) => Some(list.clone()),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    #[test]
+    fn names_and_identities_find_their_node() {
+        let mut st = State::new(Some(Key::Inode(1, 2)));
+        assert_eq!(st.by_identity(&Key::Inode(1, 2)), Some(ROOT));
+        let d = st.node_for(Key::Inode(1, 10), ROOT, name("d"));
+        let f = st.node_for(Key::Inode(1, 11), d, name("f"));
+        assert_ne!(d, f);
+        assert_eq!(st.node_for(Key::Inode(1, 11), d, name("f")), f);
+        assert_eq!(st.by_name(d, name("f")), Some(f));
+        assert_eq!(st.path(f).unwrap(), PathBuf::from("d/f"));
+        // A second name (a hard link), then a copy-up's identity.
+        assert_eq!(st.node_for(Key::Inode(1, 11), ROOT, name("g")), f);
+        assert_eq!(st.name_count(f), 2);
+        st.alias(f, Key::Inode(9, 99));
+        assert_eq!(st.by_identity(&Key::Inode(9, 99)), Some(f));
+        // Losing one name keeps the file; losing the last forgets its
+        // identities, and a recycled inode number is a new node.
+        st.unname(d, name("f"));
+        assert_eq!(st.by_name(d, name("f")), None);
+        assert_eq!(st.path(f).unwrap(), PathBuf::from("g"));
+        st.unname(ROOT, name("g"));
+        assert_eq!(st.by_identity(&Key::Inode(1, 11)), None);
+        assert_eq!(st.by_identity(&Key::Inode(9, 99)), None);
+        assert!(st.path(f).is_err());
+        let again = st.node_for(Key::Inode(1, 11), d, name("f"));
+        assert!(again > f);
+    }
+
+    #[test]
+    fn renames_move_names_and_replace_the_target() {
+        let mut st = State::new(None);
+        let a = st.node_for(Key::Inode(1, 1), ROOT, name("a"));
+        let b = st.node_for(Key::Inode(1, 2), ROOT, name("b"));
+        let d = st.node_for(Key::Inode(1, 3), ROOT, name("d"));
+        // Over an existing name: b loses it (and its identity).
+        st.rename_name((ROOT, name("a")), (d, name("b")));
+        st.rename_name((ROOT, name("b")), (d, name("b")));
+        assert_eq!(st.by_name(d, name("b")), Some(b));
+        assert_eq!(st.by_name(ROOT, name("a")), None);
+        assert_eq!(st.by_identity(&Key::Inode(1, 1)), None);
+        assert!(st.path(a).is_err());
+        assert_eq!(st.path(b).unwrap(), PathBuf::from("d/b"));
+        // An exchange through a temporary name, as RENAME_EXCHANGE does.
+        let c = st.node_for(Key::Inode(1, 4), ROOT, name("c"));
+        st.rename_name((ROOT, name("c")), (0, name("tmp")));
+        st.rename_name((d, name("b")), (ROOT, name("c")));
+        st.rename_name((0, name("tmp")), (d, name("b")));
+        assert_eq!(st.by_name(ROOT, name("c")), Some(b));
+        assert_eq!(st.by_name(d, name("b")), Some(c));
+        // A name that now means another file moves to it.
+        let e = st.node_for(Key::Inode(1, 5), ROOT, name("c"));
+        assert_eq!(st.by_name(ROOT, name("c")), Some(e));
+        assert_eq!(st.by_identity(&Key::Inode(1, 2)), None);
     }
 }

@@ -53,7 +53,7 @@ impl UnionFs {
                 .map(|p| Key::Name(Box::new((p, name.to_owned())))),
             _ => Some(Self::identity(&e.meta)),
         }
-        .and_then(|key| st.by_identity.get(&key).copied());
+        .and_then(|key| st.by_identity(&key));
         if let Some(node) = node {
             st.alias(node, Self::identity(&copied));
             // The lower file is no longer the node's data.
@@ -97,7 +97,7 @@ impl UnionFs {
     /// The node already known for directory `rel`, if any.
     pub(super) fn node_of_path(&self, st: &State, rel: &Path) -> Option<u64> {
         let e = self.stack.lookup(rel).ok()?;
-        st.by_identity.get(&Self::identity(&e.meta)).copied()
+        st.by_identity(&Self::identity(&e.meta))
     }
 
     /// Copies `rel` and, for a directory, everything visible below it.
@@ -594,11 +594,7 @@ impl UnionFs {
 
     pub(super) fn list_dir(&self, st: &mut State, node: u64) -> io::Result<Vec<DirItem>> {
         let (rel, layers) = self.dir_layers(st, node)?;
-        let parent = st
-            .nodes
-            .get(&node)
-            .and_then(|n| n.names.first())
-            .map_or(ROOT, |(p, _)| *p);
+        let parent = st.first_name(node).map_or(ROOT, |(p, _)| p);
         let dir = |node, name: &str| DirItem {
             node,
             kind: FileType::Directory,
