@@ -11,16 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
-TEST_USER=${BURROW_TEST_USER:-burrow-test}
-bash scripts/setup-host.sh --tests
-cargo build --release --quiet -p burrow-unionfs
-WORK=${BENCH_DIR:-/var/tmp/burrow-coldread-bench}
-mkdir -p "$WORK"
-cp target/release/burrowfs "$WORK/"
-chmod a+rx "$WORK/burrowfs"
-RUNAS=()
+WORK=/var/tmp/burrow-coldread-bench
+. benches/common-unionfs.sh
 ROOT=0
-if [ "$(id -u)" -eq 0 ]; then RUNAS=(runuser -u "$TEST_USER" --); chown "$TEST_USER" "$WORK"; ROOT=1; fi
+[ "$(id -u)" -ne 0 ] || ROOT=1
 
 # The tree: 100 directories of 100 files, sizes spread from 512 bytes to
 # 64 KiB as in a system image (most small, some large), 10,000 files.

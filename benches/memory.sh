@@ -4,14 +4,8 @@
 #   benches/memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TEST_USER=${BURROW_TEST_USER:-burrow-test}
-bash scripts/setup-host.sh --tests
-cargo build --release --quiet -p burrow-unionfs
-WORK=${BENCH_DIR:-/var/tmp/burrow-memory-bench}
-mkdir -p "$WORK"
-cp target/release/burrowfs "$WORK/"
-RUNAS=()
-if [ "$(id -u)" -eq 0 ]; then RUNAS=(runuser -u "$TEST_USER" --); chown "$TEST_USER" "$WORK"; fi
+WORK=/var/tmp/burrow-memory-bench
+. benches/common-unionfs.sh
 cat > "$WORK/inner.sh" <<'INNER'
 set -euo pipefail
 cd "$1"

@@ -9,18 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
-TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SHARED_BENCH=${SHARED_BENCH:-$(cd .. && pwd)/shared/bench/unionfs-bench.sh}
 [ -f "$SHARED_BENCH" ] || { echo "unionfs.sh: $SHARED_BENCH not found (set SHARED_BENCH)" >&2; exit 1; }
 
-bash scripts/setup-host.sh --tests
-cargo build --release --quiet -p burrow-unionfs
-WORK=${BENCH_DIR:-/var/tmp/burrow-unionfs-bench}
-mkdir -p "$WORK"
-cp target/release/burrowfs "$SHARED_BENCH" "$WORK/"
-chmod a+rx "$WORK/burrowfs" "$WORK/unionfs-bench.sh"
-RUNAS=()
-if [ "$(id -u)" -eq 0 ]; then RUNAS=(runuser -u "$TEST_USER" --); chown "$TEST_USER" "$WORK"; fi
+WORK=/var/tmp/burrow-unionfs-bench
+. benches/common-unionfs.sh
+cp "$SHARED_BENCH" "$WORK/"
+chmod a+rx "$WORK/unionfs-bench.sh"
 if [ -n "${PIN_CPU:-}" ]; then RUNAS=(taskset -c "$PIN_CPU" "${RUNAS[@]}"); fi
 
 declare -A CMD=(

@@ -43,6 +43,17 @@ pub(super) struct Node {
     dir_layers: Option<Box<(u64, Vec<usize>)>>,
 }
 
+impl Node {
+    fn has_name(&self, parent: u64, name: &OsStr) -> bool {
+        self.names.iter().any(|(p, n)| *p == parent && **n == *name)
+    }
+}
+
+/// Node `node` of table `nodes`.
+fn get(nodes: &[Node], node: u64) -> Option<&Node> {
+    nodes.get(usize::try_from(node).ok()?)
+}
+
 /// An index of the node table by a key each node holds (one of its names,
 /// or one of its identities): the key's hash and the node number, so that
 /// no key is stored twice. A node with several keys has an entry for each.
@@ -141,7 +152,7 @@ impl State {
     }
 
     fn node(&self, node: u64) -> Option<&Node> {
-        self.nodes.get(usize::try_from(node).ok()?)
+        get(&self.nodes, node)
     }
 
     fn node_mut(&mut self, node: u64) -> Option<&mut Node> {
@@ -163,12 +174,18 @@ impl State {
     /// The node `name` in `parent` names.
     pub(super) fn by_name(&self, parent: u64, name: &OsStr) -> Option<u64> {
         let hash = self.name_hash(parent, name);
-        self.by_name.find(hash, |n| self.has_name(n, parent, name))
+        self.by_name.find(hash, |n| {
+            self.node(n).is_some_and(|n| n.has_name(parent, name))
+        })
     }
 
-    fn has_name(&self, node: u64, parent: u64, name: &OsStr) -> bool {
-        self.node(node)
-            .is_some_and(|n| n.names.iter().any(|(p, m)| *p == parent && **m == *name))
+    /// Takes `name` in `parent` out of the name index: the node it named.
+    fn take_name(&mut self, parent: u64, name: &OsStr) -> Option<u64> {
+        let hash = self.name_hash(parent, name);
+        let nodes = &self.nodes;
+        self.by_name.remove(hash, |n| {
+            get(nodes, n).is_some_and(|n| n.has_name(parent, name))
+        })
     }
 
     /// The first name of `node`: its parent and its name there.
@@ -212,8 +229,11 @@ impl State {
             Some(n) => n,
             None => {
                 let n = self.nodes.len() as u64;
-                self.nodes.push(Node::default());
-                self.alias(n, id);
+                self.by_identity.insert(self.hasher.hash_one(&id), n);
+                self.nodes.push(Node {
+                    identities: SmallVec::from_buf([id]),
+                    ..Node::default()
+                });
                 n
             }
         };
@@ -234,10 +254,9 @@ impl State {
     /// Adds another layer identity (a copy-up) to `node`.
     pub(super) fn alias(&mut self, node: u64, id: Key) {
         let hash = self.hasher.hash_one(&id);
+        let nodes = &self.nodes;
         if let Some(old) = self.by_identity.remove(hash, |n| {
-            self.nodes
-                .get(n as usize)
-                .is_some_and(|n| n.identities.contains(&id))
+            get(nodes, n).is_some_and(|n| n.identities.contains(&id))
         }) {
             if let Some(n) = self.node_mut(old) {
                 n.identities.retain(|k| *k != id);
@@ -261,13 +280,7 @@ impl State {
     /// left without names forgets its identities, so that a recycled inode
     /// number in a layer never maps to it.
     pub(super) fn unname(&mut self, parent: u64, name: &OsStr) {
-        let hash = self.name_hash(parent, name);
-        let nodes = &self.nodes;
-        let Some(id) = self.by_name.remove(hash, |n| {
-            nodes
-                .get(n as usize)
-                .is_some_and(|n| n.names.iter().any(|(p, m)| *p == parent && **m == *name))
-        }) else {
+        let Some(id) = self.take_name(parent, name) else {
             return;
         };
         let Some(node) = self.nodes.get_mut(id as usize) else {
@@ -283,13 +296,7 @@ impl State {
     }
 
     pub(super) fn rename_name(&mut self, from: (u64, &OsStr), to: (u64, &OsStr)) {
-        let hash = self.name_hash(from.0, from.1);
-        let nodes = &self.nodes;
-        let Some(id) = self.by_name.remove(hash, |n| {
-            nodes
-                .get(n as usize)
-                .is_some_and(|n| n.names.iter().any(|(p, m)| *p == from.0 && **m == *from.1))
-        }) else {
+        let Some(id) = self.take_name(from.0, from.1) else {
             return;
         };
         // Whatever `to` named loses the name.
