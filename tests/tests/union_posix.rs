@@ -55,6 +55,25 @@ fn name_and_path_limits() {
     assert_eq!(out.ok(), "1\n255-ok\n");
 }
 
+/// The kernel keeps symlink targets (FUSE_CACHE_SYMLINKS): a symlink
+/// replaced by removing it and making another (the upper's file system may
+/// hand the new one the old inode number), by renaming another over it,
+/// or by a directory of the same name, must never read as the old target.
+#[test]
+fn a_replaced_symlink_never_reads_as_the_old_one() {
+    let out = sh(
+        &AS_ROOT,
+        "cd /srv; ln -s a l; readlink l; for t in b c d; do rm l; ln -s $t l; readlink l; done; \
+         ln -s e l2; mv -T l2 l; readlink l; \
+         rm l; mkdir l; test -d l && echo dir; rmdir l; ln -s f l; readlink l; \
+         readlink /bin || true",
+    );
+    let host_bin = std::fs::read_link("/bin")
+        .map(|t| format!("{}\n", t.display()))
+        .unwrap_or_default();
+    assert_eq!(out.ok(), format!("a\nb\nc\nd\ne\ndir\nf\n{host_bin}"));
+}
+
 #[test]
 fn an_open_unlinked_file_stays_readable_with_no_links() {
     let out = sh(

@@ -191,30 +191,42 @@ fn a_published_port_reaches_a_server_in_the_guest() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    // The guest says when it listens; only then does the test connect, so
+    // a slow software-emulated boot cannot outlast a fixed polling window.
     let code = "import socket\n\
                 s = socket.socket(); s.bind(('0.0.0.0', 8000)); s.listen()\n\
+                print('listening', flush=True)\n\
                 c, _ = s.accept(); c.sendall(b'hello from guest\\n'); c.close()";
     let mut child = burrow_run()
         .args(["--vm", "--net", "slirp", "-p"])
         .arg(format!("127.0.0.1:{port}:8000"))
         .args(["--", "python3", "-c", code])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Until the guest listens, connections are accepted on the host and
-    // then closed: try until one carries the greeting.
-    let got = eventually(Duration::from_secs(25), || {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        buf == "hello from guest\n"
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
     });
+    let ready = rx.recv_timeout(Duration::from_secs(120));
+    if ready.as_deref() != Ok("listening\n") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the guest never said it listens: {ready:?}");
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
     let status = wait_timeout(&mut child, RUN_TIMEOUT);
-    assert!(got, "no greeting through the published port");
+    assert_eq!(
+        got, "hello from guest\n",
+        "the greeting through the published port"
+    );
     assert_eq!(exit_code(status), 0);
 }
 
