@@ -89,6 +89,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
 
+    /// Run an OCI image: its layers under the sandbox's upper layer, its
+    /// Entrypoint, Cmd, Env and WorkingDir as defaults (REF: oci:DIR[:TAG]).
+    #[arg(long, value_name = "REF", conflicts_with = "rootfs")]
+    pub image: Option<String>,
+
     /// Add DIR as a read-only layer above the rootfs (later layers on top).
     #[arg(long, value_name = "DIR", action = ArgAction::Append)]
     pub layer: Vec<PathBuf>,

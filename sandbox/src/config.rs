@@ -95,7 +95,8 @@ pub const DEFAULT_COMMAND: &str = "/bin/sh";
 impl SandboxConfig {
     /// Validates `args`; `matches` gives the command-line positions so that
     /// mounts and environment edits apply in the order the user wrote them.
-    pub fn from_args(args: RunArgs, matches: &ArgMatches, stdin_is_tty: bool) -> Result<Self> {
+    pub fn from_args(mut args: RunArgs, matches: &ArgMatches, stdin_is_tty: bool) -> Result<Self> {
+        let image = crate::image::resolve(&mut args)?;
         let rootfs = match &args.rootfs {
             None => PathBuf::from("/"),
             Some(dir) => {
@@ -182,7 +183,7 @@ impl SandboxConfig {
             .map(|spec| parse_publish(spec))
             .collect::<Result<Vec<_>>>()?;
 
-        let env = build_env(&args, matches)?;
+        let env = build_env(&args, matches, image.as_ref().map(|i| i.env()))?;
 
         let chdir = match &args.chdir {
             Some(dir) if !dir.is_absolute() => {
@@ -191,7 +192,8 @@ impl SandboxConfig {
                     dir.display()
                 )))
             }
-            other => other.clone(),
+            Some(dir) => Some(dir.clone()),
+            None => image.as_ref().map(|i| i.working_dir()),
         };
         let mut fallback_dirs = Vec::new();
         if let Ok(cwd) = std::env::current_dir() {
@@ -210,7 +212,9 @@ impl SandboxConfig {
             }
         }
 
-        let command = if args.command.is_empty() {
+        let command = if let Some(image) = &image {
+            image.command(&args.command)?
+        } else if args.command.is_empty() {
             vec![OsString::from(DEFAULT_COMMAND)]
         } else {
             args.command.clone()
@@ -618,10 +622,17 @@ fn singles(matches: &ArgMatches, id: &str) -> Vec<usize> {
         .unwrap_or_default()
 }
 
-/// The command's environment: the caller's (unless --clearenv), then
-/// --setenv and --unsetenv applied in command-line order.
-fn build_env(args: &RunArgs, matches: &ArgMatches) -> Result<Vec<CString>> {
-    let mut env: BTreeMap<OsString, OsString> = if args.clearenv {
+/// The command's environment: the image's with --image, else the caller's
+/// (unless --clearenv), then --setenv and --unsetenv applied in
+/// command-line order.
+fn build_env(
+    args: &RunArgs,
+    matches: &ArgMatches,
+    image_env: Option<Vec<(OsString, OsString)>>,
+) -> Result<Vec<CString>> {
+    let mut env: BTreeMap<OsString, OsString> = if let Some(env) = image_env {
+        env.into_iter().collect()
+    } else if args.clearenv {
         BTreeMap::new()
     } else {
         std::env::vars_os().collect()

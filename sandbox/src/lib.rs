@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod idmap;
+pub mod image;
 pub mod init;
 pub use burrow_vm_init::landlock_policy;
 pub mod launch;

@@ -6,6 +6,7 @@
 //! pass never rests on host root's privileges.
 
 pub mod differential;
+pub mod podman;
 pub mod pty;
 pub mod unionops;
 

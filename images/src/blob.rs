@@ -1,0 +1,111 @@
+//! Content-addressed blobs, read only after their digest and size match
+//! what the descriptor that names them says.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::{io_err, Error, Result};
+
+/// The hex part of a `sha256:` digest, checked to be one (the only
+/// algorithm burrow accepts, as the image spec requires it be supported).
+pub fn sha256_hex(digest: &str) -> Result<&str> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| Error::Invalid(format!("digest {digest:?}: not sha256")))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(Error::Invalid(format!("digest {digest:?}: malformed")));
+    }
+    Ok(hex)
+}
+
+/// Where a layout keeps blob `digest`.
+pub fn path_in(layout: &Path, digest: &str) -> Result<PathBuf> {
+    Ok(layout.join("blobs/sha256").join(sha256_hex(digest)?))
+}
+
+/// A reader that hashes and counts what passes through it.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    pub fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Reads what is left, then gives `sha256:HEX` and the byte count.
+    pub fn finish(mut self) -> std::io::Result<(String, u64)> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok((format!("sha256:{:x}", self.hasher.finalize()), self.count))
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn check(what: &Path, want: &str, size: u64, got: (String, u64)) -> Result<()> {
+    if got.1 != size {
+        return Err(Error::Invalid(format!(
+            "blob {}: {} bytes where its descriptor says {size}",
+            what.display(),
+            got.1
+        )));
+    }
+    if got.0 != want {
+        return Err(Error::Invalid(format!(
+            "blob {}: its content's digest is {}, not {want}",
+            what.display(),
+            got.0
+        )));
+    }
+    Ok(())
+}
+
+/// A small blob (a manifest, index or configuration) read whole and
+/// verified; at most `limit` bytes are read.
+pub fn read_small(path: &Path, digest: &str, size: u64, limit: u64) -> Result<Vec<u8>> {
+    if size > limit {
+        return Err(Error::Invalid(format!(
+            "blob {}: {size} bytes, more than the {limit} allowed",
+            path.display()
+        )));
+    }
+    let file = File::open(path).map_err(io_err(format!("blob {}", path.display())))?;
+    let mut data = Vec::new();
+    let mut r = Hashing::new(file.take(limit + 1));
+    r.read_to_end(&mut data)
+        .map_err(io_err(format!("blob {}", path.display())))?;
+    check(
+        path,
+        digest,
+        size,
+        (format!("sha256:{:x}", r.hasher.clone().finalize()), r.count),
+    )?;
+    Ok(data)
+}
+
+/// A blob opened, verified whole, and rewound for reading.
+pub fn open_verified(path: &Path, digest: &str, size: u64) -> Result<File> {
+    let what = || format!("blob {}", path.display());
+    let file = File::open(path).map_err(io_err(what()))?;
+    let got = Hashing::new(&file).finish().map_err(io_err(what()))?;
+    check(path, digest, size, got)?;
+    let mut file = file;
+    file.rewind().map_err(io_err(what()))?;
+    Ok(file)
+}

@@ -1,0 +1,155 @@
+//! OCI image layouts (`oci-layout`, `index.json`, `blobs/`), as
+//! `skopeo copy ... oci:DIR` and `podman save --format oci-dir` write them.
+
+use std::path::Path;
+
+use oci_spec::image::{
+    Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, Os,
+    ANNOTATION_REF_NAME,
+};
+
+use crate::blob;
+use crate::store::Store;
+use crate::{io_err, Error, Image, Result, RunConfig};
+
+/// Manifests, indexes and configurations are small; a larger one is not
+/// read.
+const JSON_LIMIT: u64 = 8 << 20;
+
+/// How deep indexes may nest before the layout is refused.
+const MAX_NESTING: usize = 4;
+
+pub fn open(dir: &Path, tag: Option<&str>, store: &Store) -> Result<Image> {
+    let shown = dir.display();
+    let marker = std::fs::read(dir.join("oci-layout")).map_err(io_err(format!(
+        "oci:{shown}: not an OCI layout (oci-layout)"
+    )))?;
+    let marker: serde_json::Value = serde_json::from_slice(&marker)
+        .map_err(|e| Error::Invalid(format!("oci:{shown}/oci-layout: {e}")))?;
+    if marker["imageLayoutVersion"] != "1.0.0" {
+        return Err(Error::Invalid(format!(
+            "oci:{shown}: layout version {} (burrow reads 1.0.0)",
+            marker["imageLayoutVersion"]
+        )));
+    }
+    let index =
+        std::fs::read(dir.join("index.json")).map_err(io_err(format!("oci:{shown}/index.json")))?;
+    let index = ImageIndex::from_reader(&index[..])
+        .map_err(|e| Error::Invalid(format!("oci:{shown}/index.json: {e}")))?;
+    let chosen = by_tag(&index, tag, &shown.to_string())?;
+    let manifest_desc = manifest_for_platform(dir, chosen, 0)?;
+    let digest = manifest_desc.digest().to_string();
+    let manifest = read_json(dir, &manifest_desc)?;
+    let manifest = ImageManifest::from_reader(&manifest[..])
+        .map_err(|e| Error::Invalid(format!("manifest {digest}: {e}")))?;
+    let config = read_json(dir, manifest.config())?;
+    let config = ImageConfiguration::from_reader(&config[..])
+        .map_err(|e| Error::Invalid(format!("config {}: {e}", manifest.config().digest())))?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::Invalid(format!(
+            "image {digest}: {} layers but {} diff_ids in its configuration",
+            manifest.layers().len(),
+            diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (desc, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let want = desc.digest().to_string();
+        let path = blob::path_in(dir, &want)?;
+        layers.push(store.layer(diff_id, || blob::open_verified(&path, &want, desc.size()))?);
+    }
+    Ok(Image {
+        digest,
+        layers,
+        config: run_config(&config),
+    })
+}
+
+/// The manifest named `tag` in the index, or its only one.
+fn by_tag<'a>(index: &'a ImageIndex, tag: Option<&str>, shown: &str) -> Result<&'a Descriptor> {
+    let name = |d: &Descriptor| {
+        d.annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_REF_NAME))
+            .cloned()
+    };
+    let all = index.manifests();
+    match tag {
+        Some(tag) => all
+            .iter()
+            .find(|d| name(d).as_deref() == Some(tag))
+            .ok_or_else(|| {
+                let names: Vec<String> = all.iter().filter_map(name).collect();
+                Error::Reference(format!(
+                    "oci:{shown}: no image tagged {tag:?} (tags: {})",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            }),
+        None if all.len() == 1 => Ok(&all[0]),
+        None => Err(Error::Reference(format!(
+            "oci:{shown}: {} images; name one as oci:{shown}:TAG",
+            all.len()
+        ))),
+    }
+}
+
+/// `desc` itself when it is a manifest; in an index, the manifest for this
+/// machine's os and architecture.
+fn manifest_for_platform(dir: &Path, desc: &Descriptor, depth: usize) -> Result<Descriptor> {
+    let is_index = matches!(desc.media_type(), MediaType::ImageIndex)
+        || desc.media_type().to_string()
+            == "application/vnd.docker.distribution.manifest.list.v2+json";
+    if !is_index {
+        return Ok(desc.clone());
+    }
+    if depth >= MAX_NESTING {
+        return Err(Error::Invalid(format!(
+            "index {}: nested more than {MAX_NESTING} deep",
+            desc.digest()
+        )));
+    }
+    let data = read_json(dir, desc)?;
+    let index = ImageIndex::from_reader(&data[..])
+        .map_err(|e| Error::Invalid(format!("index {}: {e}", desc.digest())))?;
+    let (os, arch) = (Os::default(), Arch::default());
+    let found = index.manifests().iter().find(|m| {
+        m.platform()
+            .as_ref()
+            .is_some_and(|p| *p.os() == os && *p.architecture() == arch)
+    });
+    match found {
+        Some(m) => manifest_for_platform(dir, m, depth + 1),
+        None => Err(Error::Reference(format!(
+            "index {}: no image for {os}/{arch}",
+            desc.digest()
+        ))),
+    }
+}
+
+fn read_json(dir: &Path, desc: &Descriptor) -> Result<Vec<u8>> {
+    let digest = desc.digest().to_string();
+    blob::read_small(
+        &blob::path_in(dir, &digest)?,
+        &digest,
+        desc.size(),
+        JSON_LIMIT,
+    )
+}
+
+fn run_config(config: &ImageConfiguration) -> RunConfig {
+    let Some(c) = config.config() else {
+        return RunConfig::default();
+    };
+    RunConfig {
+        entrypoint: c.entrypoint().clone().unwrap_or_default(),
+        cmd: c.cmd().clone().unwrap_or_default(),
+        env: c.env().clone().unwrap_or_default(),
+        working_dir: c.working_dir().clone().filter(|d| !d.is_empty()),
+        user: c.user().clone().filter(|u| !u.is_empty()),
+    }
+}

@@ -1,0 +1,73 @@
+//! OCI images for burrow: a reference (containers-transports(5) syntax)
+//! resolved to its layers, each verified against its digest and unpacked
+//! once, without root, into a store shared by every image and sandbox that
+//! uses it; and the image's configuration for the sandbox's command.
+//!
+//! `reference` parses references, `layout` reads OCI image layouts,
+//! `blob` reads verified blobs, `store` keeps unpacked layers and
+//! `unpack` writes one layer's tar stream into a directory.
+
+mod blob;
+mod layout;
+mod reference;
+mod store;
+mod unpack;
+
+use std::path::PathBuf;
+
+pub use reference::Reference;
+pub use store::{remove_tree, Store};
+
+/// Why an image could not be used; each message is one line naming the
+/// reference, blob or entry at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Reference(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Layer(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// What the image's configuration says about running it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `NAME=VALUE` entries.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// An image ready to run: its unpacked layers, bottom first.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The manifest's digest (`sha256:...`).
+    pub digest: String,
+    pub layers: Vec<PathBuf>,
+    pub config: RunConfig,
+}
+
+/// Resolves `reference` and unpacks what is not yet in `store`.
+pub fn open(reference: &str, store: &Store) -> Result<Image> {
+    match Reference::parse(reference)? {
+        Reference::OciLayout { dir, tag } => layout::open(&dir, tag.as_deref(), store),
+    }
+}

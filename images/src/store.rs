@@ -1,0 +1,120 @@
+//! burrow's image store, `$XDG_DATA_HOME/burrow` (by default
+//! `~/.local/share/burrow`): each layer unpacked once, under its diff ID,
+//! and shared read-only by every image and sandbox that uses it.
+//!
+//! A layer is unpacked into a temporary directory and renamed into place
+//! whole, so a layer directory is never partly written; a process that
+//! loses the race to another one unpacking the same layer uses the
+//! other's.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::blob::sha256_hex;
+use crate::unpack::unpack;
+use crate::{io_err, Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The store of the calling user.
+    pub fn from_env() -> Result<Store> {
+        let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .and_then(abs)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .and_then(abs)
+                    .map(|h| h.join(".local/share"))
+            })
+            .ok_or_else(|| {
+                Error::Invalid(
+                    "no image store: neither XDG_DATA_HOME nor HOME is an absolute path".into(),
+                )
+            })?;
+        Ok(Store::at(data.join("burrow")))
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    fn layers(&self) -> PathBuf {
+        self.root.join("layers/sha256")
+    }
+
+    /// The directory of the layer with `diff_id`, unpacked from the blob
+    /// `open_blob` gives when it is not in the store yet.
+    pub fn layer(
+        &self,
+        diff_id: &str,
+        open_blob: impl FnOnce() -> Result<File>,
+    ) -> Result<PathBuf> {
+        let hex = sha256_hex(diff_id)?;
+        let layers = self.layers();
+        let done = layers.join(hex);
+        if done.is_dir() {
+            return Ok(done);
+        }
+        std::fs::create_dir_all(&layers)
+            .map_err(io_err(format!("image store {}", layers.display())))?;
+        let tmp = layers.join(format!(".tmp-{}-{hex}", std::process::id()));
+        if tmp.exists() {
+            remove_tree(&tmp)?;
+        }
+        std::fs::create_dir(&tmp).map_err(io_err(format!("image store {}", tmp.display())))?;
+        let result = open_blob().and_then(|blob| unpack(blob, &tmp)).and_then(|u| {
+            if u.diff_id != diff_id {
+                return Err(Error::Invalid(format!(
+                    "layer {diff_id}: its uncompressed content's digest is {}",
+                    u.diff_id
+                )));
+            }
+            if u.devices > 0 {
+                eprintln!(
+                    "burrow: layer {diff_id}: {} device node(s) left out (they need root to create)",
+                    u.devices
+                );
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            let _ = remove_tree(&tmp);
+            return Err(e);
+        }
+        match std::fs::rename(&tmp, &done) {
+            Ok(()) => Ok(done),
+            // Another burrow put the same layer in place first.
+            Err(_) if done.is_dir() => {
+                let _ = remove_tree(&tmp);
+                Ok(done)
+            }
+            Err(e) => {
+                let _ = remove_tree(&tmp);
+                Err(io_err(format!("image store {}", done.display()))(e))
+            }
+        }
+    }
+}
+
+/// Removes a tree the caller owns, even where the image made directories
+/// read-only. Symlinks are removed, never followed.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    fn writable(path: &Path) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.is_dir() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+            for entry in std::fs::read_dir(path)? {
+                writable(&entry?.path())?;
+            }
+        }
+        Ok(())
+    }
+    let what = || format!("removing {}", path.display());
+    writable(path).map_err(io_err(what()))?;
+    std::fs::remove_dir_all(path).map_err(io_err(what()))
+}

@@ -1,0 +1,88 @@
+//! `--image REF`: the image's layers become the union's lower layers (the
+//! rootfs at the bottom, `--layer`s above them) and its configuration the
+//! command's defaults. The sandbox is the one `burrow run` builds; the
+//! image only fills in what the command line leaves out.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::cli::RunArgs;
+use crate::error::{Error, Result};
+
+/// What the image says about running it.
+pub struct ImageDefaults {
+    reference: String,
+    config: burrow_images::RunConfig,
+}
+
+/// Unpacks what the image needs into the store and puts its layers in
+/// `args`; `None` without `--image`.
+pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
+    let Some(reference) = args.image.clone() else {
+        return Ok(None);
+    };
+    let fail = |e: burrow_images::Error| Error::usage(format!("--image {reference}: {e}"));
+    let store = burrow_images::Store::from_env().map_err(fail)?;
+    let image = burrow_images::open(&reference, &store).map_err(fail)?;
+    let Some((bottom, above)) = image.layers.split_first() else {
+        return Err(Error::usage(format!(
+            "--image {reference}: the image has no layers"
+        )));
+    };
+    args.rootfs = Some(bottom.clone());
+    let mut layers: Vec<PathBuf> = above.to_vec();
+    layers.append(&mut args.layer);
+    args.layer = layers;
+    if let Some(user) = &image.config.user {
+        if !matches!(user.as_str(), "root" | "0" | "0:0") {
+            eprintln!("burrow: --image {reference}: its User {user:?} is not applied yet; the command runs as the sandbox's root");
+        }
+    }
+    Ok(Some(ImageDefaults {
+        reference,
+        config: image.config,
+    }))
+}
+
+impl ImageDefaults {
+    /// Entrypoint, then COMMAND or else the image's Cmd.
+    pub fn command(&self, given: &[OsString]) -> Result<Vec<OsString>> {
+        let c = &self.config;
+        let mut argv: Vec<OsString> = c.entrypoint.iter().map(OsString::from).collect();
+        if given.is_empty() {
+            argv.extend(c.cmd.iter().map(OsString::from));
+        } else {
+            argv.extend(given.iter().cloned());
+        }
+        if argv.is_empty() {
+            return Err(Error::usage(format!(
+                "--image {}: the image has no Entrypoint or Cmd; give a COMMAND",
+                self.reference
+            )));
+        }
+        Ok(argv)
+    }
+
+    /// The image's Env, with a PATH when it sets none.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = self
+            .config
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push((
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ));
+        }
+        env
+    }
+
+    /// The image's WorkingDir, or `/`.
+    pub fn working_dir(&self) -> PathBuf {
+        PathBuf::from(self.config.working_dir.as_deref().unwrap_or("/"))
+    }
+}
