@@ -76,6 +76,30 @@ fn check(what: &Path, want: &str, size: u64, got: (String, u64)) -> Result<()> {
     Ok(())
 }
 
+/// `path` opened for reading if it is a regular file: never through a
+/// symlink, and never blocking on a FIFO.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// At most `limit` bytes of the regular file `path`.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    open_regular(path)?.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("more than {limit} bytes")));
+    }
+    Ok(data)
+}
+
 /// A small blob (a manifest, index or configuration) read whole and
 /// verified; at most `limit` bytes are read.
 pub fn read_small(path: &Path, digest: &str, size: u64, limit: u64) -> Result<Vec<u8>> {
@@ -85,7 +109,7 @@ pub fn read_small(path: &Path, digest: &str, size: u64, limit: u64) -> Result<Ve
             path.display()
         )));
     }
-    let file = File::open(path).map_err(io_err(format!("blob {}", path.display())))?;
+    let file = open_regular(path).map_err(io_err(format!("blob {}", path.display())))?;
     let mut data = Vec::new();
     let mut r = Hashing::new(file.take(limit + 1));
     r.read_to_end(&mut data)
@@ -102,8 +126,11 @@ pub fn read_small(path: &Path, digest: &str, size: u64, limit: u64) -> Result<Ve
 /// A blob opened, verified whole, and rewound for reading.
 pub fn open_verified(path: &Path, digest: &str, size: u64) -> Result<File> {
     let what = || format!("blob {}", path.display());
-    let file = File::open(path).map_err(io_err(what()))?;
-    let got = Hashing::new(&file).finish().map_err(io_err(what()))?;
+    let file = open_regular(path).map_err(io_err(what()))?;
+    // One byte past the size is enough to tell it is too long.
+    let got = Hashing::new((&file).take(size + 1))
+        .finish()
+        .map_err(io_err(what()))?;
     check(path, digest, size, got)?;
     let mut file = file;
     file.rewind().map_err(io_err(what()))?;

@@ -21,9 +21,9 @@ const MAX_NESTING: usize = 4;
 
 pub fn open(dir: &Path, tag: Option<&str>, store: &Store) -> Result<Image> {
     let shown = dir.display();
-    let marker = std::fs::read(dir.join("oci-layout")).map_err(io_err(format!(
-        "oci:{shown}: not an OCI layout (oci-layout)"
-    )))?;
+    let marker = blob::read_bounded(&dir.join("oci-layout"), JSON_LIMIT).map_err(io_err(
+        format!("oci:{shown}: not an OCI layout (oci-layout)"),
+    ))?;
     let marker: serde_json::Value = serde_json::from_slice(&marker)
         .map_err(|e| Error::Invalid(format!("oci:{shown}/oci-layout: {e}")))?;
     if marker["imageLayoutVersion"] != "1.0.0" {
@@ -32,8 +32,8 @@ pub fn open(dir: &Path, tag: Option<&str>, store: &Store) -> Result<Image> {
             marker["imageLayoutVersion"]
         )));
     }
-    let index =
-        std::fs::read(dir.join("index.json")).map_err(io_err(format!("oci:{shown}/index.json")))?;
+    let index = blob::read_bounded(&dir.join("index.json"), JSON_LIMIT)
+        .map_err(io_err(format!("oci:{shown}/index.json")))?;
     let index = ImageIndex::from_reader(&index[..])
         .map_err(|e| Error::Invalid(format!("oci:{shown}/index.json: {e}")))?;
     let chosen = by_tag(&index, tag, &shown.to_string())?;
@@ -80,7 +80,11 @@ fn by_tag<'a>(index: &'a ImageIndex, tag: Option<&str>, shown: &str) -> Result<&
             .iter()
             .find(|d| name(d).as_deref() == Some(tag))
             .ok_or_else(|| {
-                let names: Vec<String> = all.iter().filter_map(name).collect();
+                let names: Vec<String> = all
+                    .iter()
+                    .filter_map(name)
+                    .map(|n| format!("{n:?}"))
+                    .collect();
                 Error::Reference(format!(
                     "oci:{shown}: no image tagged {tag:?} (tags: {})",
                     if names.is_empty() {

@@ -8,7 +8,7 @@
 //! other's.
 
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::blob::sha256_hex;
@@ -60,7 +60,12 @@ impl Store {
         if done.is_dir() {
             return Ok(done);
         }
-        std::fs::create_dir_all(&layers)
+        // Private to the caller, as podman keeps its storage: layers hold
+        // the images' set-id files and whatever else they ship.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&layers)
             .map_err(io_err(format!("image store {}", layers.display())))?;
         let tmp = layers.join(format!(".tmp-{}-{hex}", std::process::id()));
         if tmp.exists() {

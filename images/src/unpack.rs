@@ -40,8 +40,7 @@ fn decompressed(blob: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
 
 /// Unpacks `blob` into `dst`, an empty directory.
 pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
-    let bad =
-        |path: &Path, why: &str| Error::Layer(format!("layer entry {}: {why}", path.display()));
+    let bad = |path: &Path, why: &str| Error::Layer(format!("layer entry {path:?}: {why}"));
     let stream = Hashing::new(decompressed(blob).map_err(io_err("layer"))?);
     let mut archive = tar::Archive::new(stream);
     archive.set_preserve_permissions(true);
@@ -73,36 +72,57 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
         }
         let written = entry
             .unpack_in(dst)
-            .map_err(|e| bad(&path, &e.to_string()))?;
+            .map_err(|e| bad(&path, &with_causes(&e)))?;
         if !written {
             return Err(bad(&path, "outside the layer"));
         }
         if kind == EntryType::Directory {
-            let at = dst.join(&path);
-            std::fs::set_permissions(
-                &at,
-                std::fs::Permissions::from_mode((mode & 0o7777) | 0o700),
-            )
-            .map_err(io_err(format!("layer entry {}", path.display())))?;
+            // Where unpack_in put it: the name's plain components under
+            // `dst` (a leading '/' is not the host's root).
+            let at = dst.join(inside(&path));
+            set_dir_mode(&at, (mode & 0o7777) | 0o700).map_err(|e| bad(&path, &e.to_string()))?;
             dirs.push((at, mode & 0o7777));
         }
     }
     // Deepest first, so a parent's mode never stops a child's change.
-    for (dir, mode) in dirs.iter().rev() {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
-            .map_err(io_err(format!("layer directory {}", dir.display())))?;
+    dirs.sort_by_key(|(dir, _)| std::cmp::Reverse(dir.components().count()));
+    for (dir, mode) in &dirs {
+        set_dir_mode(dir, *mode).map_err(io_err(format!("layer directory {dir:?}")))?;
     }
     let (diff_id, _) = archive.into_inner().finish().map_err(io_err("layer"))?;
     Ok(Unpacked { diff_id, devices })
 }
 
+/// An entry's name relative to the layer: its plain components.
+fn inside(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+/// Sets the mode of the directory `dir`, never through a symlink.
+fn set_dir_mode(dir: &Path, mode: u32) -> std::io::Result<()> {
+    if !std::fs::symlink_metadata(dir)?.is_dir() {
+        return Err(std::io::Error::other("not a directory"));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// An error and its causes, on one line.
+fn with_causes(e: &std::io::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        msg = format!("{msg}: {c}");
+        cause = c.source();
+    }
+    msg.replace(['\n', '\r'], " ")
+}
+
 /// A FIFO at `path` (no `..` in it) under `dst`, whose parent must
 /// resolve inside `dst`; an earlier entry of that name is replaced.
 fn make_fifo(dst: &Path, path: &Path, mode: u32) -> std::io::Result<()> {
-    let rel: PathBuf = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
+    let rel = inside(path);
     let at = dst.join(&rel);
     let parent = at.parent().unwrap_or(dst).canonicalize()?;
     if rel.as_os_str().is_empty() || !parent.starts_with(dst.canonicalize()?) {

@@ -221,3 +221,28 @@ fn a_truncated_archive_is_an_error() {
     assert!(e.contains("layer"), "{e}");
     assert!(leftovers(&t).is_empty());
 }
+
+/// An absolute name is the layer's, not the host's: a directory entry
+/// naming a directory of the caller's outside changes nothing there.
+#[test]
+fn an_absolute_directory_entry_changes_nothing_on_the_host() {
+    let outside = Tmp::new("abs-outside");
+    let before = std::fs::metadata(&outside.0).unwrap().mode();
+    let name = outside.0.to_str().unwrap();
+    for mode in [0o777, 0o000, 0o4777] {
+        let t = Tmp::new("abs");
+        let tar = tar_of(&[
+            (name, Directory, mode, ""),
+            (&format!("{name}/f"), Regular, 0o644, "in"),
+        ]);
+        let dir = unpack(&t, &tar, tar.clone()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&outside.0).unwrap().mode(),
+            before,
+            "{mode:o}"
+        );
+        assert!(std::fs::read_dir(&outside.0).unwrap().next().is_none());
+        let inner = dir.join(name.trim_start_matches('/'));
+        assert_eq!(std::fs::metadata(&inner).unwrap().mode() & 0o7777, mode);
+    }
+}

@@ -192,8 +192,7 @@ impl SandboxConfig {
                     dir.display()
                 )))
             }
-            Some(dir) => Some(dir.clone()),
-            None => image.as_ref().map(|i| i.working_dir()),
+            other => other.clone(),
         };
         let mut fallback_dirs = Vec::new();
         if let Ok(cwd) = std::env::current_dir() {
@@ -622,18 +621,18 @@ fn singles(matches: &ArgMatches, id: &str) -> Vec<usize> {
         .unwrap_or_default()
 }
 
-/// The command's environment: the image's with --image, else the caller's
-/// (unless --clearenv), then --setenv and --unsetenv applied in
+/// The command's environment: none with --clearenv, else the image's with
+/// --image, else the caller's; then --setenv and --unsetenv applied in
 /// command-line order.
 fn build_env(
     args: &RunArgs,
     matches: &ArgMatches,
     image_env: Option<Vec<(OsString, OsString)>>,
 ) -> Result<Vec<CString>> {
-    let mut env: BTreeMap<OsString, OsString> = if let Some(env) = image_env {
-        env.into_iter().collect()
-    } else if args.clearenv {
+    let mut env: BTreeMap<OsString, OsString> = if args.clearenv {
         BTreeMap::new()
+    } else if let Some(env) = image_env {
+        env.into_iter().collect()
     } else {
         std::env::vars_os().collect()
     };

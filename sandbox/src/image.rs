@@ -21,7 +21,8 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
     let Some(reference) = args.image.clone() else {
         return Ok(None);
     };
-    let fail = |e: burrow_images::Error| Error::usage(format!("--image {reference}: {e}"));
+    // The images crate's messages name the reference or the blob.
+    let fail = |e: burrow_images::Error| Error::usage(format!("--image: {e}"));
     let store = burrow_images::Store::from_env().map_err(fail)?;
     let image = burrow_images::open(&reference, &store).map_err(fail)?;
     let Some((bottom, above)) = image.layers.split_first() else {
@@ -33,8 +34,14 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
     let mut layers: Vec<PathBuf> = above.to_vec();
     layers.append(&mut args.layer);
     args.layer = layers;
+    if args.chdir.is_none() {
+        // As if given on the command line, so --vm's guest has it too.
+        args.chdir = Some(PathBuf::from(
+            image.config.working_dir.as_deref().unwrap_or("/"),
+        ));
+    }
     if let Some(user) = &image.config.user {
-        if !matches!(user.as_str(), "root" | "0" | "0:0") {
+        if !matches!(user.as_str(), "root" | "0" | "0:0" | "root:root") {
             eprintln!("burrow: --image {reference}: its User {user:?} is not applied yet; the command runs as the sandbox's root");
         }
     }
@@ -63,7 +70,7 @@ impl ImageDefaults {
         Ok(argv)
     }
 
-    /// The image's Env, with a PATH when it sets none.
+    /// The image's Env, with PATH and HOME when it sets none.
     pub fn env(&self) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = self
             .config
@@ -72,17 +79,19 @@ impl ImageDefaults {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        if !env.iter().any(|(k, _)| k == "PATH") {
-            env.push((
-                "PATH".into(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ));
+        // What podman adds when the image leaves them out (the command
+        // runs as root inside).
+        for (k, v) in [
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ),
+            ("HOME", "/root"),
+        ] {
+            if !env.iter().any(|(name, _)| name == k) {
+                env.push((k.into(), v.into()));
+            }
         }
         env
-    }
-
-    /// The image's WorkingDir, or `/`.
-    pub fn working_dir(&self) -> PathBuf {
-        PathBuf::from(self.config.working_dir.as_deref().unwrap_or("/"))
     }
 }

@@ -168,6 +168,10 @@ impl Drop for Podman<'_> {
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
+                // Gone, reaped too, before the next test counts this
+                // user's processes.
+                let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+                eventually(Duration::from_secs(10), || !proc_dir.exists());
             }
         }
         if self.own_xdg {

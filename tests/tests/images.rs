@@ -273,7 +273,7 @@ fn references_burrow_cannot_read_are_refused_in_one_line() {
     );
     assert_eq!(out.code, 125, "{out:?}");
     assert!(
-        out.stderr.contains("no image tagged \"v2\" (tags: v1)"),
+        out.stderr.contains("no image tagged \"v2\" (tags: \"v1\")"),
         "{out:?}"
     );
 }
