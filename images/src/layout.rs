@@ -19,24 +19,24 @@ const JSON_LIMIT: u64 = 8 << 20;
 /// How deep indexes may nest before the layout is refused.
 const MAX_NESTING: usize = 4;
 
-pub fn open(dir: &Path, tag: Option<&str>, store: &Store) -> Result<Image> {
-    let shown = dir.display();
-    let marker = blob::read_bounded(&dir.join("oci-layout"), JSON_LIMIT).map_err(io_err(
-        format!("oci:{shown}: not an OCI layout (oci-layout)"),
-    ))?;
+/// The image tagged `tag` (or the only one) of the layout in `dir`;
+/// messages call the layout `shown` (`oci:DIR`, or the archive it came in).
+pub fn open(dir: &Path, shown: &str, tag: Option<&str>, store: &Store) -> Result<Image> {
+    let marker = blob::read_bounded(&dir.join("oci-layout"), JSON_LIMIT)
+        .map_err(io_err(format!("{shown}: not an OCI layout (oci-layout)")))?;
     let marker: serde_json::Value = serde_json::from_slice(&marker)
-        .map_err(|e| Error::Invalid(format!("oci:{shown}/oci-layout: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("{shown}/oci-layout: {e}")))?;
     if marker["imageLayoutVersion"] != "1.0.0" {
         return Err(Error::Invalid(format!(
-            "oci:{shown}: layout version {} (burrow reads 1.0.0)",
+            "{shown}: layout version {} (burrow reads 1.0.0)",
             marker["imageLayoutVersion"]
         )));
     }
     let index = blob::read_bounded(&dir.join("index.json"), JSON_LIMIT)
-        .map_err(io_err(format!("oci:{shown}/index.json")))?;
+        .map_err(io_err(format!("{shown}/index.json")))?;
     let index = ImageIndex::from_reader(&index[..])
-        .map_err(|e| Error::Invalid(format!("oci:{shown}/index.json: {e}")))?;
-    let chosen = by_tag(&index, tag, &shown.to_string())?;
+        .map_err(|e| Error::Invalid(format!("{shown}/index.json: {e}")))?;
+    let chosen = by_tag(&index, tag, shown)?;
     let manifest_desc = manifest_for_platform(dir, chosen, 0)?;
     let digest = manifest_desc.digest().to_string();
     let manifest = read_json(dir, &manifest_desc)?;
@@ -86,7 +86,7 @@ fn by_tag<'a>(index: &'a ImageIndex, tag: Option<&str>, shown: &str) -> Result<&
                     .map(|n| format!("{n:?}"))
                     .collect();
                 Error::Reference(format!(
-                    "oci:{shown}: no image tagged {tag:?} (tags: {})",
+                    "{shown}: no image tagged {tag:?} (tags: {})",
                     if names.is_empty() {
                         "none".into()
                     } else {
@@ -96,7 +96,7 @@ fn by_tag<'a>(index: &'a ImageIndex, tag: Option<&str>, shown: &str) -> Result<&
             }),
         None if all.len() == 1 => Ok(&all[0]),
         None => Err(Error::Reference(format!(
-            "oci:{shown}: {} images; name one as oci:{shown}:TAG",
+            "{shown}: {} images; name one as {shown}:TAG",
             all.len()
         ))),
     }
@@ -145,7 +145,7 @@ fn read_json(dir: &Path, desc: &Descriptor) -> Result<Vec<u8>> {
     )
 }
 
-fn run_config(config: &ImageConfiguration) -> RunConfig {
+pub(crate) fn run_config(config: &ImageConfiguration) -> RunConfig {
     let Some(c) = config.config() else {
         return RunConfig::default();
     };

@@ -4,9 +4,11 @@
 //! uses it; and the image's configuration for the sandbox's command.
 //!
 //! `reference` parses references, `layout` reads OCI image layouts,
+//! `archive` the tar files `podman save` and `docker save` write,
 //! `blob` reads verified blobs, `store` keeps unpacked layers and
 //! `unpack` writes one layer's tar stream into a directory.
 
+mod archive;
 mod blob;
 mod layout;
 mod reference;
@@ -68,6 +70,13 @@ pub struct Image {
 /// Resolves `reference` and unpacks what is not yet in `store`.
 pub fn open(reference: &str, store: &Store) -> Result<Image> {
     match Reference::parse(reference)? {
-        Reference::OciLayout { dir, tag } => layout::open(&dir, tag.as_deref(), store),
+        Reference::OciLayout { dir, tag } => {
+            let shown = format!("oci:{}", dir.display());
+            layout::open(&dir, &shown, tag.as_deref(), store)
+        }
+        Reference::OciArchive { file, tag } => archive::open_oci(&file, tag.as_deref(), store),
+        Reference::DockerArchive { file, name } => {
+            archive::open_docker(&file, name.as_deref(), store)
+        }
     }
 }

@@ -9,45 +9,52 @@ use crate::{Error, Result};
 pub enum Reference {
     /// `oci:DIR[:TAG]`: an OCI image layout directory.
     OciLayout { dir: PathBuf, tag: Option<String> },
+    /// `oci-archive:FILE[:TAG]`: an OCI layout in a tar file.
+    OciArchive { file: PathBuf, tag: Option<String> },
+    /// `docker-archive:FILE[:NAME:TAG]`: what `docker save` writes.
+    DockerArchive { file: PathBuf, name: Option<String> },
+}
+
+/// `PATH[:REST]` as skopeo reads it: REST (which may hold ':' and '/')
+/// follows the first ':'.
+fn path_and_rest(s: &str, rest: &str) -> Result<(PathBuf, Option<String>)> {
+    let (path, tail) = match rest.split_once(':') {
+        Some((path, tail)) if !tail.is_empty() => (path, Some(tail.to_string())),
+        Some((path, _)) => (path, None),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(Error::Reference(format!("image {s:?}: no path in it")));
+    }
+    Ok((PathBuf::from(path), tail))
 }
 
 /// Transports of containers-transports(5) that burrow will read and does
 /// not yet.
-const NOT_YET: [&str; 4] = [
-    "oci-archive:",
-    "docker-archive:",
-    "docker://",
-    "containers-storage:",
-];
+const NOT_YET: [&str; 2] = ["docker://", "containers-storage:"];
 
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference> {
         if let Some(rest) = s.strip_prefix("oci:") {
-            // As skopeo reads it: the tag (any ref.name, which may hold
-            // ':' and '/') follows the first ':'.
-            let (dir, tag) = match rest.split_once(':') {
-                Some((dir, tag)) if !tag.is_empty() => (dir, Some(tag.to_string())),
-                Some((dir, _)) => (dir, None),
-                None => (rest, None),
-            };
-            if dir.is_empty() {
-                return Err(Error::Reference(format!(
-                    "image {s:?}: no directory after oci:"
-                )));
-            }
-            return Ok(Reference::OciLayout {
-                dir: PathBuf::from(dir),
-                tag,
-            });
+            let (dir, tag) = path_and_rest(s, rest)?;
+            return Ok(Reference::OciLayout { dir, tag });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (file, tag) = path_and_rest(s, rest)?;
+            return Ok(Reference::OciArchive { file, tag });
+        }
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let (file, name) = path_and_rest(s, rest)?;
+            return Ok(Reference::DockerArchive { file, name });
         }
         if let Some(t) = NOT_YET.iter().find(|t| s.starts_with(*t)) {
             return Err(Error::Reference(format!(
-                "image {s:?}: the {} transport is not supported yet (use oci:DIR[:TAG])",
+                "image {s:?}: the {} transport is not supported yet (use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG])",
                 t.trim_end_matches(['/', ':'])
             )));
         }
         Err(Error::Reference(format!(
-            "image {s:?}: not a reference burrow knows; write oci:DIR[:TAG] (an OCI layout, as `skopeo copy` or `podman save --format oci-dir` write)"
+            "image {s:?}: not a reference burrow knows; write oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG] (what `skopeo copy`, `podman save` and `docker save` write)"
         )))
     }
 }
@@ -80,6 +87,25 @@ mod tests {
             }
         );
         assert!(Reference::parse("oci:").is_err());
+    }
+
+    #[test]
+    fn archives_with_and_without_names() {
+        assert_eq!(
+            Reference::parse("docker-archive:/x/img.tar:localhost/bb:1").unwrap(),
+            Reference::DockerArchive {
+                file: "/x/img.tar".into(),
+                name: Some("localhost/bb:1".into())
+            }
+        );
+        assert_eq!(
+            Reference::parse("oci-archive:img.tar").unwrap(),
+            Reference::OciArchive {
+                file: "img.tar".into(),
+                tag: None
+            }
+        );
+        assert!(Reference::parse("docker-archive::x").is_err());
     }
 
     #[test]

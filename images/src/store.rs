@@ -43,6 +43,31 @@ impl Store {
         Store { root: root.into() }
     }
 
+    /// A fresh private directory in the store, for the caller to remove.
+    pub(crate) fn scratch_dir(&self) -> Result<PathBuf> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = self.root.join("tmp");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&base)
+            .map_err(io_err(format!("image store {}", base.display())))?;
+        let dir = base.join(format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        if dir.exists() {
+            remove_tree(&dir)?;
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err(format!("image store {}", dir.display())))?;
+        Ok(dir)
+    }
+
     fn layers(&self) -> PathBuf {
         self.root.join("layers/sha256")
     }

@@ -109,7 +109,7 @@ fn set_dir_mode(dir: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// An error and its causes, on one line.
-fn with_causes(e: &std::io::Error) -> String {
+pub(crate) fn with_causes(e: &std::io::Error) -> String {
     let mut msg = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {

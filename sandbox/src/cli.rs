@@ -90,7 +90,8 @@ pub struct RunArgs {
     pub rootfs: Option<PathBuf>,
 
     /// Run an OCI image: its layers under the sandbox's upper layer, its
-    /// Entrypoint, Cmd, Env and WorkingDir as defaults (REF: oci:DIR[:TAG]).
+    /// Entrypoint, Cmd, Env and WorkingDir as defaults (REF: oci:DIR[:TAG],
+    /// oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]).
     #[arg(long, value_name = "REF", conflicts_with = "rootfs")]
     pub image: Option<String>,
 

@@ -46,7 +46,7 @@ $B --pids 20 --stats /tmp/pids.json -- sh -c 'for i in $(seq 60); do sleep 1 & d
 cat /tmp/pids.json
 echo responsive
 echo "== cpus"
-$B --cpus 0.5 --stats /tmp/cpu.json -- timeout 2 sh -c 'while :; do :; done'; echo "rc=$?"
+$B --cpus 0.2 --stats /tmp/cpu.json -- timeout 2 sh -c 'while :; do :; done'; echo "rc=$?"
 cat /tmp/cpu.json
 echo "== namespace"
 $B --memory 1G -- cat /proc/self/cgroup
@@ -86,14 +86,16 @@ true
     assert_ne!(pids[0], "rc=0", "{pids:?}");
     assert_eq!(json_number(pids[1], "pids_peak"), Some(20.0), "{pids:?}");
     assert_eq!(pids[2], "responsive");
-    // Half a CPU for a busy loop of 2 s: about 1 s of CPU time, where an
-    // unlimited loop takes 2 s. (The bound is loose: under emulation the
-    // guest's 100 ms bandwidth periods overrun, and 1.27 s was seen once in
-    // four runs; what is asserted is that the limit holds, not CFS's
-    // precision in a TCG guest.)
+    // A fifth of a CPU for a busy loop of 2 s: about 0.4 s of CPU time,
+    // where an unlimited loop takes 2 s. Under emulation the guest's 100 ms
+    // bandwidth periods overrun by a few tens of milliseconds each (with
+    // --cpus 0.5, 1.27 s and 1.53 s were seen for the 1 s expected), so the
+    // bound is loose: what is asserted is that the limit holds, far from
+    // the unlimited 2 s, not CFS's precision in a TCG guest.
     let cpus = section(text, "cpus");
     let used = json_number(cpus[1], "cpu_usage_usec").expect("cpu time") / 1e6;
-    assert!((0.6..=1.5).contains(&used), "{used} s of CPU: {cpus:?}");
+    println!("--cpus 0.2: {used} s of CPU for a 2 s busy loop");
+    assert!((0.2..=1.3).contains(&used), "{used} s of CPU: {cpus:?}");
     assert!(
         json_number(cpus[1], "memory_peak_bytes").is_some_and(|m| m > 0.0),
         "{cpus:?}"

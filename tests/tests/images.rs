@@ -277,3 +277,77 @@ fn references_burrow_cannot_read_are_refused_in_one_line() {
         "{out:?}"
     );
 }
+
+#[test]
+fn archives_podman_saves_run_as_oci_and_docker_archives() {
+    if !podman_usable() {
+        return;
+    }
+    let t = TempDir::new("img-archives");
+    let p = Podman::new(&t);
+    p.import_busybox_as("localhost/bb:3", &["CMD [\"cat\", \"/etc/image-file\"]"]);
+    let store = t.join("store");
+    for format in ["oci-archive", "docker-archive"] {
+        let file = t.join(&format!("{format}.tar"));
+        let out = p.cmd(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            file.to_str().unwrap(),
+            "localhost/bb:3",
+        ]);
+        assert_eq!(out.code, 0, "podman save --format {format}: {out:?}");
+        for reference in [
+            format!("{format}:{}", file.display()),
+            format!("{format}:{}:localhost/bb:3", file.display()),
+        ] {
+            assert_eq!(
+                run_image(&store, &reference, &[]).ok(),
+                "from the image\n",
+                "{reference}"
+            );
+        }
+        let out = run_image(
+            &store,
+            &format!("{format}:{}:localhost/other:1", file.display()),
+            &["true"],
+        );
+        assert_eq!(out.code, 125, "{out:?}");
+        assert!(out.stderr.contains("localhost/bb:3"), "{out:?}");
+    }
+    // The same layer, whichever archive brought it, is stored once; the
+    // archives' scratch directories are gone.
+    assert_eq!(stored_layers(&store).len(), 1);
+    let scratch = std::fs::read_dir(store.join("burrow/tmp")).unwrap().count();
+    assert_eq!(scratch, 0);
+}
+
+#[test]
+fn a_docker_archive_naming_files_outside_it_is_refused() {
+    let t = TempDir::new("img-docker-hostile");
+    let secret = t.join("secret.json");
+    std::fs::write(&secret, "{}").unwrap();
+    for config in ["../secret.json".to_string(), secret.display().to_string()] {
+        let manifest = serde_json::json!([{"Config": config, "RepoTags": ["x:1"], "Layers": []}]);
+        let data = serde_json::to_vec(&manifest).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "manifest.json", &data[..]).unwrap();
+        let file = t.join("hostile.tar");
+        std::fs::write(&file, b.into_inner().unwrap()).unwrap();
+        let out = run_image(
+            &t.join("store"),
+            &format!("docker-archive:{}", file.display()),
+            &["true"],
+        );
+        assert_eq!(out.code, 125, "{config}: {out:?}");
+        assert!(
+            out.stderr.contains("not a plain name inside the archive"),
+            "{config}: {out:?}"
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    }
+}
