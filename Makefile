@@ -31,6 +31,7 @@ bench:
 	bash benches/roundtrip.sh
 	if [ "$$(id -u)" -eq 0 ]; then bash benches/passthrough.sh; fi
 	bash benches/memory.sh
+	bash benches/image.sh
 	bash benches/net.sh
 	bash benches/vm.sh
 
