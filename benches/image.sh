@@ -4,10 +4,11 @@
 # has no network by default), the same image (busybox-static,
 # made with `podman import` and given to burrow with `podman save --format
 # oci-dir`), in one hyperfine run, as the unprivileged account.
-#   benches/image.sh [RUNS]        (default 30)
+#   benches/image.sh [ROUNDS [RUNS]]        (default 5 rounds of 10 runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-30}
+ROUNDS=${1:-5}
+RUNS=${2:-10}
 . benches/common.sh
 W="$STAGE/img"
 mkdir -p "$W/rootfs/bin" "$W/rootfs/etc" "$W/rootfs/tmp" "$W/xdg"
@@ -38,15 +39,33 @@ trap cleanup EXIT
 "${RUNAS[@]}" "${ENV[@]}" podman info --format 'podman {{.Version.Version}}, graph driver {{.Store.GraphDriverName}}, native overlay diff: {{index .Store.GraphStatus "Native Overlay Diff"}}'
 # The layer is unpacked by the first run (and the warm-up), not timed.
 "${RUNAS[@]}" "${ENV[@]}" "$STAGE/burrow" run --image "oci:$W/oci" -- true
-"${RUNAS[@]}" "${ENV[@]}" hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/image.json" \
-  -n "burrow run --image" "$STAGE/burrow run --image oci:$W/oci -- true" \
-  -n "podman run --rm" "podman run --rm localhost/bench:1 true" \
-  -n "podman run --rm --network none" "podman run --rm --network none localhost/bench:1 true"
-python3 - "$W/image.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-b = r["burrow run --image"]
-print("\nimage start-up, median ms (mean ± sd)      ratio to burrow (median)")
-for name, x in r.items():
-    print(f"  {name:34s} {x['median']*1e3:7.1f} ({x['mean']*1e3:.1f} ± {x['stddev']*1e3:.1f})   {x['median']/b['median']:.1f}x")
+# Rounds of RUNS runs per command, the commands taking turns round by round
+# (hyperfine runs one command's runs together; this VM's noise comes in
+# spells, which interleaving spreads over all three).
+declare -A CMD=(
+  [burrow]="$STAGE/burrow run --image oci:$W/oci -- true"
+  [podman]="podman run --rm localhost/bench:1 true"
+  [podman-nonet]="podman run --rm --network none localhost/bench:1 true"
+)
+for round in $(seq "$ROUNDS"); do
+  for name in burrow podman podman-nonet; do
+    "${RUNAS[@]}" "${ENV[@]}" hyperfine -N --warmup 2 --runs "$RUNS" --style none \
+      --export-json "$W/$name.$round.json" "${CMD[$name]}" >/dev/null
+  done
+done
+python3 - "$W" "$ROUNDS" <<'PY'
+import json, statistics, sys
+w, rounds = sys.argv[1], int(sys.argv[2])
+names = {"burrow": "burrow run --image", "podman": "podman run --rm",
+         "podman-nonet": "podman run --rm --network none"}
+times = {n: [] for n in names}
+for n in names:
+    for r in range(1, rounds + 1):
+        times[n] += json.load(open(f"{w}/{n}.{r}.json"))["results"][0]["times"]
+b = statistics.median(times["burrow"])
+print(f"\nimage start-up, median ms of {len(times['burrow'])} runs in {rounds} interleaved rounds   ratio to burrow")
+for n, label in names.items():
+    m = statistics.median(times[n])
+    q = statistics.quantiles(times[n], n=4)
+    print(f"  {label:34s} {m*1e3:7.1f} (quartiles {q[0]*1e3:.1f}-{q[2]*1e3:.1f})   {m/b:.1f}x")
 PY
