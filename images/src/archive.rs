@@ -65,33 +65,13 @@ pub fn open_docker(file: &Path, name: Option<&str>, store: &Store) -> Result<Ima
             })
             .unwrap_or_default()
     };
-    let chosen = match name {
-        Some(name) => manifest
-            .iter()
-            .find(|m| tags(m).iter().any(|t| t == name))
-            .ok_or_else(|| {
-                let all: Vec<String> = manifest
-                    .iter()
-                    .flat_map(tags)
-                    .map(|t| format!("{t:?}"))
-                    .collect();
-                Error::Reference(format!(
-                    "{shown}: no image named {name:?} (names: {})",
-                    if all.is_empty() {
-                        "none".into()
-                    } else {
-                        all.join(", ")
-                    }
-                ))
-            })?,
-        None if manifest.len() == 1 => &manifest[0],
-        None => {
-            return Err(Error::Reference(format!(
-                "{shown}: {} images; name one as {shown}:NAME:TAG",
-                manifest.len()
-            )))
-        }
-    };
+    let chosen = crate::choose(
+        &manifest,
+        tags,
+        name,
+        &shown,
+        ("named", "names", ":NAME:TAG"),
+    )?;
     let member = |v: &Value, what: &str| -> Result<PathBuf> {
         let rel = v
             .as_str()

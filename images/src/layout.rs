@@ -74,32 +74,13 @@ fn by_tag<'a>(index: &'a ImageIndex, tag: Option<&str>, shown: &str) -> Result<&
             .and_then(|a| a.get(ANNOTATION_REF_NAME))
             .cloned()
     };
-    let all = index.manifests();
-    match tag {
-        Some(tag) => all
-            .iter()
-            .find(|d| name(d).as_deref() == Some(tag))
-            .ok_or_else(|| {
-                let names: Vec<String> = all
-                    .iter()
-                    .filter_map(name)
-                    .map(|n| format!("{n:?}"))
-                    .collect();
-                Error::Reference(format!(
-                    "{shown}: no image tagged {tag:?} (tags: {})",
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-            }),
-        None if all.len() == 1 => Ok(&all[0]),
-        None => Err(Error::Reference(format!(
-            "{shown}: {} images; name one as {shown}:TAG",
-            all.len()
-        ))),
-    }
+    crate::choose(
+        index.manifests(),
+        |d| name(d).into_iter().collect(),
+        tag,
+        shown,
+        ("tagged", "tags", ":TAG"),
+    )
 }
 
 /// `desc` itself when it is a manifest; in an index, the manifest for this

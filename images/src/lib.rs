@@ -47,6 +47,41 @@ pub(crate) fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error
     }
 }
 
+/// The item of `items` that `names` gives `wanted` as one of its names, or
+/// without `wanted` the only item; messages say which names there are and
+/// how to write one (`{shown}{form}`).
+pub(crate) fn choose<'a, T>(
+    items: &'a [T],
+    names: impl Fn(&T) -> Vec<String>,
+    wanted: Option<&str>,
+    shown: &str,
+    (kind, plural, form): (&str, &str, &str),
+) -> Result<&'a T> {
+    match wanted {
+        Some(w) => items
+            .iter()
+            .find(|i| names(i).iter().any(|n| n == w))
+            .ok_or_else(|| {
+                let all: Vec<String> = items
+                    .iter()
+                    .flat_map(&names)
+                    .map(|n| format!("{n:?}"))
+                    .collect();
+                let all = if all.is_empty() {
+                    "none".into()
+                } else {
+                    all.join(", ")
+                };
+                Error::Reference(format!("{shown}: no image {kind} {w:?} ({plural}: {all})"))
+            }),
+        None if items.len() == 1 => Ok(&items[0]),
+        None => Err(Error::Reference(format!(
+            "{shown}: {} images; name one as {shown}{form}",
+            items.len()
+        ))),
+    }
+}
+
 /// What the image's configuration says about running it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunConfig {
