@@ -21,6 +21,8 @@ PACKAGES=(
   python3 python3-pip  # tests: escape attempts written in Python; pip inside the sandbox
   qemu-system-x86 busybox-static cpio  # burrow run --vm; the guest test harness (tests/guest)
   podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups)
+  skopeo docker-registry apache2-utils  # tests: images from skopeo, a local registry with htpasswd auth
+  libssl-dev      # the registry client's TLS (native-tls)
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}
