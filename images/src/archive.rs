@@ -14,20 +14,12 @@ use oci_spec::image::ImageConfiguration;
 use serde_json::Value;
 
 use crate::blob;
-use crate::store::{remove_tree, Store};
+use crate::platform::Platform;
+use crate::store::{Scratch, Store};
 use crate::{io_err, layout, Error, Image, Result};
 
 /// `manifest.json` and configurations are small.
 const JSON_LIMIT: u64 = 8 << 20;
-
-/// A directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = remove_tree(&self.0);
-    }
-}
 
 fn unpacked(file: &Path, shown: &str, store: &Store) -> Result<Scratch> {
     let dir = Scratch(store.scratch_dir()?);
@@ -40,10 +32,15 @@ fn unpacked(file: &Path, shown: &str, store: &Store) -> Result<Scratch> {
     Ok(dir)
 }
 
-pub fn open_oci(file: &Path, tag: Option<&str>, store: &Store) -> Result<Image> {
+pub fn open_oci(
+    file: &Path,
+    tag: Option<&str>,
+    platform: &Platform,
+    store: &Store,
+) -> Result<Image> {
     let shown = format!("oci-archive:{}", file.display());
     let dir = unpacked(file, &shown, store)?;
-    layout::open(&dir.0, &shown, tag, store)
+    layout::open(&dir.0, &shown, tag, platform, store)
 }
 
 pub fn open_docker(file: &Path, name: Option<&str>, store: &Store) -> Result<Image> {

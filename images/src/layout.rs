@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use oci_spec::image::{
-    Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, Os,
-    ANNOTATION_REF_NAME,
+    Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, ANNOTATION_REF_NAME,
 };
 
 use crate::blob;
+use crate::platform::Platform;
 use crate::store::Store;
 use crate::{io_err, Error, Image, Result, RunConfig};
 
@@ -21,7 +21,13 @@ const MAX_NESTING: usize = 4;
 
 /// The image tagged `tag` (or the only one) of the layout in `dir`;
 /// messages call the layout `shown` (`oci:DIR`, or the archive it came in).
-pub fn open(dir: &Path, shown: &str, tag: Option<&str>, store: &Store) -> Result<Image> {
+pub fn open(
+    dir: &Path,
+    shown: &str,
+    tag: Option<&str>,
+    platform: &Platform,
+    store: &Store,
+) -> Result<Image> {
     let marker = blob::read_bounded(&dir.join("oci-layout"), JSON_LIMIT)
         .map_err(io_err(format!("{shown}: not an OCI layout (oci-layout)")))?;
     let marker: serde_json::Value = serde_json::from_slice(&marker)
@@ -37,7 +43,7 @@ pub fn open(dir: &Path, shown: &str, tag: Option<&str>, store: &Store) -> Result
     let index = ImageIndex::from_reader(&index[..])
         .map_err(|e| Error::Invalid(format!("{shown}/index.json: {e}")))?;
     let chosen = by_tag(&index, tag, shown)?;
-    let manifest_desc = manifest_for_platform(dir, chosen, 0)?;
+    let manifest_desc = manifest_for_platform(dir, chosen, platform, 0)?;
     let digest = manifest_desc.digest().to_string();
     let manifest = read_json(dir, &manifest_desc)?;
     let manifest = ImageManifest::from_reader(&manifest[..])
@@ -83,9 +89,14 @@ fn by_tag<'a>(index: &'a ImageIndex, tag: Option<&str>, shown: &str) -> Result<&
     )
 }
 
-/// `desc` itself when it is a manifest; in an index, the manifest for this
-/// machine's os and architecture.
-fn manifest_for_platform(dir: &Path, desc: &Descriptor, depth: usize) -> Result<Descriptor> {
+/// `desc` itself when it is a manifest; in an index, the manifest for
+/// `platform`.
+fn manifest_for_platform(
+    dir: &Path,
+    desc: &Descriptor,
+    platform: &Platform,
+    depth: usize,
+) -> Result<Descriptor> {
     let is_index = matches!(desc.media_type(), MediaType::ImageIndex)
         || desc.media_type().to_string()
             == "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -101,19 +112,8 @@ fn manifest_for_platform(dir: &Path, desc: &Descriptor, depth: usize) -> Result<
     let data = read_json(dir, desc)?;
     let index = ImageIndex::from_reader(&data[..])
         .map_err(|e| Error::Invalid(format!("index {}: {e}", desc.digest())))?;
-    let (os, arch) = (Os::default(), Arch::default());
-    let found = index.manifests().iter().find(|m| {
-        m.platform()
-            .as_ref()
-            .is_some_and(|p| *p.os() == os && *p.architecture() == arch)
-    });
-    match found {
-        Some(m) => manifest_for_platform(dir, m, depth + 1),
-        None => Err(Error::Reference(format!(
-            "index {}: no image for {os}/{arch}",
-            desc.digest()
-        ))),
-    }
+    let m = platform.choose(index.manifests(), &format!("index {}", desc.digest()))?;
+    manifest_for_platform(dir, m, platform, depth + 1)
 }
 
 fn read_json(dir: &Path, desc: &Descriptor) -> Result<Vec<u8>> {

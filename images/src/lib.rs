@@ -5,19 +5,27 @@
 //!
 //! `reference` parses references, `layout` reads OCI image layouts,
 //! `archive` the tar files `podman save` and `docker save` write,
-//! `blob` reads verified blobs, `store` keeps unpacked layers and
-//! `unpack` writes one layer's tar stream into a directory.
+//! `registry` pulls from registries (with `auth`'s credentials and
+//! `platform`'s choice from an index), `blob` reads verified blobs,
+//! `store` keeps unpacked layers and blobs, `catalog` the images pulled by
+//! name, and `unpack` writes one layer's tar stream into a directory.
 
 mod archive;
+mod auth;
 mod blob;
+pub mod catalog;
 mod layout;
+mod platform;
 mod reference;
+mod registry;
 mod store;
 mod unpack;
 
 use std::path::PathBuf;
 
-pub use reference::Reference;
+pub use catalog::Record;
+pub use platform::Platform;
+pub use reference::{Name, Reference};
 pub use store::{remove_tree, Store};
 
 /// Why an image could not be used; each message is one line naming the
@@ -36,6 +44,30 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Layer(String),
+    #[error("{0}")]
+    Registry(String),
+}
+
+/// How an image is fetched and chosen.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The platform chosen from an index.
+    pub platform: Platform,
+    /// HTTPS with the system's CA store; `false` speaks plain HTTP (a local
+    /// registry) and accepts any certificate.
+    pub tls_verify: bool,
+    /// Progress bars on stderr while layers download.
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            platform: Platform::default(),
+            tls_verify: true,
+            progress: false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -102,16 +134,57 @@ pub struct Image {
     pub config: RunConfig,
 }
 
-/// Resolves `reference` and unpacks what is not yet in `store`.
-pub fn open(reference: &str, store: &Store) -> Result<Image> {
+/// Resolves `reference` and unpacks what is not yet in `store`. A
+/// registry's image already pulled is taken from the store (podman's
+/// `missing` pull policy); `pull` fetches it anew.
+pub fn open(reference: &str, opts: &Options, store: &Store) -> Result<Image> {
     match Reference::parse(reference)? {
         Reference::OciLayout { dir, tag } => {
             let shown = format!("oci:{}", dir.display());
-            layout::open(&dir, &shown, tag.as_deref(), store)
+            layout::open(&dir, &shown, tag.as_deref(), &opts.platform, store)
         }
-        Reference::OciArchive { file, tag } => archive::open_oci(&file, tag.as_deref(), store),
+        Reference::OciArchive { file, tag } => {
+            archive::open_oci(&file, tag.as_deref(), &opts.platform, store)
+        }
         Reference::DockerArchive { file, name } => {
             archive::open_docker(&file, name.as_deref(), store)
         }
+        Reference::Registry(name) => {
+            let record = match catalog::get(store, &name.whole())? {
+                Some(r) if r.serves(&opts.platform) => r,
+                _ => registry::pull(&name, opts, store)?,
+            };
+            catalog::open(store, &record)
+        }
+        Reference::Stored(name) => {
+            let pull = format!(
+                "burrow pull --platform {} docker://{}",
+                opts.platform,
+                name.whole()
+            );
+            let record = catalog::get(store, &name.whole())?.ok_or_else(|| {
+                Error::Reference(format!(
+                    "image {reference:?}: not in the store; pull it with `{pull}`"
+                ))
+            })?;
+            if !record.serves(&opts.platform) {
+                return Err(Error::Reference(format!(
+                    "image {reference:?}: the stored image is for {}, not {}; pull it with `{pull}`",
+                    record.platform, opts.platform
+                )));
+            }
+            catalog::open(store, &record)
+        }
+    }
+}
+
+/// `burrow pull REF`: a registry's image fetched (what the store lacks)
+/// and recorded under its name.
+pub fn pull(reference: &str, opts: &Options, store: &Store) -> Result<Record> {
+    match Reference::parse(reference)? {
+        Reference::Registry(name) => registry::pull(&name, opts, store),
+        _ => Err(Error::Reference(format!(
+            "pull {reference:?}: pull takes docker://HOST[:PORT]/NAME[:TAG|@DIGEST]; other references are read where they are by `burrow run --image`"
+        ))),
     }
 }

@@ -13,6 +13,27 @@ pub enum Reference {
     OciArchive { file: PathBuf, tag: Option<String> },
     /// `docker-archive:FILE[:NAME:TAG]`: what `docker save` writes.
     DockerArchive { file: PathBuf, name: Option<String> },
+    /// `docker://HOST[:PORT]/NAME[:TAG|@DIGEST]`: a registry's image.
+    Registry(Name),
+    /// `HOST[:PORT]/NAME[:TAG|@DIGEST]`: an image pulled into the store.
+    Stored(Name),
+}
+
+/// An image's full name: the registry, the repository and a tag (`latest`
+/// when none is given) or a digest.
+pub type Name = oci_spec::distribution::Reference;
+
+/// `s` as a full name, refused when it names no registry: a short name
+/// would be resolved through a search list, and so could be someone
+/// else's image.
+pub fn full_name(s: &str, shown: &str) -> Result<Name> {
+    let host = s.split_once('/').map(|(h, _)| h);
+    if !host.is_some_and(|h| h.contains(['.', ':']) || h == "localhost") {
+        return Err(Error::Reference(format!(
+            "image {shown:?}: a short name, which burrow does not resolve; name the registry, as docker://docker.io/library/{s} or docker://HOST[:PORT]/NAME[:TAG] (or oci:DIR, oci-archive:FILE, docker-archive:FILE)"
+        )));
+    }
+    Name::try_from(s).map_err(|e| Error::Reference(format!("image {shown:?}: {e}")))
 }
 
 /// `PATH[:REST]` as skopeo reads it: REST (which may hold ':' and '/')
@@ -31,7 +52,7 @@ fn path_and_rest(s: &str, rest: &str) -> Result<(PathBuf, Option<String>)> {
 
 /// Transports of containers-transports(5) that burrow will read and does
 /// not yet.
-const NOT_YET: [&str; 2] = ["docker://", "containers-storage:"];
+const NOT_YET: [&str; 1] = ["containers-storage:"];
 
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference> {
@@ -47,15 +68,16 @@ impl Reference {
             let (file, name) = path_and_rest(s, rest)?;
             return Ok(Reference::DockerArchive { file, name });
         }
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(Reference::Registry(full_name(rest, s)?));
+        }
         if let Some(t) = NOT_YET.iter().find(|t| s.starts_with(*t)) {
             return Err(Error::Reference(format!(
-                "image {s:?}: the {} transport is not supported yet (use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG])",
+                "image {s:?}: the {} transport is not supported yet (use docker://, oci:, oci-archive: or docker-archive:)",
                 t.trim_end_matches(['/', ':'])
             )));
         }
-        Err(Error::Reference(format!(
-            "image {s:?}: not a reference burrow knows; write oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG] (what `skopeo copy`, `podman save` and `docker save` write)"
-        )))
+        Ok(Reference::Stored(full_name(s, s)?))
     }
 }
 
@@ -111,10 +133,32 @@ mod tests {
     #[test]
     fn short_names_and_other_transports_are_refused_with_the_way_to_write_them() {
         let e = Reference::parse("alpine").unwrap_err().to_string();
-        assert!(e.contains("oci:DIR"), "{e}");
-        let e = Reference::parse("docker://localhost/x")
+        assert!(e.contains("docker://docker.io/library/alpine"), "{e}");
+        let e = Reference::parse("docker://library/alpine:3")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("docker transport is not supported yet"), "{e}");
+        assert!(e.contains("a short name"), "{e}");
+        let e = Reference::parse("containers-storage:x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("containers-storage transport is not supported yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn registry_names_get_a_tag_and_keep_their_port() {
+        let Reference::Registry(n) = Reference::parse("docker://127.0.0.1:5000/a/b").unwrap()
+        else {
+            panic!("not a registry reference");
+        };
+        assert_eq!(n.whole(), "127.0.0.1:5000/a/b:latest");
+        assert_eq!(n.registry(), "127.0.0.1:5000");
+        let Reference::Stored(n) = Reference::parse("localhost/bb:2").unwrap() else {
+            panic!("not a stored name");
+        };
+        assert_eq!(n.whole(), "localhost/bb:2");
+        assert!(Reference::parse("docker://localhost/UPPER").is_err());
     }
 }

@@ -8,7 +8,7 @@
 //! other's.
 
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::blob::sha256_hex;
@@ -72,6 +72,49 @@ impl Store {
         self.root.join("layers/sha256")
     }
 
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Makes `dir` (and its parents) in the store, private to the caller.
+    pub(crate) fn private_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(format!("image store {}", dir.display())))
+    }
+
+    /// The layer with `diff_id` when it is unpacked in the store.
+    pub fn has_layer(&self, diff_id: &str) -> Result<Option<PathBuf>> {
+        let done = self.layers().join(sha256_hex(diff_id)?);
+        Ok(done.is_dir().then_some(done))
+    }
+
+    /// Keeps a small blob (a manifest or configuration) under its digest,
+    /// which `data` is checked to have.
+    pub fn put_blob(&self, digest: &str, data: &[u8]) -> Result<()> {
+        let got = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(data));
+        if got != digest {
+            return Err(Error::Invalid(format!(
+                "blob {digest}: its content's digest is {got}"
+            )));
+        }
+        let dir = self.root.join("blobs/sha256");
+        let path = dir.join(sha256_hex(digest)?);
+        if path.is_file() {
+            return Ok(());
+        }
+        self.private_dir(&dir)?;
+        write_atomically(&path, data)
+    }
+
+    /// A blob kept by `put_blob`, verified again as it is read.
+    pub fn read_blob(&self, digest: &str, size: u64, limit: u64) -> Result<Vec<u8>> {
+        let path = self.root.join("blobs/sha256").join(sha256_hex(digest)?);
+        crate::blob::read_small(&path, digest, size, limit)
+    }
+
     /// The directory of the layer with `diff_id`, unpacked from the blob
     /// `open_blob` gives when it is not in the store yet.
     pub fn layer(
@@ -129,6 +172,38 @@ impl Store {
             }
         }
     }
+}
+
+/// A scratch directory of the store, removed when dropped.
+pub(crate) struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.0);
+    }
+}
+
+/// Writes `data` to `path` whole or not at all: a temporary file beside it,
+/// synced, then renamed over it.
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let what = || format!("image store {}", path.display());
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(what())(e)
+    })
 }
 
 /// Removes a tree the caller owns, even where the image made directories

@@ -18,6 +18,40 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Remove cgroups left behind by sandboxes whose burrow was killed.
     Gc,
+    /// Fetch an image from a registry into the store (what the store
+    /// lacks) and record it by name; prints its manifest digest.
+    Pull(PullArgs),
+    /// List the images pulled into the store.
+    Images,
+}
+
+/// How an image is fetched and chosen (`run --image` and `pull`).
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// With docker://: HTTPS checked against the system's CA store; false
+    /// speaks plain HTTP, for a registry on this machine.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+
+    /// The image chosen from a multi-platform index, OS/ARCH[/VARIANT]
+    /// (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+
+    /// No progress bars (they are shown only on a terminal anyway).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// docker://HOST[:PORT]/NAME[:TAG|@DIGEST]
+    #[arg(value_name = "REF")]
+    pub reference: String,
 }
 
 /// How the sandbox's users and groups are mapped to the host's.
@@ -90,10 +124,15 @@ pub struct RunArgs {
     pub rootfs: Option<PathBuf>,
 
     /// Run an OCI image: its layers under the sandbox's upper layer, its
-    /// Entrypoint, Cmd, Env and WorkingDir as defaults (REF: oci:DIR[:TAG],
+    /// Entrypoint, Cmd, Env and WorkingDir as defaults (REF:
+    /// docker://HOST[:PORT]/NAME[:TAG|@DIGEST], pulled unless in the store;
+    /// HOST[:PORT]/NAME[:TAG] pulled before; oci:DIR[:TAG],
     /// oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]).
     #[arg(long, value_name = "REF", conflicts_with = "rootfs")]
     pub image: Option<String>,
+
+    #[command(flatten)]
+    pub fetch: FetchArgs,
 
     /// Add DIR as a read-only layer above the rootfs (later layers on top).
     #[arg(long, value_name = "DIR", action = ArgAction::Append)]

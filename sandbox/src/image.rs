@@ -4,10 +4,74 @@
 //! image only fills in what the command line leaves out.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::RunArgs;
+use crate::cli::{FetchArgs, PullArgs, RunArgs};
 use crate::error::{Error, Result};
+
+/// The images crate's messages name the reference or the blob.
+fn fail(flag: &str) -> impl Fn(burrow_images::Error) -> Error + '_ {
+    move |e| Error::usage(format!("{flag}: {e}"))
+}
+
+/// How the image is fetched; progress bars only on a terminal.
+fn options(fetch: &FetchArgs, quiet: bool) -> Result<burrow_images::Options> {
+    let platform = match &fetch.platform {
+        Some(p) => p.parse().map_err(fail("--platform"))?,
+        None => burrow_images::Platform::default(),
+    };
+    Ok(burrow_images::Options {
+        platform,
+        tls_verify: fetch.tls_verify,
+        progress: !quiet && std::io::stderr().is_terminal(),
+    })
+}
+
+/// `burrow pull REF`: the manifest digest of what is now in the store.
+pub fn pull(args: &PullArgs) -> Result<String> {
+    let opts = options(&args.fetch, args.quiet)?;
+    let store = burrow_images::Store::from_env().map_err(fail("pull"))?;
+    let record = burrow_images::pull(&args.reference, &opts, &store).map_err(fail("pull"))?;
+    Ok(record.digest)
+}
+
+/// `burrow images`: a table of the images pulled into the store.
+pub fn images() -> Result<String> {
+    let store = burrow_images::Store::from_env().map_err(fail("images"))?;
+    let all = burrow_images::catalog::list(&store).map_err(fail("images"))?;
+    let width = all.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
+    let mut out = format!(
+        "{:width$}  {:19}  {:>9}  CREATED\n",
+        "NAME", "DIGEST", "SIZE"
+    );
+    for r in all {
+        let hex = r.digest.trim_start_matches("sha256:");
+        out += &format!(
+            "{:width$}  sha256:{:12}  {:>9}  {}\n",
+            r.name,
+            &hex[..hex.len().min(12)],
+            human_size(r.size),
+            r.created.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(out)
+}
+
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
 
 /// What the image says about running it.
 pub struct ImageDefaults {
@@ -21,10 +85,9 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
     let Some(reference) = args.image.clone() else {
         return Ok(None);
     };
-    // The images crate's messages name the reference or the blob.
-    let fail = |e: burrow_images::Error| Error::usage(format!("--image: {e}"));
-    let store = burrow_images::Store::from_env().map_err(fail)?;
-    let image = burrow_images::open(&reference, &store).map_err(fail)?;
+    let opts = options(&args.fetch, false)?;
+    let store = burrow_images::Store::from_env().map_err(fail("--image"))?;
+    let image = burrow_images::open(&reference, &opts, &store).map_err(fail("--image"))?;
     let Some((bottom, above)) = image.layers.split_first() else {
         return Err(Error::usage(format!(
             "--image {reference}: the image has no layers"

@@ -40,5 +40,13 @@ fn real_main() -> anyhow::Result<i32> {
             println!("removed {n} stale cgroup{}", if n == 1 { "" } else { "s" });
             Ok(0)
         }
+        Command::Pull(args) => {
+            println!("{}", burrow_sandbox::image::pull(&args)?);
+            Ok(0)
+        }
+        Command::Images => {
+            print!("{}", burrow_sandbox::image::images()?);
+            Ok(0)
+        }
     }
 }
