@@ -6,8 +6,10 @@
 //! pass never rests on host root's privileges.
 
 pub mod differential;
+pub mod oci;
 pub mod podman;
 pub mod pty;
+pub mod registry;
 pub mod unionops;
 
 use std::io::Read;

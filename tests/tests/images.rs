@@ -7,9 +7,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use burrow_tests::oci::write_layout;
 use burrow_tests::podman::{podman_usable, Podman};
 use burrow_tests::*;
-use sha2::{Digest, Sha256};
 
 fn run_image(store: &Path, reference: &str, args: &[&str]) -> Output {
     output(
@@ -100,80 +100,6 @@ fn an_image_podman_saved_runs_with_its_cmd_env_and_working_dir() {
     assert_eq!(std::fs::metadata(&layers[0]).unwrap().ino(), layer_ino);
 }
 
-/// An OCI layout written here: each layer a list of (path, data or a
-/// symlink's "->target"), directories implied; returns the layer blobs'
-/// paths, bottom first.
-fn write_layout(
-    dir: &Path,
-    layers: &[Vec<(&str, Vec<u8>)>],
-    config: serde_json::Value,
-) -> Vec<PathBuf> {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let digest = format!("{:x}", Sha256::digest(data));
-        std::fs::write(blobs.join(&digest), data).unwrap();
-        (format!("sha256:{digest}"), data.len())
-    };
-    let mut descs = Vec::new();
-    let mut diff_ids = Vec::new();
-    let mut paths = Vec::new();
-    for entries in layers {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_mtime(1_600_000_000);
-            if let Some(target) = data.strip_prefix(b"->") {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                b.append_link(&mut h, path, std::str::from_utf8(target).unwrap())
-                    .unwrap();
-            } else if path.ends_with('/') {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                b.append_data(&mut h, path, std::io::empty()).unwrap();
-            } else {
-                h.set_mode(0o755);
-                h.set_size(data.len() as u64);
-                b.append_data(&mut h, path, &data[..]).unwrap();
-            }
-        }
-        let tar = b.into_inner().unwrap();
-        let (digest, size) = put(&tar);
-        diff_ids.push(digest.clone());
-        paths.push(blobs.join(digest.trim_start_matches("sha256:")));
-        descs.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": digest, "size": size,
-        }));
-    }
-    let mut config = config;
-    config["architecture"] = "amd64".into();
-    config["os"] = "linux".into();
-    config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
-    let (cdigest, csize) = put(&serde_json::to_vec(&config).unwrap());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest, "size": csize},
-        "layers": descs,
-    });
-    let (mdigest, msize) = put(&serde_json::to_vec(&manifest).unwrap());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": mdigest, "size": msize,
-            "annotations": {"org.opencontainers.image.ref.name": "v1"},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    paths
-}
-
 /// Three layers: the second whites out `a` and makes `d` opaque, the third
 /// whites out `e/z` and brings `a` back.
 fn three_layers(dir: &Path) -> Vec<PathBuf> {
@@ -252,10 +178,15 @@ fn a_corrupted_layer_is_refused_and_nothing_is_unpacked() {
 fn references_burrow_cannot_read_are_refused_in_one_line() {
     let t = TempDir::new("img-refs");
     for (reference, says) in [
-        ("alpine", "write oci:DIR[:TAG]"),
+        ("alpine", "as docker://docker.io/library/alpine"),
         (
-            "docker://localhost:5000/x:1",
-            "docker transport is not supported yet",
+            "docker://busybox:1",
+            "as docker://docker.io/library/busybox",
+        ),
+        ("containers-storage:x", "not supported yet"),
+        (
+            "localhost:5000/x:1",
+            "not in the store; pull it with `burrow pull",
         ),
         ("oci:/nonexistent/layout", "not an OCI layout"),
     ] {

@@ -1,0 +1,178 @@
+//! A local registry for the pull tests: Debian's `docker-registry` on
+//! 127.0.0.1, its storage and htpasswd file in a temporary directory,
+//! started as the test's own (unprivileged) account and killed on drop;
+//! images pushed to it and inspected by `skopeo`.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{eventually, free_port, output, skipped, Output, TempDir};
+
+pub struct Registry {
+    child: Child,
+    dir: TempDir,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+}
+
+/// The account every registry here accepts (htpasswd, bcrypt).
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "burrow-secret";
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether the registry `child` accepts connections on `host` (before it
+/// exits, as it does when the port was taken).
+fn listening(child: &mut Child, host: &str) -> bool {
+    let addr = host.parse().unwrap();
+    eventually(Duration::from_secs(20), || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            || matches!(child.try_wait(), Ok(Some(_)))
+    }) && matches!(child.try_wait(), Ok(None))
+}
+
+impl Registry {
+    /// A registry that asks for `USER`/`PASSWORD` (basic auth), or `None`
+    /// (having said SKIPPED) when the tools are missing.
+    pub fn start() -> Option<Registry> {
+        for tool in ["docker-registry", "skopeo", "htpasswd"] {
+            if !have(tool) {
+                skipped(&format!(
+                    "{tool} is not installed (scripts/setup-host.sh installs it)"
+                ));
+                return None;
+            }
+        }
+        let dir = TempDir::new("registry");
+        let htpasswd = output(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
+        assert_eq!(htpasswd.code, 0, "htpasswd: {htpasswd:?}");
+        std::fs::write(dir.join("htpasswd"), htpasswd.stdout.trim_end()).unwrap();
+        // A port free a moment ago may be taken by the time the registry
+        // binds it: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let host = format!("127.0.0.1:{port}");
+            let config = format!(
+                "version: 0.1\n\
+                 log:\n  level: info\n\
+                 storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {host}\n\
+                 auth:\n  htpasswd:\n    realm: burrow-test\n    path: {htpasswd}\n",
+                root = dir.join("storage").display(),
+                htpasswd = dir.join("htpasswd").display(),
+            );
+            std::fs::write(dir.join("config.yml"), config).unwrap();
+            let log = std::fs::File::create(dir.join("log")).unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(dir.join("config.yml"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("docker-registry starts");
+            if listening(&mut child, &host) {
+                return Some(Registry { child, dir, host });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not start on a free port in 5 tries");
+    }
+
+    /// The registry's storage: `docker/registry/v2/...`.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.join("storage")
+    }
+
+    /// The file a blob's bytes are kept in.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Blob downloads the registry has served so far (its access log).
+    pub fn blob_gets(&self) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+            .count()
+    }
+
+    /// The registry's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// `skopeo copy [--all] SOURCE docker://HOST/DEST` with the account's
+    /// credentials.
+    pub fn push(&self, source: &str, dest: &str, all: bool) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("--dest-creds={USER}:{PASSWORD}"));
+        if all {
+            cmd.arg("--all");
+        }
+        let out = output(
+            cmd.arg(source)
+                .arg(format!("docker://{}/{dest}", self.host))
+                .env("HOME", self.dir.path()),
+        );
+        assert_eq!(out.code, 0, "skopeo copy {source}: {out:?}");
+    }
+
+    /// The manifest digest skopeo sees for `docker://HOST/NAME`.
+    pub fn digest(&self, name: &str) -> String {
+        let out = output(
+            Command::new("skopeo")
+                .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+                .arg(format!("--creds={USER}:{PASSWORD}"))
+                .arg(format!("docker://{}/{name}", self.host))
+                .env("HOME", self.dir.path()),
+        );
+        out.ok().trim().to_string()
+    }
+
+    /// The manifest (or index) skopeo reads for `docker://HOST/NAME`.
+    pub fn manifest(&self, name: &str) -> serde_json::Value {
+        let out = output(
+            Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("--creds={USER}:{PASSWORD}"))
+                .arg(format!("docker://{}/{name}", self.host))
+                .env("HOME", self.dir.path()),
+        );
+        serde_json::from_str(out.ok()).expect("a JSON manifest")
+    }
+
+    /// `skopeo login` to this registry, writing the credentials where
+    /// `runtime_dir` (as $XDG_RUNTIME_DIR) puts them.
+    pub fn login(&self, runtime_dir: &Path) -> Output {
+        output(
+            Command::new("skopeo")
+                .args(["login", "--tls-verify=false", "-u", USER, "-p", PASSWORD])
+                .arg(&self.host)
+                .env("XDG_RUNTIME_DIR", runtime_dir)
+                .env("HOME", self.dir.path()),
+        )
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

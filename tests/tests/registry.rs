@@ -1,0 +1,286 @@
+//! `burrow pull` and `burrow run --image docker://...` against a real
+//! registry: Debian's `docker-registry` on 127.0.0.1 with htpasswd auth,
+//! images pushed by `skopeo copy` (which compresses the layers) and
+//! credentials written by `skopeo login`, all as the unprivileged account.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burrow_tests::oci::{put_blob, write_image, write_index, write_layout};
+use burrow_tests::registry::Registry;
+use burrow_tests::*;
+
+/// `burrow ARGS` with the store in `data` and credentials looked up under
+/// `run` (as $XDG_RUNTIME_DIR); HOME points at an empty directory so no
+/// login file of the account is read.
+fn burrow(data: &Path, run: &Path, args: &[&str]) -> Output {
+    assert_unprivileged();
+    output(
+        Command::new(burrow_bin())
+            .env("XDG_DATA_HOME", data)
+            .env("XDG_RUNTIME_DIR", run)
+            .env("HOME", run)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .args(args)
+            .stdin(std::process::Stdio::null()),
+    )
+}
+
+struct Case {
+    reg: Registry,
+    t: TempDir,
+}
+
+impl Case {
+    fn new(tag: &str) -> Option<Case> {
+        let reg = Registry::start()?;
+        let t = TempDir::new(tag);
+        std::fs::create_dir(t.join("run")).unwrap();
+        Some(Case { reg, t })
+    }
+
+    fn burrow(&self, args: &[&str]) -> Output {
+        burrow(&self.t.join("data"), &self.t.join("run"), args)
+    }
+
+    fn login(&self) {
+        let out = self.reg.login(&self.t.join("run"));
+        assert_eq!(out.code, 0, "skopeo login: {out:?}");
+        assert!(self.t.join("run/containers/auth.json").is_file());
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("docker://{}/{name}", self.reg.host)
+    }
+
+    fn pull(&self, name: &str) -> Output {
+        self.burrow(&["pull", "--tls-verify=false", &self.url(name)])
+    }
+
+    /// Unpacked layers and recorded images in the store.
+    fn stored(&self) -> (usize, usize) {
+        let count = |p: PathBuf| std::fs::read_dir(p).map_or(0, |d| d.count());
+        let data = self.t.join("data/burrow");
+        (
+            count(data.join("layers/sha256")),
+            count(data.join("images")),
+        )
+    }
+
+    /// Whatever a pull left in the store's scratch directory.
+    fn scratch(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.t.join("data/burrow/tmp"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A busybox image whose Cmd prints `/marker`, as an OCI layout's blobs.
+fn busybox_layers(marker: &str) -> Vec<Vec<(&'static str, Vec<u8>)>> {
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    vec![
+        vec![
+            ("bin/", vec![]),
+            ("bin/busybox", busybox),
+            ("bin/sh", b"->busybox".to_vec()),
+            ("bin/cat", b"->busybox".to_vec()),
+        ],
+        vec![("marker", marker.as_bytes().to_vec())],
+    ]
+}
+
+fn cmd_config() -> serde_json::Value {
+    serde_json::json!({"created": "2026-12-04T00:00:00Z", "config": {"Cmd": ["cat", "/marker"]}})
+}
+
+fn push_busybox(c: &Case, name: &str, marker: &str) {
+    let oci = c.t.join("oci");
+    write_layout(&oci, &busybox_layers(marker), cmd_config());
+    c.reg
+        .push(&format!("oci:{}:v1", oci.display()), name, false);
+}
+
+#[test]
+fn a_pulled_image_runs_by_name_and_a_second_pull_fetches_nothing() {
+    let Some(c) = Case::new("reg-pull") else {
+        return;
+    };
+    push_busybox(&c, "burrow/bb:1", "from the registry\n");
+
+    // Without credentials the registry says no, in one line, and the
+    // store records nothing.
+    let out = c.pull("burrow/bb:1");
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("Not authorized"), "{out:?}");
+    assert!(out.stderr.contains("burrow/bb:1"), "{out:?}");
+    assert_eq!(c.stored(), (0, 0));
+
+    c.login();
+    let out = c.pull("burrow/bb:1");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), c.reg.digest("burrow/bb:1"));
+    assert_eq!(out.stderr, "", "not a terminal: no progress");
+    assert_eq!(c.stored(), (2, 1));
+    assert!(c.scratch().is_empty(), "{:?}", c.scratch());
+    let fetched = c.reg.blob_gets();
+    assert!(fetched >= 3, "config and two layers: {}", c.reg.log());
+
+    let listed = c.burrow(&["images"]);
+    let name = format!("{}/burrow/bb:1", c.reg.host);
+    let short = &out.stdout.trim()["sha256:".len()..][..12];
+    let line = listed
+        .ok()
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{name} in {listed:?}"));
+    assert!(line.contains(short), "{line}");
+    assert!(line.contains("2026-12-04"), "{line}");
+
+    // Run by its stored name and by its docker:// reference: both from the
+    // store, without a download.
+    for reference in [name.clone(), c.url("burrow/bb:1")] {
+        let out = c.burrow(&["run", "--tls-verify=false", "--image", &reference]);
+        assert_eq!(out.ok(), "from the registry\n", "{reference}");
+    }
+    let again = c.pull("burrow/bb:1");
+    assert_eq!(again.stdout, out.stdout, "{again:?}");
+    assert_eq!(c.reg.blob_gets(), fetched, "{}", c.reg.log());
+
+    // A name the store does not have is refused, with how to pull it.
+    let out = c.burrow(&["run", "--image", &format!("{}/burrow/other:1", c.reg.host)]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("burrow pull"), "{out:?}");
+}
+
+#[test]
+fn a_corrupted_or_truncated_blob_is_refused_and_a_later_pull_completes() {
+    let Some(c) = Case::new("reg-corrupt") else {
+        return;
+    };
+    push_busybox(&c, "burrow/bb:1", "intact\n");
+    c.login();
+    let manifest = c.reg.manifest("burrow/bb:1");
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = c.reg.blob_file(&digest);
+    let good = std::fs::read(&blob).unwrap();
+
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let truncated = good[..good.len() / 2].to_vec();
+    for (what, bad) in [("corrupted", flipped), ("truncated", truncated)] {
+        std::fs::write(&blob, &bad).unwrap();
+        let out = c.pull("burrow/bb:1");
+        assert_eq!(out.code, 125, "{what}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {out:?}");
+        assert!(
+            out.stderr.contains(&digest),
+            "{what}: names the blob: {out:?}"
+        );
+        let (layers, images) = c.stored();
+        assert_eq!(images, 0, "{what}: no record of a failed pull");
+        // The other (intact) layer may have been unpacked; the bad one not.
+        assert!(layers <= 1, "{what}: {layers} layers stored");
+        assert!(c.scratch().is_empty(), "{what}: {:?}", c.scratch());
+        let out = c.burrow(&["run", "--image", &format!("{}/burrow/bb:1", c.reg.host)]);
+        assert_eq!(out.code, 125, "{what}: {out:?}");
+    }
+
+    std::fs::write(&blob, &good).unwrap();
+    let out = c.pull("burrow/bb:1");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(c.stored(), (2, 1));
+    let out = c.burrow(&["run", "--image", &format!("{}/burrow/bb:1", c.reg.host)]);
+    assert_eq!(out.ok(), "intact\n");
+}
+
+#[test]
+fn the_platform_is_chosen_from_a_multi_arch_index() {
+    let Some(c) = Case::new("reg-multi") else {
+        return;
+    };
+    // Both images carry this machine's busybox, so either runs here; each
+    // says which one it is.
+    let oci = c.t.join("oci");
+    let (amd64, _) = write_image(&oci, &busybox_layers("amd64\n"), cmd_config(), "amd64");
+    let (arm64, _) = write_image(&oci, &busybox_layers("arm64\n"), cmd_config(), "arm64");
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [arm64, amd64],
+    });
+    let (digest, size) = put_blob(&oci, &serde_json::to_vec(&index).unwrap());
+    write_index(
+        &oci,
+        vec![serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest, "size": size,
+            "annotations": {"org.opencontainers.image.ref.name": "v1"},
+        })],
+    );
+    c.reg
+        .push(&format!("oci:{}:v1", oci.display()), "burrow/multi:1", true);
+    c.login();
+    let url = c.url("burrow/multi:1");
+    let stored = format!("{}/burrow/multi:1", c.reg.host);
+
+    let run = |extra: &[&str], reference: &str| {
+        let mut args = vec!["run", "--tls-verify=false"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--image", reference]);
+        c.burrow(&args)
+    };
+    assert_eq!(run(&[], &url).ok(), "amd64\n");
+    // The stored amd64 image does not serve arm64: it is pulled.
+    assert_eq!(run(&["--platform", "linux/arm64"], &url).ok(), "arm64\n");
+    assert_eq!(run(&["--platform", "linux/arm64"], &stored).ok(), "arm64\n");
+
+    // The name now holds the arm64 image; for this machine's platform the
+    // stored name is refused with how to pull it.
+    let out = run(&[], &stored);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("linux/arm64"), "{out:?}");
+    assert!(out.stderr.contains("burrow pull"), "{out:?}");
+
+    // A platform the index lacks: the ones it has are named.
+    let out = run(&["--platform", "linux/s390x"], &url);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("no image for linux/s390x"), "{out:?}");
+    assert!(out.stderr.contains("linux/arm64, linux/amd64"), "{out:?}");
+}
+
+#[test]
+fn two_pulls_at_once_share_the_store() {
+    let Some(c) = Case::new("reg-two") else {
+        return;
+    };
+    push_busybox(&c, "burrow/bb:1", "shared\n");
+    c.login();
+    let spawn = || {
+        Command::new(burrow_bin())
+            .env("XDG_DATA_HOME", c.t.join("data"))
+            .env("XDG_RUNTIME_DIR", c.t.join("run"))
+            .env("HOME", c.t.join("run"))
+            .args(["pull", "--tls-verify=false", &c.url("burrow/bb:1")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert_eq!(c.stored(), (2, 1));
+    assert!(c.scratch().is_empty(), "{:?}", c.scratch());
+    let out = c.burrow(&["run", "--image", &format!("{}/burrow/bb:1", c.reg.host)]);
+    assert_eq!(out.ok(), "shared\n");
+}
