@@ -15,19 +15,20 @@ use serde_json::Value;
 
 use crate::blob;
 use crate::platform::Platform;
-use crate::store::{Scratch, Store};
+use crate::scratch::Scratch;
+use crate::store::Store;
 use crate::{io_err, layout, Error, Image, Result};
 
 /// `manifest.json` and configurations are small.
 const JSON_LIMIT: u64 = 8 << 20;
 
 fn unpacked(file: &Path, shown: &str, store: &Store) -> Result<Scratch> {
-    let dir = Scratch(store.scratch_dir()?);
+    let dir = store.scratch()?;
     let tar = blob::open_regular(file).map_err(io_err(shown))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(tar));
     archive.set_preserve_permissions(false);
     archive
-        .unpack(&dir.0)
+        .unpack(dir.path())
         .map_err(|e| Error::Invalid(format!("{shown}: {}", crate::unpack::with_causes(&e))))?;
     Ok(dir)
 }
@@ -40,13 +41,13 @@ pub fn open_oci(
 ) -> Result<Image> {
     let shown = format!("oci-archive:{}", file.display());
     let dir = unpacked(file, &shown, store)?;
-    layout::open(&dir.0, &shown, tag, platform, store)
+    layout::open(dir.path(), &shown, tag, platform, store)
 }
 
 pub fn open_docker(file: &Path, name: Option<&str>, store: &Store) -> Result<Image> {
     let shown = format!("docker-archive:{}", file.display());
     let dir = unpacked(file, &shown, store)?;
-    let root = &dir.0;
+    let root = dir.path();
     let manifest = blob::read_bounded(&root.join("manifest.json"), JSON_LIMIT).map_err(io_err(
         format!("{shown}: not a docker archive (manifest.json)"),
     ))?;

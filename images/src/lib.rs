@@ -18,6 +18,7 @@ mod layout;
 mod platform;
 mod reference;
 mod registry;
+mod scratch;
 mod store;
 mod unpack;
 

@@ -26,7 +26,7 @@ use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
 use crate::catalog::{self, Record, JSON_LIMIT};
 use crate::reference::Name;
-use crate::store::{Scratch, Store};
+use crate::store::Store;
 use crate::{auth, blob, Error, Options, Platform, Result};
 
 /// What a manifest request accepts: OCI and Docker v2 schema 2 manifests,
@@ -235,7 +235,7 @@ impl<'a> Pull<'a> {
 
     /// Fetches the layers `(digest, size, diff_id)` and unpacks them.
     async fn layers(&self, missing: &[(String, u64, String)]) -> Result<()> {
-        let scratch = Scratch(self.store.scratch_dir()?);
+        let scratch = self.store.scratch()?;
         let bars = self.opts.progress.then(MultiProgress::new);
         let style = ProgressStyle::with_template(
             "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
@@ -243,7 +243,7 @@ impl<'a> Pull<'a> {
         .expect("a valid template")
         .progress_chars("=> ");
         let fetches = missing.iter().enumerate().map(|(i, (digest, size, _))| {
-            let path = scratch.0.join(i.to_string());
+            let path = scratch.join(i.to_string());
             let bar = bars.as_ref().map(|m| {
                 let short = digest.trim_start_matches("sha256:");
                 m.add(
@@ -267,7 +267,7 @@ impl<'a> Pull<'a> {
             .try_collect::<Vec<()>>()
             .await?;
         for (i, (digest, size, diff_id)) in missing.iter().enumerate() {
-            let path = scratch.0.join(i.to_string());
+            let path = scratch.join(i.to_string());
             self.store
                 .layer(diff_id, || blob::open_verified(&path, digest, *size))?;
             let _ = std::fs::remove_file(&path);

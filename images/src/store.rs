@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::blob::sha256_hex;
+use crate::scratch::Scratch;
 use crate::unpack::unpack;
 use crate::{io_err, Error, Result};
 
@@ -43,29 +44,10 @@ impl Store {
         Store { root: root.into() }
     }
 
-    /// A fresh private directory in the store, for the caller to remove.
-    pub(crate) fn scratch_dir(&self) -> Result<PathBuf> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let base = self.root.join("tmp");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&base)
-            .map_err(io_err(format!("image store {}", base.display())))?;
-        let dir = base.join(format!(
-            "{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        if dir.exists() {
-            remove_tree(&dir)?;
-        }
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io_err(format!("image store {}", dir.display())))?;
-        Ok(dir)
+    /// A fresh private scratch directory in the store, removed when
+    /// dropped (or, if this process is killed, by the next one's).
+    pub(crate) fn scratch(&self) -> Result<Scratch> {
+        crate::scratch::make(&self.root.join("tmp"))
     }
 
     fn layers(&self) -> PathBuf {
@@ -135,10 +117,10 @@ impl Store {
             .mode(0o700)
             .create(&layers)
             .map_err(io_err(format!("image store {}", layers.display())))?;
-        let tmp = layers.join(format!(".tmp-{}-{hex}", std::process::id()));
-        if tmp.exists() {
-            remove_tree(&tmp)?;
-        }
+        // Unpacked in a scratch directory, so what a killed process left
+        // half-unpacked is swept with it.
+        let scratch = self.scratch()?;
+        let tmp = scratch.join("layer");
         std::fs::create_dir(&tmp).map_err(io_err(format!("image store {}", tmp.display())))?;
         let result = open_blob().and_then(|blob| unpack(blob, &tmp)).and_then(|u| {
             if u.diff_id != diff_id {
@@ -155,31 +137,13 @@ impl Store {
             }
             Ok(())
         });
-        if let Err(e) = result {
-            let _ = remove_tree(&tmp);
-            return Err(e);
-        }
+        result?;
         match std::fs::rename(&tmp, &done) {
             Ok(()) => Ok(done),
             // Another burrow put the same layer in place first.
-            Err(_) if done.is_dir() => {
-                let _ = remove_tree(&tmp);
-                Ok(done)
-            }
-            Err(e) => {
-                let _ = remove_tree(&tmp);
-                Err(io_err(format!("image store {}", done.display()))(e))
-            }
+            Err(_) if done.is_dir() => Ok(done),
+            Err(e) => Err(io_err(format!("image store {}", done.display()))(e)),
         }
-    }
-}
-
-/// A scratch directory of the store, removed when dropped.
-pub(crate) struct Scratch(pub PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = remove_tree(&self.0);
     }
 }
 

@@ -3,9 +3,11 @@
 //! started as the test's own (unprivileged) account and killed on drop;
 //! images pushed to it and inspected by `skopeo`.
 
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::{eventually, free_port, output, skipped, Output, TempDir};
@@ -160,10 +162,15 @@ impl Registry {
     /// `skopeo login` to this registry, writing the credentials where
     /// `runtime_dir` (as $XDG_RUNTIME_DIR) puts them.
     pub fn login(&self, runtime_dir: &Path) -> Output {
+        self.login_at(&self.host, runtime_dir)
+    }
+
+    /// `skopeo login` to this registry reached at `host` (a proxy).
+    pub fn login_at(&self, host: &str, runtime_dir: &Path) -> Output {
         output(
             Command::new("skopeo")
                 .args(["login", "--tls-verify=false", "-u", USER, "-p", PASSWORD])
-                .arg(&self.host)
+                .arg(host)
                 .env("XDG_RUNTIME_DIR", runtime_dir)
                 .env("HOME", self.dir.path()),
         )
@@ -174,5 +181,65 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy to a registry that passes at most `cap` bytes of each
+/// connection's responses and then holds the connection open, passing
+/// nothing more: a download that stalls midway, for a pull to be killed
+/// in. Its threads end with the test process.
+pub struct StallingProxy {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    stalled: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl StallingProxy {
+    pub fn start(upstream: &str, cap: usize) -> StallingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy port");
+        let host = listener.local_addr().unwrap().to_string();
+        let stalled = Arc::new((Mutex::new(false), Condvar::new()));
+        let (upstream, flag) = (upstream.to_string(), stalled.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let (mut server, mut client) = (server, client);
+                    let mut left = cap;
+                    let mut buf = vec![0; 64 << 10];
+                    while left > 0 {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n.min(left),
+                        };
+                        if client.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    *flag.0.lock().unwrap() = true;
+                    flag.1.notify_all();
+                    // Hold both ends open, passing nothing.
+                    loop {
+                        std::thread::park();
+                    }
+                });
+            }
+        });
+        StallingProxy { host, stalled }
+    }
+
+    /// Whether some connection reached the cap within `limit`.
+    pub fn wait_stalled(&self, limit: Duration) -> bool {
+        let (lock, cond) = &*self.stalled;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cond.wait_timeout_while(guard, limit, |s| !*s).unwrap();
+        *guard
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burrow_tests::oci::{put_blob, write_image, write_index, write_layout};
-use burrow_tests::registry::Registry;
+use burrow_tests::registry::{Registry, StallingProxy};
 use burrow_tests::*;
 
 /// `burrow ARGS` with the store in `data` and credentials looked up under
@@ -283,4 +283,72 @@ fn two_pulls_at_once_share_the_store() {
     assert!(c.scratch().is_empty(), "{:?}", c.scratch());
     let out = c.burrow(&["run", "--image", &format!("{}/burrow/bb:1", c.reg.host)]);
     assert_eq!(out.ok(), "shared\n");
+}
+
+/// `len` bytes no compressor shrinks (xorshift64).
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_no_record_and_the_next_pull_completes_it() {
+    let Some(c) = Case::new("reg-kill") else {
+        return;
+    };
+    let mut layers = busybox_layers("resumed\n");
+    layers.push(vec![("big", incompressible(24 << 20))]);
+    let oci = c.t.join("oci");
+    write_layout(&oci, &layers, cmd_config());
+    c.reg
+        .push(&format!("oci:{}:v1", oci.display()), "burrow/big:1", false);
+
+    // Through a proxy that stalls each connection after 4 MiB: the pull
+    // is killed while the big layer is half downloaded.
+    let proxy = StallingProxy::start(&c.reg.host, 4 << 20);
+    let out = c.reg.login_at(&proxy.host, &c.t.join("run"));
+    assert_eq!(out.code, 0, "skopeo login: {out:?}");
+    let mut pull = Command::new(burrow_bin())
+        .env("XDG_DATA_HOME", c.t.join("data"))
+        .env("XDG_RUNTIME_DIR", c.t.join("run"))
+        .env("HOME", c.t.join("run"))
+        .args(["pull", "--tls-verify=false"])
+        .arg(format!("docker://{}/burrow/big:1", proxy.host))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        proxy.wait_stalled(std::time::Duration::from_secs(60)),
+        "the pull never got 4 MiB into a blob"
+    );
+    assert_eq!(
+        pull.try_wait().unwrap(),
+        None,
+        "the pull ended before its kill"
+    );
+    pull.kill().unwrap();
+    pull.wait().unwrap();
+    let (_, images) = c.stored();
+    assert_eq!(images, 0, "a killed pull records nothing");
+    assert!(
+        !c.scratch().is_empty(),
+        "the killed pull's downloads are left"
+    );
+
+    // The next pull (straight from the registry) completes the store and
+    // sweeps what the killed one left.
+    c.login();
+    let out = c.pull("burrow/big:1");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(c.stored(), (3, 1));
+    assert!(c.scratch().is_empty(), "{:?}", c.scratch());
+    let out = c.burrow(&["run", "--image", &format!("{}/burrow/big:1", c.reg.host)]);
+    assert_eq!(out.ok(), "resumed\n");
 }
