@@ -104,6 +104,7 @@ pub fn open_docker(file: &Path, name: Option<&str>, store: &Store) -> Result<Ima
         digest: format!("sha256:{:x}", sha2::Sha256::digest(&config_data)),
         layers,
         config: layout::run_config(&config),
+        in_use: None,
     })
 }
 

@@ -58,6 +58,12 @@ pub fn put(store: &Store, record: &Record) -> Result<()> {
     write_atomically(&path, &data)
 }
 
+/// Drops the record of `name`.
+pub(crate) fn remove(store: &Store, name: &str) -> Result<()> {
+    let path = path_of(store, name);
+    std::fs::remove_file(&path).map_err(io_err(format!("image store {}", path.display())))
+}
+
 /// The record of `name`, if the store has one.
 pub fn get(store: &Store, name: &str) -> Result<Option<Record>> {
     let path = path_of(store, name);
@@ -121,5 +127,6 @@ pub fn open(store: &Store, record: &Record) -> Result<Image> {
         digest: record.digest.clone(),
         layers,
         config: layout::run_config(&config),
+        in_use: None,
     })
 }

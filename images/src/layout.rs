@@ -69,6 +69,7 @@ pub fn open(
         digest,
         layers,
         config: run_config(&config),
+        in_use: None,
     })
 }
 

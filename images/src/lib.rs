@@ -14,6 +14,7 @@ mod archive;
 mod auth;
 mod blob;
 pub mod catalog;
+mod gc;
 mod layout;
 mod platform;
 mod reference;
@@ -25,6 +26,7 @@ mod unpack;
 use std::path::PathBuf;
 
 pub use catalog::Record;
+pub use gc::{prune, InUse, Removed};
 pub use platform::Platform;
 pub use reference::{Name, Reference};
 pub use store::{remove_tree, Store};
@@ -127,19 +129,41 @@ pub struct RunConfig {
 }
 
 /// An image ready to run: its unpacked layers, bottom first.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Image {
     /// The manifest's digest (`sha256:...`).
     pub digest: String,
     pub layers: Vec<PathBuf>,
     pub config: RunConfig,
+    /// The layers' claim against `rmi` and `prune`: keep it for as long as
+    /// they are in use.
+    pub in_use: Option<InUse>,
 }
 
 /// Resolves `reference` and unpacks what is not yet in `store`. A
 /// registry's image already pulled is taken from the store (podman's
-/// `missing` pull policy); `pull` fetches it anew.
+/// `missing` pull policy); `pull` fetches it anew. The image's layers are
+/// claimed in use until it is dropped.
 pub fn open(reference: &str, opts: &Options, store: &Store) -> Result<Image> {
-    match Reference::parse(reference)? {
+    let parsed = Reference::parse(reference)?;
+    let _lock = gc::lock(store, false)?;
+    let mut image = open_unlocked(reference, parsed, opts, store)?;
+    let mut ids = Vec::new();
+    for layer in &image.layers {
+        let hex = layer.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        ids.push(format!("sha256:{hex}"));
+    }
+    image.in_use = Some(gc::register(store, &ids)?);
+    Ok(image)
+}
+
+fn open_unlocked(
+    reference: &str,
+    parsed: Reference,
+    opts: &Options,
+    store: &Store,
+) -> Result<Image> {
+    match parsed {
         Reference::OciLayout { dir, tag } => {
             let shown = format!("oci:{}", dir.display());
             layout::open(&dir, &shown, tag.as_deref(), &opts.platform, store)
@@ -183,9 +207,25 @@ pub fn open(reference: &str, opts: &Options, store: &Store) -> Result<Image> {
 /// and recorded under its name.
 pub fn pull(reference: &str, opts: &Options, store: &Store) -> Result<Record> {
     match Reference::parse(reference)? {
-        Reference::Registry(name) => registry::pull(&name, opts, store),
+        Reference::Registry(name) => {
+            let _lock = gc::lock(store, false)?;
+            registry::pull(&name, opts, store)
+        }
         _ => Err(Error::Reference(format!(
             "pull {reference:?}: pull takes docker://HOST[:PORT]/NAME[:TAG|@DIGEST]; other references are read where they are by `burrow run --image`"
+        ))),
+    }
+}
+
+/// `burrow rmi REF`: a pulled image's name dropped from the store, and
+/// those of its layers no other image names and no sandbox uses.
+pub fn rmi(reference: &str, store: &Store) -> Result<Removed> {
+    match Reference::parse(reference)? {
+        Reference::Registry(name) | Reference::Stored(name) => {
+            gc::rmi(store, &name.whole(), reference)
+        }
+        _ => Err(Error::Reference(format!(
+            "rmi {reference:?}: rmi takes the name of a pulled image (HOST[:PORT]/NAME[:TAG] or docker://...); what oci: and archives unpack goes with `burrow image prune`"
         ))),
     }
 }

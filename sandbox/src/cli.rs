@@ -23,6 +23,23 @@ pub enum Command {
     Pull(PullArgs),
     /// List the images pulled into the store.
     Images,
+    /// Drop pulled images' names from the store, and those of their layers
+    /// no other image names and no running sandbox uses.
+    Rmi {
+        /// HOST[:PORT]/NAME[:TAG] or docker://HOST[:PORT]/NAME[:TAG]
+        #[arg(value_name = "REF", required = true)]
+        references: Vec<String>,
+    },
+    /// Manage the image store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Remove the layers and blobs no image names and no running sandbox
+    /// uses (what oci: and archive runs unpacked, what rmi left).
+    Prune,
 }
 
 /// How an image is fetched and chosen (`run --image` and `pull`).

@@ -87,6 +87,9 @@ pub struct SandboxConfig {
     pub vm: Option<Box<crate::vm::VmConfig>>,
     /// The one budget of the sandbox's tmpfs mounts.
     pub storage: Storage,
+    /// With `--image`: its layers claimed in use (against `burrow rmi` and
+    /// `burrow image prune`) while this configuration lives.
+    pub image_in_use: Option<std::sync::Arc<burrow_images::InUse>>,
 }
 
 /// The default command when none is given.
@@ -296,6 +299,7 @@ impl SandboxConfig {
             limits_warning,
             vm,
             storage,
+            image_in_use: image.and_then(|i| i.in_use),
         })
     }
 }

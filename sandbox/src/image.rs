@@ -36,6 +36,31 @@ pub fn pull(args: &PullArgs) -> Result<String> {
     Ok(record.digest)
 }
 
+/// `burrow rmi REF...`: what was removed, podman's way.
+pub fn rmi(references: &[String]) -> Result<String> {
+    let store = burrow_images::Store::from_env().map_err(fail("rmi"))?;
+    let mut out = String::new();
+    for r in references {
+        let removed = burrow_images::rmi(r, &store).map_err(fail("rmi"))?;
+        out += &format!("Untagged: {r}\n");
+        for layer in removed.layers {
+            out += &format!("Deleted: {layer}\n");
+        }
+    }
+    Ok(out)
+}
+
+/// `burrow image prune`: what was removed.
+pub fn prune() -> Result<String> {
+    let store = burrow_images::Store::from_env().map_err(fail("image prune"))?;
+    let removed = burrow_images::prune(&store).map_err(fail("image prune"))?;
+    let mut out = String::new();
+    for layer in &removed.layers {
+        out += &format!("Deleted: {layer}\n");
+    }
+    Ok(out)
+}
+
 /// `burrow images`: a table of the images pulled into the store.
 pub fn images() -> Result<String> {
     let store = burrow_images::Store::from_env().map_err(fail("images"))?;
@@ -77,6 +102,8 @@ fn human_size(n: u64) -> String {
 pub struct ImageDefaults {
     reference: String,
     config: burrow_images::RunConfig,
+    /// The layers' claim against `rmi`/`prune`, for the sandbox's life.
+    pub in_use: Option<std::sync::Arc<burrow_images::InUse>>,
 }
 
 /// Unpacks what the image needs into the store and puts its layers in
@@ -111,6 +138,7 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
     Ok(Some(ImageDefaults {
         reference,
         config: image.config,
+        in_use: image.in_use.map(std::sync::Arc::new),
     }))
 }
 

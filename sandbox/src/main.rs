@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use burrow_sandbox::cli::{Cli, Command};
+use burrow_sandbox::cli::{Cli, Command, ImageCommand};
 use burrow_sandbox::config::SandboxConfig;
 use burrow_sandbox::error::EXIT_SETUP;
 use clap::{CommandFactory, FromArgMatches};
@@ -46,6 +46,14 @@ fn real_main() -> anyhow::Result<i32> {
         }
         Command::Images => {
             print!("{}", burrow_sandbox::image::images()?);
+            Ok(0)
+        }
+        Command::Rmi { references } => {
+            print!("{}", burrow_sandbox::image::rmi(&references)?);
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Prune) => {
+            print!("{}", burrow_sandbox::image::prune()?);
             Ok(0)
         }
     }

@@ -152,6 +152,62 @@ fn whiteouts_and_opaque_directories_apply_across_three_layers() {
 }
 
 #[test]
+fn prune_keeps_the_layers_a_running_sandbox_uses_and_removes_them_after() {
+    use std::io::{BufRead, Write};
+    let t = TempDir::new("img-prune");
+    let oci = t.join("oci");
+    three_layers(&oci);
+    let store = t.join("store");
+    let reference = format!("oci:{}:v1", oci.display());
+    let prune = || {
+        output(
+            std::process::Command::new(burrow_bin())
+                .env("XDG_DATA_HOME", &store)
+                .args(["image", "prune"]),
+        )
+    };
+    let mut running = burrow_run()
+        .env("XDG_DATA_HOME", &store)
+        .args(["--image", &reference, "--"])
+        .arg("echo ready; read line; cat /keep")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(running.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+
+    // No image names the layers, but the sandbox runs on them.
+    let out = prune();
+    assert_eq!(out.ok(), "", "nothing removed while in use");
+    assert_eq!(stored_layers(&store).len(), 3);
+
+    running.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(wait_timeout(&mut running, RUN_TIMEOUT).success());
+    assert_eq!(rest, "keep\n", "the layers were intact to the end");
+
+    let out = prune();
+    assert_eq!(
+        out.ok()
+            .lines()
+            .filter(|l| l.starts_with("Deleted: sha256:"))
+            .count(),
+        3
+    );
+    assert!(stored_layers(&store).is_empty());
+    let claims = std::fs::read_dir(store.join("burrow/using"))
+        .unwrap()
+        .count();
+    assert_eq!(claims, 0, "the sandbox's claim went with it");
+    // The next run unpacks them again.
+    assert_eq!(run_image(&store, &reference, &["cat /keep"]).ok(), "keep\n");
+}
+
+#[test]
 fn a_corrupted_layer_is_refused_and_nothing_is_unpacked() {
     let t = TempDir::new("img-corrupt");
     let oci = t.join("oci");

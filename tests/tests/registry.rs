@@ -152,6 +152,24 @@ fn a_pulled_image_runs_by_name_and_a_second_pull_fetches_nothing() {
     let out = c.burrow(&["run", "--image", &format!("{}/burrow/other:1", c.reg.host)]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("burrow pull"), "{out:?}");
+
+    // rmi drops the name and the layers no other image names.
+    let out = c.burrow(&["rmi", &name]);
+    let text = out.ok();
+    assert!(text.starts_with(&format!("Untagged: {name}\n")), "{text}");
+    assert_eq!(text.matches("Deleted: sha256:").count(), 2, "{text}");
+    assert_eq!(c.stored(), (0, 0));
+    assert_eq!(
+        c.burrow(&["images"]).ok().lines().count(),
+        1,
+        "only the header"
+    );
+    let out = c.burrow(&["run", "--image", &name]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("not in the store"), "{out:?}");
+    let out = c.burrow(&["rmi", &name]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
 }
 
 #[test]
