@@ -123,6 +123,22 @@ pub fn read_small(path: &Path, digest: &str, size: u64, limit: u64) -> Result<Ve
     Ok(data)
 }
 
+/// A blob whose digest was checked as it was written: opened as a regular
+/// file of exactly `size` bytes.
+pub fn open_sized(path: &Path, digest: &str, size: u64) -> Result<File> {
+    let file = open_regular(path).map_err(io_err(format!("blob {}", path.display())))?;
+    let len = file
+        .metadata()
+        .map_err(io_err(format!("blob {}", path.display())))?
+        .len();
+    if len != size {
+        return Err(Error::Invalid(format!(
+            "blob {digest}: {len} bytes where its descriptor says {size}"
+        )));
+    }
+    Ok(file)
+}
+
 /// A blob opened, verified whole, and rewound for reading.
 pub fn open_verified(path: &Path, digest: &str, size: u64) -> Result<File> {
     let what = || format!("blob {}", path.display());

@@ -242,36 +242,47 @@ impl<'a> Pull<'a> {
         )
         .expect("a valid template")
         .progress_chars("=> ");
-        let fetches = missing.iter().enumerate().map(|(i, (digest, size, _))| {
-            let path = scratch.join(i.to_string());
-            let bar = bars.as_ref().map(|m| {
-                let short = digest.trim_start_matches("sha256:");
-                m.add(
-                    ProgressBar::new(*size)
-                        .with_style(style.clone())
-                        .with_prefix(format!("blob {}", &short[..short.len().min(12)])),
-                )
-            });
-            async move {
-                let file = std::fs::File::create(&path)
-                    .map_err(crate::io_err(format!("image store {}", path.display())))?;
-                self.blob(digest, *size, file, bar.clone()).await?;
-                if let Some(b) = bar {
-                    b.finish();
+        let fetches = missing
+            .iter()
+            .enumerate()
+            .map(|(i, (digest, size, diff_id))| {
+                let path = scratch.join(i.to_string());
+                let bar = bars.as_ref().map(|m| {
+                    let short = digest.trim_start_matches("sha256:");
+                    m.add(
+                        ProgressBar::new(*size)
+                            .with_style(style.clone())
+                            .with_prefix(format!("blob {}", &short[..short.len().min(12)])),
+                    )
+                });
+                async move {
+                    let file = std::fs::File::create(&path)
+                        .map_err(crate::io_err(format!("image store {}", path.display())))?;
+                    self.blob(digest, *size, file, bar.clone()).await?;
+                    if let Some(b) = bar {
+                        b.finish();
+                    }
+                    // Unpacked on a thread of its own while the other layers
+                    // download. The client checked the blob's digest as it
+                    // streamed in; its size and its content's diff ID are
+                    // checked again as it is unpacked.
+                    let (store, digest, size, diff_id) =
+                        (self.store.clone(), digest.clone(), *size, diff_id.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let layer =
+                            store.layer(&diff_id, || blob::open_sized(&path, &digest, size));
+                        let _ = std::fs::remove_file(&path);
+                        layer
+                    })
+                    .await
+                    .map_err(|e| Error::Invalid(format!("unpacking a layer: {e}")))??;
+                    Ok::<_, Error>(())
                 }
-                Ok::<_, Error>(())
-            }
-        });
+            });
         futures_util::stream::iter(fetches)
             .buffer_unordered(CONCURRENT)
             .try_collect::<Vec<()>>()
             .await?;
-        for (i, (digest, size, diff_id)) in missing.iter().enumerate() {
-            let path = scratch.join(i.to_string());
-            self.store
-                .layer(diff_id, || blob::open_verified(&path, digest, *size))?;
-            let _ = std::fs::remove_file(&path);
-        }
         Ok(())
     }
 }
