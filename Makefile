@@ -32,6 +32,8 @@ bench:
 	if [ "$$(id -u)" -eq 0 ]; then bash benches/passthrough.sh; fi
 	bash benches/memory.sh
 	bash benches/image.sh
+	bash benches/pull.sh
+	bash benches/image_files.sh
 	bash benches/net.sh
 	bash benches/vm.sh
 

@@ -22,6 +22,7 @@ PACKAGES=(
   qemu-system-x86 busybox-static cpio  # burrow run --vm; the guest test harness (tests/guest)
   podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups)
   skopeo docker-registry apache2-utils  # tests: images from skopeo, a local registry with htpasswd auth
+  umoci time      # benches/pull.sh: skopeo copy + umoci unpack --rootless beside burrow pull; peak RSS
   libssl-dev      # the registry client's TLS (native-tls)
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
