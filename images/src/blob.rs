@@ -144,7 +144,7 @@ pub fn open_verified(path: &Path, digest: &str, size: u64) -> Result<File> {
     let what = || format!("blob {}", path.display());
     let file = open_regular(path).map_err(io_err(what()))?;
     // One byte past the size is enough to tell it is too long.
-    let got = Hashing::new((&file).take(size + 1))
+    let got = Hashing::new((&file).take(size.saturating_add(1)))
         .finish()
         .map_err(io_err(what()))?;
     check(path, digest, size, got)?;

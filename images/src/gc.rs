@@ -36,12 +36,22 @@ pub(crate) fn lock(store: &Store, exclusive: bool) -> Result<Flock<File>> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(io_err(what()))?;
-    let arg = if exclusive {
-        FlockArg::LockExclusive
+    let (now, wait) = if exclusive {
+        (FlockArg::LockExclusiveNonblock, FlockArg::LockExclusive)
     } else {
-        FlockArg::LockShared
+        (FlockArg::LockSharedNonblock, FlockArg::LockShared)
     };
-    Flock::lock(file, arg).map_err(|(_, e)| io_err(what())(e.into()))
+    match Flock::lock(file, now) {
+        Ok(l) => Ok(l),
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            eprintln!(
+                "burrow: waiting for another burrow using the image store {}",
+                store.root().display()
+            );
+            Flock::lock(file, wait).map_err(|(_, e)| io_err(what())(e.into()))
+        }
+        Err((_, e)) => Err(io_err(what())(e.into())),
+    }
 }
 
 /// A running sandbox's claim on its layers, dropped when it ends.
@@ -90,16 +100,22 @@ pub(crate) fn register(store: &Store, diff_ids: &[String]) -> Result<InUse> {
 /// caller holds the store's lock exclusive.
 fn in_use(store: &Store) -> Result<HashSet<String>> {
     let dir = store.root().join("using");
+    let what = |p: &Path| format!("image store {}", p.display());
     let mut used = HashSet::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(used);
+    // Only a missing directory or claim means nothing is in use there: any
+    // other error stops the removal.
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(used),
+        Err(e) => return Err(io_err(what(&dir))(e)),
     };
     for entry in entries {
-        let path = entry
-            .map_err(io_err(format!("image store {}", dir.display())))?
-            .path();
-        let Ok(file) = File::open(&path) else {
-            continue;
+        let path = entry.map_err(io_err(what(&dir)))?.path();
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            // Its sandbox ended meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(what(&path))(e)),
         };
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             // Its sandbox is gone.

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -78,7 +78,20 @@ fn failed(shown: &str, e: OciDistributionError) -> Error {
         }
         cause = c.source();
     }
-    Error::Registry(format!("{shown}: {}", text.replace(['\n', '\r'], " ")))
+    // A registry's error body is copied into the message: cut it short.
+    let mut text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.len() > 400 {
+        let cut = (0..=400)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push_str(" (…)");
+    }
+    Error::Registry(format!("{shown}: {text}"))
 }
 
 impl<'a> Pull<'a> {
@@ -225,7 +238,10 @@ impl<'a> Pull<'a> {
             config_digest: cdigest,
             config_size: csize,
             diff_ids: diff_ids.clone(),
-            size: manifest.layers().iter().map(|l| l.size()).sum(),
+            size: manifest
+                .layers()
+                .iter()
+                .fold(0u64, |n, l| n.saturating_add(l.size())),
             created: config.created().clone(),
             platform: Platform::of_config(&config).to_string(),
         };
@@ -279,10 +295,13 @@ impl<'a> Pull<'a> {
                     Ok::<_, Error>(())
                 }
             });
-        futures_util::stream::iter(fetches)
+        // Every fetch is seen to its end, so no unpacking thread outlives a
+        // failed pull; then the first error.
+        let results: Vec<Result<()>> = futures_util::stream::iter(fetches)
             .buffer_unordered(CONCURRENT)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(())
     }
 }

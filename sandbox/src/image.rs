@@ -77,10 +77,17 @@ pub fn images() -> Result<String> {
             r.name,
             &hex[..hex.len().min(12)],
             human_size(r.size),
-            r.created.as_deref().unwrap_or("-")
+            printable(r.created.as_deref().unwrap_or("-"))
         );
     }
     Ok(out)
+}
+
+/// What an image says, fit for a terminal: no control characters.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn human_size(n: u64) -> String {
