@@ -55,7 +55,7 @@ pub fn put(store: &Store, record: &Record) -> Result<()> {
     let path = path_of(store, &record.name);
     store.private_dir(path.parent().expect("images/ has a parent"))?;
     let data = serde_json::to_vec_pretty(record).expect("a record serializes");
-    write_atomically(&path, &data)
+    write_atomically(store, &path, &data)
 }
 
 /// Drops the record of `name`.
@@ -84,15 +84,17 @@ pub fn get(store: &Store, name: &str) -> Result<Option<Record>> {
     Ok(Some(record))
 }
 
-/// Every image in the store, by name.
-pub fn list(store: &Store) -> Result<Vec<Record>> {
+/// Every image in the store, by name, and a line for each record that
+/// cannot be read (which `burrow rmi NAME` removes).
+pub fn list(store: &Store) -> Result<(Vec<Record>, Vec<String>)> {
     let dir = store.root().join("images");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(io_err(format!("image store {}", dir.display()))(e)),
     };
     let mut all = Vec::new();
+    let mut bad = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err(format!("image store {}", dir.display())))?;
         let path = entry.path();
@@ -101,12 +103,16 @@ pub fn list(store: &Store) -> Result<Vec<Record>> {
         }
         let data = crate::blob::read_bounded(&path, JSON_LIMIT)
             .map_err(io_err(format!("image store {}", path.display())))?;
-        let record: Record = serde_json::from_slice(&data)
-            .map_err(|e| Error::Invalid(format!("image store {}: {e}", path.display())))?;
-        all.push(record);
+        match serde_json::from_slice::<Record>(&data) {
+            Ok(record) => all.push(record),
+            Err(e) => bad.push(format!(
+                "image store {}: an unreadable record ({e})",
+                path.display()
+            )),
+        }
     }
     all.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(all)
+    Ok((all, bad))
 }
 
 /// The stored image of `record`, ready to run.

@@ -146,7 +146,7 @@ pub struct Removed {
 /// and no running sandbox uses. The caller holds the store's lock
 /// exclusive.
 fn remove_unused(store: &Store, only: Option<&[String]>) -> Result<Removed> {
-    let records = catalog::list(store)?;
+    let (records, _) = catalog::list(store)?;
     let mut keep: HashSet<String> = in_use(store)?;
     let mut keep_blobs = HashSet::new();
     for r in &records {
@@ -225,8 +225,21 @@ pub fn prune(store: &Store) -> Result<Removed> {
 /// image names and no running sandbox uses.
 pub fn rmi(store: &Store, name: &str, shown: &str) -> Result<Removed> {
     let _lock = lock(store, true)?;
-    let record = catalog::get(store, name)?
-        .ok_or_else(|| Error::Reference(format!("image {shown:?}: not in the store")))?;
+    let record = match catalog::get(store, name) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return Err(Error::Reference(format!(
+                "image {shown:?}: not in the store"
+            )))
+        }
+        // An unreadable record names no layers it could keep: it goes, and
+        // `prune` takes what it held.
+        Err(Error::Invalid(_)) => {
+            catalog::remove(store, name)?;
+            return Ok(Removed::default());
+        }
+        Err(e) => return Err(e),
+    };
     catalog::remove(store, name)?;
     remove_unused(store, Some(&record.diff_ids))
 }

@@ -88,7 +88,7 @@ impl Store {
             return Ok(());
         }
         self.private_dir(&dir)?;
-        write_atomically(&path, data)
+        write_atomically(self, &path, data)
     }
 
     /// A blob kept by `put_blob`, verified again as it is read.
@@ -147,27 +147,24 @@ impl Store {
     }
 }
 
-/// Writes `data` to `path` whole or not at all: a temporary file beside it,
-/// synced, then renamed over it.
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+/// Writes `data` to `path` (in the store) whole or not at all: a file of a
+/// scratch directory, synced, then renamed over it; a process killed
+/// midway leaves its scratch directory for the next sweep.
+pub(crate) fn write_atomically(store: &Store, path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let what = || format!("image store {}", path.display());
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let result = (|| {
+    let scratch = store.scratch()?;
+    let tmp = scratch.join("file");
+    (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(what())(e)
-    })
+    })()
+    .map_err(io_err(format!("image store {}", path.display())))
 }
 
 /// Removes a tree the caller owns, even where the image made directories

@@ -64,7 +64,10 @@ pub fn prune() -> Result<String> {
 /// `burrow images`: a table of the images pulled into the store.
 pub fn images() -> Result<String> {
     let store = burrow_images::Store::from_env().map_err(fail("images"))?;
-    let all = burrow_images::catalog::list(&store).map_err(fail("images"))?;
+    let (all, bad) = burrow_images::catalog::list(&store).map_err(fail("images"))?;
+    for line in bad {
+        eprintln!("burrow: images: {}", printable(&line));
+    }
     let width = all.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
     let mut out = format!(
         "{:width$}  {:19}  {:>9}  CREATED\n",

@@ -370,3 +370,42 @@ fn a_pull_killed_midway_leaves_no_record_and_the_next_pull_completes_it() {
     let out = c.burrow(&["run", "--image", &format!("{}/burrow/big:1", c.reg.host)]);
     assert_eq!(out.ok(), "resumed\n");
 }
+
+#[test]
+fn an_unreadable_record_is_reported_and_rmi_removes_it() {
+    use sha2::{Digest, Sha256};
+    let Some(c) = Case::new("reg-bad") else {
+        return;
+    };
+    push_busybox(&c, "burrow/bb:1", "one\n");
+    c.reg.push(
+        &format!("oci:{}:v1", c.t.join("oci").display()),
+        "burrow/bb:2",
+        false,
+    );
+    c.login();
+    for tag in ["burrow/bb:1", "burrow/bb:2"] {
+        assert_eq!(c.pull(tag).code, 0);
+    }
+    let data = c.t.join("data/burrow");
+    let second = format!("{}/burrow/bb:2", c.reg.host);
+    let hex = format!("{:x}", Sha256::digest(second.as_bytes()));
+    std::fs::write(data.join(format!("images/{hex}.json")), b"{garbage").unwrap();
+
+    let out = c.burrow(&["images"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("/burrow/bb:1"), "{out:?}");
+    assert!(!out.stdout.contains("/burrow/bb:2"), "{out:?}");
+    assert!(out.stderr.contains("unreadable record"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+
+    let out = c.burrow(&["rmi", &second]);
+    assert_eq!(out.ok(), format!("Untagged: {second}\n"));
+    let out = c.burrow(&["images"]);
+    assert_eq!(out.stderr, "", "{out:?}");
+    // bb:1 still names both layers: prune keeps them.
+    assert_eq!(c.burrow(&["image", "prune"]).ok(), "");
+    assert_eq!(c.stored(), (2, 1));
+    let out = c.burrow(&["run", "--image", &format!("{}/burrow/bb:1", c.reg.host)]);
+    assert_eq!(out.ok(), "one\n");
+}
