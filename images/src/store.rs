@@ -122,21 +122,17 @@ impl Store {
         let scratch = self.scratch()?;
         let tmp = scratch.join("layer");
         std::fs::create_dir(&tmp).map_err(io_err(format!("image store {}", tmp.display())))?;
-        let result = open_blob().and_then(|blob| unpack(blob, &tmp)).and_then(|u| {
-            if u.diff_id != diff_id {
-                return Err(Error::Invalid(format!(
-                    "layer {diff_id}: its uncompressed content's digest is {}",
-                    u.diff_id
-                )));
-            }
-            if u.devices > 0 {
-                eprintln!(
-                    "burrow: layer {diff_id}: {} device node(s) left out (they need root to create)",
-                    u.devices
-                );
-            }
-            Ok(())
-        });
+        let result = open_blob()
+            .and_then(|blob| unpack(blob, &tmp))
+            .and_then(|u| {
+                if u.diff_id != diff_id {
+                    return Err(Error::Invalid(format!(
+                        "layer {diff_id}: its uncompressed content's digest is {}",
+                        u.diff_id
+                    )));
+                }
+                Ok(())
+            });
         result?;
         match std::fs::rename(&tmp, &done) {
             Ok(()) => Ok(done),

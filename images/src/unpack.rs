@@ -1,7 +1,10 @@
 //! One layer's tar stream (plain, gzip or zstd) written into a directory
 //! as the unprivileged caller, with the image spec's rules (layer.md):
 //! whiteouts stay as the `.wh.` entries burrowfs reads in lower layers,
-//! and nothing is written outside the directory.
+//! and nothing is written outside the directory. What the caller cannot
+//! give a file on disk (another owner, set-id bits, a device node, a FIFO
+//! of another owner) is recorded in its `user.containers.override_stat`
+//! xattr, which burrowfs presents (a device node is an empty file there).
 //!
 //! The `tar` crate keeps every entry inside the destination: it refuses
 //! to write through a symlink that leads out, and checks hard links'
@@ -14,6 +17,9 @@ use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
 
+use burrow_unionfs::layer_dir::Dir;
+use burrow_unionfs::override_stat::{self, Override};
+
 use crate::blob::Hashing;
 use crate::{io_err, Error, Result};
 
@@ -22,8 +28,6 @@ use crate::{io_err, Error, Result};
 pub struct Unpacked {
     /// `sha256:` digest of the uncompressed tar stream (the diff ID).
     pub diff_id: String,
-    /// Device nodes in the layer, which the caller cannot create.
-    pub devices: u64,
 }
 
 fn decompressed(blob: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
@@ -46,7 +50,6 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
-    let mut devices = 0;
     // Directories are made writable for the entries that follow and get
     // their own modes at the end.
     let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
@@ -60,11 +63,42 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
             return Err(bad(&path, "a whiteout naming nothing"));
         }
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::Char | EntryType::Block) {
-            devices += 1;
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o755) & 0o7777;
+        // (An empty field is 0, as tar(1) reads it.)
+        let id = |v: std::io::Result<u64>| {
+            u32::try_from(v.unwrap_or(0)).map_err(|_| bad(&path, "an owner id past 2^32"))
+        };
+        let (uid, gid) = (id(header.uid())?, id(header.gid())?);
+        let mut told = Override {
+            uid,
+            gid,
+            perm: mode,
+            kind: None,
+        };
+        // What the caller cannot make: another owner, set-id bits.
+        let recorded = uid != 0 || gid != 0 || mode & 0o6000 != 0;
+        let stand_in = match kind {
+            EntryType::Char | EntryType::Block => {
+                let number = |v: std::io::Result<Option<u32>>| v.ok().flatten().unwrap_or(0);
+                let rdev =
+                    libc::makedev(number(header.device_major()), number(header.device_minor()));
+                let fmt = if kind == EntryType::Char {
+                    libc::S_IFCHR
+                } else {
+                    libc::S_IFBLK
+                };
+                Some((fmt, rdev))
+            }
+            // A FIFO of another owner has nowhere to keep its override.
+            EntryType::Fifo if recorded => Some((libc::S_IFIFO, 0)),
+            _ => None,
+        };
+        if let Some(kind) = stand_in {
+            told.kind = Some(kind);
+            make_stand_in(dst, &path, &told).map_err(|e| bad(&path, &e.to_string()))?;
             continue;
         }
-        let mode = entry.header().mode().unwrap_or(0o755);
         if kind == EntryType::Fifo {
             // The tar crate would write a FIFO as a regular file.
             make_fifo(dst, &path, mode).map_err(|e| bad(&path, &e.to_string()))?;
@@ -76,12 +110,28 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
         if !written {
             return Err(bad(&path, "outside the layer"));
         }
+        // On disk without set-id bits: they are the override's to show.
+        let on_disk = if recorded { mode & !0o6000 } else { mode };
+        if recorded
+            && matches!(
+                kind,
+                EntryType::Regular | EntryType::Continuous | EntryType::Directory
+            )
+        {
+            record(
+                dst,
+                &path,
+                &told,
+                (kind != EntryType::Directory).then_some(on_disk),
+            )
+            .map_err(|e| bad(&path, &format!("recording its owner and mode: {e}")))?;
+        }
         if kind == EntryType::Directory {
             // Where unpack_in put it: the name's plain components under
             // `dst` (a leading '/' is not the host's root).
             let at = dst.join(inside(&path));
-            set_dir_mode(&at, (mode & 0o7777) | 0o700).map_err(|e| bad(&path, &e.to_string()))?;
-            dirs.push((at, mode & 0o7777));
+            set_dir_mode(&at, on_disk | 0o700).map_err(|e| bad(&path, &e.to_string()))?;
+            dirs.push((at, on_disk));
         }
     }
     // Deepest first, so a parent's mode never stops a child's change.
@@ -90,7 +140,63 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
         set_dir_mode(dir, *mode).map_err(io_err(format!("layer directory {dir:?}")))?;
     }
     let (diff_id, _) = archive.into_inner().finish().map_err(io_err("layer"))?;
-    Ok(Unpacked { diff_id, devices })
+    Ok(Unpacked { diff_id })
+}
+
+/// The directory holding entry `path` in the layer `dst` and the entry's
+/// name there, reached from `dst` without following a symlink or leaving
+/// it (an earlier entry of the layer may have put one on the way).
+fn parent_of(dst: &Path, path: &Path) -> std::io::Result<(Dir, std::ffi::OsString)> {
+    let rel = inside(path);
+    let name = rel
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("names no file"))?
+        .to_os_string();
+    let mut parent = Dir::open(dst)?;
+    for c in rel.parent().unwrap_or(Path::new("")).components() {
+        // Made when missing, as tar(1) makes an entry's directories.
+        parent = match parent.child(c.as_os_str()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                parent.mkdir(c.as_os_str(), 0o755)?;
+                parent.child(c.as_os_str())?
+            }
+            other => other?,
+        };
+    }
+    Ok((parent, name))
+}
+
+/// Records `told` in the override xattr of the entry at `path` (a file or
+/// directory) and, for a file, gives it mode `on_disk`.
+fn record(dst: &Path, path: &Path, told: &Override, on_disk: Option<u32>) -> std::io::Result<()> {
+    let (parent, name) = parent_of(dst, path)?;
+    let place = parent.place(&name)?;
+    let object = place.hold()?;
+    if let Some(mode) = on_disk {
+        object.chmod(mode)?;
+    }
+    object.set_xattr(
+        std::ffi::OsStr::new(override_stat::XATTR),
+        told.encode().as_bytes(),
+        0,
+    )
+}
+
+/// What the caller cannot create (a device node, a FIFO of another
+/// owner): an empty file of its own at `path` that burrowfs shows as
+/// `told` says. An earlier entry of that name is replaced.
+fn make_stand_in(dst: &Path, path: &Path, told: &Override) -> std::io::Result<()> {
+    let (parent, name) = parent_of(dst, path)?;
+    if parent
+        .stat(&name)
+        .is_ok_and(|m| m.mode & libc::S_IFMT != libc::S_IFDIR)
+    {
+        parent.unlink(&name)?;
+    }
+    let flags =
+        nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL | nix::fcntl::OFlag::O_WRONLY;
+    drop(parent.open_file(&name, flags, 0o600)?);
+    parent.set_xattr(&name, override_stat::XATTR, told.encode().as_bytes())
 }
 
 /// An entry's name relative to the layer: its plain components.

@@ -104,8 +104,11 @@ fn a_layer_unpacks_with_its_modes_links_and_whiteouts() {
         std::fs::read_to_string(dir.join("etc/hostname")).unwrap(),
         "box\n"
     );
+    // Set-user-ID as the override says, not on the caller's file on disk.
     let tool = std::fs::metadata(dir.join("bin/tool")).unwrap();
-    assert_eq!(tool.mode() & 0o7777, 0o4755);
+    assert_eq!(tool.mode() & 0o7777, 0o755);
+    assert_eq!(override_of(&dir.join("bin/tool")).as_deref(), Some("0:0:04755"));
+    assert_eq!(override_of(&dir.join("etc/hostname")), None);
     assert_eq!(
         std::fs::metadata(dir.join("bin")).unwrap().mode() & 0o7777,
         0o555
@@ -122,7 +125,10 @@ fn a_layer_unpacks_with_its_modes_links_and_whiteouts() {
         .unwrap()
         .file_type()
         .is_fifo());
-    assert!(!dir.join("dev/null").exists(), "a device node needs root");
+    // A device node needs root: an empty file stands in for it.
+    let null = std::fs::symlink_metadata(dir.join("dev/null")).unwrap();
+    assert!(null.is_file() && null.len() == 0, "{null:?}");
+    assert_eq!(override_of(&dir.join("dev/null")).as_deref(), Some("0:0:0666:char-0-0"));
     assert!(dir.join("etc/.wh.motd").is_file());
     assert!(dir.join("var/.wh..wh..opq").is_file());
     assert_eq!(
@@ -243,6 +249,17 @@ fn an_absolute_directory_entry_changes_nothing_on_the_host() {
         );
         assert!(std::fs::read_dir(&outside.0).unwrap().next().is_none());
         let inner = dir.join(name.trim_start_matches('/'));
-        assert_eq!(std::fs::metadata(&inner).unwrap().mode() & 0o7777, mode);
+        assert_eq!(
+            std::fs::metadata(&inner).unwrap().mode() & 0o7777,
+            mode & 0o777,
+            "set-id bits are the override's"
+        );
     }
+}
+
+/// The `user.containers.override_stat` xattr of `path`, as text.
+fn override_of(path: &Path) -> Option<String> {
+    xattr::get(path, "user.containers.override_stat")
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
 }

@@ -49,6 +49,9 @@ pub enum UpperLayer {
 pub struct Root {
     pub lowers: Vec<PathBuf>,
     pub upper: Option<UpperLayer>,
+    /// Whether files show as their `user.containers.override_stat` xattrs
+    /// say (an image's owners, set-id bits and device nodes).
+    pub override_stat: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +117,8 @@ impl SandboxConfig {
             }
         };
 
-        let root = root_layout(&args, &rootfs)?;
+        let mut root = root_layout(&args, &rootfs)?;
+        root.override_stat = image.is_some();
 
         let mut ordered: Vec<(usize, MountOp)> = Vec::new();
         for (flag, id, read_only) in [("--bind", "bind", false), ("--ro-bind", "ro_bind", true)] {
@@ -463,7 +467,11 @@ fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
         (None, false) => Some(UpperLayer::Ephemeral),
         (Some(dir), false) => Some(upper_dir(dir, &lowers)?),
     };
-    Ok(Root { lowers, upper })
+    Ok(Root {
+        lowers,
+        upper,
+        override_stat: false,
+    })
 }
 
 /// `--upper DIR`: DIR (created when missing) and its work directory, a

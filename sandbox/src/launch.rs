@@ -11,7 +11,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cli::{MapUsers, NetMode};
-use crate::config::{MountOp, Root, SandboxConfig};
+use crate::config::{MountOp, SandboxConfig};
 use crate::error::{Context, Error, Result, EXIT_SETUP};
 use crate::idmap::IdMaps;
 use crate::{init, signals, status, sys, union};
@@ -109,7 +109,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     }
     let server = match server_sock {
         Some(sock) => {
-            let Root { lowers, upper } = &cfg.root;
+            let root = &cfg.root;
             // What the sandbox can write behind the union's back.
             let hidden = cfg
                 .mounts
@@ -123,10 +123,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
                     _ => None,
                 })
                 .collect();
-            Some(
-                union::spawn_server(lowers, upper.as_ref(), hidden, child, sock)
-                    .map_err(|e| abort(child, e))?,
-            )
+            Some(union::spawn_server(root, hidden, child, sock).map_err(|e| abort(child, e))?)
         }
         _ => None,
     };

@@ -17,7 +17,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use crate::config::UpperLayer;
+use crate::config::{Root, UpperLayer};
 use crate::error::{Context, Error, Result};
 use crate::sys;
 
@@ -86,13 +86,7 @@ pub fn mount_root(
 }
 
 /// On the host: forks the server for the sandbox whose pid 1 is `init`.
-pub fn spawn_server(
-    lowers: &[PathBuf],
-    upper: Option<&UpperLayer>,
-    hidden: Vec<PathBuf>,
-    init: Pid,
-    sock: OwnedFd,
-) -> Result<Pid> {
+pub fn spawn_server(root: &Root, hidden: Vec<PathBuf>, init: Pid, sock: OwnedFd) -> Result<Pid> {
     // Opened now, while pid 1 waits for its id maps: once it runs it makes
     // itself non-dumpable, and its /proc files are closed to us.
     let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
@@ -100,7 +94,7 @@ pub fn spawn_server(
     match sys::fork_helper().ctx(|| "fork")? {
         Some(pid) => Ok(pid),
         None => {
-            let code = match serve(lowers, upper, hidden, userns, sock) {
+            let code = match serve(root, hidden, userns, sock) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("burrow: root filesystem server: {e}");
@@ -113,8 +107,7 @@ pub fn spawn_server(
 }
 
 fn serve(
-    lowers: &[PathBuf],
-    upper: Option<&UpperLayer>,
+    root: &Root,
     mut hidden: Vec<PathBuf>,
     userns: std::fs::File,
     sock: OwnedFd,
@@ -126,6 +119,7 @@ fn serve(
     let Some(fuse) = fds.next() else {
         return Ok(()); // the sandbox failed before mounting: nothing to serve
     };
+    let (lowers, upper) = (&root.lowers, root.upper.as_ref());
     let (upper_dir, work_dir) = match upper {
         None => (None, None),
         Some(UpperLayer::Dir { upper, work }) => (Some(upper.clone()), Some(work.clone())),
@@ -145,6 +139,7 @@ fn serve(
         hidden.extend([upper.clone(), work.clone()]);
     }
     stack.hide(hidden);
+    stack.present_override_stat(root.override_stat);
     // The host's root has no id here unless the caller is root: then the
     // host's system shows as root's inside (see Stack::show_unmapped_as_root).
     let unmapped = |file: &str| {

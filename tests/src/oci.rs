@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// An OCI layout written here: each layer a list of (path, data or a
-/// symlink's "->target"), directories implied; its one image tagged
+/// symlink's "->target"), directories implied; a path may end in
+/// `@UID:GID:MODE` (octal) or `@UID:GID:MODE:cMAJOR,MINOR` (a character
+/// device; `b` a block device) for its header. Its one image is tagged
 /// `v1`. Returns the layer blobs' paths, bottom first.
 pub fn write_layout(
     dir: &Path,
@@ -51,9 +53,41 @@ pub fn write_image(
     let mut paths = Vec::new();
     for entries in layers {
         let mut b = tar::Builder::new(Vec::new());
-        for (path, data) in entries {
+        for (spec, data) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_mtime(1_600_000_000);
+            let (path, head) = spec.split_once('@').unwrap_or((spec, ""));
+            if !head.is_empty() {
+                // UID:GID:MODE[:cMAJOR,MINOR|bMAJOR,MINOR]
+                let f: Vec<&str> = head.split(':').collect();
+                h.set_uid(f[0].parse().unwrap());
+                h.set_gid(f[1].parse().unwrap());
+                let mode = u32::from_str_radix(f[2], 8).unwrap();
+                if let Some(dev) = f.get(3) {
+                    let (kind, nums) = dev.split_at(1);
+                    let (major, minor) = nums.split_once(',').unwrap();
+                    h.set_entry_type(match kind {
+                        "c" => tar::EntryType::Char,
+                        _ => tar::EntryType::Block,
+                    });
+                    h.set_device_major(major.parse().unwrap()).unwrap();
+                    h.set_device_minor(minor.parse().unwrap()).unwrap();
+                    h.set_mode(mode);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, std::io::empty()).unwrap();
+                    continue;
+                }
+                let kind = if path.ends_with('/') {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                };
+                h.set_entry_type(kind);
+                h.set_mode(mode);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, &data[..]).unwrap();
+                continue;
+            }
             if let Some(target) = data.strip_prefix(b"->") {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_mode(0o777);

@@ -403,3 +403,94 @@ fn version_is_printed_and_exits_zero() {
         format!("burrowfs: version {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `xattr_permissions=2` (fuse-overlayfs' option): files show the owner,
+/// mode and type their `user.containers.override_stat` xattr records; the
+/// mount never shows that xattr nor lets anyone set it (a file marked
+/// "0:0:04755" would be set-user-ID root's); a chmod of such a file
+/// changes its override, in the upper layer, and keeps its on-disk mode.
+#[test]
+fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    const KEY: &str = "user.containers.override_stat";
+    assert_unprivileged();
+    let t = layers("cli-override");
+    let me = nix::unistd::getuid().as_raw();
+    let set = |name: &str, value: String| {
+        let path = t.join(&format!("l/{name}"));
+        std::fs::write(&path, "data\n").unwrap();
+        if let Err(e) = xattr::set(&path, KEY, value.as_bytes()) {
+            panic!("user xattrs on {}: {e}", path.display());
+        }
+    };
+    set("owned", "33:34:0644".into());
+    set("mine", format!("{me}:{me}:04755"));
+    set("null", "0:0:0666:char-1-3".into());
+    std::fs::set_permissions(t.join("l/mine"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let m = t.join("m");
+    let mount = |opts: &str| {
+        let out = output(
+            Command::new(burrowfs_bin())
+                .args(["-o", &format!("lowerdir=l,upperdir=u,workdir=w{opts}")])
+                .arg(&m)
+                .current_dir(t.path()),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+    };
+    let unmount = || {
+        let ok = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&m)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    mount(",xattr_permissions=2");
+    let owned = std::fs::symlink_metadata(m.join("owned")).unwrap();
+    let null = std::fs::symlink_metadata(m.join("null")).unwrap();
+    let listed = xattr::list(m.join("owned")).map(|l| l.collect::<Vec<_>>());
+    let read = xattr::get(m.join("owned"), KEY);
+    std::fs::write(m.join("new"), "new\n").unwrap();
+    let forged_new = xattr::set(m.join("new"), KEY, b"0:0:04755");
+    let forged_lower = xattr::set(m.join("mine"), KEY, b"0:0:04755");
+    let mine_before = std::fs::metadata(m.join("mine")).unwrap();
+    let chmod = std::fs::set_permissions(m.join("mine"), std::fs::Permissions::from_mode(0o700));
+    let mine_after = std::fs::metadata(m.join("mine")).unwrap();
+    let new_meta = std::fs::metadata(m.join("new")).unwrap();
+    unmount();
+
+    assert_eq!((owned.uid(), owned.gid(), owned.mode()), (33, 34, 0o100644));
+    assert!(null.file_type().is_char_device(), "{null:?}");
+    assert_eq!((null.rdev(), null.len()), (libc::makedev(1, 3), 0));
+    assert_eq!(listed.unwrap(), Vec::<std::ffi::OsString>::new());
+    assert!(matches!(read, Ok(None)), "{read:?}");
+    for forged in [&forged_new, &forged_lower] {
+        assert_eq!(
+            forged.as_ref().map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EPERM))
+        );
+    }
+    assert_eq!(new_meta.mode() & 0o7000, 0);
+    assert_eq!((mine_before.uid(), mine_before.mode()), (me, 0o104755));
+    chmod.unwrap();
+    assert_eq!(mine_after.mode(), 0o100700);
+    // Copied up with its override, changed there; the lower one untouched.
+    let upper = t.join("u/mine");
+    assert_eq!(
+        xattr::get(&upper, KEY).unwrap().unwrap(),
+        format!("{me}:{me}:0700").into_bytes()
+    );
+    assert_eq!(std::fs::metadata(&upper).unwrap().mode() & 0o7777, 0o644);
+    assert_eq!(
+        xattr::get(t.join("l/mine"), KEY).unwrap().unwrap(),
+        format!("{me}:{me}:04755").into_bytes()
+    );
+
+    // Not presented without the option, and still not the mount's to show.
+    mount("");
+    let plain = std::fs::symlink_metadata(m.join("owned")).unwrap();
+    let read = xattr::get(m.join("owned"), KEY);
+    unmount();
+    assert_eq!((plain.uid(), plain.mode() & 0o7777), (me, 0o644));
+    assert!(matches!(read, Ok(None)), "{read:?}");
+}

@@ -338,3 +338,78 @@ fn a_docker_archive_naming_files_outside_it_is_refused() {
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
     }
 }
+
+/// Owners, set-id bits and device nodes the unprivileged caller cannot
+/// create are recorded at unpacking and shown by burrowfs as the image
+/// says: a file of uid 33 is 33's inside where 33 is mapped (subordinate
+/// ranges) and nobody's where it is not; a chown inside changes what it
+/// shows. On disk the store keeps the caller's files without set-id bits.
+#[test]
+fn image_owners_modes_and_device_nodes_show_as_the_image_says() {
+    use std::os::unix::fs::PermissionsExt;
+    assert_unprivileged();
+    let t = TempDir::new("image-owners");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let s = |t: &str| t.as_bytes().to_vec();
+    write_layout(
+        &t.join("img"),
+        &[
+            vec![
+                ("bin/", vec![]),
+                ("bin/busybox", busybox),
+                ("bin/sh", s("->busybox")),
+                ("bin/stat", s("->busybox")),
+                ("bin/chown", s("->busybox")),
+                ("bin/chmod", s("->busybox")),
+            ],
+            vec![
+                ("srv/www@33:33:0640", s("site\n")),
+                ("usr/bin/su@0:0:4755", s("#!/bin/sh\n")),
+                ("devs/null@0:0:0666:c1,3", vec![]),
+                ("home/alice/@1000:1000:0700", vec![]),
+            ],
+        ],
+        serde_json::json!({"config": {}}),
+    );
+    let reference = format!("oci:{}:v1", t.join("img").display());
+    let show = "stat -c '%n %u:%g %a %F %t,%T' /srv/www /usr/bin/su /devs/null /home/alice";
+    let data = t.join("data");
+
+    let unmapped = run_image(
+        &data,
+        &reference,
+        &["--map-users", "none", "--", "sh", "-c", show],
+    );
+    assert_eq!(
+        unmapped.ok().lines().next(),
+        Some("/srv/www 65534:65534 640 regular file 0,0"),
+        "{unmapped:?}"
+    );
+    // On disk: the caller's own files, no set-id bit anywhere.
+    for layer in stored_layers(&data) {
+        for rel in ["usr/bin/su", "srv/www", "devs/null"] {
+            if let Ok(m) = std::fs::symlink_metadata(layer.join(rel)) {
+                assert!(m.is_file(), "{rel}: {m:?}");
+                assert_eq!(m.permissions().mode() & 0o6000, 0, "{rel}");
+                assert_eq!(m.uid(), nix::unistd::getuid().as_raw(), "{rel}");
+            }
+        }
+    }
+
+    if !has_subordinate_ids() {
+        skipped("showing uid 33 as 33 needs subordinate ids mapped");
+        return;
+    }
+    let script =
+        format!("{show}; chown 5:6 /srv/www && chmod 4711 /srv/www && stat -c '%u:%g %a' /srv/www");
+    let mapped = run_image(&data, &reference, &["--", "sh", "-c", &script]);
+    assert_eq!(
+        mapped.ok(),
+        "/srv/www 33:33 640 regular file 0,0\n\
+         /usr/bin/su 0:0 4755 regular file 0,0\n\
+         /devs/null 0:0 666 character special file 1,3\n\
+         /home/alice 1000:1000 700 directory 0,0\n\
+         5:6 4711\n",
+        "{mapped:?}"
+    );
+}

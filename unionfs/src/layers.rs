@@ -14,6 +14,7 @@ use crate::format::{self, DirMark};
 use crate::idmap::OVERFLOW_ID;
 use crate::layer_dir::{Dir, Place};
 use crate::mounts::{self, MountView, MountWatch};
+use crate::override_stat::{self, Override};
 
 /// The type of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,6 +108,27 @@ pub struct Stat {
 }
 
 impl Stat {
+    pub fn from_metadata(m: &Metadata) -> Stat {
+        Stat {
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            nlink: m.nlink(),
+            uid: m.uid(),
+            gid: m.gid(),
+            rdev: m.rdev(),
+            size: m.size(),
+            blksize: m.blksize(),
+            blocks: m.blocks(),
+            times: [
+                (m.atime(), m.atime_nsec()),
+                (m.mtime(), m.mtime_nsec()),
+                (m.ctime(), m.ctime_nsec()),
+            ],
+            mount_root: false,
+        }
+    }
+
     pub fn from_raw(st: &libc::stat) -> Stat {
         Stat {
             dev: st.st_dev,
@@ -245,6 +267,9 @@ pub struct Stack {
     unmapped_as_root: (bool, bool),
     /// The upper layer's device, read once.
     upper_dev: Option<u64>,
+    /// Whether files' `user.containers.override_stat` xattrs say how they
+    /// show (see [`Stack::present_override_stat`]).
+    override_stat: bool,
 }
 
 /// What a path resolves to.
@@ -314,6 +339,7 @@ impl Stack {
             mounts: std::sync::Arc::new(MountWatch::new(roots)),
             unmapped_as_root: (false, false),
             upper_dev: None,
+            override_stat: false,
         };
         stack.upper_dev = match stack.upper() {
             Some(u) => Some(
@@ -363,12 +389,50 @@ impl Stack {
         self.unmapped_as_root = (uid, gid);
     }
 
-    /// `meta` of layer `l` with its owner as the union shows it.
-    pub fn owned(&self, l: usize, mut meta: Stat) -> Stat {
+    /// Shows files as their `user.containers.override_stat` xattr says
+    /// (fuse-overlayfs' `xattr_permissions=2`), in every layer: the owners,
+    /// modes and device nodes of an image that its unprivileged unpacker
+    /// could not make on disk. Copy-up keeps the xattr, and a chown or
+    /// chmod of a file that has one changes the xattr.
+    pub fn present_override_stat(&mut self, on: bool) {
+        self.override_stat = on;
+    }
+
+    /// Whether [`Stack::present_override_stat`] is on.
+    pub fn presents_override_stat(&self) -> bool {
+        self.override_stat
+    }
+
+    /// `meta` of `name` in `dir` (empty: `dir` itself), of layer `l`, with
+    /// its owner, mode and type as the union shows them.
+    pub fn owned(&self, l: usize, dir: &Dir, name: &OsStr, mut meta: Stat) -> Stat {
         if Some(l) != self.upper() {
             (meta.uid, meta.gid) = self.lower_owner(meta.uid, meta.gid);
         }
+        if self.override_stat && !meta.mount_root && meta.kind() != Kind::Symlink {
+            if let Some(o) = self.override_of(dir, name) {
+                o.apply(&mut meta);
+            }
+        }
         meta
+    }
+
+    /// The override xattr of `name` in `dir`, when presented and valid.
+    pub fn override_of(&self, dir: &Dir, name: &OsStr) -> Option<Override> {
+        if !self.override_stat {
+            return None;
+        }
+        let value = dir.get_xattr(name, override_stat::XATTR).ok()??;
+        Override::parse(&value)
+    }
+
+    /// [`Stack::override_of`] for an open file.
+    pub fn override_of_file(&self, file: &std::fs::File) -> Option<Override> {
+        use xattr::FileExt;
+        if !self.override_stat {
+            return None;
+        }
+        Override::parse(&file.get_xattr(override_stat::XATTR).ok()??)
     }
 
     /// A lower-layer owner as the union shows it.
@@ -567,7 +631,8 @@ impl Stack {
             dirs = next;
             cur.push(name);
         }
-        let meta = self.owned(self.root[0], self.layers[self.root[0]].root.stat_self()?);
+        let root = &self.layers[self.root[0]].root;
+        let meta = self.owned(self.root[0], root, OsStr::new(""), root.stat_self()?);
         Ok(Entry {
             layer: self.root[0],
             kind: Kind::Dir,
@@ -738,7 +803,15 @@ impl Stack {
                 break;
             }
         }
-        Ok((top.map(|(l, m)| (l, self.owned(l, m))), merged))
+        let top = top.map(|(l, m)| {
+            let dir = &dirs
+                .iter()
+                .find(|(k, _)| *k == l)
+                .expect("a layer looked in")
+                .1;
+            (l, self.owned(l, dir, name, m))
+        });
+        Ok((top, merged))
     }
 
     /// The merged listing of directory `rel`, sorted by name, without `.`,
@@ -806,13 +879,14 @@ impl Stack {
                 if format::is_whiteout(&dir, &name, &meta, mark) {
                     continue;
                 }
+                let shown = self.owned(l, &dir, &name, meta);
                 out.push(DirEntry {
                     name,
-                    kind: meta.kind(),
+                    kind: shown.kind(),
                     layer: l,
                     dev_ino: (meta.dev, meta.ino),
                     nlink: meta.nlink,
-                    meta: self.owned(l, meta),
+                    meta: shown,
                 });
             }
             seen.extend(hidden_below);

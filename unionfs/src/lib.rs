@@ -13,6 +13,7 @@ pub mod layers;
 pub mod mounts;
 mod node_files;
 pub mod options;
+pub mod override_stat;
 mod sys;
 pub mod upper;
 

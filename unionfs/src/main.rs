@@ -96,7 +96,8 @@ fn run(args: Vec<String>) -> Result<()> {
     }
     // Every open file in the union holds a descriptor here.
     burrow_unionfs::fs::raise_open_file_limit();
-    let stack = Stack::new(lowers, upper.clone())?;
+    let mut stack = Stack::new(lowers, upper.clone())?;
+    stack.present_override_stat(opts.override_stat);
     let upper = match (upper, work) {
         (Some(u), Some(w)) => {
             let root = stack.layer_root(0).try_clone()?;

@@ -24,6 +24,10 @@ pub struct Options {
     /// `passthrough=off` refuses FUSE passthrough even where it is
     /// available (`auto`, the default, uses it then).
     pub passthrough: bool,
+    /// `xattr_permissions=2` (fuse-overlayfs' option): files show the
+    /// owners, modes and types their `user.containers.override_stat`
+    /// xattrs record.
+    pub override_stat: bool,
 }
 
 /// Options fuse-overlayfs users and mount(8) pass that burrowfs accepts
@@ -129,6 +133,7 @@ impl Options {
             read_only: false,
             ids: crate::idmap::Ids::default(),
             passthrough: true,
+            override_stat: false,
         };
         for opt in opts.iter().flat_map(|o| split_options(o)) {
             let (key, value) = match opt.split_once('=') {
@@ -146,6 +151,16 @@ impl Options {
                     return Err(OptionsError::BadValue(
                         key.into(),
                         format!("{v:?}: expected auto or off"),
+                    ))
+                }
+                ("xattr_permissions", Some("0")) => out.override_stat = false,
+                ("xattr_permissions", Some("2")) => out.override_stat = true,
+                ("xattr_permissions", Some(v)) => {
+                    return Err(OptionsError::BadValue(
+                        key.into(),
+                        format!(
+                            "{v:?}: burrowfs reads user.containers.override_stat (2) or nothing (0)"
+                        ),
                     ))
                 }
                 ("uidmapping", Some(v)) => out.ids.uid = parse_mapping(key, v)?,

@@ -342,11 +342,17 @@ impl UnionFs {
 
     /// [`UnionFs::shown`] for an open file's own attributes, whose layer
     /// is not known.
-    fn shown_file(&self, node: u64, m: &std::fs::Metadata) -> FileAttr {
+    fn shown_file(&self, node: u64, f: &File) -> io::Result<FileAttr> {
         use std::os::unix::fs::MetadataExt;
-        let mut attr = attr_of(node, m);
+        let m = f.metadata()?;
+        let mut attr = attr_of(node, &m);
         (attr.uid, attr.gid) = self.stack.file_owner(m.dev(), attr.uid, attr.gid);
-        self.shown(attr)
+        if let Some(o) = self.stack.override_of_file(f) {
+            let mut meta = crate::layers::Stat::from_metadata(&m);
+            o.apply(&mut meta);
+            attr = attr_of(node, &meta);
+        }
+        Ok(self.shown(attr))
     }
 
     /// The open file behind handle `fh`.
@@ -543,12 +549,9 @@ impl UnionFs {
             return None;
         }
         let top = *layers.first()?;
-        let meta = self
-            .stack
-            .dir(top, &st.path(node).ok()?)
-            .and_then(|d| d.stat_self())
-            .ok()?;
-        let meta = self.stack.owned(top, meta);
+        let dir = self.stack.dir(top, &st.path(node).ok()?).ok()?;
+        let meta = dir.stat_self().ok()?;
+        let meta = self.stack.owned(top, &dir, OsStr::new(""), meta);
         Some(Entry {
             layer: top,
             kind: Kind::Dir,

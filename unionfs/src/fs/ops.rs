@@ -15,6 +15,7 @@ use super::nodes::{DirItem, Key, State};
 use super::*;
 use crate::layer_dir::{Dir, Object, Place};
 use crate::layers::Kind;
+use crate::override_stat;
 
 impl UnionFs {
     /// Makes sure `rel` is in the upper layer, copying it (and its parents)
@@ -42,7 +43,21 @@ impl UnionFs {
             }
         }
         let at = upper.place(rel)?;
-        upper.copy_up(&self.place_of(&e, rel)?, &e.meta, &at)?;
+        let src = self.place_of(&e, rel)?;
+        // A file whose override says how it shows is copied as it is on
+        // disk, and its override with it (a device node's stand-in stays
+        // an empty file).
+        let meta = match self.stack.override_of(&src.dir, &src.name) {
+            Some(_) => {
+                let mut real = src.stat()?;
+                if emptied && real.kind() == Kind::File {
+                    real.size = 0;
+                }
+                real
+            }
+            None => e.meta,
+        };
+        upper.copy_up(&src, &meta, &at)?;
         if e.kind == Kind::Dir {
             st.layers_gen += 1;
         }
@@ -535,16 +550,25 @@ impl UnionFs {
         // Every change to one object, held: never to something put at its
         // name between two of them.
         let object = at.hold()?;
-        if uid.is_some() || gid.is_some() {
-            object.chown(
-                uid.map(|u| self.ids.stored_uid(u)).transpose()?,
-                gid.map(|g| self.ids.stored_gid(g)).transpose()?,
-            )?;
-        }
-        if let Some(mode) = mode {
-            // Never a symlink's target.
-            if object.stat()?.kind() != Kind::Symlink {
-                object.chmod(mode & 0o7777)?;
+        let uid = uid.map(|u| self.ids.stored_uid(u)).transpose()?;
+        let gid = gid.map(|g| self.ids.stored_gid(g)).transpose()?;
+        let asked = uid.is_some() || gid.is_some() || mode.is_some();
+        if let Some(o) = asked
+            .then(|| self.stack.override_of(&at.dir, &at.name))
+            .flatten()
+        {
+            // The override is what the file shows: it is what changes.
+            let value = o.changed(uid, gid, mode).encode();
+            object.set_xattr(OsStr::new(override_stat::XATTR), value.as_bytes(), 0)?;
+        } else {
+            if uid.is_some() || gid.is_some() {
+                object.chown(uid, gid)?;
+            }
+            if let Some(mode) = mode {
+                // Never a symlink's target.
+                if object.stat()?.kind() != Kind::Symlink {
+                    object.chmod(mode & 0o7777)?;
+                }
             }
         }
         if atime.is_some() || mtime.is_some() {
@@ -576,15 +600,14 @@ impl UnionFs {
     ) -> io::Result<FileAttr> {
         let held = fh.and_then(|fh| self.handles().file(fh.0).cloned());
         match held {
-            Some(f) => Ok(self.shown_file(node, &f.metadata()?)),
+            Some(f) => self.shown_file(node, &f),
             None => match self.node_attr(st, node) {
                 // Unlinked while open: what the open file says (nlink 0),
                 // through a handle or the node's kept file (no FUSE opens).
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let kept = self.handles().file_of_node(node, |_| true);
                     kept.or_else(|| self.node_files().any(node))
-                        .and_then(|f| f.metadata().ok())
-                        .map(|m| self.shown_file(node, &m))
+                        .and_then(|f| self.shown_file(node, &f).ok())
                         .ok_or(e)
                 }
                 other => other,

@@ -556,7 +556,7 @@ impl Filesystem for UnionFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if upper::is_overlay_xattr(name) {
+        if is_private_xattr(name) {
             return reply.error(Errno::EPERM);
         }
         let mut st = self.lock();
@@ -571,7 +571,7 @@ impl Filesystem for UnionFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if upper::is_overlay_xattr(name) {
+        if is_private_xattr(name) {
             return reply.error(Errno::NO_XATTR);
         }
         let mut st = self.lock();
@@ -593,7 +593,7 @@ impl Filesystem for UnionFs {
         {
             Ok(names) => {
                 let mut data = Vec::new();
-                for n in names.iter().filter(|n| !upper::is_overlay_xattr(n)) {
+                for n in names.iter().filter(|n| !is_private_xattr(n)) {
                     data.extend_from_slice(n.as_encoded_bytes());
                     data.push(0);
                 }
@@ -604,7 +604,7 @@ impl Filesystem for UnionFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if upper::is_overlay_xattr(name) {
+        if is_private_xattr(name) {
             return reply.error(Errno::NO_XATTR);
         }
         let mut st = self.lock();
@@ -691,4 +691,11 @@ impl Filesystem for UnionFs {
             Err(e) => reply.error(err(e)),
         }
     }
+}
+
+/// Whether xattr `name` is burrowfs' own: overlayfs' markers and the
+/// override of owners and modes. The sandbox can neither see nor set them,
+/// also where they are not presented (a later mount may present them).
+fn is_private_xattr(name: &OsStr) -> bool {
+    upper::is_overlay_xattr(name) || crate::override_stat::is_override_xattr(name)
 }
