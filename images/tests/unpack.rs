@@ -107,7 +107,10 @@ fn a_layer_unpacks_with_its_modes_links_and_whiteouts() {
     // Set-user-ID as the override says, not on the caller's file on disk.
     let tool = std::fs::metadata(dir.join("bin/tool")).unwrap();
     assert_eq!(tool.mode() & 0o7777, 0o755);
-    assert_eq!(override_of(&dir.join("bin/tool")).as_deref(), Some("0:0:04755"));
+    assert_eq!(
+        override_of(&dir.join("bin/tool")).as_deref(),
+        Some("0:0:04755")
+    );
     assert_eq!(override_of(&dir.join("etc/hostname")), None);
     assert_eq!(
         std::fs::metadata(dir.join("bin")).unwrap().mode() & 0o7777,
@@ -128,7 +131,10 @@ fn a_layer_unpacks_with_its_modes_links_and_whiteouts() {
     // A device node needs root: an empty file stands in for it.
     let null = std::fs::symlink_metadata(dir.join("dev/null")).unwrap();
     assert!(null.is_file() && null.len() == 0, "{null:?}");
-    assert_eq!(override_of(&dir.join("dev/null")).as_deref(), Some("0:0:0666:char-0-0"));
+    assert_eq!(
+        override_of(&dir.join("dev/null")).as_deref(),
+        Some("0:0:0666:char-0-0")
+    );
     assert!(dir.join("etc/.wh.motd").is_file());
     assert!(dir.join("var/.wh..wh..opq").is_file());
     assert_eq!(

@@ -426,6 +426,7 @@ fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
     set("owned", "33:34:0644".into());
     set("mine", format!("{me}:{me}:04755"));
     set("null", "0:0:0666:char-1-3".into());
+    set("suid", format!("{me}:{me}:06755"));
     std::fs::set_permissions(t.join("l/mine"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let m = t.join("m");
     let mount = |opts: &str| {
@@ -457,7 +458,16 @@ fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
     let chmod = std::fs::set_permissions(m.join("mine"), std::fs::Permissions::from_mode(0o700));
     let mine_after = std::fs::metadata(m.join("mine")).unwrap();
     let new_meta = std::fs::metadata(m.join("new")).unwrap();
+    // A write by one without CAP_FSETID clears set-user-ID and (with group
+    // execute) set-group-ID: in the override, which holds them.
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("suid"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"more\n"));
+    let suid_after = std::fs::metadata(m.join("suid")).unwrap();
     unmount();
+    written.unwrap();
+    assert_eq!(suid_after.mode(), 0o100755);
 
     assert_eq!((owned.uid(), owned.gid(), owned.mode()), (33, 34, 0o100644));
     assert!(null.file_type().is_char_device(), "{null:?}");

@@ -353,14 +353,28 @@ impl Filesystem for UnionFs {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if kill {
-            let cleared = file.metadata().and_then(|m| {
-                let keep = without_suidgid(m.mode());
-                if keep == m.mode() & 0o7777 {
-                    return Ok(false);
+            let cleared = match self.stack.override_of_file(&file) {
+                // The bits are the override's: cleared there.
+                Some(o) => {
+                    use xattr::FileExt;
+                    let keep = without_suidgid(o.perm);
+                    if keep == o.perm {
+                        Ok(false)
+                    } else {
+                        let value = o.changed(None, None, Some(keep)).encode();
+                        file.set_xattr(crate::override_stat::XATTR, value.as_bytes())
+                            .map(|()| true)
+                    }
                 }
-                file.set_permissions(std::fs::Permissions::from_mode(keep))
-                    .map(|()| true)
-            });
+                None => file.metadata().and_then(|m| {
+                    let keep = without_suidgid(m.mode());
+                    if keep == m.mode() & 0o7777 {
+                        return Ok(false);
+                    }
+                    file.set_permissions(std::fs::Permissions::from_mode(keep))
+                        .map(|()| true)
+                }),
+            };
             match cleared {
                 // The kernel still has the old mode: drop its attributes.
                 Ok(true) => {
