@@ -113,10 +113,9 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
         // On disk without set-id bits: they are the override's to show.
         let on_disk = if recorded { mode & !0o6000 } else { mode };
         if recorded
-            && matches!(
-                kind,
-                EntryType::Regular | EntryType::Continuous | EntryType::Directory
-            )
+            // Whatever the tar crate wrote as a file or directory (sparse
+            // and unknown types too); a link's inode has its target's.
+            && !matches!(kind, EntryType::Symlink | EntryType::Link)
         {
             record(
                 dst,

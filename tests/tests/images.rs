@@ -400,8 +400,10 @@ fn image_owners_modes_and_device_nodes_show_as_the_image_says() {
         skipped("showing uid 33 as 33 needs subordinate ids mapped");
         return;
     }
-    let script =
-        format!("{show}; chown 5:6 /srv/www && chmod 4711 /srv/www && stat -c '%u:%g %a' /srv/www");
+    let script = format!(
+        "{show}; chown 5:6 /srv/www && chmod 4711 /srv/www && stat -c '%u:%g %a' /srv/www; \
+         chown 7 /usr/bin/su && stat -c '%u:%g %a' /usr/bin/su"
+    );
     let mapped = run_image(&data, &reference, &["--", "sh", "-c", &script]);
     assert_eq!(
         mapped.ok(),
@@ -409,7 +411,8 @@ fn image_owners_modes_and_device_nodes_show_as_the_image_says() {
          /usr/bin/su 0:0 4755 regular file 0,0\n\
          /devs/null 0:0 666 character special file 1,3\n\
          /home/alice 1000:1000 700 directory 0,0\n\
-         5:6 4711\n",
+         5:6 4711\n\
+         7:0 755\n",
         "{mapped:?}"
     );
 }

@@ -206,8 +206,11 @@ impl UnionFs {
         }
         res?;
         // The new entry, as a lookup now finds it: in the upper layer alone.
-        let meta = target.stat()?;
         let layer = upper_idx.ok_or_else(|| os_err(libc::EROFS))?;
+        // As it shows (a hard link's override included).
+        let meta = self
+            .stack
+            .owned(layer, &target.dir, &target.name, target.stat()?);
         let kind = meta.kind();
         let e = Entry {
             layer,
@@ -558,7 +561,14 @@ impl UnionFs {
             .flatten()
         {
             // The override is what the file shows: it is what changes.
-            let value = o.changed(uid, gid, mode).encode();
+            let mut o = o.changed(uid, gid, mode);
+            // Set-id bits go with a chown of a non-directory, as chown(2)
+            // clears them (root's included).
+            let chowned = uid.is_some() || gid.is_some();
+            if chowned && mode.is_none() && object.stat()?.kind() != Kind::Dir {
+                o.perm = without_suidgid(o.perm);
+            }
+            let value = o.encode();
             object.set_xattr(OsStr::new(override_stat::XATTR), value.as_bytes(), 0)?;
         } else {
             if uid.is_some() || gid.is_some() {
