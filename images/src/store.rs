@@ -54,7 +54,8 @@ impl Store {
         self.root.join("layers/sha256")
     }
 
-    pub(crate) fn root(&self) -> &Path {
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
         &self.root
     }
 

@@ -132,18 +132,25 @@ pub fn kept<S: AsRef<str>>(
     Ok(out)
 }
 
-/// In the command's process just before exec: every set but `keep` is
-/// cleared. The bounding set goes first (that needs CAP_SETPCAP); for a
-/// command that is not root inside the inheritable and ambient sets then
-/// carry `keep` across exec; for root the bounding set caps what exec
-/// gives it.
-pub fn limit_to(keep: &BTreeSet<Cap>) -> Result<(), caps::errors::CapsError> {
+/// In the command's process, first: the bounding set limited to `keep`
+/// (that needs CAP_SETPCAP, so before any switch of user).
+pub fn limit_bounding(keep: &BTreeSet<Cap>) -> Result<(), caps::errors::CapsError> {
     let keep: CapsHashSet = keep.iter().map(|c| c.capability()).collect();
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)?;
         }
     }
+    Ok(())
+}
+
+/// Then, just before exec (after [`limit_bounding`] and the switch of
+/// user, which kept the permitted set): every other set but `keep` is
+/// cleared. For a command that is not root inside the inheritable and
+/// ambient sets carry `keep` across exec; for root the bounding set caps
+/// what exec gives it.
+pub fn limit_to(keep: &BTreeSet<Cap>) -> Result<(), caps::errors::CapsError> {
+    let keep: CapsHashSet = keep.iter().map(|c| c.capability()).collect();
     caps::clear(None, CapSet::Ambient)?;
     // Root's exec keeps the bounding set by itself. Its inheritable set
     // stays empty, so that a program with file capabilities gets none from

@@ -192,6 +192,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
 
+    /// Run the command as USER[:GROUP], names resolved in the sandbox's own
+    /// /etc/passwd and /etc/group (default: the image's User, else root
+    /// inside). The ids must be mapped: subordinate ranges, or --keep-id's.
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
     /// Set an environment variable.
     #[arg(long, num_args = 2, value_names = ["VAR", "VALUE"], action = ArgAction::Append)]
     pub setenv: Vec<OsString>,

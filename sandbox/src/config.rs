@@ -22,6 +22,9 @@ pub enum MountOp {
         /// Device and inode of `src` when it was checked: what gets
         /// mounted must be the same directory or file.
         id: (u64, u64),
+        /// Read-only binds of directories inside `src` the sandbox must not
+        /// write, over their places in this bind (see [`crate::guard`]).
+        covers: Vec<crate::guard::Cover>,
     },
     /// A fresh tmpfs on `dst`: a directory of the sandbox's store, or a
     /// tmpfs of its own `size` (taken out of the budget).
@@ -58,6 +61,13 @@ pub struct Root {
 pub struct SandboxConfig {
     pub argv: Vec<CString>,
     pub env: Vec<CString>,
+    /// An image's command gets HOME from its user's `/etc/passwd` entry
+    /// when neither the image nor the command line sets it (`/root` for
+    /// root), as podman gives it.
+    pub home_if_unset: bool,
+    /// `--user` or the image's User: who the command runs as, resolved in
+    /// the sandbox's root just before exec (see [`burrow_vm_init::user`]).
+    pub user: Option<String>,
     pub keep_id: bool,
     pub map_users: MapUsers,
     pub net: NetMode,
@@ -150,6 +160,7 @@ impl SandboxConfig {
                         dst,
                         read_only,
                         id,
+                        covers: Vec::new(),
                     },
                 ));
             }
@@ -159,11 +170,26 @@ impl SandboxConfig {
             ordered.push((idx, MountOp::Tmpfs { dst, size, mode }));
         }
         ordered.sort_by_key(|(idx, _)| *idx);
-        let mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
+        let mut mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
         for op in &mounts {
             check_special_target(op)?;
         }
         let mut security = crate::security::Security::from_args(&args, &root, &rootfs, &mounts)?;
+        let mut guarded = Vec::new();
+        if let Some(UpperLayer::Dir { upper, work }) = &root.upper {
+            guarded.extend(crate::guard::Guarded::new(upper, "the upper layer"));
+            guarded.extend(crate::guard::Guarded::new(
+                work,
+                "the upper layer's work directory",
+            ));
+        }
+        if let Some(store) = image.as_ref().map(|i| i.store.as_path()) {
+            guarded.extend(crate::guard::Guarded::new(store, "the image store"));
+        }
+        let sys_admin = security
+            .caps
+            .contains(&crate::caps::Cap::from(caps::Capability::CAP_SYS_ADMIN));
+        crate::guard::cover(&mut mounts, &guarded, sys_admin)?;
         let mut limits = crate::cgroup::Limits::from_args(&args)?;
         if args.vm {
             // --memory and --cpus size the VM instead.
@@ -191,6 +217,24 @@ impl SandboxConfig {
             .collect::<Result<Vec<_>>>()?;
 
         let env = build_env(&args, matches, image.as_ref().map(|i| i.env()))?;
+        let home_if_unset =
+            image.is_some() && !env.iter().any(|kv| kv.as_bytes().starts_with(b"HOME="));
+        let user = args
+            .user
+            .clone()
+            .or_else(|| image.as_ref().and_then(|i| i.user()));
+        if let Some(u) = &user {
+            if u.chars().any(|c| c.is_control()) || u.matches(':').count() > 1 {
+                let what = if args.user.is_some() {
+                    "--user"
+                } else {
+                    "the image's User"
+                };
+                return Err(Error::usage(format!(
+                    "{what} {u:?}: not USER[:GROUP] (a name or number, then optionally ':' and a group)"
+                )));
+            }
+        }
 
         let chdir = match &args.chdir {
             Some(dir) if !dir.is_absolute() => {
@@ -269,6 +313,8 @@ impl SandboxConfig {
                 crate::security::Security::for_vmm(&args)?,
             )?;
             vm.guest.confine = security.for_guest();
+            vm.guest.user = user.clone();
+            vm.guest.home_if_unset = home_if_unset;
             vm.guest.fallback_dirs = fallback_dirs
                 .iter()
                 .map(|d| d.as_os_str().as_bytes().to_vec())
@@ -282,6 +328,8 @@ impl SandboxConfig {
         Ok(SandboxConfig {
             argv,
             env,
+            home_if_unset,
+            user,
             keep_id: args.keep_id,
             map_users: args.map_users,
             net: args.net,

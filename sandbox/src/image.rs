@@ -114,6 +114,8 @@ pub struct ImageDefaults {
     config: burrow_images::RunConfig,
     /// The layers' claim against `rmi`/`prune`, for the sandbox's life.
     pub in_use: Option<std::sync::Arc<burrow_images::InUse>>,
+    /// The store's directory: the sandbox must not write it.
+    pub store: PathBuf,
 }
 
 /// Unpacks what the image needs into the store and puts its layers in
@@ -140,15 +142,11 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
             image.config.working_dir.as_deref().unwrap_or("/"),
         ));
     }
-    if let Some(user) = &image.config.user {
-        if !matches!(user.as_str(), "root" | "0" | "0:0" | "root:root") {
-            eprintln!("burrow: --image {reference}: its User {user:?} is not applied yet; the command runs as the sandbox's root");
-        }
-    }
     Ok(Some(ImageDefaults {
         reference,
         config: image.config,
         in_use: image.in_use.map(std::sync::Arc::new),
+        store: store.root().to_path_buf(),
     }))
 }
 
@@ -171,7 +169,15 @@ impl ImageDefaults {
         Ok(argv)
     }
 
-    /// The image's Env, with PATH and HOME when it sets none.
+    /// The image's User, when it names one.
+    pub fn user(&self) -> Option<String> {
+        self.config.user.clone().filter(|u| !u.is_empty())
+    }
+
+    /// The image's Env, with PATH when it sets none (HOME, when it sets
+    /// none either, is the user's: see [`SandboxConfig::home_if_unset`]).
+    ///
+    /// [`SandboxConfig::home_if_unset`]: crate::config::SandboxConfig::home_if_unset
     pub fn env(&self) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = self
             .config
@@ -180,18 +186,12 @@ impl ImageDefaults {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        // What podman adds when the image leaves them out (the command
-        // runs as root inside).
-        for (k, v) in [
-            (
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ),
-            ("HOME", "/root"),
-        ] {
-            if !env.iter().any(|(name, _)| name == k) {
-                env.push((k.into(), v.into()));
-            }
+        // What podman adds when the image leaves it out.
+        if !env.iter().any(|(name, _)| name == "PATH") {
+            env.push((
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ));
         }
         env
     }

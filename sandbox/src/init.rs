@@ -133,10 +133,24 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
     if cfg.new_session {
         let _ = nix::unistd::setsid();
     }
-    let env = burrow_vm_init::exec::with_pwd(&cfg.env, cwd.as_os_str().as_bytes());
+    let mut env = burrow_vm_init::exec::with_pwd(&cfg.env, cwd.as_os_str().as_bytes());
+    let user = match cfg
+        .user
+        .as_deref()
+        .map(burrow_vm_init::user::resolve_in_root)
+    {
+        Some(Ok(id)) => Some(id),
+        Some(Err(msg)) => fail(report_fd, EXIT_SETUP, &msg),
+        None => None,
+    };
+    if cfg.home_if_unset {
+        let home = user.as_ref().map_or(&b"/root"[..], |id| &id.home);
+        env = burrow_vm_init::user::with_home(env, home);
+    }
 
     // Last, so that nothing burrow still does is confined by it.
-    match cfg.security.apply() {
+    let user = cfg.user.as_deref().zip(user.as_ref());
+    match cfg.security.apply(user) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("burrow: warning: {w}");

@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod idmap;
 pub mod image;
 pub mod init;

@@ -432,6 +432,7 @@ fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
             dst,
             read_only,
             id,
+            covers,
         } => {
             let flag = if *read_only { "--ro-bind" } else { "--bind" };
             let what = || format!("{flag} {} {}", src.display(), dst.display());
@@ -449,9 +450,36 @@ fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
             let attr = NOSUID | NODEV | if *read_only { RO } else { 0 };
             sys::mount_setattr(tree.as_fd(), attr, true).ctx(what)?;
             let target = user_target(root, op, dst, host_path(src).is_dir())?;
-            sys::move_mount_onto(tree.as_fd(), target.as_fd()).ctx(what)
+            sys::move_mount_onto(tree.as_fd(), target.as_fd()).ctx(what)?;
+            for c in covers {
+                cover(&tree, c)?;
+            }
+            Ok(())
         }
     }
+}
+
+/// Binds `c.src` read-only over its place in the bind mounted from `bind`,
+/// reached from the mounted bind itself with no symlink followed, and only
+/// if that place is the same directory.
+fn cover(bind: &OwnedFd, c: &crate::guard::Cover) -> Result<()> {
+    let swapped = || {
+        Error::usage(format!(
+            "{}: changed while the sandbox was being set up",
+            c.src.display()
+        ))
+    };
+    let what = || format!("covering {} read-only", c.src.display());
+    let tree = sys::open_tree_clone(&host_path(&c.src), true).ctx(what)?;
+    let place = sys::open_beneath(bind.as_fd(), &c.inside).map_err(|_| swapped())?;
+    for fd in [&tree, &place] {
+        let st = nix::sys::stat::fstat(fd).ctx(what)?;
+        if (st.st_dev, st.st_ino) != c.id {
+            return Err(swapped());
+        }
+    }
+    sys::mount_setattr(tree.as_fd(), RO | NOSUID | NODEV, true).ctx(what)?;
+    sys::move_mount_onto(tree.as_fd(), place.as_fd()).ctx(what)
 }
 
 /// The mount point of a user's mount: refused when, resolved (symlinks in

@@ -17,6 +17,9 @@ use crate::seccomp;
 pub struct Security {
     /// Capabilities the command keeps (see [`caps::kept`]).
     pub caps: BTreeSet<Cap>,
+    /// Those it keeps when `--user` (or an image's User) makes it a uid
+    /// other than 0: only what `--cap-add` gives, as podman keeps them.
+    pub user_caps: BTreeSet<Cap>,
     /// The seccomp programs (`struct sock_filter`s), unless `--seccomp none`.
     pub seccomp: Vec<Vec<u8>>,
     pub landlock: Option<Landlock>,
@@ -34,6 +37,7 @@ impl Security {
         // Root inside unless the caller keeps its own (non-root) id.
         let root_inside = !args.keep_id || nix::unistd::getuid().is_root();
         let caps = caps::kept(root_inside, &args.cap_add, &args.cap_drop).map_err(Error::usage)?;
+        let user_caps = caps::kept(false, &args.cap_add, &args.cap_drop).map_err(Error::usage)?;
         let seccomp = seccomp_programs(args, &caps)?;
         let rlimits = args
             .rlimit
@@ -54,6 +58,7 @@ impl Security {
         };
         Ok(Security {
             caps,
+            user_caps,
             seccomp,
             landlock,
             rlimits,
@@ -80,6 +85,7 @@ impl Security {
             ..Landlock::default()
         };
         Ok(Security {
+            user_caps: caps.clone(),
             caps,
             seccomp,
             landlock: Some(landlock),
@@ -93,6 +99,7 @@ impl Security {
     pub fn for_guest(&self) -> burrow_vm_init::Confinement {
         burrow_vm_init::Confinement {
             caps: self.caps.iter().map(|c| c.number()).collect(),
+            user_caps: self.user_caps.iter().map(|c| c.number()).collect(),
             seccomp: self.seccomp.clone(),
             landlock: self.landlock.clone(),
             rlimits: self
@@ -104,9 +111,13 @@ impl Security {
         }
     }
 
-    /// In the command's process, just before exec. Returns warnings to
-    /// print; an error is one line for the user.
-    pub fn apply(&self) -> std::result::Result<Vec<String>, String> {
+    /// In the command's process, just before exec, which becomes `user`
+    /// when given. Returns warnings to print; an error is one line for the
+    /// user.
+    pub fn apply(
+        &self,
+        user: Option<(&str, &burrow_vm_init::user::Identity)>,
+    ) -> std::result::Result<Vec<String>, String> {
         for r in &self.rlimits {
             r.apply()
                 .map_err(|e| format!("--rlimit {}: {}", r.name, e.desc()))?;
@@ -118,9 +129,18 @@ impl Security {
             std::fs::write("/proc/sys/user/max_user_namespaces", "0")
                 .map_err(|e| format!("--disable-userns: {e}"))?;
         }
-        caps::limit_to(&self.caps).map_err(|e| format!("dropping capabilities: {e}"))?;
-        crate::sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {}", e.desc()))?;
+        let keep = match user {
+            Some((_, id)) if id.uid != 0 => &self.user_caps,
+            _ => &self.caps,
+        };
+        let dropping = |e| format!("dropping capabilities: {e}");
+        caps::limit_bounding(keep).map_err(dropping)?;
         let mut warnings = Vec::new();
+        if let Some((spec, id)) = user {
+            warnings.extend(become_user(spec, id)?);
+        }
+        caps::limit_to(keep).map_err(dropping)?;
+        crate::sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {}", e.desc()))?;
         if let Some(policy) = &self.landlock {
             warnings.extend(policy.restrict_self()?);
         }
@@ -129,6 +149,43 @@ impl Security {
         }
         Ok(warnings)
     }
+}
+
+/// Switches to `id`'s uid, gid and groups, keeping the permitted
+/// capabilities for [`caps::limit_to`] to choose from. Supplementary groups
+/// the sandbox cannot set (not mapped, or `setgroups` denied without
+/// newgidmap) are a warning; the uid and gid not being mapped is an error.
+fn become_user(
+    spec: &str,
+    id: &burrow_vm_init::user::Identity,
+) -> std::result::Result<Vec<String>, String> {
+    use nix::unistd::{Gid, Uid};
+    let mut warnings = Vec::new();
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("--user {spec}: {}", e.desc()))?;
+    let groups: Vec<Gid> = id.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    if let Err(e) = nix::unistd::setgroups(&groups) {
+        if !groups.is_empty() {
+            warnings.push(format!(
+                "--user {spec}: supplementary groups {:?} not set: {}",
+                id.groups,
+                e.desc()
+            ));
+            let _ = nix::unistd::setgroups(&[]);
+        }
+    }
+    let unmapped = |what: &str, n: u32, e: nix::errno::Errno| {
+        let why = if e == nix::errno::Errno::EINVAL {
+            "is not mapped in the sandbox (map subordinate ids: /etc/subuid and /etc/subgid with newuidmap, or run as root inside)".to_string()
+        } else {
+            e.desc().to_string()
+        };
+        format!("--user {spec}: {what} {n} {why}")
+    };
+    let gid = Gid::from_raw(id.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| unmapped("gid", id.gid, e))?;
+    let uid = Uid::from_raw(id.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| unmapped("uid", id.uid, e))?;
+    Ok(warnings)
 }
 
 /// The `--seccomp` profile compiled for a process keeping `caps` (none

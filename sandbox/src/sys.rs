@@ -201,6 +201,16 @@ pub fn open_in_root(root: BorrowedFd, path: &Path, flags: libc::c_int) -> nix::R
     )
 }
 
+/// Opens `path` (O_PATH) beneath `dir`, with no symlink followed.
+pub fn open_beneath(dir: BorrowedFd, path: &Path) -> nix::Result<OwnedFd> {
+    openat2(
+        dir.as_raw_fd(),
+        path,
+        libc::O_PATH,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
 /// Opens `path` (O_PATH) only if no component of it is a symlink.
 pub fn open_without_symlinks(path: &Path) -> nix::Result<OwnedFd> {
     openat2(

@@ -151,6 +151,81 @@ fn whiteouts_and_opaque_directories_apply_across_three_layers() {
     assert_eq!(out.ok(), "given\n");
 }
 
+/// The attack: `--bind $HOME` with the store (and `--upper`) in $HOME
+/// would let the sandbox rewrite layers every sandbox shares, or the
+/// upper layer behind the union's back. They show read-only there.
+#[test]
+fn a_read_write_bind_holding_the_store_or_the_upper_cannot_write_them() {
+    assert_unprivileged();
+    let t = TempDir::new("img-guard");
+    let oci = t.join("oci");
+    three_layers(&oci);
+    let reference = format!("oci:{}:v1", oci.display());
+    let home = t.join("home");
+    let data = home.join(".local/share");
+    std::fs::create_dir_all(&data).unwrap();
+    let upper = home.join("up");
+    let home_s = home.to_str().unwrap();
+    let attack = "for f in /h/.local/share/burrow/layers/sha256/*/keep; do \
+                    echo evil > $f && echo WROTE $f; done; \
+                  echo x > /h/.local/share/burrow/planted && echo PLANTED; \
+                  echo x > /h/up/planted && echo PLANTED-UPPER; \
+                  echo x > /h/.up.burrow-work/planted && echo PLANTED-WORK; \
+                  busybox umount /h/.local/share/burrow 2>/dev/null && echo UNMOUNTED; \
+                  echo free > /h/free; cat /keep";
+    let out = run_image(
+        &data,
+        &reference,
+        &[
+            "--upper",
+            upper.to_str().unwrap(),
+            "--bind",
+            home_s,
+            "/h",
+            "--",
+            attack,
+        ],
+    );
+    assert_eq!(out.ok(), "keep\n", "{out:?}");
+    // The bind itself stays writable; the layers and upper are untouched.
+    assert_eq!(
+        std::fs::read_to_string(home.join("free")).unwrap(),
+        "free\n"
+    );
+    let layers = stored_layers(&data);
+    assert_eq!(layers.len(), 3);
+    let keep = layers.iter().filter(|l| l.join("keep").exists()).count();
+    assert_eq!(keep, 1);
+    for l in &layers {
+        if let Ok(text) = std::fs::read_to_string(l.join("keep")) {
+            assert_eq!(text, "keep\n");
+        }
+    }
+    assert!(!data.join("burrow/planted").exists());
+    assert!(!upper.join("planted").exists());
+
+    // A bind of the store's own parts: refused, as is a holding bind when
+    // the command keeps CAP_SYS_ADMIN (it could unmount the cover).
+    let layers_dir = data.join("burrow/layers");
+    for (args, says) in [
+        (
+            vec!["--bind", layers_dir.to_str().unwrap(), "/l"],
+            "lies in the image store",
+        ),
+        (
+            vec!["--cap-add", "SYS_ADMIN", "--bind", home_s, "/h"],
+            "CAP_SYS_ADMIN",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--", "echo ran"]);
+        let out = run_image(&data, &reference, &all);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(out.stderr.contains(says), "{args:?}: {out:?}");
+        assert!(!out.stdout.contains("ran"), "{out:?}");
+    }
+}
+
 #[test]
 fn prune_keeps_the_layers_a_running_sandbox_uses_and_removes_them_after() {
     use std::io::{BufRead, Write};
@@ -415,4 +490,106 @@ fn image_owners_modes_and_device_nodes_show_as_the_image_says() {
          7:0 755\n",
         "{mapped:?}"
     );
+}
+
+/// An image's User, by name, resolved in the image's own /etc/passwd and
+/// /etc/group: the command runs as that uid, its groups and its HOME, with
+/// no capabilities and no way into root's files; `--user` overrides it; an
+/// unknown name or an id the sandbox does not map is a one-line error.
+#[test]
+fn an_image_user_runs_the_command_as_that_user() {
+    assert_unprivileged();
+    let t = TempDir::new("image-user");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let s = |t: &str| t.as_bytes().to_vec();
+    write_layout(
+        &t.join("img"),
+        &[vec![
+            ("bin/", vec![]),
+            ("bin/busybox", busybox),
+            ("bin/sh", s("->busybox")),
+            ("bin/id", s("->busybox")),
+            ("bin/cat", s("->busybox")),
+            ("bin/grep", s("->busybox")),
+            (
+                "etc/passwd",
+                s("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
+            ),
+            ("etc/group", s("root:x:0:\napp:x:1000:\nstaff:x:50:app\n")),
+            ("root/@0:0:0700", vec![]),
+            ("root/secret@0:0:0600", s("secret\n")),
+            ("home/app/@1000:1000:0700", vec![]),
+            ("home/app/mine@1000:1000:0600", s("mine\n")),
+        ]],
+        serde_json::json!({"config": {"User": "app", "Entrypoint": ["/bin/sh"]}}),
+    );
+    let reference = format!("oci:{}:v1", t.join("img").display());
+    let data = t.join("data");
+    let script = "id -u; id -g; id -G; echo $HOME; cat /home/app/mine; \
+                  grep CapEff /proc/self/status; cat /root/secret || echo denied";
+
+    // Refusals first: they need no subordinate ids.
+    for (args, says) in [
+        (
+            vec!["--user", "nobody-here"],
+            "\"nobody-here\" is not in the sandbox's /etc/passwd",
+        ),
+        (
+            vec!["--user", "app:nogroup"],
+            "\"nogroup\" is not in the sandbox's /etc/group",
+        ),
+        (vec!["--user", "a:b:c"], "not USER[:GROUP]"),
+        (
+            vec!["--map-users", "none"],
+            "1000 is not mapped in the sandbox",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--", "-c", "echo ran"]);
+        let out = run_image(&data, &reference, &all);
+        assert_ne!(out.code, 0, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(says), "{args:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {out:?}");
+        assert!(!out.stdout.contains("ran"), "{out:?}");
+    }
+    // --user 0 overrides the image's: root inside, with HOME=/root.
+    let out = run_image(
+        &data,
+        &reference,
+        &[
+            "--user",
+            "0",
+            "--",
+            "-c",
+            "id -u; echo $HOME; cat /root/secret",
+        ],
+    );
+    assert_eq!(out.ok(), "0\n/root\nsecret\n", "{out:?}");
+
+    if !has_subordinate_ids() {
+        skipped("running as uid 1000 inside needs subordinate ids mapped");
+        return;
+    }
+    let out = run_image(&data, &reference, &["--", "-c", script]);
+    assert_eq!(
+        out.ok(),
+        "1000\n1000\n1000 50\n/home/app\nmine\nCapEff:\t0000000000000000\ndenied\n",
+        "{out:?}"
+    );
+    // An explicit group: that one, no supplementary groups; HOME as set.
+    let out = run_image(
+        &data,
+        &reference,
+        &[
+            "--user",
+            "app:staff",
+            "--setenv",
+            "HOME",
+            "/x",
+            "--",
+            "-c",
+            "id -u; id -G; echo $HOME",
+        ],
+    );
+    assert_eq!(out.ok(), "1000\n50\n/x\n", "{out:?}");
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod exec;
 pub mod landlock_policy;
+pub mod user;
 
 /// The virtio-serial port's name (`/sys/class/virtio-ports/*/name`).
 pub const PORT_NAME: &str = "burrow.0";
@@ -58,6 +59,13 @@ pub struct GuestConfig {
     pub fallback_dirs: Vec<Vec<u8>>,
     pub uid: u32,
     pub gid: u32,
+    /// `USER[:GROUP]` to resolve in the guest's root and run as, instead of
+    /// `uid` and `gid` (see [`user`]).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Add HOME, the user's, when `env` has none.
+    #[serde(default)]
+    pub home_if_unset: bool,
     pub hostname: Option<String>,
     pub net: Option<GuestNet>,
     /// Run the command on a terminal of this size (rows, columns); its
@@ -74,6 +82,10 @@ pub struct GuestConfig {
 pub struct Confinement {
     /// Capability numbers the command keeps (none by default).
     pub caps: Vec<u8>,
+    /// Those it keeps when it runs as a uid other than 0 (`--user`): just
+    /// what `--cap-add` gave.
+    #[serde(default)]
+    pub user_caps: Vec<u8>,
     /// Compiled seccomp programs (arrays of `struct sock_filter`) for the
     /// guest's architecture, which is the host's.
     pub seccomp: Vec<Vec<u8>>,

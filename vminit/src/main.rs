@@ -598,28 +598,48 @@ fn exec_child(
             );
         }
     }
-    if cfg.uid != 0 {
+    let user = match cfg
+        .user
+        .as_deref()
+        .map(burrow_vm_init::user::resolve_in_root)
+    {
+        Some(Ok(id)) => Some(id),
+        Some(Err(msg)) => return (125, msg),
+        None => None,
+    };
+    let (uid, gid, groups) = match &user {
+        Some(id) => (id.uid, id.gid, id.groups.clone()),
+        None => (cfg.uid, cfg.gid, Vec::new()),
+    };
+    if uid != 0 {
         confine::keep_caps_across_setuid();
     }
-    // SAFETY: id-setting calls with plain integers; no supplementary groups.
+    // SAFETY: id-setting calls with plain integers and a list of `groups.len()` gids.
     unsafe {
-        if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setgid(cfg.gid) != 0
-            || libc::setuid(cfg.uid) != 0
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
         {
             return (
                 125,
                 format!(
-                    "switching to uid {}: {}",
-                    cfg.uid,
+                    "switching to uid {uid}: {}",
                     std::io::Error::last_os_error()
                 ),
             );
         }
     }
-    let env = burrow_vm_init::exec::with_pwd(env, &cwd);
+    let mut env = burrow_vm_init::exec::with_pwd(env, &cwd);
+    if cfg.home_if_unset {
+        let home = user.as_ref().map_or(&b"/root"[..], |id| &id.home);
+        env = burrow_vm_init::user::with_home(env, home);
+    }
+    let mut confinement = cfg.confine.clone();
+    if user.is_some() && uid != 0 {
+        confinement.caps = confinement.user_caps.clone();
+    }
     // Last, so that nothing the init still does is confined by it.
-    match confine::apply(&cfg.confine) {
+    match confine::apply(&confinement) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("burrow: warning: {w}");

@@ -154,6 +154,8 @@ impl VmConfig {
             fallback_dirs: Vec::new(),
             uid,
             gid,
+            user: None,
+            home_if_unset: false,
             hostname: args.hostname.clone(),
             net,
             tty: None,
@@ -399,7 +401,7 @@ pub fn supervise(vm: &VmConfig) -> ! {
 }
 
 fn run(vm: &VmConfig) -> Result<i32> {
-    for w in vm.security.apply().map_err(Error::usage)? {
+    for w in vm.security.apply(None).map_err(Error::usage)? {
         eprintln!("burrow: warning: {w}");
     }
     let run_dir = Path::new(RUN_DIR);
