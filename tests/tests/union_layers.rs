@@ -80,8 +80,13 @@ fn untouched(out: &Output, v: &Path) {
 }
 
 #[test]
-fn the_upper_layer_swapped_through_a_bind_does_not_lead_out() {
-    // The issue's reproduction: --upper inside a directory bound read-write.
+fn the_upper_layer_inside_a_read_write_bind_cannot_be_swapped_from_inside() {
+    // The issue's reproduction: --upper inside a directory bound
+    // read-write. The upper layer and its work directory are covered
+    // read-only inside the bind, so the swap is refused at its first step;
+    // the rest of the bind stays writable. (What a process outside the
+    // sandbox can still do to them is attacked beside a burrowfs mount
+    // below.)
     let t = TempDir::new("swap-upper");
     let v = victim(&t);
     std::fs::create_dir(t.join("proj")).unwrap();
@@ -89,31 +94,32 @@ fn the_upper_layer_swapped_through_a_bind_does_not_lead_out() {
     let out = output(
         burrow_run()
             .args(["--upper", upper.to_str().unwrap()])
+            .args(["--bind", t.join("proj").to_str().unwrap(), "/proj"])
             .args([
-                "--bind",
-                t.join("proj").to_str().unwrap(),
-                "/proj",
                 "--",
                 "sh",
                 "-c",
                 &format!(
-                    "mkdir -p /var/tmp/zz && touch /var/tmp/zz/keep /var/tmp/zz/profile && \
-             python3 -c \"$0\" /var/tmp/zz /proj/up/var/tmp/zz {}",
-                    v.display()
+                    "mkdir -p /var/tmp/zz && touch /var/tmp/zz/keep; \
+                     mv /proj/up/var/tmp/zz /proj/up/var/tmp/zz.old 2>&1; \
+                     ln -s {v} /proj/up/var/tmp/zz2 2>&1; \
+                     mv /proj/.up.burrow-work/work /proj/.up.burrow-work/moved 2>&1; \
+                     echo free > /proj/free && echo bind-writable",
+                    v = v.display()
                 ),
-                SWAP,
             ]),
     );
     assert_eq!(out.code, 0, "{out:?}");
-    untouched(&out, &v);
-    // The layer itself still holds what the sandbox swapped in, and
-    // nothing went through it.
-    assert!(upper
-        .join("var/tmp/zz")
-        .symlink_metadata()
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert_eq!(
+        out.stdout.matches("Read-only file system").count(),
+        3,
+        "{out:?}"
+    );
+    assert!(out.stdout.ends_with("bind-writable\n"), "{out:?}");
+    assert_eq!(listing(&v), ["keep", "profile"]);
+    assert!(upper.join("var/tmp/zz/keep").is_file());
+    assert!(!upper.join("var/tmp/zz2").exists());
+    assert!(t.join("proj/.up.burrow-work/work").is_dir());
 }
 
 #[test]
@@ -138,44 +144,6 @@ fn a_lower_layer_swapped_through_a_bind_does_not_lead_out() {
     ]));
     assert_eq!(out.code, 0, "{out:?}");
     untouched(&out, &v);
-}
-
-#[test]
-fn the_work_directory_swapped_through_a_bind_does_not_lead_out() {
-    // The work directory is `.up.burrow-work` beside the upper layer, in
-    // the bound directory too: swapped for a symlink after the first
-    // whiteout, then every operation that builds in it is done again.
-    let t = TempDir::new("swap-work");
-    let v = t.join("victim");
-    std::fs::create_dir(&v).unwrap();
-    let low = t.join("low");
-    std::fs::create_dir(&low).unwrap();
-    for f in ["a", "b", "c"] {
-        std::fs::write(low.join(f), "lower\n").unwrap();
-    }
-    std::fs::create_dir(t.join("proj")).unwrap();
-    let script = format!(
-        "set -e; rm /a; \
-         mv /proj/.up.burrow-work/work /proj/.up.burrow-work/moved; \
-         ln -s {} /proj/.up.burrow-work/work; \
-         echo new > /a; rm /b; mkdir /b; rm /c; cat /a; ls /",
-        v.display()
-    );
-    let out = output(
-        burrow_run()
-            .args(["--layer", low.to_str().unwrap()])
-            .args(["--upper", t.join("proj/up").to_str().unwrap()])
-            .args(["--bind", t.join("proj").to_str().unwrap(), "/proj"])
-            .args(["--", "sh", "-c", &script]),
-    );
-    assert!(out.stdout.starts_with("new\n"), "{out:?}");
-    assert!(!out.stdout.contains("\nc\n"), "{out:?}");
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        listing(&v).is_empty(),
-        "burrowfs built in the victim: {:?}",
-        listing(&v)
-    );
 }
 
 /// burrowfs over `t`'s l, u and w on m, mounted by this unprivileged user
@@ -249,6 +217,42 @@ fn a_lower_layer_changed_beside_a_burrowfs_mount_does_not_lead_out() {
         "lower\n"
     );
     swap_beside_a_mount(&t, "l");
+}
+
+#[test]
+fn a_work_directory_changed_beside_a_burrowfs_mount_does_not_lead_out() {
+    // The work directory (`w/work`) swapped for a symlink after the first
+    // whiteout, then every operation that builds in it done again through
+    // the mount: burrowfs must not build in the victim.
+    assert_unprivileged();
+    let t = TempDir::new("swap-mounted-work");
+    let v = t.join("victim");
+    std::fs::create_dir(&v).unwrap();
+    std::fs::create_dir(t.join("l")).unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(t.join("l").join(f), "lower\n").unwrap();
+    }
+    let _m = Mounted::new(&t);
+    let m = t.join("m");
+    std::fs::remove_file(m.join("a")).unwrap();
+    let work = t.join("w/work");
+    assert!(work.is_dir(), "burrowfs works in w/work");
+    std::fs::rename(&work, t.join("w/moved")).unwrap();
+    std::os::unix::fs::symlink(&v, &work).unwrap();
+    let out = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg("echo new > a; rm b; mkdir b; rm c; cat a; ls")
+            .current_dir(&m),
+    );
+    assert!(out.stdout.starts_with("new\n"), "{out:?}");
+    assert!(!out.stdout.contains("\nc\n"), "{out:?}");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        listing(&v).is_empty(),
+        "burrowfs built in the victim: {:?}",
+        listing(&v)
+    );
 }
 
 /// pjdfstest's NN/03.t for each call: a relative path of PATH_MAX - 1
@@ -423,29 +427,29 @@ fn a_fifo_swapped_in_for_a_file_does_not_hang_the_union() {
 
 #[test]
 fn a_deep_tree_left_in_the_work_directory_does_not_stop_the_next_mount() {
-    // Through a bind of the work directory the sandbox leaves a tree
-    // deeper than burrowfs removes (1 100 levels: a descriptor each would
-    // pass the usual limit of 1 024); the next run with the same --upper
+    // A tree in the work directory deeper than burrowfs removes (1 100
+    // levels: a descriptor each would pass the usual limit of 1 024), left
+    // there by another of the caller's processes (the sandbox itself sees
+    // the work directory read-only); the next run with the same --upper
     // still starts, with that tree set aside.
     let t = TempDir::new("deep-work");
     std::fs::create_dir(t.join("proj")).unwrap();
     let upper = t.join("proj/up");
-    let first = output(
-        burrow_run()
-            .args(["--upper", upper.to_str().unwrap()])
-            .args(["--bind", t.join("proj").to_str().unwrap(), "/proj"])
+    let first = sh(&["--upper", upper.to_str().unwrap()], "echo first");
+    assert_eq!(first.ok(), "first\n", "{first:?}");
+    let work = t.join("proj/.up.burrow-work");
+    let deep = output(
+        Command::new("python3")
             .args([
-                "--",
-                "python3",
                 "-c",
-                "import os\nos.chdir('/proj/.up.burrow-work/work')\n\
+                "import os\nos.chdir('work')\n\
                  for _ in range(1100):\n    os.mkdir('a'); os.chdir('a')\nprint('deep')",
-            ]),
+            ])
+            .current_dir(&work),
     );
-    assert_eq!(first.ok(), "deep\n");
+    assert_eq!(deep.ok(), "deep\n");
     let second = sh(&["--upper", upper.to_str().unwrap()], "echo started");
     assert_eq!(second.ok(), "started\n", "{second:?}");
-    let work = t.join("proj/.up.burrow-work");
     let names: Vec<String> = listing(&work);
     assert!(
         names.iter().any(|n| n.starts_with("work.stale-")),
