@@ -91,8 +91,10 @@ pub fn open_docker(file: &Path, name: Option<&str>, store: &Store) -> Result<Ima
         )));
     }
     let mut layers = Vec::new();
+    let mut size = 0u64;
     for (name, diff_id) in layer_names.iter().zip(diff_ids) {
         let path = member(name, "layer")?;
+        size = size.saturating_add(std::fs::metadata(&path).map_or(0, |m| m.len()));
         // A layer here has no digest of its own: what it unpacks to is
         // checked against its diff ID.
         layers.push(store.layer(diff_id, || {
@@ -104,6 +106,8 @@ pub fn open_docker(file: &Path, name: Option<&str>, store: &Store) -> Result<Ima
         digest: format!("sha256:{:x}", sha2::Sha256::digest(&config_data)),
         layers,
         config: layout::run_config(&config),
+        config_json: config_data,
+        size,
         in_use: None,
     })
 }

@@ -58,6 +58,51 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// `sha256:HEX` of `data`.
+pub fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+/// A writer that hashes what passes through it: the digest of a blob as
+/// it is written.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// `sha256:HEX` of what was written, its length, and the writer.
+    pub fn finish(self) -> (String, u64, W) {
+        (
+            format!("sha256:{:x}", self.hasher.finalize()),
+            self.count,
+            self.inner,
+        )
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn check(what: &Path, want: &str, size: u64, got: (String, u64)) -> Result<()> {
     if got.1 != size {
         return Err(Error::Invalid(format!(

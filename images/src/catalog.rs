@@ -133,6 +133,8 @@ pub fn open(store: &Store, record: &Record) -> Result<Image> {
         digest: record.digest.clone(),
         layers,
         config: layout::run_config(&config),
+        config_json: data,
+        size: record.size,
         in_use: None,
     })
 }

@@ -48,8 +48,8 @@ pub fn open(
     let manifest = read_json(dir, &manifest_desc)?;
     let manifest = ImageManifest::from_reader(&manifest[..])
         .map_err(|e| Error::Invalid(format!("manifest {digest}: {e}")))?;
-    let config = read_json(dir, manifest.config())?;
-    let config = ImageConfiguration::from_reader(&config[..])
+    let config_json = read_json(dir, manifest.config())?;
+    let config = ImageConfiguration::from_reader(&config_json[..])
         .map_err(|e| Error::Invalid(format!("config {}: {e}", manifest.config().digest())))?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
@@ -69,6 +69,11 @@ pub fn open(
         digest,
         layers,
         config: run_config(&config),
+        config_json,
+        size: manifest
+            .layers()
+            .iter()
+            .fold(0u64, |n, l| n.saturating_add(l.size())),
         in_use: None,
     })
 }

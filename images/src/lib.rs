@@ -8,17 +8,22 @@
 //! `registry` pulls from registries (with `auth`'s credentials and
 //! `platform`'s choice from an index), `blob` reads verified blobs,
 //! `store` keeps unpacked layers and blobs, `catalog` the images pulled by
-//! name, and `unpack` writes one layer's tar stream into a directory.
+//! name, and `unpack` writes one layer's tar stream into a directory;
+//! `pack` is its inverse, for `commit` (an upper layer as a new image) and
+//! `save` (an image as an oci-archive).
 
 mod archive;
 mod auth;
 mod blob;
 pub mod catalog;
+pub mod commit;
 mod gc;
 mod layout;
+mod pack;
 mod platform;
 mod reference;
 mod registry;
+mod save;
 mod scratch;
 mod store;
 mod unpack;
@@ -26,9 +31,12 @@ mod unpack;
 use std::path::PathBuf;
 
 pub use catalog::Record;
+pub use commit::{commit, Base};
 pub use gc::{prune, InUse, Removed};
+pub use pack::{pack, Markers};
 pub use platform::Platform;
 pub use reference::{Name, Reference};
+pub use save::save;
 pub use store::{remove_tree, Store};
 
 /// Why an image could not be used; each message is one line naming the
@@ -135,6 +143,10 @@ pub struct Image {
     pub digest: String,
     pub layers: Vec<PathBuf>,
     pub config: RunConfig,
+    /// The configuration as the image has it (JSON).
+    pub config_json: Vec<u8>,
+    /// The layers' sizes as the image gives them, added up.
+    pub size: u64,
     /// The layers' claim against `rmi` and `prune`: keep it for as long as
     /// they are in use.
     pub in_use: Option<InUse>,

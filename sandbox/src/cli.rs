@@ -33,6 +33,45 @@ pub enum Command {
     /// Manage the image store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Record the container layer a `run --image REF --upper UPPER-DIR`
+    /// left in UPPER-DIR as the image NAME, on top of REF; prints its ID.
+    Commit(CommitArgs),
+    /// Write an image to FILE as an oci-archive (what `podman load` and
+    /// `skopeo` read); prints its manifest digest.
+    Save(SaveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// A comment for the new layer's history entry.
+    #[arg(short, long, value_name = "TEXT")]
+    pub message: Option<String>,
+
+    /// The directory a sandbox ran with as --upper (not while it runs).
+    #[arg(value_name = "UPPER-DIR")]
+    pub upper: PathBuf,
+
+    /// HOST[:PORT]/NAME[:TAG], or NAME[:TAG] for localhost/NAME[:TAG].
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+
+    /// The format written; oci-archive is the one there is.
+    #[arg(long, value_name = "FORMAT", default_value = "oci-archive")]
+    pub format: String,
+
+    /// Any reference `run --image` takes.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+
+    /// The archive to write (replaced whole once complete).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -190,6 +190,21 @@ impl SandboxConfig {
             .caps
             .contains(&crate::caps::Cap::from(caps::Capability::CAP_SYS_ADMIN));
         crate::guard::cover(&mut mounts, &guarded, sys_admin)?;
+        if let Some(UpperLayer::Dir { work, .. }) = &root.upper {
+            // What `burrow commit` needs: the image under this upper
+            // layer and how ids are mapped; forgotten when none is.
+            let fail = |e: burrow_images::Error| Error::usage(format!("--upper: {e}"));
+            match &image {
+                Some(i) => burrow_images::Base {
+                    keep_id: args.keep_id,
+                    subids: args.map_users == MapUsers::Auto,
+                    ..i.base.clone()
+                }
+                .write(work)
+                .map_err(fail)?,
+                None => burrow_images::Base::remove(work).map_err(fail)?,
+            }
+        }
         let mut limits = crate::cgroup::Limits::from_args(&args)?;
         if args.vm {
             // --memory and --cpus size the VM instead.
@@ -544,11 +559,7 @@ fn upper_dir(dir: &Path, lowers: &[PathBuf]) -> Result<UpperLayer> {
             )));
         }
     }
-    let name = upper
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let work = upper.with_file_name(format!(".{name}.burrow-work"));
+    let work = work_dir_of(&upper);
     std::fs::create_dir_all(&work).map_err(|e| {
         Error::usage(format!(
             "--upper {}: cannot create its work directory {}: {}",
@@ -571,6 +582,15 @@ fn upper_dir(dir: &Path, lowers: &[PathBuf]) -> Result<UpperLayer> {
         )));
     }
     Ok(UpperLayer::Dir { upper, work })
+}
+
+/// The work directory burrow keeps beside the upper layer `upper`.
+pub fn work_dir_of(upper: &Path) -> PathBuf {
+    let name = upper
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    upper.with_file_name(format!(".{name}.burrow-work"))
 }
 
 /// Files of /proc that a read-only bind of a regular file may replace, as

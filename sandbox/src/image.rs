@@ -7,8 +7,9 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::{FetchArgs, PullArgs, RunArgs};
+use crate::cli::{CommitArgs, FetchArgs, PullArgs, RunArgs, SaveArgs};
 use crate::error::{Error, Result};
+use crate::idmap::IdMaps;
 
 /// The images crate's messages name the reference or the blob.
 fn fail(flag: &str) -> impl Fn(burrow_images::Error) -> Error + '_ {
@@ -34,6 +35,65 @@ pub fn pull(args: &PullArgs) -> Result<String> {
     let store = burrow_images::Store::from_env().map_err(fail("pull"))?;
     let record = burrow_images::pull(&args.reference, &opts, &store).map_err(fail("pull"))?;
     Ok(record.digest)
+}
+
+/// `burrow commit UPPER-DIR NAME`: the new image's ID (its
+/// configuration's digest, as podman prints it).
+pub fn commit(args: &CommitArgs) -> Result<String> {
+    let shown = args.upper.display();
+    let upper = std::fs::canonicalize(&args.upper)
+        .map_err(|e| Error::usage(format!("commit {shown}: {}", crate::sys::errno_text(&e))))?;
+    let work = crate::config::work_dir_of(&upper);
+    let base = burrow_images::Base::read(&work)
+        .map_err(fail("commit"))?
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "commit {shown}: no image was run over it (what `burrow run --image REF --upper DIR` \
+                 leaves in {} is missing)",
+                work.display()
+            ))
+        })?;
+    // The lock a sandbox's union holds on it: none may run on it while it
+    // is packed.
+    let _lock = burrow_unionfs::layer_dir::Dir::open_locked(&work).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Error::usage(format!(
+                "commit {shown}: a running sandbox uses it; commit it once that sandbox has exited"
+            ))
+        } else {
+            Error::usage(format!("commit {shown}: {}", crate::sys::errno_text(&e)))
+        }
+    })?;
+    let store = burrow_images::Store::from_env().map_err(fail("commit"))?;
+    let maps = IdMaps::for_caller(base.keep_id, base.subids);
+    let record = crate::mapped::run(&maps, || {
+        burrow_images::commit(&store, &upper, &base, &args.name, args.message.as_deref())
+            .map_err(|e| format!("commit {shown}: {e}"))
+    })?;
+    Ok(record.digest.trim_start_matches("sha256:").to_string())
+}
+
+/// `burrow save REF FILE`: the saved manifest's digest.
+pub fn save(args: &SaveArgs) -> Result<String> {
+    if args.format != "oci-archive" {
+        return Err(Error::usage(format!(
+            "save --format {}: burrow writes oci-archive only",
+            args.format
+        )));
+    }
+    let opts = options(&args.fetch, false)?;
+    let store = burrow_images::Store::from_env().map_err(fail("save"))?;
+    // Root of a namespace of the caller alone: layers the caller owns but
+    // whose modes shut even the owner out are read all the same.
+    let maps = IdMaps::for_caller(false, false);
+    let owner = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    crate::mapped::run(&maps, || {
+        burrow_images::save(&args.reference, &opts, &store, &args.file, owner)
+            .map_err(|e| format!("save {}: {e}", args.reference))
+    })
 }
 
 /// `burrow rmi REF...`: what was removed, podman's way.
@@ -116,6 +176,9 @@ pub struct ImageDefaults {
     pub in_use: Option<std::sync::Arc<burrow_images::InUse>>,
     /// The store's directory: the sandbox must not write it.
     pub store: PathBuf,
+    /// What `burrow commit` needs to know of the image (the id maps are
+    /// filled in by the sandbox's configuration).
+    pub base: burrow_images::Base,
 }
 
 /// Unpacks what the image needs into the store and puts its layers in
@@ -142,8 +205,17 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
             image.config.working_dir.as_deref().unwrap_or("/"),
         ));
     }
+    let base = burrow_images::Base {
+        reference: reference.clone(),
+        digest: image.digest.clone(),
+        config: String::from_utf8_lossy(&image.config_json).into_owned(),
+        size: image.size,
+        keep_id: false,
+        subids: false,
+    };
     Ok(Some(ImageDefaults {
         reference,
+        base,
         config: image.config,
         in_use: image.in_use.map(std::sync::Arc::new),
         store: store.root().to_path_buf(),

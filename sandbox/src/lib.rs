@@ -13,6 +13,7 @@ pub mod image;
 pub mod init;
 pub use burrow_vm_init::landlock_policy;
 pub mod launch;
+pub mod mapped;
 pub mod net;
 pub mod profile;
 pub mod rlimits;

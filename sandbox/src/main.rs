@@ -52,6 +52,14 @@ fn real_main() -> anyhow::Result<i32> {
             print!("{}", burrow_sandbox::image::rmi(&references)?);
             Ok(0)
         }
+        Command::Commit(args) => {
+            println!("{}", burrow_sandbox::image::commit(&args)?);
+            Ok(0)
+        }
+        Command::Save(args) => {
+            println!("{}", burrow_sandbox::image::save(&args)?);
+            Ok(0)
+        }
         Command::Image(ImageCommand::Prune) => {
             print!("{}", burrow_sandbox::image::prune()?);
             Ok(0)

@@ -133,3 +133,40 @@ pub fn write_image(
     });
     (desc, paths)
 }
+
+/// Three layers: the second whites out `a` and makes `d` opaque, the third
+/// whites out `e/z` and brings `a` back.
+pub fn three_layers(dir: &Path) -> Vec<PathBuf> {
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let s = |t: &str| t.as_bytes().to_vec();
+    write_layout(
+        dir,
+        &[
+            vec![
+                ("bin/", vec![]),
+                ("bin/busybox", busybox),
+                ("bin/sh", s("->busybox")),
+                ("bin/ls", s("->busybox")),
+                ("bin/cat", s("->busybox")),
+                ("a", s("one\n")),
+                ("keep", s("keep\n")),
+                ("d/", vec![]),
+                ("d/x", s("x")),
+                ("d/y", s("y")),
+                ("e/", vec![]),
+                ("e/z", s("z")),
+            ],
+            vec![
+                (".wh.a", vec![]),
+                ("d/", vec![]),
+                ("d/.wh..wh..opq", vec![]),
+                ("d/new", s("new")),
+            ],
+            vec![("e/", vec![]), ("e/.wh.z", vec![]), ("a", s("again\n"))],
+        ],
+        serde_json::json!({"config": {
+            "Entrypoint": ["/bin/sh", "-c"],
+            "Cmd": ["ls -A /d /e; cat /a /keep"],
+        }}),
+    )
+}

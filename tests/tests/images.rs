@@ -7,7 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use burrow_tests::oci::write_layout;
+use burrow_tests::oci::{three_layers, write_layout};
 use burrow_tests::podman::{podman_usable, Podman};
 use burrow_tests::*;
 
@@ -98,43 +98,6 @@ fn an_image_podman_saved_runs_with_its_cmd_env_and_working_dir() {
     // Unpacked once: the same directory serves every run.
     assert_eq!(stored_layers(&store), layers);
     assert_eq!(std::fs::metadata(&layers[0]).unwrap().ino(), layer_ino);
-}
-
-/// Three layers: the second whites out `a` and makes `d` opaque, the third
-/// whites out `e/z` and brings `a` back.
-fn three_layers(dir: &Path) -> Vec<PathBuf> {
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    let s = |t: &str| t.as_bytes().to_vec();
-    write_layout(
-        dir,
-        &[
-            vec![
-                ("bin/", vec![]),
-                ("bin/busybox", busybox),
-                ("bin/sh", s("->busybox")),
-                ("bin/ls", s("->busybox")),
-                ("bin/cat", s("->busybox")),
-                ("a", s("one\n")),
-                ("keep", s("keep\n")),
-                ("d/", vec![]),
-                ("d/x", s("x")),
-                ("d/y", s("y")),
-                ("e/", vec![]),
-                ("e/z", s("z")),
-            ],
-            vec![
-                (".wh.a", vec![]),
-                ("d/", vec![]),
-                ("d/.wh..wh..opq", vec![]),
-                ("d/new", s("new")),
-            ],
-            vec![("e/", vec![]), ("e/.wh.z", vec![]), ("a", s("again\n"))],
-        ],
-        serde_json::json!({"config": {
-            "Entrypoint": ["/bin/sh", "-c"],
-            "Cmd": ["ls -A /d /e; cat /a /keep"],
-        }}),
-    )
 }
 
 #[test]

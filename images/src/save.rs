@@ -1,0 +1,178 @@
+//! `burrow save REF FILE`: an image as an `oci-archive` (an OCI image
+//! layout in one tar file), which `podman load`, `skopeo` and
+//! `burrow run --image oci-archive:FILE` read.
+//!
+//! The store keeps layers unpacked, not their original blobs, so each
+//! layer is packed anew from its directory (owners, set-id bits and
+//! devices from the override records) as an uncompressed tar; the
+//! configuration's `diff_ids` name those, and so the saved image has a
+//! manifest and configuration digest of its own.
+
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{
+    DescriptorBuilder, ImageConfiguration, ImageIndexBuilder, ImageManifestBuilder, MediaType,
+    ANNOTATION_REF_NAME,
+};
+
+use crate::blob::{digest_of, sha256_hex, HashingWriter};
+use crate::pack::{pack, Markers};
+use crate::reference::Reference;
+use crate::store::Store;
+use crate::{io_err, Error, Options, Result};
+
+/// A blob to put in the archive: its digest and where its bytes are.
+enum Blob {
+    File(String, PathBuf),
+    Bytes(String, Vec<u8>),
+}
+
+/// Writes `reference`'s image to `out` as an oci-archive; the file is
+/// written whole or not at all. The archive's entries are owned by
+/// `owner` (uid, gid): containers/image's untar (skopeo, podman load)
+/// gives each file its entry's owner, which only the caller's own ids
+/// allow a caller without root.
+pub fn save(
+    reference: &str,
+    opts: &Options,
+    store: &Store,
+    out: &Path,
+    owner: (u32, u32),
+) -> Result<String> {
+    let ref_name = match Reference::parse(reference)? {
+        Reference::Registry(n) | Reference::Stored(n) => Some(n.whole()),
+        Reference::OciLayout { tag, .. } | Reference::OciArchive { tag, .. } => tag,
+        Reference::DockerArchive { name, .. } => name,
+    };
+    let image = crate::open(reference, opts, store)?;
+    let mut config = ImageConfiguration::from_reader(&image.config_json[..])
+        .map_err(|e| Error::Invalid(format!("{reference}: its configuration: {e}")))?;
+    let scratch = store.scratch()?;
+    let mut blobs = Vec::new();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, dir) in image.layers.iter().enumerate() {
+        let path = scratch.join(format!("layer-{i}.tar"));
+        let file = File::create(&path).map_err(io_err(path.display()))?;
+        let (digest, size, _) = pack(dir, Markers::Oci, HashingWriter::new(file))?.finish();
+        layers.push(
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageLayer)
+                .digest(parse_digest(&digest)?)
+                .size(size)
+                .build()
+                .map_err(invalid)?,
+        );
+        diff_ids.push(digest.clone());
+        blobs.push(Blob::File(digest, path));
+    }
+    config.rootfs_mut().set_diff_ids(diff_ids);
+    let config = config.to_string().map_err(invalid)?.into_bytes();
+    let config_digest = digest_of(&config);
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageConfig)
+                .digest(parse_digest(&config_digest)?)
+                .size(config.len() as u64)
+                .build()
+                .map_err(invalid)?,
+        )
+        .layers(layers)
+        .build()
+        .map_err(invalid)?
+        .to_string()
+        .map_err(invalid)?
+        .into_bytes();
+    let manifest_digest = digest_of(&manifest);
+    let mut desc = DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(parse_digest(&manifest_digest)?)
+        .size(manifest.len() as u64);
+    if let Some(n) = ref_name {
+        desc = desc.annotations([(ANNOTATION_REF_NAME.to_string(), n)]);
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![desc.build().map_err(invalid)?])
+        .build()
+        .map_err(invalid)?
+        .to_string()
+        .map_err(invalid)?
+        .into_bytes();
+    blobs.push(Blob::Bytes(config_digest, config));
+    blobs.push(Blob::Bytes(manifest_digest.clone(), manifest));
+    write_archive(out, &index, &blobs, owner)?;
+    Ok(manifest_digest)
+}
+
+fn invalid(e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("writing the image: {e}"))
+}
+
+fn parse_digest(d: &str) -> Result<oci_spec::image::Digest> {
+    d.parse().map_err(invalid)
+}
+
+/// The archive written beside `out` and renamed over it when complete.
+fn write_archive(out: &Path, index: &[u8], blobs: &[Blob], owner: (u32, u32)) -> Result<()> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("{}: not a file name", out.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".burrow-{}", std::process::id()));
+    let tmp = out.with_file_name(tmp_name);
+    let result = (|| -> Result<()> {
+        let file = File::create(&tmp).map_err(io_err(tmp.display()))?;
+        let mut ar = tar::Builder::new(std::io::BufWriter::new(file));
+        let fail = || io_err(format!("writing {}", out.display()));
+        let mut put = |path: &str, data: &mut dyn std::io::Read, size: u64| {
+            let mut h = tar::Header::new_ustar();
+            if path.ends_with('/') {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+            } else {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+            }
+            h.set_uid(owner.0.into());
+            h.set_gid(owner.1.into());
+            h.set_size(size);
+            ar.append_data(&mut h, path, data)
+        };
+        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        put("oci-layout", &mut &layout[..], layout.len() as u64).map_err(fail())?;
+        put("index.json", &mut &index[..], index.len() as u64).map_err(fail())?;
+        for dir in ["blobs/", "blobs/sha256/"] {
+            put(dir, &mut std::io::empty(), 0).map_err(fail())?;
+        }
+        for blob in blobs {
+            let (digest, mut data, size): (_, Box<dyn std::io::Read>, u64) = match blob {
+                Blob::Bytes(d, b) => (d, Box::new(&b[..]), b.len() as u64),
+                Blob::File(d, p) => {
+                    let mut f = File::open(p).map_err(io_err(p.display()))?;
+                    let size = f.seek(std::io::SeekFrom::End(0)).map_err(fail())?;
+                    f.rewind().map_err(fail())?;
+                    (d, Box::new(f), size)
+                }
+            };
+            let path = format!("blobs/sha256/{}", sha256_hex(digest)?);
+            put(&path, &mut data, size).map_err(fail())?;
+        }
+        let mut w = ar.into_inner().map_err(fail())?;
+        w.flush().map_err(fail())?;
+        let file = w.into_inner().map_err(|e| fail()(e.into_error()))?;
+        file.sync_all().map_err(fail())?;
+        std::fs::rename(&tmp, out).map_err(fail())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

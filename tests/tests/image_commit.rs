@@ -1,0 +1,203 @@
+//! `burrow commit` and `burrow save`, as the unprivileged account: the
+//! container layer of a `run --image --upper` recorded as a new image
+//! (whiteouts, an opaque directory, owners and set-id bits of
+//! subordinate ids), run again by burrow, saved as an oci-archive and read
+//! by the real clients: `skopeo inspect` and `podman load` + `podman run`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use burrow_tests::oci::three_layers;
+use burrow_tests::podman::{podman_usable, Podman};
+use burrow_tests::*;
+
+fn burrow(data: &Path, args: &[&str]) -> Output {
+    output(
+        Command::new(burrow_bin())
+            .env("XDG_DATA_HOME", data)
+            .args(args),
+    )
+}
+
+fn run_image(data: &Path, args: &[&str]) -> Output {
+    output(burrow_run().env("XDG_DATA_HOME", data).args(args))
+}
+
+/// What the sandbox changes over the three-layer image: a file removed
+/// (a whiteout), a directory replaced (opaque), a new file given another
+/// owner and set-user-ID, a hard link, a FIFO.
+const CHANGES: &str = "set -e; b=busybox; $b rm /keep; $b rm -r /d; $b mkdir /d; \
+    echo fresh > /d/only; echo hi > /new; $b chown 33:44 /new; $b chmod 4750 /new; \
+    $b ln /new /newlink; $b mkfifo -m 640 /fifo";
+
+/// What a sandbox of the committed image shows of those changes.
+const LOOK: &str = "b=busybox; $b ls -A /d; $b cat /new /a; $b stat -c '%u:%g %a %h' /new; \
+    $b stat -c %F /fifo; $b ls /keep 2>&1 | $b grep -c 'No such'";
+
+#[test]
+fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
+    assert_unprivileged();
+    if !has_subordinate_ids() {
+        skipped("chown 33 in the sandbox needs subordinate ids for this user");
+        return;
+    }
+    let t = TempDir::new("commit");
+    let oci = t.join("oci");
+    three_layers(&oci);
+    let data = t.join("data");
+    let up = t.join("up");
+    let base = format!("oci:{}:v1", oci.display());
+    let out = run_image(
+        &data,
+        &[
+            "--image",
+            &base,
+            "--upper",
+            up.to_str().unwrap(),
+            "--",
+            CHANGES,
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let out = burrow(
+        &data,
+        &["commit", "-m", "the test's", up.to_str().unwrap(), "mine:1"],
+    );
+    let id = out.ok().trim().to_string();
+    assert_eq!(id.len(), 64, "{out:?}");
+    let listed = burrow(&data, &["images"]);
+    assert!(listed.ok().contains("localhost/mine:1"), "{listed:?}");
+
+    // burrow runs it: the base's files under the committed layer.
+    let out = run_image(&data, &["--image", "localhost/mine:1", "--", LOOK]);
+    assert_eq!(
+        out.ok(),
+        "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n",
+        "{out:?}"
+    );
+
+    // Saved, and read by skopeo: four layers, the base's command.
+    let archive = t.join("mine.tar");
+    let out = burrow(
+        &data,
+        &["save", "localhost/mine:1", archive.to_str().unwrap()],
+    );
+    let digest = out.ok().trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{out:?}");
+    let oa = format!("oci-archive:{}", archive.display());
+    let out = output(Command::new("skopeo").args(["inspect", &oa]));
+    assert_eq!(out.code, 0, "skopeo inspect: {out:?}");
+    let inspect: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str(), "{inspect}");
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 4, "{inspect}");
+    let out = output(Command::new("skopeo").args(["inspect", "--config", &oa]));
+    let config: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(config["config"]["Entrypoint"][0], "/bin/sh", "{config}");
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["comment"], "the test's", "{config}");
+
+    // burrow reads its own archive back.
+    let out = run_image(
+        &data,
+        &["--image", &format!("{oa}:localhost/mine:1"), "--", LOOK],
+    );
+    assert_eq!(out.ok(), "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n");
+
+    // podman loads it and runs it with runc, rootless.
+    if !podman_usable() {
+        return;
+    }
+    let p = Podman::new(&t);
+    let out = p.cmd(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "podman load: {out:?}");
+    assert!(out.stdout.contains("localhost/mine:1"), "{out:?}");
+    let out = p.cmd(&["run", "--rm", "localhost/mine:1", LOOK]);
+    assert_eq!(out.code, 0, "podman run: {out:?}");
+    assert_eq!(
+        out.stdout, "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n",
+        "{out:?}"
+    );
+}
+
+#[test]
+fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
+    assert_unprivileged();
+    let t = TempDir::new("commit-refused");
+    let oci = t.join("oci");
+    three_layers(&oci);
+    let data = t.join("data");
+    let up = t.join("up");
+    let ups = up.to_str().unwrap();
+    let base = format!("oci:{}:v1", oci.display());
+
+    // While a sandbox runs on it: refused, and nothing recorded.
+    let mut running = burrow_run()
+        .env("XDG_DATA_HOME", &data)
+        .args([
+            "--image",
+            &base,
+            "--upper",
+            ups,
+            "--",
+            "echo started; read x",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(running.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    let out = burrow(&data, &["commit", ups, "busy:1"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("a running sandbox uses it"), "{out:?}");
+    running.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    assert!(running.wait().unwrap().success());
+    assert!(!burrow(&data, &["images"]).ok().contains("busy"));
+
+    // Names: a digest is refused; NAME gets localhost/ and :latest.
+    let out = burrow(
+        &data,
+        &["commit", ups, &format!("x@sha256:{}", "a".repeat(64))],
+    );
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("a digest"), "{out:?}");
+    assert_eq!(burrow(&data, &["commit", ups, "plain"]).code, 0);
+    assert!(burrow(&data, &["images"])
+        .ok()
+        .contains("localhost/plain:latest"));
+
+    // An upper layer written over the host's root has no image under it,
+    // and a directory that is not there is said to be missing.
+    let host = t.join("host-up");
+    assert_eq!(sh(&["--upper", host.to_str().unwrap()], "true").code, 0);
+    for (dir, says) in [
+        (host.to_str().unwrap(), "no image was run over it"),
+        ("/nonexistent/up", "No such file or directory"),
+    ] {
+        let out = burrow(&data, &["commit", dir, "never:1"]);
+        assert_eq!(out.code, 125, "{out:?}");
+        assert!(out.stderr.contains(says), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    }
+    // An upper run over an image, then over the host: its base is gone.
+    assert_eq!(sh(&["--upper", ups], "true").code, 0);
+    let out = burrow(&data, &["commit", ups, "never:1"]);
+    assert!(out.stderr.contains("no image was run over it"), "{out:?}");
+    let out = burrow(
+        &data,
+        &[
+            "save",
+            "--format",
+            "docker-archive",
+            "localhost/plain:latest",
+            "/tmp/x",
+        ],
+    );
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("oci-archive"), "{out:?}");
+}
