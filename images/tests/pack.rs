@@ -1,0 +1,188 @@
+//! `pack`, the inverse of unpacking, on trees made here as the calling
+//! user: an upper layer's overlayfs markers (xattr whiteouts, an opaque
+//! directory) become OCI `.wh.` entries, recorded owners and set-id bits
+//! become the entries' headers, hard links stay links, a symlink that
+//! leads out of the tree is written as a symlink and never followed, and
+//! what is packed unpacks to the same tree.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use burrow_images::{pack, Markers};
+
+struct Tmp(PathBuf);
+impl Tmp {
+    fn new(name: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("burrow-pack-{name}-{}", std::process::id()));
+        let _ = burrow_images::remove_tree(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+}
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = burrow_images::remove_tree(&self.0);
+    }
+}
+
+/// Each entry of `tar`: name to (type, uid:gid:mode, link target or
+/// contents).
+fn entries(tar: &[u8]) -> BTreeMap<String, (char, String, String)> {
+    let mut out = BTreeMap::new();
+    let mut ar = tar::Archive::new(tar);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let h = e.header().clone();
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => 'd',
+            tar::EntryType::Symlink => 'l',
+            tar::EntryType::Link => 'h',
+            tar::EntryType::Fifo => 'p',
+            tar::EntryType::Char => 'c',
+            _ => 'f',
+        };
+        let owner = format!(
+            "{}:{}:{:o}",
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            h.mode().unwrap()
+        );
+        let rest = match kind {
+            'l' | 'h' => e
+                .link_name()
+                .unwrap()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            'c' => format!(
+                "{},{}",
+                h.device_major().unwrap().unwrap(),
+                h.device_minor().unwrap().unwrap()
+            ),
+            _ => {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+                s
+            }
+        };
+        assert!(out.insert(name, (kind, owner, rest)).is_none(), "twice");
+    }
+    out
+}
+
+fn user_xattrs_work(dir: &Path) -> bool {
+    xattr::set(dir, "user.burrow-probe", b"1").is_ok()
+}
+
+#[test]
+fn an_upper_layer_packs_to_oci_entries_without_leaving_the_tree() {
+    let t = Tmp::new("upper");
+    if !user_xattrs_work(&t.0) {
+        println!("SKIPPED: no user xattrs on {}", t.0.display());
+        return;
+    }
+    let up = t.0.join("up");
+    let secret = t.0.join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("key"), "SECRET").unwrap();
+    std::fs::create_dir_all(up.join("opq")).unwrap();
+    std::fs::create_dir_all(up.join("gone-in")).unwrap();
+    std::fs::write(up.join("opq/kept"), "k").unwrap();
+    xattr::set(up.join("opq"), "user.overlay.opaque", b"y").unwrap();
+    // An xattr whiteout: an empty file marked, in a directory marked "x".
+    std::fs::write(up.join("gone-in/old"), "").unwrap();
+    xattr::set(up.join("gone-in/old"), "user.overlay.whiteout", b"y").unwrap();
+    xattr::set(up.join("gone-in"), "user.overlay.opaque", b"x").unwrap();
+    // The same empty file without its directory's mark is a file.
+    std::fs::write(up.join("plain-empty"), "").unwrap();
+    xattr::set(up.join("plain-empty"), "user.overlay.whiteout", b"y").unwrap();
+    std::fs::write(up.join("su"), "binary").unwrap();
+    xattr::set(up.join("su"), "user.containers.override_stat", b"0:0:04755").unwrap();
+    std::fs::write(up.join("null"), "").unwrap();
+    xattr::set(
+        up.join("null"),
+        "user.containers.override_stat",
+        b"0:0:0666:char-1-3",
+    )
+    .unwrap();
+    std::fs::write(up.join("www"), "page").unwrap();
+    xattr::set(
+        up.join("www"),
+        "user.containers.override_stat",
+        b"33:33:0640",
+    )
+    .unwrap();
+    std::fs::hard_link(up.join("www"), up.join("www2")).unwrap();
+    std::os::unix::fs::symlink(&secret, up.join("out")).unwrap();
+
+    let tar = pack(&up, Markers::Overlay, Vec::new()).unwrap();
+    let got = entries(&tar);
+    let me = |mode: &str| {
+        let m = std::fs::metadata(&up).unwrap();
+        format!("{}:{}:{mode}", m.uid(), m.gid())
+    };
+    let names: Vec<&str> = got.keys().map(|s| s.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "gone-in",
+            "gone-in/.wh.old",
+            "null",
+            "opq",
+            "opq/.wh..wh..opq",
+            "opq/kept",
+            "out",
+            "plain-empty",
+            "su",
+            "www",
+            "www2",
+        ]
+    );
+    assert_eq!(got["gone-in/.wh.old"].0, 'f');
+    assert_eq!(got["opq/.wh..wh..opq"].0, 'f');
+    assert_eq!(got["opq/kept"], ('f', me("644"), "k".into()));
+    assert_eq!(got["su"], ('f', "0:0:4755".into(), "binary".into()));
+    assert_eq!(got["null"], ('c', "0:0:666".into(), "1,3".into()));
+    assert_eq!(got["www"], ('f', "33:33:640".into(), "page".into()));
+    assert_eq!(got["www2"].0, 'h');
+    assert_eq!(got["www2"].2, "www");
+    // The symlink is text; nothing of what it points at is read.
+    assert_eq!(got["out"].0, 'l');
+    assert_eq!(got["out"].2, secret.to_string_lossy());
+    assert!(!String::from_utf8_lossy(&tar).contains("SECRET"));
+    // Packing is repeatable.
+    assert_eq!(pack(&up, Markers::Overlay, Vec::new()).unwrap(), tar);
+
+    // A store layer keeps its .wh. names as they are; unpacked and packed
+    // again, the layer is the same.
+    let store = burrow_images::Store::at(t.0.join("store"));
+    let diff_id = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&tar));
+    let layer = store
+        .layer(&diff_id, || {
+            let f = t.0.join("layer.tar");
+            std::fs::write(&f, &tar).unwrap();
+            Ok(std::fs::File::open(f).unwrap())
+        })
+        .unwrap();
+    let again = entries(&pack(&layer, Markers::Oci, Vec::new()).unwrap());
+    // (The unpacked copies are owned as the archive says through their
+    // records; compare types, modes and contents.)
+    let modes = |m: &BTreeMap<String, (char, String, String)>| {
+        m.iter()
+            .map(|(k, (c, o, r))| {
+                (
+                    k.clone(),
+                    *c,
+                    o.rsplit(':').next().unwrap().to_string(),
+                    r.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(modes(&again), modes(&got));
+    assert_eq!(again["su"].1, "0:0:4755");
+    assert_eq!(again["www"].1, "33:33:640");
+    assert_eq!(again["null"], ('c', "0:0:666".into(), "1,3".into()));
+}
