@@ -115,6 +115,25 @@ pub fn list(store: &Store) -> Result<(Vec<Record>, Vec<String>)> {
     Ok((all, bad))
 }
 
+/// The record and configuration of the stored image `reference`
+/// (`HOST[:PORT]/NAME[:TAG]`, or `docker://` before it).
+pub fn inspect(store: &Store, reference: &str) -> Result<(Record, crate::RunConfig)> {
+    let name = match crate::Reference::parse(reference)? {
+        crate::Reference::Registry(n) | crate::Reference::Stored(n) => n.whole(),
+        _ => {
+            return Err(Error::Reference(format!(
+                "{reference:?}: --inspect takes the name of an image in the store"
+            )))
+        }
+    };
+    let record = get(store, &name)?
+        .ok_or_else(|| Error::Reference(format!("image {reference:?}: not in the store")))?;
+    let data = store.read_blob(&record.config_digest, record.config_size, JSON_LIMIT)?;
+    let config = ImageConfiguration::from_reader(&data[..])
+        .map_err(|e| Error::Invalid(format!("config {}: {e}", record.config_digest)))?;
+    Ok((record, layout::run_config(&config)))
+}
+
 /// The stored image of `record`, ready to run.
 pub fn open(store: &Store, record: &Record) -> Result<Image> {
     let data = store.read_blob(&record.config_digest, record.config_size, JSON_LIMIT)?;

@@ -142,5 +142,9 @@ pub(crate) fn run_config(config: &ImageConfiguration) -> RunConfig {
         env: c.env().clone().unwrap_or_default(),
         working_dir: c.working_dir().clone().filter(|d| !d.is_empty()),
         user: c.user().clone().filter(|u| !u.is_empty()),
+        stop_signal: c.stop_signal().clone().filter(|s| !s.is_empty()),
+        volumes: c.volumes().clone().unwrap_or_default(),
+        exposed_ports: c.exposed_ports().clone().unwrap_or_default(),
+        labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
     }
 }

@@ -134,6 +134,14 @@ pub struct RunConfig {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// The signal that asks the command to stop (`SIGTERM` when unset).
+    pub stop_signal: Option<String>,
+    /// Directories the image means to be volumes.
+    pub volumes: Vec<String>,
+    /// `PORT/PROTO` the image's command listens on (published only when
+    /// asked).
+    pub exposed_ports: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// An image ready to run: its unpacked layers, bottom first.

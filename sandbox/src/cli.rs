@@ -21,8 +21,18 @@ pub enum Command {
     /// Fetch an image from a registry into the store (what the store
     /// lacks) and record it by name; prints its manifest digest.
     Pull(PullArgs),
-    /// List the images pulled into the store.
-    Images,
+    /// List the images in the store; with --inspect, what each named one
+    /// is (JSON).
+    Images {
+        /// Print each REF's record and configuration (ExposedPorts,
+        /// Volumes, StopSignal, ...) as a JSON array.
+        #[arg(long, requires = "references")]
+        inspect: bool,
+
+        /// HOST[:PORT]/NAME[:TAG] of images in the store (with --inspect).
+        #[arg(value_name = "REF", requires = "inspect")]
+        references: Vec<String>,
+    },
     /// Drop pulled images' names from the store, and those of their layers
     /// no other image names and no running sandbox uses.
     Rmi {
@@ -256,6 +266,12 @@ pub struct RunArgs {
     /// Kill the sandbox when the process that started burrow dies.
     #[arg(long)]
     pub die_with_parent: bool,
+
+    /// The signal a SIGTERM to burrow reaches the command as (podman's
+    /// --stop-signal; default the image's StopSignal, else SIGTERM):
+    /// SIGNAME, NAME, a number or RTMIN+N.
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
 
     /// Run the command in a new session (default unless stdin is a terminal; blocks TIOCSTI).
     #[arg(long, overrides_with = "no_new_session")]

@@ -70,6 +70,9 @@ pub struct SandboxConfig {
     pub user: Option<String>,
     pub keep_id: bool,
     pub map_users: MapUsers,
+    /// What a SIGTERM to burrow reaches the command as (`--stop-signal`,
+    /// the image's StopSignal, else SIGTERM itself).
+    pub stop_signal: i32,
     pub net: NetMode,
     /// Host path of the root filesystem's bottom layer (canonical).
     pub rootfs: PathBuf,
@@ -171,6 +174,31 @@ impl SandboxConfig {
         }
         ordered.sort_by_key(|(idx, _)| *idx);
         let mut mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
+        if let Some(image) = &image {
+            // The image's Volumes: a private tmpfs each, first (so binds
+            // inside them land on them), unless a mount is given there.
+            let mut volumes = Vec::new();
+            for v in image.volumes() {
+                let dst = sandbox_path(Path::new(&v), "--image: the image's Volume")?;
+                let given = mounts.iter().any(|op| {
+                    let (MountOp::Bind { dst: d, .. } | MountOp::Tmpfs { dst: d, .. }) = op;
+                    *d == dst
+                });
+                if !given
+                    && !volumes
+                        .iter()
+                        .any(|op| matches!(op, MountOp::Tmpfs { dst: d, .. } if *d == dst))
+                {
+                    volumes.push(MountOp::Tmpfs {
+                        dst,
+                        size: None,
+                        mode: 0o755,
+                    });
+                }
+            }
+            volumes.append(&mut mounts);
+            mounts = volumes;
+        }
         for op in &mounts {
             check_special_target(op)?;
         }
@@ -320,6 +348,17 @@ impl SandboxConfig {
                 }
             }
         }
+        let stop_signal = match (
+            &args.stop_signal,
+            image.as_ref().and_then(|i| i.stop_signal()),
+        ) {
+            (Some(s), _) => {
+                crate::signals::parse(s).map_err(|e| Error::usage(format!("--stop-signal {e}")))?
+            }
+            (None, Some(s)) => crate::signals::parse(&s)
+                .map_err(|e| Error::usage(format!("--image: the image's StopSignal {e}")))?,
+            (None, None) => libc::SIGTERM,
+        };
         let vm = if args.vm {
             let mut vm = crate::vm::VmConfig::from_args(
                 &args,
@@ -330,6 +369,7 @@ impl SandboxConfig {
             vm.guest.confine = security.for_guest();
             vm.guest.user = user.clone();
             vm.guest.home_if_unset = home_if_unset;
+            vm.stop_signal = stop_signal;
             vm.guest.fallback_dirs = fallback_dirs
                 .iter()
                 .map(|d| d.as_os_str().as_bytes().to_vec())
@@ -347,6 +387,7 @@ impl SandboxConfig {
             user,
             keep_id: args.keep_id,
             map_users: args.map_users,
+            stop_signal,
             net: args.net,
             rootfs,
             root,

@@ -146,6 +146,37 @@ pub fn images() -> Result<String> {
     Ok(out)
 }
 
+/// `burrow images --inspect REF...`: a JSON array, an object per image.
+pub fn inspect(references: &[String]) -> Result<String> {
+    let store = burrow_images::Store::from_env().map_err(fail("images --inspect"))?;
+    let mut all = Vec::new();
+    for r in references {
+        let (record, c) =
+            burrow_images::catalog::inspect(&store, r).map_err(fail("images --inspect"))?;
+        all.push(serde_json::json!({
+            "Name": record.name,
+            "Id": record.config_digest,
+            "Digest": record.digest,
+            "Created": record.created,
+            "Size": record.size,
+            "Platform": record.platform,
+            "Layers": record.diff_ids,
+            "Config": {
+                "Entrypoint": c.entrypoint,
+                "Cmd": c.cmd,
+                "Env": c.env,
+                "WorkingDir": c.working_dir,
+                "User": c.user,
+                "StopSignal": c.stop_signal,
+                "Volumes": c.volumes,
+                "ExposedPorts": c.exposed_ports,
+                "Labels": c.labels,
+            },
+        }));
+    }
+    Ok(serde_json::to_string_pretty(&all).expect("JSON values serialize"))
+}
+
 /// What an image says, fit for a terminal: no control characters.
 fn printable(s: &str) -> String {
     s.chars()
@@ -239,6 +270,18 @@ impl ImageDefaults {
             )));
         }
         Ok(argv)
+    }
+
+    /// The image's Volumes, deepest last.
+    pub fn volumes(&self) -> Vec<String> {
+        let mut v = self.config.volumes.clone();
+        v.sort_by_key(|p| p.matches('/').count());
+        v
+    }
+
+    /// The image's StopSignal, when it names one.
+    pub fn stop_signal(&self) -> Option<String> {
+        self.config.stop_signal.clone()
     }
 
     /// The image's User, when it names one.

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -60,7 +60,14 @@ pub fn run(
         Err(e) => fail(&report_fd, EXIT_SETUP, &format!("fork: {}", e.desc())),
     };
     drop(report_fd);
-    sys::exit_now(reap_until_exit(child, cfg.new_session))
+    // With --vm the command here is the relay, which translates SIGTERM
+    // for the guest's command itself.
+    let stop = if cfg.vm.is_some() {
+        libc::SIGTERM
+    } else {
+        cfg.stop_signal
+    };
+    sys::exit_now(reap_until_exit(child, cfg.new_session, stop))
 }
 
 fn setup(
@@ -178,8 +185,8 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
 }
 
 /// Reaps children until the command exits; returns its exit status
-/// (128+N when killed by signal N).
-fn reap_until_exit(command: Pid, own_session: bool) -> i32 {
+/// (128+N when killed by signal N). A SIGTERM is relayed as `stop`.
+fn reap_until_exit(command: Pid, own_session: bool, stop: i32) -> i32 {
     let set = signals::waited_set();
     loop {
         let (signo, code) = sys::wait_signal(&set);
@@ -195,9 +202,7 @@ fn reap_until_exit(command: Pid, own_session: bool) -> i32 {
                 }
             }
         } else if signals::should_relay(code, !own_session) {
-            if let Ok(sig) = Signal::try_from(signo) {
-                let _ = kill(command, sig);
-            }
+            let _ = sys::kill_raw(command, if signo == libc::SIGTERM { stop } else { signo });
         }
     }
 }

@@ -44,7 +44,14 @@ fn real_main() -> anyhow::Result<i32> {
             println!("{}", burrow_sandbox::image::pull(&args)?);
             Ok(0)
         }
-        Command::Images => {
+        Command::Images {
+            inspect: true,
+            references,
+        } => {
+            println!("{}", burrow_sandbox::image::inspect(&references)?);
+            Ok(0)
+        }
+        Command::Images { .. } => {
             print!("{}", burrow_sandbox::image::images()?);
             Ok(0)
         }

@@ -21,6 +21,34 @@ pub const FORWARDED: [Signal; 9] = [
     Signal::SIGPWR,
 ];
 
+/// A signal as podman's `--stop-signal` and an image's StopSignal name
+/// it: `SIGUSR1`, `USR1`, `10`, `SIGRTMIN+3`, `RTMAX-1`.
+pub fn parse(text: &str) -> Result<i32, String> {
+    let bad = || format!("{text:?}: not a signal (SIGNAME, NAME, a number or RTMIN+N)");
+    let upper = text.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let number = if let Ok(n) = name.parse::<i32>() {
+        n
+    } else if let Some(rest) = name.strip_prefix("RTMIN") {
+        min + rest
+            .strip_prefix('+')
+            .map_or(Ok(0), str::parse)
+            .map_err(|_| bad())?
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        max - rest
+            .strip_prefix('-')
+            .map_or(Ok(0), str::parse)
+            .map_err(|_| bad())?
+    } else {
+        format!("SIG{name}").parse::<Signal>().map_err(|_| bad())? as i32
+    };
+    if !(1..=max).contains(&number) || (number < min && Signal::try_from(number).is_err()) {
+        return Err(bad());
+    }
+    Ok(number)
+}
+
 /// The forwarded signals plus SIGCHLD.
 pub fn waited_set() -> SigSet {
     let mut set = SigSet::empty();
@@ -61,6 +89,18 @@ mod tests {
         assert!(!should_relay(libc::SI_KERNEL, true));
         assert!(should_relay(libc::SI_KERNEL, false));
         assert!(should_relay(libc::SI_USER, true));
+    }
+
+    #[test]
+    fn stop_signals_by_name_number_and_realtime_offset() {
+        assert_eq!(parse("SIGUSR1"), Ok(libc::SIGUSR1));
+        assert_eq!(parse("usr1"), Ok(libc::SIGUSR1));
+        assert_eq!(parse("9"), Ok(9));
+        assert_eq!(parse("SIGRTMIN+3"), Ok(libc::SIGRTMIN() + 3));
+        assert_eq!(parse("RTMAX-1"), Ok(libc::SIGRTMAX() - 1));
+        for bad in ["", "SIGNOPE", "0", "999", "RTMIN+x", "-1"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -249,6 +249,13 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Sends signal number `signo` (realtime ones too, which nix's `Signal`
+/// does not name) to `pid`.
+pub fn kill_raw(pid: Pid, signo: i32) -> nix::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory.
+    Errno::result(unsafe { libc::kill(pid.as_raw(), signo) }).map(drop)
+}
+
 /// Forks the calling process. Returns `None` in the child.
 pub fn fork() -> nix::Result<Option<Pid>> {
     // SAFETY: burrow's processes are single-threaded, so the child

@@ -2,13 +2,15 @@
 //! container layer of a `run --image --upper` recorded as a new image
 //! (whiteouts, an opaque directory, owners and set-id bits of
 //! subordinate ids), run again by burrow, saved as an oci-archive and read
-//! by the real clients: `skopeo inspect` and `podman load` + `podman run`.
+//! by the real clients: `skopeo inspect` and `podman load` + `podman run`;
+//! and the configuration that rides along: StopSignal, Volumes,
+//! ExposedPorts and Labels, through `burrow images --inspect`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use burrow_tests::oci::three_layers;
+use burrow_tests::oci::{three_layers, write_layout};
 use burrow_tests::podman::{podman_usable, Podman};
 use burrow_tests::*;
 
@@ -200,4 +202,117 @@ fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
     );
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("oci-archive"), "{out:?}");
+}
+
+/// A busybox image whose configuration says StopSignal SIGUSR1, a volume
+/// at /data, port 8080/tcp and a label.
+fn configured_image(dir: &Path) {
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    write_layout(
+        dir,
+        &[vec![
+            ("bin/", vec![]),
+            ("bin/busybox", busybox),
+            ("bin/sh", b"->busybox".to_vec()),
+            ("data/", vec![]),
+            ("data/from-image", b"x".to_vec()),
+        ]],
+        serde_json::json!({"config": {
+            "Entrypoint": ["/bin/sh", "-c"],
+            "StopSignal": "SIGUSR1",
+            "Volumes": {"/data": {}},
+            "ExposedPorts": {"8080/tcp": {}},
+            "Labels": {"org.example.role": "test"},
+        }}),
+    );
+}
+
+/// SIGTERM to burrow once the command has trapped USR1 and TERM: which
+/// trap ran, and the status.
+fn sigterm_to(data: &Path, args: &[&str]) -> (String, i32) {
+    let mut child = burrow_run()
+        .env("XDG_DATA_HOME", data)
+        .args(args)
+        .arg("--")
+        .arg(
+            "trap 'echo got-usr1; exit 7' USR1; trap 'echo got-term; exit 8' TERM; \
+             echo ready; while :; do busybox sleep 0.1; done",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = wait_timeout(&mut child, std::time::Duration::from_secs(60));
+    (rest, exit_code(status))
+}
+
+#[test]
+fn stop_signal_volumes_and_exposed_ports_are_the_images() {
+    assert_unprivileged();
+    let t = TempDir::new("img-config");
+    let oci = t.join("oci");
+    configured_image(&oci);
+    let data = t.join("data");
+    let image = format!("oci:{}:v1", oci.display());
+
+    // SIGTERM to burrow reaches the command as the image's StopSignal;
+    // --stop-signal says otherwise.
+    let (out, code) = sigterm_to(&data, &["--image", &image]);
+    assert_eq!((out.as_str(), code), ("got-usr1\n", 7));
+    let (out, code) = sigterm_to(&data, &["--image", &image, "--stop-signal", "TERM"]);
+    assert_eq!((out.as_str(), code), ("got-term\n", 8));
+    let out = run_image(
+        &data,
+        &["--image", &image, "--stop-signal", "SIGNOPE", "--", "true"],
+    );
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("--stop-signal"), "{out:?}");
+
+    // The volume is a private tmpfs (the image's files there hidden, as
+    // an empty volume would); a --bind there replaces it.
+    let look = "busybox awk '$2 == \"/data\" {print $3}' /proc/mounts; busybox ls -A /data; \
+                echo v > /data/written";
+    let out = run_image(&data, &["--image", &image, "--", look]);
+    assert_eq!(out.ok(), "tmpfs\n");
+    let host = t.join("host-data");
+    std::fs::create_dir(&host).unwrap();
+    let bind = format!("{}", host.display());
+    let out = run_image(
+        &data,
+        &["--image", &image, "--bind", &bind, "/data", "--", look],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("written")).unwrap(),
+        "v\n"
+    );
+
+    // Committed (so the store names it), inspected: the configuration
+    // carried over. The port is listed, not published.
+    let up = t.join("up");
+    let ups = up.to_str().unwrap();
+    assert_eq!(
+        run_image(&data, &["--image", &image, "--upper", ups, "--", "true"]).code,
+        0
+    );
+    assert_eq!(burrow(&data, &["commit", ups, "cfg:1"]).code, 0);
+    let out = burrow(&data, &["images", "--inspect", "localhost/cfg:1"]);
+    let v: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    let c = &v[0]["Config"];
+    assert_eq!(v[0]["Name"], "localhost/cfg:1", "{v}");
+    assert_eq!(c["StopSignal"], "SIGUSR1", "{v}");
+    assert_eq!(c["Volumes"], serde_json::json!(["/data"]), "{v}");
+    assert_eq!(c["ExposedPorts"], serde_json::json!(["8080/tcp"]), "{v}");
+    assert_eq!(c["Labels"]["org.example.role"], "test", "{v}");
+    assert_eq!(v[0]["Layers"].as_array().unwrap().len(), 2, "{v}");
+    let out = burrow(&data, &["images", "--inspect", "localhost/absent:1"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("not in the store"), "{out:?}");
 }

@@ -321,9 +321,25 @@ fn bad_vm_settings_fail_before_anything_starts() {
 #[test]
 fn a_signal_to_burrow_reaches_the_command_in_the_guest() {
     let Some(_g) = vm_or_skip() else { return };
+    sigterm_to_burrow(&[], "TERM");
+}
+
+#[test]
+fn a_sigterm_reaches_the_guest_command_as_the_stop_signal() {
+    let Some(_g) = vm_or_skip() else { return };
+    sigterm_to_burrow(&["--stop-signal", "SIGUSR1"], "USR1");
+}
+
+/// SIGTERM to `burrow run --vm FLAGS` once the guest's command has set a
+/// trap for `trapped`: the trap runs and sets the status.
+fn sigterm_to_burrow(flags: &[&str], trapped: &str) {
     let mut child = burrow_run()
-        .args(["--vm", "--", "sh", "-c"])
-        .arg("trap 'echo got-term; exit 3' TERM; echo ready; sleep 60 & wait")
+        .arg("--vm")
+        .args(flags)
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "trap 'echo got-{trapped}; exit 3' {trapped}; echo ready; sleep 60 & wait"
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -348,7 +364,7 @@ fn a_signal_to_burrow_reaches_the_command_in_the_guest() {
     });
     let status = wait_timeout(&mut child, RUN_TIMEOUT);
     let out = reader.join().unwrap();
-    assert_eq!(out, "ready\ngot-term\n");
+    assert_eq!(out, format!("ready\ngot-{trapped}\n"));
     assert_eq!(exit_code(status), 3);
 }
 

@@ -87,6 +87,8 @@ pub struct VmConfig {
     /// burrow runs on a terminal (standard input and output): the command
     /// gets a terminal of the guest's, in raw mode here.
     pub tty: bool,
+    /// What a SIGTERM reaches the guest's command as.
+    pub stop_signal: i32,
 }
 
 impl VmConfig {
@@ -185,6 +187,7 @@ impl VmConfig {
                 use std::io::IsTerminal;
                 std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
             },
+            stop_signal: libc::SIGTERM,
         })
     }
 }

@@ -177,6 +177,8 @@ pub fn run(
                 if vm.tty && sig == libc::SIGWINCH {
                     let (rows, cols) = terminal_size();
                     queue.extend(resize_frame(rows, cols));
+                } else if sig == libc::SIGTERM {
+                    queue.extend(status_frame(to_guest::SIGNAL, vm.stop_signal, ""));
                 } else if sig != libc::SIGCHLD {
                     queue.extend(status_frame(to_guest::SIGNAL, sig, ""));
                 }
