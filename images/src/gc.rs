@@ -177,6 +177,7 @@ fn remove_unused(store: &Store, only: Option<&[String]>) -> Result<Removed> {
             layers.join(&hex).display()
         )))?;
         remove_tree(&gone)?;
+        let _ = std::fs::remove_file(store.sizes().join(&hex));
         removed.layers.push(format!("sha256:{hex}"));
     }
     if only.is_none() {

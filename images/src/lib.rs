@@ -37,7 +37,7 @@ pub use pack::{pack, Markers};
 pub use platform::Platform;
 pub use reference::{Name, Reference};
 pub use save::save;
-pub use store::{remove_tree, Store};
+pub use store::{parse_size, remove_tree, Store};
 
 /// Why an image could not be used; each message is one line naming the
 /// reference, blob or entry at fault.

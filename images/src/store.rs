@@ -19,6 +19,35 @@ use crate::{io_err, Error, Result};
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// What the store's layers may take in all (`BURROW_STORE_BUDGET`).
+    budget: Option<u64>,
+}
+
+/// The share of the store's filesystem (at most [`FLOOR_MAX`]) that
+/// unpacking never takes: a hostile layer cannot fill the disk.
+const FLOOR_PERCENT: u64 = 5;
+const FLOOR_MAX: u64 = 1 << 30;
+
+/// What one entry of a layer is counted as taking beyond its data (an
+/// inode, a directory entry): a block.
+pub(crate) const ENTRY_COST: u64 = 4096;
+
+/// `text` as a size: bytes, or with a k/m/g/t suffix (powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.to_ascii_lowercase().trim_end_matches(['b', 'i']) {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 impl Store {
@@ -37,11 +66,68 @@ impl Store {
                     "no image store: neither XDG_DATA_HOME nor HOME is an absolute path".into(),
                 )
             })?;
-        Ok(Store::at(data.join("burrow")))
+        let mut store = Store::at(data.join("burrow"));
+        if let Some(v) = std::env::var_os("BURROW_STORE_BUDGET") {
+            let text = v.to_string_lossy();
+            store.budget = Some(parse_size(&text).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "BURROW_STORE_BUDGET={text:?}: not a size (e.g. 20G, 512M)"
+                ))
+            })?);
+        }
+        Ok(store)
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            budget: None,
+        }
+    }
+
+    /// This store with a budget for its layers.
+    pub fn with_budget(mut self, budget: Option<u64>) -> Store {
+        self.budget = budget;
+        self
+    }
+
+    /// What one more layer may take: what is left of the budget after the
+    /// layers in the store (as counted when each was unpacked), and what
+    /// the filesystem has free above its floor.
+    fn room(&self) -> Result<(u64, &'static str)> {
+        let what = || format!("image store {}", self.root.display());
+        let fs = nix::sys::statvfs::statvfs(&self.root)
+            .map_err(|e| io_err(what())(std::io::Error::from(e)))?;
+        let block = fs.fragment_size();
+        let total = fs.blocks().saturating_mul(block);
+        let floor = (total / 100 * FLOOR_PERCENT).min(FLOOR_MAX);
+        let free = fs
+            .blocks_available()
+            .saturating_mul(block)
+            .saturating_sub(floor);
+        let Some(budget) = self.budget else {
+            return Ok((free, "the free space of its filesystem"));
+        };
+        let mut used = 0u64;
+        if let Ok(entries) = std::fs::read_dir(self.sizes()) {
+            for e in entries.flatten() {
+                let n = crate::blob::read_bounded(&e.path(), 32)
+                    .ok()
+                    .and_then(|d| String::from_utf8(d).ok()?.trim().parse::<u64>().ok());
+                used = used.saturating_add(n.unwrap_or(0));
+            }
+        }
+        let left = budget.saturating_sub(used);
+        Ok(if left <= free {
+            (left, "the store's budget (BURROW_STORE_BUDGET)")
+        } else {
+            (free, "the free space of its filesystem")
+        })
+    }
+
+    /// Where each layer's counted size is kept (`sizes/HEX`).
+    pub(crate) fn sizes(&self) -> PathBuf {
+        self.root.join("sizes")
     }
 
     /// A fresh private scratch directory in the store, removed when
@@ -123,20 +209,28 @@ impl Store {
         let scratch = self.scratch()?;
         let tmp = scratch.join("layer");
         std::fs::create_dir(&tmp).map_err(io_err(format!("image store {}", tmp.display())))?;
-        let result = open_blob()
-            .and_then(|blob| unpack(blob, &tmp))
-            .and_then(|u| {
-                if u.diff_id != diff_id {
-                    return Err(Error::Invalid(format!(
-                        "layer {diff_id}: its uncompressed content's digest is {}",
-                        u.diff_id
-                    )));
-                }
-                Ok(())
-            });
-        result?;
+        let (room, of) = self.room()?;
+        let unpacked = open_blob()
+            .and_then(|blob| unpack(blob, &tmp, room))
+            .map_err(|e| match e {
+                Error::Layer(m) if m.ends_with(crate::unpack::PAST_ROOM) => Error::Layer(format!(
+                    "layer {diff_id}: unpacking stopped at {of} ({room} bytes were left)"
+                )),
+                e => e,
+            })?;
+        if unpacked.diff_id != diff_id {
+            return Err(Error::Invalid(format!(
+                "layer {diff_id}: its uncompressed content's digest is {}",
+                unpacked.diff_id
+            )));
+        }
         match std::fs::rename(&tmp, &done) {
-            Ok(()) => Ok(done),
+            Ok(()) => {
+                self.private_dir(&self.sizes())?;
+                let size = unpacked.size.to_string();
+                write_atomically(self, &self.sizes().join(hex), size.as_bytes())?;
+                Ok(done)
+            }
             // Another burrow put the same layer in place first.
             Err(_) if done.is_dir() => Ok(done),
             Err(e) => Err(io_err(format!("image store {}", done.display()))(e)),

@@ -28,7 +28,13 @@ use crate::{io_err, Error, Result};
 pub struct Unpacked {
     /// `sha256:` digest of the uncompressed tar stream (the diff ID).
     pub diff_id: String,
+    /// What the layer takes, as counted against the room it was given:
+    /// each entry's data in 4 KiB blocks, and a block for the entry.
+    pub size: u64,
 }
+
+/// How the error of a layer that outgrew its room ends.
+pub(crate) const PAST_ROOM: &str = "the layer outgrows the room it has in the store";
 
 fn decompressed(blob: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
     let mut r = BufReader::with_capacity(1 << 16, blob);
@@ -42,8 +48,10 @@ fn decompressed(blob: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
     })
 }
 
-/// Unpacks `blob` into `dst`, an empty directory.
-pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
+/// Unpacks `blob` into `dst`, an empty directory, stopping with an error
+/// before it takes more than `room` bytes (as [`Unpacked::size`] counts).
+pub fn unpack(blob: impl Read + 'static, dst: &Path, room: u64) -> Result<Unpacked> {
+    let mut size = 0u64;
     let bad = |path: &Path, why: &str| Error::Layer(format!("layer entry {path:?}: {why}"));
     let stream = Hashing::new(decompressed(blob).map_err(io_err("layer"))?);
     let mut archive = tar::Archive::new(stream);
@@ -64,6 +72,14 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
         }
         let kind = entry.header().entry_type();
         let header = entry.header();
+        // Counted before anything is written: a size bomb stops here.
+        let data = header.entry_size().unwrap_or(0);
+        size = size
+            .saturating_add(data.div_ceil(4096).saturating_mul(4096))
+            .saturating_add(crate::store::ENTRY_COST);
+        if size > room {
+            return Err(bad(&path, PAST_ROOM));
+        }
         let mode = header.mode().unwrap_or(0o755) & 0o7777;
         // (An empty field is 0, as tar(1) reads it.)
         let id = |v: std::io::Result<u64>| {
@@ -139,7 +155,7 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path) -> Result<Unpacked> {
         set_dir_mode(dir, *mode).map_err(io_err(format!("layer directory {dir:?}")))?;
     }
     let (diff_id, _) = archive.into_inner().finish().map_err(io_err("layer"))?;
-    Ok(Unpacked { diff_id })
+    Ok(Unpacked { diff_id, size })
 }
 
 /// The directory holding entry `path` in the layer `dst` and the entry's

@@ -4,7 +4,7 @@
 //! whiteouts kept for burrowfs, every compression, and hostile archives
 //! that must leave nothing outside the layer and nothing half-done.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -268,4 +268,60 @@ fn override_of(path: &Path) -> Option<String> {
     xattr::get(path, "user.containers.override_stat")
         .unwrap()
         .map(|v| String::from_utf8(v).unwrap())
+}
+
+#[test]
+fn a_size_bomb_stops_at_the_stores_budget_and_leaves_nothing() {
+    // 24 MiB of zeros in one entry and 2 000 empty files: a gzip blob of
+    // tens of KiB. Against a 16 MiB budget unpacking stops, before the
+    // big entry is written, and nothing is left in the store.
+    let t = Tmp::new("bomb");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = header("zeros", Regular, 0o644, 24 << 20);
+    h.set_cksum();
+    b.append(&h, std::io::repeat(0).take(24 << 20)).unwrap();
+    for i in 0..2000 {
+        let mut h = header(&format!("f{i}"), Regular, 0o644, 0);
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let blob = gz.finish().unwrap();
+    assert!(blob.len() < 1 << 20, "{}", blob.len());
+    let file = t.0.join("blob");
+    std::fs::write(&file, &blob).unwrap();
+    let store = Store::at(t.0.join("store")).with_budget(Some(16 << 20));
+    let open = || Ok(std::fs::File::open(&file).unwrap());
+    let e = store.layer(&digest(&tar), open).unwrap_err().to_string();
+    assert!(e.contains("the store's budget"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    let tmp = std::fs::read_dir(t.0.join("store/tmp")).unwrap().count();
+    assert_eq!(tmp, 0, "scratch left behind");
+
+    // The files alone fit a budget of 16 MiB (2 500 × 4 KiB = 9.8 MiB)
+    // but not, after them, a second such layer: the store counts what its
+    // layers take.
+    let small: Vec<(String, tar::EntryType, u32, &str)> = (0..2500)
+        .map(|i| (format!("g{i}"), Regular, 0o644, ""))
+        .collect();
+    let entries: Vec<(&str, tar::EntryType, u32, &str)> = small
+        .iter()
+        .map(|(p, k, m, d)| (p.as_str(), *k, *m, *d))
+        .collect();
+    let files = tar_of(&entries);
+    std::fs::write(&file, &files).unwrap();
+    store.layer(&digest(&files), open).unwrap();
+    let mut other = entries.clone();
+    other.push(("different", Regular, 0o644, "x"));
+    let second = tar_of(&other);
+    std::fs::write(&file, &second).unwrap();
+    let e = store.layer(&digest(&second), open).unwrap_err().to_string();
+    assert!(e.contains("the store's budget"), "{e}");
+    // Without a budget, the filesystem's free space is the limit.
+    Store::at(t.0.join("store"))
+        .layer(&digest(&second), open)
+        .unwrap();
 }

@@ -556,3 +556,40 @@ fn an_image_user_runs_the_command_as_that_user() {
     );
     assert_eq!(out.ok(), "1000\n50\n/x\n", "{out:?}");
 }
+
+#[test]
+fn the_stores_budget_stops_an_image_that_does_not_fit() {
+    assert_unprivileged();
+    let t = TempDir::new("img-budget");
+    let oci = t.join("oci");
+    three_layers(&oci);
+    let reference = format!("oci:{}:v1", oci.display());
+    let data = t.join("data");
+    // The bottom layer holds busybox (about 2 MB): past a 1 MiB budget.
+    for (budget, says) in [
+        (
+            "1M",
+            "unpacking stopped at the store's budget (BURROW_STORE_BUDGET)",
+        ),
+        ("lots", "BURROW_STORE_BUDGET=\"lots\": not a size"),
+    ] {
+        let out = output(
+            burrow_run()
+                .env("XDG_DATA_HOME", &data)
+                .env("BURROW_STORE_BUDGET", budget)
+                .args(["--image", &reference, "--", "echo ran"]),
+        );
+        assert_eq!(out.code, 125, "{out:?}");
+        assert!(out.stderr.contains(says), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        assert!(stored_layers(&data).is_empty());
+    }
+    let out = output(
+        burrow_run()
+            .env("XDG_DATA_HOME", &data)
+            .env("BURROW_STORE_BUDGET", "64M")
+            .args(["--image", &reference, "--", "echo ran"]),
+    );
+    assert_eq!(out.ok(), "ran\n");
+    assert_eq!(stored_layers(&data).len(), 3);
+}
