@@ -12,8 +12,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use oci_spec::image::{HistoryBuilder, ImageConfiguration};
+use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::blob::HashingWriter;
 use crate::catalog::{self, Record, JSON_LIMIT};
@@ -40,6 +41,10 @@ pub struct Base {
     /// owners on disk are read back through the same map.
     pub keep_id: bool,
     pub subids: bool,
+    /// The maps themselves, as the launcher wrote them: a commit refuses
+    /// maps that have changed since (another /etc/subuid, say).
+    #[serde(default)]
+    pub maps: String,
 }
 
 impl Base {
@@ -105,10 +110,14 @@ pub fn commit(
     message: Option<&str>,
 ) -> Result<Record> {
     let name = image_name(name)?;
-    let mut config = ImageConfiguration::from_reader(base.config.as_bytes())
+    // Edited as JSON, so fields oci-spec does not model (Healthcheck,
+    // Shell, OnBuild, ...) stay as the base has them.
+    let mut config: Value = serde_json::from_str(&base.config)
+        .map_err(|e| Error::Invalid(format!("the base image's configuration: {e}")))?;
+    let parsed = ImageConfiguration::from_reader(base.config.as_bytes())
         .map_err(|e| Error::Invalid(format!("the base image's configuration: {e}")))?;
     let _lock = gc::lock(store, false)?;
-    for diff_id in config.rootfs().diff_ids() {
+    for diff_id in parsed.rootfs().diff_ids() {
         if store.has_layer(diff_id)?.is_none() {
             return Err(Error::Invalid(format!(
                 "the base image {}: its layer {diff_id} is no longer in the store (pruned?); \
@@ -120,32 +129,39 @@ pub fn commit(
     let scratch = store.scratch()?;
     let tar = scratch.join("layer.tar");
     let file = File::create(&tar).map_err(io_err(tar.display()))?;
-    let written = pack(upper, Markers::Overlay, HashingWriter::new(file))?;
+    let (room, _) = store.room()?;
+    let written = pack(upper, Markers::Overlay, HashingWriter::new(file), room)?;
     let (diff_id, size, file) = written.finish();
     file.sync_all().map_err(io_err(tar.display()))?;
     drop(file);
     store.layer(&diff_id, || File::open(&tar).map_err(io_err(tar.display())))?;
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    config.rootfs_mut().diff_ids_mut().push(diff_id);
-    let mut entry = HistoryBuilder::default()
-        .created(now.clone())
-        .created_by(format!("burrow commit (from {})", base.reference));
-    if let Some(m) = message {
-        entry = entry.comment(m.to_string());
+    let layers = parsed.rootfs().diff_ids().len();
+    let mut history: Vec<Value> = config["history"].as_array().cloned().unwrap_or_default();
+    // One history entry per layer (docker load checks): entries the base
+    // lacks are filled in before ours.
+    let filled = history
+        .iter()
+        .filter(|h| h["empty_layer"] != Value::Bool(true))
+        .count();
+    for _ in filled..layers {
+        history.push(json!({"created": now, "comment": "(no history for this layer)"}));
     }
-    let entry = entry
-        .build()
-        .map_err(|e| Error::Invalid(format!("history: {e}")))?;
-    config
-        .history_mut()
-        .get_or_insert_with(Vec::new)
-        .push(entry);
-    config.set_created(Some(now.clone()));
-    let data = config
-        .to_string()
-        .map_err(|e| Error::Invalid(format!("the new configuration: {e}")))?
-        .into_bytes();
+    let mut entry = json!({
+        "created": now,
+        "created_by": format!("burrow commit (from {})", base.reference),
+    });
+    if let Some(m) = message {
+        entry["comment"] = json!(m);
+    }
+    history.push(entry);
+    config["history"] = Value::Array(history);
+    config["created"] = json!(now);
+    let mut diff_ids = parsed.rootfs().diff_ids().clone();
+    diff_ids.push(diff_id);
+    config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+    let data = serde_json::to_vec(&config).expect("JSON serializes");
     let config_digest = crate::blob::digest_of(&data);
     store.put_blob(&config_digest, &data)?;
     let record = Record {
@@ -155,10 +171,10 @@ pub fn commit(
         digest: config_digest.clone(),
         config_digest,
         config_size: data.len() as u64,
-        diff_ids: config.rootfs().diff_ids().clone(),
+        diff_ids,
         size: base.size.saturating_add(size),
         created: Some(now),
-        platform: Platform::of_config(&config).to_string(),
+        platform: Platform::of_config(&parsed).to_string(),
     };
     catalog::put(store, &record)?;
     Ok(record)

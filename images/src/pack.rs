@@ -44,12 +44,15 @@ pub enum Markers {
 const MAX_DEPTH: usize = 512;
 
 /// Packs the tree at `root` into `out` as a tar stream; gives `out` back.
-pub fn pack<W: Write>(root: &Path, markers: Markers, out: W) -> Result<W> {
+/// Stops with an error once the files' data passes `limit` bytes (a
+/// sparse file is written whole).
+pub fn pack<W: Write>(root: &Path, markers: Markers, out: W, limit: u64) -> Result<W> {
     let dir = Dir::open(root).map_err(io_err(format!("layer {}", root.display())))?;
     let mut packer = Packer {
         out: tar::Builder::new(out),
         markers,
         seen: HashMap::new(),
+        left: limit,
     };
     packer.dir(&dir, Path::new(""), 0)?;
     packer
@@ -65,6 +68,22 @@ struct Packer<W: Write> {
     /// Files with more than one link already written: (device, inode) to
     /// their name in the layer.
     seen: HashMap<(u64, u64), PathBuf>,
+    /// What the files' data may still take.
+    left: u64,
+}
+
+/// Where an entry goes among its siblings: the opaque marker, then
+/// whiteouts (layer.md: before the entries they sit beside), then the rest,
+/// each by name.
+fn rank(name: &OsStr) -> u8 {
+    let b = name.as_bytes();
+    if b == format::OCI_OPAQUE_MARKER.as_bytes() {
+        0
+    } else if b.starts_with(format::OCI_WHITEOUT_PREFIX.as_bytes()) {
+        1
+    } else {
+        2
+    }
 }
 
 /// An entry of a directory: its name and attributes as the layer means
@@ -79,17 +98,27 @@ impl<W: Write> Packer<W> {
     fn dir(&mut self, dir: &Dir, at: &Path, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::Layer(format!(
-                "{}: deeper than {MAX_DEPTH} directories",
-                at.display()
+                "layer entry {at:?}: deeper than {MAX_DEPTH} directories"
             )));
         }
         let fail = |name: &OsStr| io_err(format!("layer entry {:?}", at.join(name)));
+        let named = |name: &OsStr, why: &str| {
+            Error::Layer(format!("layer entry {:?}: {why}", at.join(name)))
+        };
         let mut items = Vec::new();
         for entry in dir.list().map_err(fail(OsStr::new("")))?.iter() {
             let entry = entry.map_err(|e| fail(OsStr::new(""))(e.into()))?;
             let name = OsStr::from_bytes(entry.file_name().to_bytes());
             if name == "." || name == ".." {
                 continue;
+            }
+            // In an upper layer `.wh.` names are a user's files; in an OCI
+            // layer they would hide what lies below.
+            if self.markers == Markers::Overlay && rank(name) < 2 {
+                return Err(named(
+                    name,
+                    "a name starting with .wh. would be a whiteout in an image; rename it",
+                ));
             }
             let disk = dir.stat(name).map_err(fail(name))?;
             let mut shown = disk;
@@ -121,7 +150,7 @@ impl<W: Write> Packer<W> {
             });
         }
         whiteouts.sort();
-        items.sort_by(|a, b| a.name.cmp(&b.name));
+        items.sort_by(|a, b| (rank(&a.name), &a.name).cmp(&(rank(&b.name), &b.name)));
         for name in whiteouts {
             let mut hidden = OsString::from(format::OCI_WHITEOUT_PREFIX);
             hidden.push(&name);
@@ -177,10 +206,18 @@ impl<W: Write> Packer<W> {
             libc::S_IFLNK => {
                 h.set_entry_type(EntryType::Symlink);
                 let target = dir.read_link(&item.name).map_err(fail)?;
-                return self
-                    .out
-                    .append_link(&mut h, &path, target)
-                    .map_err(io_err(format!("layer entry {path:?}")));
+                let what = io_err(format!("layer entry {path:?}"));
+                // A short target byte for byte (set_link_name would
+                // normalise `a//b/`); a long one as a GNU long link.
+                if target.as_os_str().len() < 100 {
+                    h.set_link_name_literal(target.as_os_str().as_bytes())
+                        .map_err(io_err(format!("layer entry {path:?}")))?;
+                    return self
+                        .out
+                        .append_data(&mut h, &path, std::io::empty())
+                        .map_err(what);
+                }
+                return self.out.append_link(&mut h, &path, target).map_err(what);
             }
             libc::S_IFCHR | libc::S_IFBLK => {
                 h.set_entry_type(if s.mode & libc::S_IFMT == libc::S_IFCHR {
@@ -209,6 +246,14 @@ impl<W: Write> Packer<W> {
                     self.seen.insert(id, path.clone());
                 }
                 h.set_entry_type(EntryType::Regular);
+                if item.disk.size > self.left {
+                    return Err(Error::Layer(format!(
+                        "layer entry {path:?}: the layer's files outgrow the room there is \
+                         for them ({} bytes)",
+                        self.left
+                    )));
+                }
+                self.left -= item.disk.size;
                 let file = dir
                     .open_regular(&item.name, OFlag::O_RDONLY, Some(id))
                     .map_err(io_err(format!("layer entry {path:?}")))?;

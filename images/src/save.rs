@@ -8,13 +8,13 @@
 //! configuration's `diff_ids` name those, and so the saved image has a
 //! manifest and configuration digest of its own.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
-    DescriptorBuilder, ImageConfiguration, ImageIndexBuilder, ImageManifestBuilder, MediaType,
-    ANNOTATION_REF_NAME,
+    DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, ANNOTATION_REF_NAME,
 };
 
 use crate::blob::{digest_of, sha256_hex, HashingWriter};
@@ -47,16 +47,30 @@ pub fn save(
         Reference::DockerArchive { name, .. } => name,
     };
     let image = crate::open(reference, opts, store)?;
-    let mut config = ImageConfiguration::from_reader(&image.config_json[..])
+    // Edited as JSON, so fields oci-spec does not model stay.
+    let mut config: serde_json::Value = serde_json::from_slice(&image.config_json)
         .map_err(|e| Error::Invalid(format!("{reference}: its configuration: {e}")))?;
     let scratch = store.scratch()?;
+    let (mut room, _) = store.room()?;
     let mut blobs = Vec::new();
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
+    // The same layer twice in an image is packed and stored once.
+    let mut packed: HashMap<&Path, (String, u64)> = HashMap::new();
     for (i, dir) in image.layers.iter().enumerate() {
-        let path = scratch.join(format!("layer-{i}.tar"));
-        let file = File::create(&path).map_err(io_err(path.display()))?;
-        let (digest, size, _) = pack(dir, Markers::Oci, HashingWriter::new(file))?.finish();
+        let (digest, size) = match packed.get(dir.as_path()) {
+            Some(done) => done.clone(),
+            None => {
+                let path = scratch.join(format!("layer-{i}.tar"));
+                let file = File::create(&path).map_err(io_err(path.display()))?;
+                let (digest, size, _) =
+                    pack(dir, Markers::Oci, HashingWriter::new(file), room)?.finish();
+                room = room.saturating_sub(size);
+                blobs.push(Blob::File(digest.clone(), path));
+                packed.insert(dir, (digest.clone(), size));
+                (digest, size)
+            }
+        };
         layers.push(
             DescriptorBuilder::default()
                 .media_type(MediaType::ImageLayer)
@@ -65,11 +79,10 @@ pub fn save(
                 .build()
                 .map_err(invalid)?,
         );
-        diff_ids.push(digest.clone());
-        blobs.push(Blob::File(digest, path));
+        diff_ids.push(digest);
     }
-    config.rootfs_mut().set_diff_ids(diff_ids);
-    let config = config.to_string().map_err(invalid)?.into_bytes();
+    config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+    let config = serde_json::to_vec(&config).map_err(invalid)?;
     let config_digest = digest_of(&config);
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)

@@ -94,7 +94,7 @@ impl Store {
     /// What one more layer may take: what is left of the budget after the
     /// layers in the store (as counted when each was unpacked), and what
     /// the filesystem has free above its floor.
-    fn room(&self) -> Result<(u64, &'static str)> {
+    pub(crate) fn room(&self) -> Result<(u64, &'static str)> {
         let what = || format!("image store {}", self.root.display());
         let fs = nix::sys::statvfs::statvfs(&self.root)
             .map_err(|e| io_err(what())(std::io::Error::from(e)))?;

@@ -117,7 +117,7 @@ fn an_upper_layer_packs_to_oci_entries_without_leaving_the_tree() {
     std::fs::hard_link(up.join("www"), up.join("www2")).unwrap();
     std::os::unix::fs::symlink(&secret, up.join("out")).unwrap();
 
-    let tar = pack(&up, Markers::Overlay, Vec::new()).unwrap();
+    let tar = pack(&up, Markers::Overlay, Vec::new(), u64::MAX).unwrap();
     let got = entries(&tar);
     let me = |mode: &str| {
         let m = std::fs::metadata(&up).unwrap();
@@ -153,7 +153,10 @@ fn an_upper_layer_packs_to_oci_entries_without_leaving_the_tree() {
     assert_eq!(got["out"].2, secret.to_string_lossy());
     assert!(!String::from_utf8_lossy(&tar).contains("SECRET"));
     // Packing is repeatable.
-    assert_eq!(pack(&up, Markers::Overlay, Vec::new()).unwrap(), tar);
+    assert_eq!(
+        pack(&up, Markers::Overlay, Vec::new(), u64::MAX).unwrap(),
+        tar
+    );
 
     // A store layer keeps its .wh. names as they are; unpacked and packed
     // again, the layer is the same.
@@ -166,7 +169,7 @@ fn an_upper_layer_packs_to_oci_entries_without_leaving_the_tree() {
             Ok(std::fs::File::open(f).unwrap())
         })
         .unwrap();
-    let again = entries(&pack(&layer, Markers::Oci, Vec::new()).unwrap());
+    let again = entries(&pack(&layer, Markers::Oci, Vec::new(), u64::MAX).unwrap());
     // (The unpacked copies are owned as the archive says through their
     // records; compare types, modes and contents.)
     let modes = |m: &BTreeMap<String, (char, String, String)>| {
@@ -185,4 +188,53 @@ fn an_upper_layer_packs_to_oci_entries_without_leaving_the_tree() {
     assert_eq!(again["su"].1, "0:0:4755");
     assert_eq!(again["www"].1, "33:33:640");
     assert_eq!(again["null"], ('c', "0:0:666".into(), "1,3".into()));
+}
+
+#[test]
+fn what_an_image_cannot_mean_is_refused_and_links_stay_as_written() {
+    let t = Tmp::new("refused");
+    // A user's file named like a whiteout would hide the base's file.
+    let up = t.0.join("up");
+    std::fs::create_dir_all(up.join("etc")).unwrap();
+    std::fs::write(up.join("etc/.wh.passwd"), "").unwrap();
+    let e = pack(&up, Markers::Overlay, Vec::new(), u64::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("etc/.wh.passwd") && e.contains("whiteout"),
+        "{e}"
+    );
+    std::fs::remove_file(up.join("etc/.wh.passwd")).unwrap();
+
+    // A sparse terabyte passes no room: refused before it is read.
+    let f = std::fs::File::create(up.join("sparse")).unwrap();
+    f.set_len(1 << 40).unwrap();
+    let e = pack(&up, Markers::Overlay, Vec::new(), 1 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sparse") && e.contains("room"), "{e}");
+    std::fs::remove_file(up.join("sparse")).unwrap();
+
+    // Symlink targets byte for byte, short and long.
+    let long = format!("{}/x//", "d".repeat(150));
+    std::os::unix::fs::symlink("a//b/", up.join("short")).unwrap();
+    std::os::unix::fs::symlink(&long, up.join("long")).unwrap();
+    let got = entries(&pack(&up, Markers::Overlay, Vec::new(), u64::MAX).unwrap());
+    assert_eq!(got["short"].2, "a//b/");
+    assert_eq!(got["long"].2, long);
+
+    // In a store layer, whiteouts come first, the opaque marker before
+    // them, whatever sorts before '.'.
+    let layer = t.0.join("layer");
+    std::fs::create_dir_all(&layer).unwrap();
+    for name in ["-dash", "#hash", ".wh.gone", ".wh..wh..opq", "z"] {
+        std::fs::write(layer.join(name), "").unwrap();
+    }
+    let tar = pack(&layer, Markers::Oci, Vec::new(), u64::MAX).unwrap();
+    let order: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(order, [".wh..wh..opq", ".wh.gone", "#hash", "-dash", "z"]);
 }

@@ -55,6 +55,11 @@ pub struct Root {
     /// Whether files show as their `user.containers.override_stat` xattrs
     /// say (an image's owners, set-id bits and device nodes).
     pub override_stat: bool,
+    /// With `--image` and `--upper DIR`: what `burrow commit DIR` needs,
+    /// written into DIR's work directory by the union's server once it
+    /// holds that directory's lock (without `--image`, an old one is
+    /// removed there).
+    pub commit_base: Option<burrow_images::Base>,
 }
 
 #[derive(Debug, Clone)]
@@ -218,20 +223,15 @@ impl SandboxConfig {
             .caps
             .contains(&crate::caps::Cap::from(caps::Capability::CAP_SYS_ADMIN));
         crate::guard::cover(&mut mounts, &guarded, sys_admin)?;
-        if let Some(UpperLayer::Dir { work, .. }) = &root.upper {
-            // What `burrow commit` needs: the image under this upper
-            // layer and how ids are mapped; forgotten when none is.
-            let fail = |e: burrow_images::Error| Error::usage(format!("--upper: {e}"));
-            match &image {
-                Some(i) => burrow_images::Base {
-                    keep_id: args.keep_id,
-                    subids: args.map_users == MapUsers::Auto,
-                    ..i.base.clone()
-                }
-                .write(work)
-                .map_err(fail)?,
-                None => burrow_images::Base::remove(work).map_err(fail)?,
-            }
+        if let (Some(UpperLayer::Dir { .. }), Some(i)) = (&root.upper, &image) {
+            let maps =
+                crate::idmap::IdMaps::for_caller(args.keep_id, args.map_users == MapUsers::Auto);
+            root.commit_base = Some(burrow_images::Base {
+                keep_id: args.keep_id,
+                subids: args.map_users == MapUsers::Auto,
+                maps: maps.describe(),
+                ..i.base.clone()
+            });
         }
         let mut limits = crate::cgroup::Limits::from_args(&args)?;
         if args.vm {
@@ -572,6 +572,7 @@ fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
         (Some(dir), false) => Some(upper_dir(dir, &lowers)?),
     };
     Ok(Root {
+        commit_base: None,
         lowers,
         upper,
         override_stat: false,

@@ -131,6 +131,17 @@ impl IdMaps {
         maps
     }
 
+    /// The maps as one line: `uid INNER:OUTER:COUNT,... gid ...`.
+    pub fn describe(&self) -> String {
+        let one = |m: &[IdRange]| {
+            m.iter()
+                .map(|r| format!("{}:{}:{}", r.inner, r.outer, r.count))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!("uid {} gid {}", one(&self.uid), one(&self.gid))
+    }
+
     /// Writes the maps of the user namespace of `pid`.
     pub fn apply(&self, pid: Pid) -> Result<()> {
         match &self.helpers {

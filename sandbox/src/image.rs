@@ -44,6 +44,22 @@ pub fn commit(args: &CommitArgs) -> Result<String> {
     let upper = std::fs::canonicalize(&args.upper)
         .map_err(|e| Error::usage(format!("commit {shown}: {}", crate::sys::errno_text(&e))))?;
     let work = crate::config::work_dir_of(&upper);
+    // The lock a sandbox's union holds on it (and under which it writes
+    // the base): none may run on it while it is read and packed.
+    let _lock = burrow_unionfs::layer_dir::Dir::open_locked(&work).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Error::usage(format!(
+                "commit {shown}: a running sandbox uses it; commit it once that sandbox has exited"
+            ))
+        } else if e.raw_os_error() == Some(libc::ENOENT) {
+            Error::usage(format!(
+                "commit {shown}: no sandbox has run with it as --upper ({} is missing)",
+                work.display()
+            ))
+        } else {
+            Error::usage(format!("commit {shown}: {}", crate::sys::errno_text(&e)))
+        }
+    })?;
     let base = burrow_images::Base::read(&work)
         .map_err(fail("commit"))?
         .ok_or_else(|| {
@@ -53,19 +69,16 @@ pub fn commit(args: &CommitArgs) -> Result<String> {
                 work.display()
             ))
         })?;
-    // The lock a sandbox's union holds on it: none may run on it while it
-    // is packed.
-    let _lock = burrow_unionfs::layer_dir::Dir::open_locked(&work).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            Error::usage(format!(
-                "commit {shown}: a running sandbox uses it; commit it once that sandbox has exited"
-            ))
-        } else {
-            Error::usage(format!("commit {shown}: {}", crate::sys::errno_text(&e)))
-        }
-    })?;
     let store = burrow_images::Store::from_env().map_err(fail("commit"))?;
     let maps = IdMaps::for_caller(base.keep_id, base.subids);
+    if !base.maps.is_empty() && base.maps != maps.describe() {
+        return Err(Error::usage(format!(
+            "commit {shown}: the sandbox's ids were mapped as {:?}, and would now be {:?} \
+             (/etc/subuid, /etc/subgid or newuidmap changed): its owners cannot be read back",
+            base.maps,
+            maps.describe()
+        )));
+    }
     let record = crate::mapped::run(&maps, || {
         burrow_images::commit(&store, &upper, &base, &args.name, args.message.as_deref())
             .map_err(|e| format!("commit {shown}: {e}"))
@@ -243,6 +256,7 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
         size: image.size,
         keep_id: false,
         subids: false,
+        maps: String::new(),
     };
     Ok(Some(ImageDefaults {
         reference,

@@ -30,10 +30,10 @@ pub fn run<T: Serialize + DeserializeOwned>(
             let mut ready = std::fs::File::from(ready_w);
             ready.write_all(b"1").map_err(|e| e.to_string())?;
             let mut go = [0u8; 1];
-            match std::fs::File::from(go_r).read(&mut go) {
-                Ok(1) => work(),
+            match std::fs::File::from(go_r).read_exact(&mut go) {
+                Ok(()) => work(),
                 // The parent could not map us and has said why.
-                _ => crate::sys::exit_now(125),
+                Err(_) => crate::sys::exit_now(125),
             }
         })();
         let text = serde_json::to_vec(&result).unwrap_or_default();
@@ -43,7 +43,7 @@ pub fn run<T: Serialize + DeserializeOwned>(
     drop((ready_w, go_r, out_w));
     let reap = || nix::sys::wait::waitpid(child, None);
     let mut ready = [0u8; 1];
-    let unshared = std::fs::File::from(ready_r).read(&mut ready).ok() == Some(1);
+    let unshared = std::fs::File::from(ready_r).read_exact(&mut ready).is_ok();
     if unshared {
         if let Err(e) = maps.apply(child) {
             drop(go_w);
@@ -56,8 +56,17 @@ pub fn run<T: Serialize + DeserializeOwned>(
     }
     let mut text = Vec::new();
     let _ = std::fs::File::from(out_r).read_to_end(&mut text);
-    let _ = reap();
-    let result: std::result::Result<T, String> = serde_json::from_slice(&text)
-        .map_err(|_| Error::usage("the user namespace's worker ended without an answer"))?;
+    let status = reap();
+    let result: std::result::Result<T, String> = serde_json::from_slice(&text).map_err(|_| {
+        use nix::sys::wait::WaitStatus;
+        let how = match status {
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+            Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+            _ => "ended".to_string(),
+        };
+        Error::usage(format!(
+            "the worker in the user namespace {how} without an answer"
+        ))
+    })?;
     result.map_err(Error::usage)
 }

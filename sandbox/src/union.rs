@@ -165,6 +165,15 @@ fn serve(
         ),
         _ => None,
     };
+    if let Some(UpperLayer::Dir { work, .. }) = root.upper.as_ref() {
+        // Under the work directory's lock (Upper::new took it): a second
+        // sandbox refused this upper cannot have changed it.
+        let noted = match &root.commit_base {
+            Some(base) => base.write(work),
+            None => burrow_images::Base::remove(work),
+        };
+        noted.map_err(|e| Error::usage(format!("--upper: {e}")))?;
+    }
     nix::sys::stat::umask(Mode::empty());
     serve_mounted(UnionFs::new(stack, upper), fuse)
         .map_err(|e| Error::usage(format!("serving the root filesystem: {e}")))

@@ -123,6 +123,10 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
     );
 }
 
+fn base_ref(oci: &Path) -> String {
+    format!("oci:{}:v1", oci.display())
+}
+
 #[test]
 fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
     assert_unprivileged();
@@ -157,9 +161,57 @@ fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
     let out = burrow(&data, &["commit", ups, "busy:1"]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("a running sandbox uses it"), "{out:?}");
+    // A second sandbox of another image on the same upper is refused, and
+    // leaves the first one's base as it was.
+    let other = t.join("other");
+    configured_image(&other);
+    let out = run_image(
+        &data,
+        &[
+            "--image",
+            &format!("oci:{}:v1", other.display()),
+            "--upper",
+            ups,
+            "--",
+            "true",
+        ],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("in use"), "{out:?}");
     running.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
     assert!(running.wait().unwrap().success());
     assert!(!burrow(&data, &["images"]).ok().contains("busy"));
+    assert_eq!(burrow(&data, &["commit", ups, "first:1"]).code, 0);
+    let out = burrow(&data, &["images", "--inspect", "localhost/first:1"]);
+    let v: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    assert_eq!(
+        v[0]["Layers"].as_array().unwrap().len(),
+        4,
+        "three_layers + 1: {v}"
+    );
+
+    // Ids mapped otherwise than at the run (here: its record edited) are
+    // not read back as if they were the same.
+    let note = t.join(".up.burrow-work/image.json");
+    let mut base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&note).unwrap()).unwrap();
+    assert!(
+        base["maps"].as_str().unwrap().starts_with("uid 0:"),
+        "{base}"
+    );
+    base["maps"] = "uid 0:1:1 gid 0:1:1".into();
+    std::fs::write(&note, base.to_string()).unwrap();
+    let out = burrow(&data, &["commit", ups, "remapped:1"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("were mapped as"), "{out:?}");
+    assert_eq!(
+        run_image(
+            &data,
+            &["--image", &base_ref(&oci), "--upper", ups, "--", "true"]
+        )
+        .code,
+        0
+    );
 
     // Names: a digest is refused; NAME gets localhost/ and :latest.
     let out = burrow(
