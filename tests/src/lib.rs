@@ -10,6 +10,7 @@ pub mod oci;
 pub mod podman;
 pub mod pty;
 pub mod registry;
+pub mod token;
 pub mod unionops;
 
 use std::io::Read;

@@ -45,7 +45,16 @@ impl Registry {
     /// A registry that asks for `USER`/`PASSWORD` (basic auth), or `None`
     /// (having said SKIPPED) when the tools are missing.
     pub fn start() -> Option<Registry> {
-        for tool in ["docker-registry", "skopeo", "htpasswd"] {
+        Self::start_with(None)
+    }
+
+    /// A registry whose clients need Bearer tokens from `tokens`.
+    pub fn start_with_tokens(tokens: &crate::token::TokenServer) -> Option<Registry> {
+        Self::start_with(Some(tokens))
+    }
+
+    fn start_with(tokens: Option<&crate::token::TokenServer>) -> Option<Registry> {
+        for tool in ["docker-registry", "skopeo", "htpasswd", "openssl"] {
             if !have(tool) {
                 skipped(&format!(
                     "{tool} is not installed (scripts/setup-host.sh installs it)"
@@ -66,10 +75,22 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: info\n\
                  storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {host}\n\
-                 auth:\n  htpasswd:\n    realm: burrow-test\n    path: {htpasswd}\n",
+                 http:\n  addr: {host}\n{auth}",
                 root = dir.join("storage").display(),
-                htpasswd = dir.join("htpasswd").display(),
+                auth = match tokens {
+                    None => format!(
+                        "auth:\n  htpasswd:\n    realm: burrow-test\n    path: {}\n",
+                        dir.join("htpasswd").display()
+                    ),
+                    Some(t) => format!(
+                        "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+                         rootcertbundle: {}\n",
+                        t.realm,
+                        crate::token::SERVICE,
+                        crate::token::ISSUER,
+                        t.cert.display()
+                    ),
+                },
             );
             std::fs::write(dir.join("config.yml"), config).unwrap();
             let log = std::fs::File::create(dir.join("log")).unwrap();

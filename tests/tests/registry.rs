@@ -1,13 +1,16 @@
 //! `burrow pull` and `burrow run --image docker://...` against a real
 //! registry: Debian's `docker-registry` on 127.0.0.1 with htpasswd auth,
 //! images pushed by `skopeo copy` (which compresses the layers) and
-//! credentials written by `skopeo login`, all as the unprivileged account.
+//! credentials written by `skopeo login`, all as the unprivileged account;
+//! and the same registry behind a token server (Bearer tokens, the
+//! distribution spec's token flow).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burrow_tests::oci::{put_blob, write_image, write_index, write_layout};
 use burrow_tests::registry::{Registry, StallingProxy};
+use burrow_tests::token::TokenServer;
 use burrow_tests::*;
 
 /// `burrow ARGS` with the store in `data` and credentials looked up under
@@ -34,7 +37,10 @@ struct Case {
 
 impl Case {
     fn new(tag: &str) -> Option<Case> {
-        let reg = Registry::start()?;
+        Self::on(Registry::start()?, tag)
+    }
+
+    fn on(reg: Registry, tag: &str) -> Option<Case> {
         let t = TempDir::new(tag);
         std::fs::create_dir(t.join("run")).unwrap();
         Some(Case { reg, t })
@@ -408,4 +414,58 @@ fn an_unreadable_record_is_reported_and_rmi_removes_it() {
     assert_eq!(c.stored(), (2, 1));
     let out = c.burrow(&["run", "--image", &format!("{}/burrow/bb:1", c.reg.host)]);
     assert_eq!(out.ok(), "one\n");
+}
+
+#[test]
+fn a_token_registry_serves_anonymous_and_logged_in_pulls_with_bearer_tokens() {
+    let tokens = TokenServer::start("public/");
+    let Some(reg) = Registry::start_with_tokens(&tokens) else {
+        return;
+    };
+    let Some(c) = Case::on(reg, "reg-token") else {
+        return;
+    };
+    push_busybox(&c, "public/bb:1", "public\n");
+    push_busybox(&c, "private/bb:1", "private\n");
+    let asked_by = |from: usize, scope: &str| {
+        tokens.asked()[from..]
+            .iter()
+            .filter(|a| a.scopes.iter().any(|s| s == scope))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    // No login: a token without credentials, which pulls the public
+    // repository.
+    let from = tokens.asked().len();
+    let out = c.pull("public/bb:1");
+    assert_eq!(out.code, 0, "{out:?} {}", c.reg.log());
+    let asked = asked_by(from, "repository:public/bb:pull");
+    assert!(!asked.is_empty(), "{:?}", tokens.asked());
+    assert!(asked.iter().all(|a| !a.with_credentials), "{asked:?}");
+    let out = c.burrow(&["run", "--image", &format!("{}/public/bb:1", c.reg.host)]);
+    assert_eq!(out.ok(), "public\n");
+
+    // ... and not the private one: refused in one line, nothing stored.
+    let out = c.pull("private/bb:1");
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("private/bb"), "{out:?}");
+    assert_eq!(c.stored().1, 1, "only the public image is recorded");
+
+    // Logged in (skopeo login through the same token flow): the token is
+    // asked for with the account's credentials, and the pull succeeds.
+    c.login();
+    let from = tokens.asked().len();
+    let out = c.pull("private/bb:1");
+    assert_eq!(out.code, 0, "{out:?}");
+    let asked = asked_by(from, "repository:private/bb:pull");
+    assert!(!asked.is_empty(), "{:?}", tokens.asked());
+    assert!(
+        asked.iter().all(|a| a.user.as_deref() == Some("alice")),
+        "{asked:?}"
+    );
+    assert_eq!(out.stdout.trim(), c.reg.digest("private/bb:1"));
+    let out = c.burrow(&["run", "--image", &format!("{}/private/bb:1", c.reg.host)]);
+    assert_eq!(out.ok(), "private\n");
 }
