@@ -264,3 +264,120 @@ impl StallingProxy {
         *guard
     }
 }
+
+/// A proxy in front of a registry that answers every blob download with a
+/// redirect to another host (127.0.0.2, as a CDN would be), where a server
+/// of its own serves the blob from the registry's storage and notes
+/// whether the request carried an `Authorization` header. Everything else
+/// is passed to the registry, a connection per request.
+pub struct RedirectingProxy {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// What the other host was asked: (path, had Authorization).
+    pub served: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+/// The head of an HTTP request (request line and headers) read from `r`.
+fn request_head(r: &mut impl std::io::BufRead) -> Vec<String> {
+    let mut head = Vec::new();
+    let mut line = String::new();
+    while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+        head.push(std::mem::take(&mut line));
+    }
+    head
+}
+
+impl RedirectingProxy {
+    pub fn start(registry: &Registry) -> RedirectingProxy {
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let cdn = TcpListener::bind("127.0.0.2:0").expect("a port on 127.0.0.2");
+        let cdn_host = cdn.local_addr().unwrap().to_string();
+        let (storage, log) = (registry.storage(), served.clone());
+        std::thread::spawn(move || {
+            for conn in cdn.incoming().flatten() {
+                let (storage, log) = (storage.clone(), log.clone());
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                    let head = request_head(&mut reader);
+                    let path = head
+                        .first()
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .unwrap_or("")
+                        .to_string();
+                    let auth = head
+                        .iter()
+                        .any(|h| h.to_ascii_lowercase().starts_with("authorization:"));
+                    log.lock().unwrap().push((path.clone(), auth));
+                    let hex = path.trim_start_matches("/blobs/");
+                    let file = storage
+                        .join("docker/registry/v2/blobs/sha256")
+                        .join(hex.get(..2).unwrap_or("xx"))
+                        .join(hex)
+                        .join("data");
+                    let reply = match std::fs::read(&file) {
+                    Ok(data) => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: \
+                             application/octet-stream\r\nConnection: close\r\n\r\n",
+                            data.len()
+                        )
+                        .into_bytes();
+                        r.extend(data);
+                        r
+                    }
+                    Err(_) => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec(),
+                };
+                    let _ = (&conn).write_all(&reply);
+                });
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy port");
+        let host = listener.local_addr().unwrap().to_string();
+        let upstream = registry.host.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (cdn_host, upstream) = (cdn_host.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+                    let head = request_head(&mut reader);
+                    let target = head
+                        .first()
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .unwrap_or("")
+                        .to_string();
+                    let blob = target
+                        .split_once("/blobs/sha256:")
+                        .filter(|_| head[0].starts_with("GET "))
+                        .map(|(_, hex)| hex.to_string());
+                    if let Some(hex) = blob {
+                        let reply = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{cdn_host}/blobs/{hex}\r\n\
+                         Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                        let _ = (&client).write_all(reply.as_bytes());
+                        return;
+                    }
+                    let Ok(mut server) = TcpStream::connect(&upstream) else {
+                        return;
+                    };
+                    // One request per connection: the registry closes after
+                    // its answer, and so does the proxy.
+                    let mut out = String::new();
+                    for h in &head {
+                        if !h.to_ascii_lowercase().starts_with("connection:") {
+                            out.push_str(h);
+                        }
+                    }
+                    out.push_str("Connection: close\r\n\r\n");
+                    if server.write_all(out.as_bytes()).is_err() {
+                        return;
+                    }
+                    let mut client = client;
+                    let _ = std::io::copy(&mut server, &mut client);
+                });
+            }
+        });
+        RedirectingProxy { host, served }
+    }
+}

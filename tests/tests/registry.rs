@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burrow_tests::oci::{put_blob, write_image, write_index, write_layout};
-use burrow_tests::registry::{Registry, StallingProxy};
+use burrow_tests::registry::{RedirectingProxy, Registry, StallingProxy};
 use burrow_tests::token::TokenServer;
 use burrow_tests::*;
 
@@ -468,4 +468,31 @@ fn a_token_registry_serves_anonymous_and_logged_in_pulls_with_bearer_tokens() {
     assert_eq!(out.stdout.trim(), c.reg.digest("private/bb:1"));
     let out = c.burrow(&["run", "--image", &format!("{}/private/bb:1", c.reg.host)]);
     assert_eq!(out.ok(), "private\n");
+}
+
+#[test]
+fn a_blob_redirected_to_another_host_is_fetched_without_the_credentials() {
+    let Some(c) = Case::new("reg-redirect") else {
+        return;
+    };
+    push_busybox(&c, "burrow/bb:1", "redirected\n");
+    // The registry, as burrow sees it, sends every blob to 127.0.0.2 (a
+    // CDN); the credentials are for 127.0.0.1 alone.
+    let proxy = RedirectingProxy::start(&c.reg);
+    let out = c.reg.login_at(&proxy.host, &c.t.join("run"));
+    assert_eq!(out.code, 0, "skopeo login: {out:?}");
+    let reference = format!("docker://{}/burrow/bb:1", proxy.host);
+    let out = c.burrow(&["pull", "--tls-verify=false", &reference]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let served = proxy.served.lock().unwrap().clone();
+    assert!(served.len() >= 3, "config and two layers: {served:?}");
+    assert!(
+        served.iter().all(|(_, auth)| !auth),
+        "Authorization went to the other host: {served:?}"
+    );
+    // (The registry itself asks for the credentials on every request, so
+    // the manifest came with them: they were sent where they belong.)
+    assert_eq!(c.reg.blob_gets(), 0, "blobs went only to the other host");
+    let name = format!("{}/burrow/bb:1", proxy.host);
+    assert_eq!(c.burrow(&["run", "--image", &name]).ok(), "redirected\n");
 }
