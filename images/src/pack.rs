@@ -40,6 +40,21 @@ pub enum Markers {
     Oci,
 }
 
+/// One PAX record, `LEN KEY=VALUE\n`, LEN counting the whole record
+/// (its own digits too).
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let rest = 1 + key.len() + 1 + value.len() + 1;
+    let mut len = rest + 1;
+    while len.to_string().len() + rest != len {
+        len = len.to_string().len() + rest;
+    }
+    out.extend_from_slice(format!("{len} ").as_bytes());
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
 /// How deep a tree may be (a descriptor is held for each level).
 const MAX_DEPTH: usize = 512;
 
@@ -176,8 +191,68 @@ impl<W: Write> Packer<W> {
             .map_err(io_err(format!("layer entry {path:?}")))
     }
 
+    /// The xattrs of `name` in `dir` an image carries, as PAX records:
+    /// `user.` ones as they are, burrow's records as the names they stand
+    /// for; burrow's and overlayfs' own, and the host's `security.`
+    /// labels on disk, are not the image's.
+    fn pax_xattrs(dir: &Dir, name: &OsStr) -> Vec<u8> {
+        let mut pax = Vec::new();
+        let Ok(place) = dir.place(name) else {
+            return pax;
+        };
+        let mut names = place.list_xattrs().unwrap_or_default();
+        names.sort();
+        for key in names {
+            let shown = match override_stat::recorded_for(&key) {
+                Some(original) => original.to_os_string(),
+                None if key.as_bytes().starts_with(b"user.")
+                    && !override_stat::is_burrow_xattr(&key)
+                    && !override_stat::is_override_xattr(&key)
+                    && !burrow_unionfs::upper::is_overlay_xattr(&key) =>
+                {
+                    key.clone()
+                }
+                None => continue,
+            };
+            if let Ok(Some(value)) = place.get_xattr(&key) {
+                let mut k = b"SCHILY.xattr.".to_vec();
+                k.extend_from_slice(shown.as_bytes());
+                pax_record(&mut pax, &k, &value);
+            }
+        }
+        pax
+    }
+
+    /// A PAX extended header for the entry that follows.
+    fn pax_header(&mut self, path: &Path, records: &[u8]) -> Result<()> {
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::XHeader);
+        h.set_path("PaxHeaders/xattrs")
+            .map_err(io_err(format!("layer entry {path:?}")))?;
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(records.len() as u64);
+        h.set_cksum();
+        self.out
+            .append(&h, records)
+            .map_err(io_err(format!("layer entry {path:?}")))
+    }
+
     fn item(&mut self, dir: &Dir, at: &Path, item: &Item, depth: usize) -> Result<()> {
         let path = at.join(&item.name);
+        let written = match item.shown.mode & libc::S_IFMT {
+            libc::S_IFDIR | libc::S_IFLNK | libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => true,
+            libc::S_IFSOCK => false,
+            _ => item.disk.mode & libc::S_IFMT == libc::S_IFREG,
+        };
+        if written {
+            let pax = Self::pax_xattrs(dir, &item.name);
+            if !pax.is_empty() {
+                self.pax_header(&path, &pax)?;
+            }
+        }
         let fail = io_err(format!("layer entry {path:?}"));
         let s = &item.shown;
         let mut h = Header::new_gnu();

@@ -11,7 +11,9 @@
 //! targets. Entries it would skip silently (a `..` in the path) are an
 //! error here, as is a bare `.wh.`.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -70,6 +72,7 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path, room: u64) -> Result<Unpack
         if path.file_name().is_some_and(|n| n == ".wh.") {
             return Err(bad(&path, "a whiteout naming nothing"));
         }
+        let xattrs = layer_xattrs(&mut entry).map_err(|e| bad(&path, &e.to_string()))?;
         let kind = entry.header().entry_type();
         let header = entry.header();
         // Counted before anything is written: a size bomb stops here.
@@ -113,6 +116,10 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path, room: u64) -> Result<Unpack
         if let Some(kind) = stand_in {
             told.kind = Some(kind);
             make_stand_in(dst, &path, &told).map_err(|e| bad(&path, &e.to_string()))?;
+            if !xattrs.is_empty() {
+                annotate(dst, &path, None, &xattrs, Some(0o600))
+                    .map_err(|e| bad(&path, &format!("setting its xattrs: {e}")))?;
+            }
             continue;
         }
         if kind == EntryType::Fifo {
@@ -128,18 +135,20 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path, room: u64) -> Result<Unpack
         }
         // On disk without set-id bits: they are the override's to show.
         let on_disk = if recorded { mode & !0o6000 } else { mode };
-        if recorded
+        if (recorded || !xattrs.is_empty())
             // Whatever the tar crate wrote as a file or directory (sparse
-            // and unknown types too); a link's inode has its target's.
+            // and unknown types too); a link's inode has its target's, and
+            // a symlink can carry no user xattr.
             && !matches!(kind, EntryType::Symlink | EntryType::Link)
         {
-            record(
+            annotate(
                 dst,
                 &path,
-                &told,
+                recorded.then_some(&told),
+                &xattrs,
                 (kind != EntryType::Directory).then_some(on_disk),
             )
-            .map_err(|e| bad(&path, &format!("recording its owner and mode: {e}")))?;
+            .map_err(|e| bad(&path, &format!("recording its owner, mode and xattrs: {e}")))?;
         }
         if kind == EntryType::Directory {
             // Where unpack_in put it: the name's plain components under
@@ -181,20 +190,63 @@ fn parent_of(dst: &Path, path: &Path) -> std::io::Result<(Dir, std::ffi::OsStrin
     Ok((parent, name))
 }
 
-/// Records `told` in the override xattr of the entry at `path` (a file or
-/// directory) and, for a file, gives it mode `on_disk`.
-fn record(dst: &Path, path: &Path, told: &Override, on_disk: Option<u32>) -> std::io::Result<()> {
+/// What the entry at `path` (a file or directory) carries beyond its
+/// data: the override `told` and `xattrs`. A file gets mode `file_mode`,
+/// after them (writable meanwhile: setting a user xattr needs it).
+fn annotate(
+    dst: &Path,
+    path: &Path,
+    told: Option<&Override>,
+    xattrs: &[(OsString, Vec<u8>)],
+    file_mode: Option<u32>,
+) -> std::io::Result<()> {
     let (parent, name) = parent_of(dst, path)?;
-    let place = parent.place(&name)?;
-    let object = place.hold()?;
-    if let Some(mode) = on_disk {
+    let object = parent.place(&name)?.hold()?;
+    if let Some(mode) = file_mode {
+        object.chmod(mode | 0o200)?;
+    }
+    if let Some(told) = told {
+        object.set_xattr(
+            std::ffi::OsStr::new(override_stat::XATTR),
+            told.encode().as_bytes(),
+            0,
+        )?;
+    }
+    for (key, value) in xattrs {
+        object.set_xattr(key, value, 0)?;
+    }
+    if let Some(mode) = file_mode {
         object.chmod(mode)?;
     }
-    object.set_xattr(
-        std::ffi::OsStr::new(override_stat::XATTR),
-        told.encode().as_bytes(),
-        0,
-    )
+    Ok(())
+}
+
+/// The entry's xattrs (PAX `SCHILY.xattr.NAME`), named as the layer keeps
+/// them: `user.` ones as they are, the rest (`security.capability`,
+/// `trusted.*`, ACLs) as burrow's records. burrow's and overlayfs' own
+/// names are dropped: a layer does not get to forge owners or whiteouts.
+fn layer_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> std::io::Result<Vec<(OsString, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let Some(exts) = entry.pax_extensions()? else {
+        return Ok(out);
+    };
+    for ext in exts {
+        let ext = ext?;
+        let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+            continue;
+        };
+        let name = std::ffi::OsStr::from_bytes(name);
+        if name.is_empty()
+            || burrow_unionfs::upper::is_overlay_xattr(name)
+            || override_stat::is_override_xattr(name)
+            || override_stat::is_burrow_xattr(name)
+        {
+            continue;
+        }
+        let key = override_stat::recorded_name(name).unwrap_or_else(|| name.to_os_string());
+        out.push((key, ext.value_bytes().to_vec()));
+    }
+    Ok(out)
 }
 
 /// What the caller cannot create (a device node, a FIFO of another

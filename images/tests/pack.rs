@@ -238,3 +238,99 @@ fn what_an_image_cannot_mean_is_refused_and_links_stay_as_written() {
         .collect();
     assert_eq!(order, [".wh..wh..opq", ".wh.gone", "#hash", "-dash", "z"]);
 }
+
+/// A PAX record, `LEN KEY=VALUE\n`.
+fn record(key: &str, value: &[u8]) -> Vec<u8> {
+    let rest = key.len() + value.len() + 3;
+    let mut len = rest + 1;
+    while len.to_string().len() + rest != len {
+        len = len.to_string().len() + rest;
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+#[test]
+fn layer_xattrs_are_kept_recorded_or_refused_and_pack_back() {
+    let t = Tmp::new("xattrs");
+    if !user_xattrs_work(&t.0) {
+        println!("SKIPPED: no user xattrs on {}", t.0.display());
+        return;
+    }
+    let cap = [
+        1u8, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut pax = Vec::new();
+    pax.extend(record("SCHILY.xattr.user.note", b"kept"));
+    pax.extend(record("SCHILY.xattr.security.capability", &cap));
+    // A layer forging burrow's and overlayfs' own marks: dropped.
+    pax.extend(record(
+        "SCHILY.xattr.user.containers.override_stat",
+        b"0:0:04777",
+    ));
+    pax.extend(record("SCHILY.xattr.user.overlay.opaque", b"y"));
+    pax.extend(record("SCHILY.xattr.user.burrow.xattr.trusted.x", b"1"));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/ping").unwrap();
+    h.set_size(pax.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &pax[..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_path("ping").unwrap();
+    h.set_mode(0o555); // not writable: the xattrs go on all the same
+    h.set_size(7);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    b.append(&h, &b"binary\n"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+
+    let store = burrow_images::Store::at(t.0.join("store"));
+    let diff_id = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&tar));
+    let f = t.0.join("layer.tar");
+    std::fs::write(&f, &tar).unwrap();
+    let layer = store
+        .layer(&diff_id, || Ok(std::fs::File::open(&f).unwrap()))
+        .unwrap();
+    let ping = layer.join("ping");
+    let mut names: Vec<String> = xattr::list(&ping)
+        .unwrap()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["user.burrow.xattr.security.capability", "user.note"]
+    );
+    assert_eq!(
+        xattr::get(&ping, "user.burrow.xattr.security.capability").unwrap(),
+        Some(cap.to_vec())
+    );
+    assert_eq!(std::fs::metadata(&ping).unwrap().mode() & 0o7777, 0o555);
+
+    // Packed again: the xattrs under the names the image gave them.
+    let again = pack(&layer, Markers::Oci, Vec::new(), u64::MAX).unwrap();
+    let mut ar = tar::Archive::new(&again[..]);
+    let mut found = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                found.push((x.key().unwrap().to_string(), x.value_bytes().to_vec()));
+            }
+        }
+    }
+    assert_eq!(
+        found,
+        [
+            ("SCHILY.xattr.security.capability".to_string(), cap.to_vec()),
+            ("SCHILY.xattr.user.note".to_string(), b"kept".to_vec()),
+        ]
+    );
+}

@@ -14,6 +14,7 @@ pub mod token;
 pub mod unionops;
 
 use std::io::Read;
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -194,6 +195,42 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The burrowfs server whose working directory is `dir` (a mount made
+/// from there, daemonized).
+pub fn burrowfs_server_in(dir: &Path) -> Option<nix::unistd::Pid> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+        (exe.file_name()? == "burrowfs" && cwd == dir).then(|| nix::unistd::Pid::from_raw(pid))
+    })
+}
+
+/// `fusermount3 -u MOUNT`, then the wait for `server` to have exited (its
+/// pidfd becoming readable): a mount made at once after an unmount would
+/// otherwise race the old server's own clean-up there.
+pub fn unmount_and_wait(mount: &Path, server: nix::unistd::Pid) {
+    // SAFETY: pidfd_open takes plain integers; the descriptor it returns
+    // is owned below.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, server.as_raw(), 0) };
+    let out = output(Command::new("fusermount3").arg("-u").arg(mount));
+    assert_eq!(out.code, 0, "fusermount3 -u: {out:?}");
+    if raw < 0 {
+        return; // already gone
+    }
+    // SAFETY: a new descriptor, owned here alone.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as i32) };
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&pidfd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(30_000u16)).unwrap_or(0);
+    assert_eq!(
+        n, 1,
+        "the burrowfs server {server} did not exit after its unmount"
+    );
 }
 
 /// A fresh directory under $TMPDIR (or /tmp), removed on drop.

@@ -437,16 +437,10 @@ fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
                 .current_dir(t.path()),
         );
         assert_eq!(out.code, 0, "{out:?}");
+        burrowfs_server_in(t.path()).expect("the mount's server")
     };
-    let unmount = || {
-        let ok = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&m)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    mount(",xattr_permissions=2");
+    let unmount = |server| unmount_and_wait(&m, server);
+    let server = mount(",xattr_permissions=2");
     let owned = std::fs::symlink_metadata(m.join("owned")).unwrap();
     let null = std::fs::symlink_metadata(m.join("null")).unwrap();
     let listed = xattr::list(m.join("owned")).map(|l| l.collect::<Vec<_>>());
@@ -465,7 +459,7 @@ fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
         .open(m.join("suid"))
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"more\n"));
     let suid_after = std::fs::metadata(m.join("suid")).unwrap();
-    unmount();
+    unmount(server);
     written.unwrap();
     assert_eq!(suid_after.mode(), 0o100755);
 
@@ -497,10 +491,69 @@ fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
     );
 
     // Not presented without the option, and still not the mount's to show.
-    mount("");
+    let server = mount("");
     let plain = std::fs::symlink_metadata(m.join("owned")).unwrap();
     let read = xattr::get(m.join("owned"), KEY);
-    unmount();
+    unmount(server);
     assert_eq!((plain.uid(), plain.mode() & 0o7777), (me, 0o644));
     assert!(matches!(read, Ok(None)), "{read:?}");
+}
+
+#[test]
+fn recorded_xattrs_show_under_their_own_names_and_cannot_be_forged() {
+    // A layer keeps security.capability, which its unprivileged writer
+    // cannot set, as user.burrow.xattr.security.capability; presented, the
+    // mount shows it (and only it) as security.capability.
+    const CAP: &str = "security.capability";
+    const RECORD: &str = "user.burrow.xattr.security.capability";
+    assert_unprivileged();
+    let t = layers("cli-xattrs");
+    let cap = [
+        1u8, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let ping = t.join("l/ping");
+    std::fs::write(&ping, "binary\n").unwrap();
+    xattr::set(&ping, RECORD, &cap).unwrap();
+    xattr::set(&ping, "user.note", b"kept").unwrap();
+    let m = t.join("m");
+    let mount = |opts: &str| {
+        let out = output(
+            Command::new(burrowfs_bin())
+                .args(["-o", &format!("lowerdir=l,upperdir=u,workdir=w{opts}")])
+                .arg(&m)
+                .current_dir(t.path()),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        burrowfs_server_in(t.path()).expect("the mount's server")
+    };
+    let unmount = |server| unmount_and_wait(&m, server);
+    let names = |p: &Path| {
+        let mut v: Vec<String> = xattr::list(p)
+            .unwrap()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let server = mount(",xattr_permissions=2");
+    let shown = xattr::get(m.join("ping"), CAP);
+    let listed = names(&m.join("ping"));
+    let record = xattr::get(m.join("ping"), RECORD);
+    let forged = xattr::set(m.join("file"), RECORD, &cap);
+    // (Setting security.* through a mount the caller made in the initial
+    // namespace is the kernel's to refuse; inside a sandbox it reaches
+    // burrowfs: see image_commit.rs.)
+    unmount(server);
+    assert_eq!(shown.unwrap(), Some(cap.to_vec()));
+    assert_eq!(listed, ["security.capability", "user.note"]);
+    assert!(matches!(record, Ok(None)), "{record:?}");
+    assert_eq!(forged.map_err(|e| e.raw_os_error()), Err(Some(libc::EPERM)));
+
+    // Not presented without the option: the record stays hidden.
+    let server = mount("");
+    let plain = xattr::get(m.join("ping"), CAP);
+    let listed = names(&m.join("ping"));
+    unmount(server);
+    assert!(matches!(plain, Ok(None)), "{plain:?}");
+    assert_eq!(listed, ["user.note"]);
 }

@@ -478,16 +478,6 @@ impl Drop for Stopped {
     }
 }
 
-/// The burrowfs server whose working directory is `dir`.
-fn server_in(dir: &Path) -> Option<nix::unistd::Pid> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let exe = std::fs::read_link(e.path().join("exe")).ok()?;
-        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-        (exe.file_name()? == "burrowfs" && cwd == dir).then(|| nix::unistd::Pid::from_raw(pid))
-    })
-}
-
 #[test]
 fn a_stopped_fuse_server_below_the_host_root_does_not_hold_the_union_up() {
     // A FUSE mount whose server no longer answers (a hung sshfs, a
@@ -498,7 +488,7 @@ fn a_stopped_fuse_server_below_the_host_root_does_not_hold_the_union_up() {
     };
     std::fs::create_dir(t.join("l")).unwrap();
     let _m = Mounted::new(&t);
-    let server = server_in(t.path()).expect("the burrowfs server of the mount");
+    let server = burrowfs_server_in(t.path()).expect("the burrowfs server of the mount");
     nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let _stopped = Stopped(server);
     let m = t.join("m");

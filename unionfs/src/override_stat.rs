@@ -138,6 +138,36 @@ pub fn is_override_xattr(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes() == XATTR.as_bytes()
 }
 
+/// Where a layer keeps an xattr its unprivileged writer could not set
+/// (`security.capability`, `trusted.*`): `user.burrow.xattr.NAME`, as
+/// crosvm's virtiofs keeps `security.*` under `user.virtiofs.`. burrowfs
+/// presents it as NAME; the sandbox never sees or sets the record itself.
+pub const RECORDED_PREFIX: &str = "user.burrow.xattr.";
+
+/// Whether `name` is under burrow's own `user.burrow.` prefix.
+pub fn is_burrow_xattr(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b"user.burrow.")
+}
+
+/// The record's name for xattr `name`, when `name` is one an
+/// unprivileged writer cannot set on disk (anything outside `user.`).
+pub fn recorded_name(name: &std::ffi::OsStr) -> Option<std::ffi::OsString> {
+    if name.as_encoded_bytes().starts_with(b"user.") {
+        return None;
+    }
+    let mut r = std::ffi::OsString::from(RECORDED_PREFIX);
+    r.push(name);
+    Some(r)
+}
+
+/// The xattr a record stands for, when `name` is a record.
+pub fn recorded_for(name: &std::ffi::OsStr) -> Option<&std::ffi::OsStr> {
+    name.as_encoded_bytes()
+        .strip_prefix(RECORDED_PREFIX.as_bytes())
+        .filter(|n| !n.is_empty())
+        .map(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -573,11 +573,12 @@ impl Filesystem for UnionFs {
         if is_private_xattr(name) {
             return reply.error(Errno::EPERM);
         }
+        let name = self.stored_name(name);
         let mut st = self.lock();
         let res = st
             .path(ino.0)
             .and_then(|rel| self.copy_up(&mut st, &rel))
-            .and_then(|at| at.set_xattr(name, value, flags));
+            .and_then(|at| at.set_xattr(&name, value, flags));
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -588,11 +589,15 @@ impl Filesystem for UnionFs {
         if is_private_xattr(name) {
             return reply.error(Errno::NO_XATTR);
         }
+        let stored = self.stored_name(name);
         let mut st = self.lock();
-        match self
-            .xattr_target(&mut st, ino.0)
-            .and_then(|at| at.get_xattr(name))
-        {
+        match self.xattr_target(&mut st, ino.0).and_then(|at| {
+            // A recorded one, else (a host's label, say) what is on disk.
+            match at.get_xattr(&stored)? {
+                None if stored != name => at.get_xattr(name),
+                found => Ok(found),
+            }
+        }) {
             Ok(Some(value)) => reply_xattr(reply, size, &value),
             Ok(None) => reply.error(Errno::NO_XATTR),
             Err(e) => reply.error(err(e)),
@@ -606,8 +611,20 @@ impl Filesystem for UnionFs {
             .and_then(|at| at.list_xattrs())
         {
             Ok(names) => {
+                let presenting = self.stack.presents_override_stat();
+                let mut shown: Vec<&OsStr> = Vec::new();
+                for n in &names {
+                    let n = match crate::override_stat::recorded_for(n) {
+                        Some(original) if presenting => original,
+                        _ if is_private_xattr(n) => continue,
+                        _ => n.as_os_str(),
+                    };
+                    if !shown.contains(&n) {
+                        shown.push(n);
+                    }
+                }
                 let mut data = Vec::new();
-                for n in names.iter().filter(|n| !is_private_xattr(n)) {
+                for n in shown {
                     data.extend_from_slice(n.as_encoded_bytes());
                     data.push(0);
                 }
@@ -621,17 +638,24 @@ impl Filesystem for UnionFs {
         if is_private_xattr(name) {
             return reply.error(Errno::NO_XATTR);
         }
+        let stored = self.stored_name(name);
         let mut st = self.lock();
+        let mut which = stored.clone();
         let res = st
             .path(ino.0)
             .and_then(|rel| {
                 let e = self.stack.lookup(&rel)?;
-                if self.place_of(&e, &rel)?.get_xattr(name)?.is_none() {
-                    return Err(os_err(libc::ENODATA));
+                let place = self.place_of(&e, &rel)?;
+                if place.get_xattr(&stored)?.is_none() {
+                    // Not recorded: what is on disk under its own name.
+                    which = name.to_os_string();
+                    if stored == name || place.get_xattr(name)?.is_none() {
+                        return Err(os_err(libc::ENODATA));
+                    }
                 }
                 self.copy_up(&mut st, &rel)
             })
-            .and_then(|at| at.remove_xattr(name));
+            .and_then(|at| at.remove_xattr(&which));
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -707,9 +731,25 @@ impl Filesystem for UnionFs {
     }
 }
 
-/// Whether xattr `name` is burrowfs' own: overlayfs' markers and the
-/// override of owners and modes. The sandbox can neither see nor set them,
-/// also where they are not presented (a later mount may present them).
+/// Whether xattr `name` is burrowfs' own: overlayfs' markers, the
+/// override of owners and modes, and burrow's records of xattrs. The
+/// sandbox can neither see nor set them, also where they are not
+/// presented (a later mount may present them).
 fn is_private_xattr(name: &OsStr) -> bool {
-    upper::is_overlay_xattr(name) || crate::override_stat::is_override_xattr(name)
+    upper::is_overlay_xattr(name)
+        || crate::override_stat::is_override_xattr(name)
+        || crate::override_stat::is_burrow_xattr(name)
+}
+
+impl UnionFs {
+    /// Where xattr `name` is kept: when presenting what layers record
+    /// (`--image`), an xattr the unprivileged writer cannot set on disk
+    /// (`security.capability`, `trusted.*`) is kept as burrow's record of
+    /// it; otherwise under its own name.
+    fn stored_name(&self, name: &OsStr) -> std::ffi::OsString {
+        match crate::override_stat::recorded_name(name) {
+            Some(r) if self.stack.presents_override_stat() => r,
+            _ => name.to_os_string(),
+        }
+    }
 }
