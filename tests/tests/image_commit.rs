@@ -368,3 +368,120 @@ fn stop_signal_volumes_and_exposed_ports_are_the_images() {
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("not in the store"), "{out:?}");
 }
+
+/// A busybox image whose `lib` and `lib64` lead into `/usr`, so that the
+/// host's `/usr` bound there brings python3 in.
+fn image_for_host_usr(dir: &Path) {
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    write_layout(
+        dir,
+        &[vec![
+            ("bin/", vec![]),
+            ("bin/busybox", busybox),
+            ("bin/sh", b"->busybox".to_vec()),
+            ("usr/", vec![]),
+            ("lib", b"->usr/lib".to_vec()),
+            ("lib64", b"->usr/lib64".to_vec()),
+            ("tmp/", vec![]),
+        ]],
+        serde_json::json!({"config": {"Entrypoint": ["/bin/sh", "-c"]}}),
+    );
+}
+
+/// The xattrs of `name` in the layer tars of an oci-archive.
+fn archived_xattrs(archive: &Path, name: &str) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut outer = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for blob in outer.entries().unwrap() {
+        let mut blob = blob.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut blob, &mut data).unwrap();
+        let mut inner = tar::Archive::new(&data[..]);
+        let Ok(entries) = inner.entries() else {
+            continue;
+        };
+        for e in entries {
+            let Ok(mut e) = e else { break };
+            if e.path().is_ok_and(|p| p == Path::new(name)) {
+                if let Ok(Some(exts)) = e.pax_extensions() {
+                    for x in exts.flatten() {
+                        found.push((x.key().unwrap_or("").to_string(), x.value_bytes().to_vec()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_file_capability_set_in_the_sandbox_is_committed_and_saved() {
+    // security.capability set by root inside (the kernel passes it to
+    // burrowfs, which keeps it as its record), read back, committed,
+    // shown again by a sandbox of the new image and written by save as
+    // the PAX xattr an image carries.
+    assert_unprivileged();
+    let t = TempDir::new("commit-caps");
+    let oci = t.join("oci");
+    image_for_host_usr(&oci);
+    let data = t.join("data");
+    let up = t.join("up");
+    let ups = up.to_str().unwrap();
+    let py = "import os; cap = bytes([1,0,0,2, 0,32,0,0]) + bytes(12); \
+              open('/ping', 'w').write('x'); \
+              os.setxattr('/ping', 'security.capability', cap); \
+              print(os.getxattr('/ping', 'security.capability') == cap, \
+                    sorted(os.listxattr('/ping')))";
+    let base = format!("oci:{}:v1", oci.display());
+    let out = run_image(
+        &data,
+        &[
+            "--image",
+            &base,
+            "--upper",
+            ups,
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--",
+            &format!("python3 -c \"{py}\""),
+        ],
+    );
+    assert_eq!(out.ok(), "True ['security.capability']\n", "{out:?}");
+    // On disk, the upper holds burrow's record, not a real capability.
+    let record = xattr::get(up.join("ping"), "user.burrow.xattr.security.capability").unwrap();
+    assert_eq!(record.as_deref().map(<[u8]>::len), Some(20));
+    assert!(xattr::list(up.join("ping"))
+        .unwrap()
+        .all(|n| !n.to_string_lossy().starts_with("security.")));
+
+    assert_eq!(burrow(&data, &["commit", ups, "caps:1"]).code, 0);
+    let look = "python3 -c \"import os; print(os.getxattr('/ping', 'security.capability').hex())\"";
+    let out = run_image(
+        &data,
+        &[
+            "--image",
+            "localhost/caps:1",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--",
+            look,
+        ],
+    );
+    assert_eq!(
+        out.ok(),
+        "0100000200200000000000000000000000000000\n",
+        "{out:?}"
+    );
+    let archive = t.join("caps.tar");
+    let out = burrow(
+        &data,
+        &["save", "localhost/caps:1", archive.to_str().unwrap()],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let found = archived_xattrs(&archive, "ping");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "SCHILY.xattr.security.capability");
+    assert_eq!(found[0].1.len(), 20);
+}
