@@ -7,24 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burrow_images::{pack, Markers};
 
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(name: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("burrow-pack-{name}-{}", std::process::id()));
-        let _ = burrow_images::remove_tree(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = burrow_images::remove_tree(&self.0);
-    }
-}
+mod common;
+use common::Tmp;
 
 /// Each entry of `tar`: name to (type, uid:gid:mode, link target or
 /// contents).

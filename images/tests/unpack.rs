@@ -11,20 +11,8 @@ use std::path::{Path, PathBuf};
 use burrow_images::Store;
 use sha2::{Digest, Sha256};
 
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(name: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("burrow-images-{name}-{}", std::process::id()));
-        let _ = burrow_images::remove_tree(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = burrow_images::remove_tree(&self.0);
-    }
-}
+mod common;
+use common::Tmp;
 
 fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();

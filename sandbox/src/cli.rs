@@ -197,6 +197,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "REF", conflicts_with = "rootfs")]
     pub image: Option<String>,
 
+    /// With --image: the command's first words instead of the image's
+    /// Entrypoint, whose Cmd then no longer applies (podman's flag): a
+    /// JSON array for several words, '' for none.
+    #[arg(long, value_name = "CMD", requires = "image")]
+    pub entrypoint: Option<String>,
+
     #[command(flatten)]
     pub fetch: FetchArgs,
 

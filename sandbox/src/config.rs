@@ -306,7 +306,7 @@ impl SandboxConfig {
         }
 
         let command = if let Some(image) = &image {
-            image.command(&args.command)?
+            image.command(args.entrypoint.as_deref(), &args.command)?
         } else if args.command.is_empty() {
             vec![OsString::from(DEFAULT_COMMAND)]
         } else {

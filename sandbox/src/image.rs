@@ -268,14 +268,28 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
 }
 
 impl ImageDefaults {
-    /// Entrypoint, then COMMAND or else the image's Cmd.
-    pub fn command(&self, given: &[OsString]) -> Result<Vec<OsString>> {
+    /// Entrypoint (or `--entrypoint`), then COMMAND, or else the image's
+    /// Cmd when the entrypoint is the image's own (podman's rule).
+    pub fn command(&self, entrypoint: Option<&str>, given: &[OsString]) -> Result<Vec<OsString>> {
         let c = &self.config;
-        let mut argv: Vec<OsString> = c.entrypoint.iter().map(OsString::from).collect();
-        if given.is_empty() {
-            argv.extend(c.cmd.iter().map(OsString::from));
-        } else {
+        let mut argv: Vec<OsString> = match entrypoint {
+            None => c.entrypoint.iter().map(OsString::from).collect(),
+            Some("") => Vec::new(),
+            Some(e) if e.trim_start().starts_with('[') => serde_json::from_str::<Vec<String>>(e)
+                .map_err(|err| {
+                    Error::usage(format!(
+                        "--entrypoint {e}: not a JSON array of strings ({err})"
+                    ))
+                })?
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            Some(e) => vec![OsString::from(e)],
+        };
+        if !given.is_empty() {
             argv.extend(given.iter().cloned());
+        } else if entrypoint.is_none() {
+            argv.extend(c.cmd.iter().map(OsString::from));
         }
         if argv.is_empty() {
             return Err(Error::usage(format!(

@@ -409,6 +409,19 @@ fn version_is_printed_and_exits_zero() {
 /// mount never shows that xattr nor lets anyone set it (a file marked
 /// "0:0:04755" would be set-user-ID root's); a chmod of such a file
 /// changes its override, in the upper layer, and keeps its on-disk mode.
+/// burrowfs over `t`'s l, u and w on m with more options `opts`
+/// (",xattr_permissions=2"), mounted through fusermount3; its server.
+fn mount_with(t: &TempDir, opts: &str) -> nix::unistd::Pid {
+    let out = output(
+        Command::new(burrowfs_bin())
+            .args(["-o", &format!("lowerdir=l,upperdir=u,workdir=w{opts}")])
+            .arg(t.join("m"))
+            .current_dir(t.path()),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    burrowfs_server_in(t.path()).expect("the mount's server")
+}
+
 #[test]
 fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -429,16 +442,7 @@ fn override_stat_xattrs_are_presented_and_cannot_be_forged() {
     set("suid", format!("{me}:{me}:06755"));
     std::fs::set_permissions(t.join("l/mine"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let m = t.join("m");
-    let mount = |opts: &str| {
-        let out = output(
-            Command::new(burrowfs_bin())
-                .args(["-o", &format!("lowerdir=l,upperdir=u,workdir=w{opts}")])
-                .arg(&m)
-                .current_dir(t.path()),
-        );
-        assert_eq!(out.code, 0, "{out:?}");
-        burrowfs_server_in(t.path()).expect("the mount's server")
-    };
+    let mount = |opts: &str| mount_with(&t, opts);
     let unmount = |server| unmount_and_wait(&m, server);
     let server = mount(",xattr_permissions=2");
     let owned = std::fs::symlink_metadata(m.join("owned")).unwrap();
@@ -516,16 +520,7 @@ fn recorded_xattrs_show_under_their_own_names_and_cannot_be_forged() {
     xattr::set(&ping, RECORD, &cap).unwrap();
     xattr::set(&ping, "user.note", b"kept").unwrap();
     let m = t.join("m");
-    let mount = |opts: &str| {
-        let out = output(
-            Command::new(burrowfs_bin())
-                .args(["-o", &format!("lowerdir=l,upperdir=u,workdir=w{opts}")])
-                .arg(&m)
-                .current_dir(t.path()),
-        );
-        assert_eq!(out.code, 0, "{out:?}");
-        burrowfs_server_in(t.path()).expect("the mount's server")
-    };
+    let mount = |opts: &str| mount_with(&t, opts);
     let unmount = |server| unmount_and_wait(&m, server);
     let names = |p: &Path| {
         let mut v: Vec<String> = xattr::list(p)

@@ -256,26 +256,32 @@ fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
     assert!(out.stderr.contains("oci-archive"), "{out:?}");
 }
 
-/// A busybox image whose configuration says StopSignal SIGUSR1, a volume
-/// at /data, port 8080/tcp and a label.
+/// A one-layer image of busybox-static as /bin/sh and `more` entries,
+/// with `/bin/sh -c` as Entrypoint and `config` beside it.
+fn busybox_image(dir: &Path, more: &[(&'static str, &[u8])], config: serde_json::Value) {
+    let mut layer = vec![
+        ("bin/", vec![]),
+        ("bin/busybox", std::fs::read("/bin/busybox").unwrap()),
+        ("bin/sh", b"->busybox".to_vec()),
+    ];
+    layer.extend(more.iter().map(|(p, d)| (*p, d.to_vec())));
+    let mut config = config;
+    config["Entrypoint"] = serde_json::json!(["/bin/sh", "-c"]);
+    write_layout(dir, &[layer], serde_json::json!({ "config": config }));
+}
+
+/// An image whose configuration says StopSignal SIGUSR1, a volume at
+/// /data, port 8080/tcp and a label.
 fn configured_image(dir: &Path) {
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    write_layout(
+    busybox_image(
         dir,
-        &[vec![
-            ("bin/", vec![]),
-            ("bin/busybox", busybox),
-            ("bin/sh", b"->busybox".to_vec()),
-            ("data/", vec![]),
-            ("data/from-image", b"x".to_vec()),
-        ]],
-        serde_json::json!({"config": {
-            "Entrypoint": ["/bin/sh", "-c"],
+        &[("data/", b""), ("data/from-image", b"x")],
+        serde_json::json!({
             "StopSignal": "SIGUSR1",
             "Volumes": {"/data": {}},
             "ExposedPorts": {"8080/tcp": {}},
             "Labels": {"org.example.role": "test"},
-        }}),
+        }),
     );
 }
 
@@ -372,19 +378,15 @@ fn stop_signal_volumes_and_exposed_ports_are_the_images() {
 /// A busybox image whose `lib` and `lib64` lead into `/usr`, so that the
 /// host's `/usr` bound there brings python3 in.
 fn image_for_host_usr(dir: &Path) {
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    write_layout(
+    busybox_image(
         dir,
-        &[vec![
-            ("bin/", vec![]),
-            ("bin/busybox", busybox),
-            ("bin/sh", b"->busybox".to_vec()),
-            ("usr/", vec![]),
-            ("lib", b"->usr/lib".to_vec()),
-            ("lib64", b"->usr/lib64".to_vec()),
-            ("tmp/", vec![]),
-        ]],
-        serde_json::json!({"config": {"Entrypoint": ["/bin/sh", "-c"]}}),
+        &[
+            ("usr/", b""),
+            ("lib", b"->usr/lib"),
+            ("lib64", b"->usr/lib64"),
+            ("tmp/", b""),
+        ],
+        serde_json::json!({}),
     );
 }
 

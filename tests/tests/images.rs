@@ -16,7 +16,8 @@ fn run_image(store: &Path, reference: &str, args: &[&str]) -> Output {
         burrow_run()
             .env("XDG_DATA_HOME", store)
             .args(["--image", reference])
-            .args(args),
+            .args(args)
+            .stdin(std::process::Stdio::null()),
     )
 }
 
@@ -112,6 +113,28 @@ fn whiteouts_and_opaque_directories_apply_across_three_layers() {
     // An Entrypoint stays; the COMMAND takes Cmd's place.
     let out = run_image(&store, &format!("oci:{}", oci.display()), &["echo given"]);
     assert_eq!(out.ok(), "given\n");
+    // --entrypoint (podman's): one word, a JSON array, or none; the
+    // image's Cmd then no longer applies.
+    let image = format!("oci:{}", oci.display());
+    for (flags, want) in [
+        (vec!["--entrypoint", "/bin/cat", "--", "/a"], "again\n"),
+        (
+            vec!["--entrypoint", r#"["/bin/sh", "-c", "echo $0"]"#, "--", "x"],
+            "x\n",
+        ),
+        (
+            vec!["--entrypoint", "", "--", "/bin/cat", "/keep"],
+            "keep\n",
+        ),
+        // (cat of an empty stdin: Cmd would have been a file it lacks)
+        (vec!["--entrypoint", "/bin/cat"], ""),
+    ] {
+        let out = run_image(&store, &image, &flags);
+        assert_eq!(out.ok(), want, "{flags:?}");
+    }
+    let out = run_image(&store, &image, &["--entrypoint", "[1]", "--", "x"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("not a JSON array"), "{out:?}");
 }
 
 /// The attack: `--bind $HOME` with the store (and `--upper`) in $HOME
