@@ -23,7 +23,6 @@ PACKAGES=(
   podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups)
   skopeo docker-registry apache2-utils openssl  # tests: images from skopeo, a local registry with htpasswd or token auth
   umoci time      # benches/pull.sh: skopeo copy + umoci unpack --rootless beside burrow pull; peak RSS
-  libssl-dev      # the registry client's TLS (native-tls)
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}

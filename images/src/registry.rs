@@ -96,6 +96,12 @@ fn failed(shown: &str, e: OciDistributionError) -> Error {
 
 impl<'a> Pull<'a> {
     fn new(name: &'a Name, opts: &'a Options, store: &'a Store) -> Result<Pull<'a>> {
+        // rustls with ring, set once per process (a second set is refused
+        // and changes nothing). rustls now steers to aws-lc-rs for its
+        // post-quantum key exchange; ring is kept for now because AWS-LC
+        // is a C library of its own to build on every machine.
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = ClientConfig {
             protocol: if opts.tls_verify {
                 ClientProtocol::Https

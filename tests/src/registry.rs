@@ -45,15 +45,26 @@ impl Registry {
     /// A registry that asks for `USER`/`PASSWORD` (basic auth), or `None`
     /// (having said SKIPPED) when the tools are missing.
     pub fn start() -> Option<Registry> {
-        Self::start_with(None)
+        Self::start_with(None, false)
     }
 
     /// A registry whose clients need Bearer tokens from `tokens`.
     pub fn start_with_tokens(tokens: &crate::token::TokenServer) -> Option<Registry> {
-        Self::start_with(Some(tokens))
+        Self::start_with(Some(tokens), false)
     }
 
-    fn start_with(tokens: Option<&crate::token::TokenServer>) -> Option<Registry> {
+    /// A registry that speaks HTTPS only, with a certificate for 127.0.0.1
+    /// from a test CA of its own (`ca.pem` in [`Registry::ca`]).
+    pub fn start_with_tls() -> Option<Registry> {
+        Self::start_with(None, true)
+    }
+
+    /// The test CA's certificate of a registry started with TLS.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_with(tokens: Option<&crate::token::TokenServer>, tls: bool) -> Option<Registry> {
         for tool in ["docker-registry", "skopeo", "htpasswd", "openssl"] {
             if !have(tool) {
                 skipped(&format!(
@@ -66,6 +77,16 @@ impl Registry {
         let htpasswd = output(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
         assert_eq!(htpasswd.code, 0, "htpasswd: {htpasswd:?}");
         std::fs::write(dir.join("htpasswd"), htpasswd.stdout.trim_end()).unwrap();
+        let tls = if tls {
+            make_certificates(&dir);
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            )
+        } else {
+            String::new()
+        };
         // A port free a moment ago may be taken by the time the registry
         // binds it: try a few.
         for _ in 0..5 {
@@ -75,7 +96,7 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: info\n\
                  storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {host}\n{auth}",
+                 http:\n  addr: {host}\n{tls}{auth}",
                 root = dir.join("storage").display(),
                 auth = match tokens {
                     None => format!(
@@ -196,6 +217,67 @@ impl Registry {
                 .env("HOME", self.dir.path()),
         )
     }
+}
+
+/// A CA and, signed by it, a server certificate for 127.0.0.1, in `dir`.
+fn make_certificates(dir: &TempDir) {
+    let run = |args: &[&str]| {
+        let out = output(Command::new("openssl").args(args).current_dir(dir.path()));
+        assert_eq!(out.code, 0, "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=burrow-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.pem",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 impl Drop for Registry {
