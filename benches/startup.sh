@@ -9,6 +9,7 @@ RUNS=${1:-300}
 cd "$STAGE"
 "${RUNAS[@]}" hyperfine -N --warmup 30 --runs "$RUNS" --export-json "$STAGE/startup.json" \
   -n "burrow (union root)" "$STAGE/burrow run -- true" \
+  -n "burrow --map-users none" "$STAGE/burrow run --map-users none -- true" \
   -n "burrow --read-only" "$STAGE/burrow run --read-only -- true" \
   -n "burrow --read-only --map-users none" "$STAGE/burrow run --read-only --map-users none -- true" \
   -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true"
