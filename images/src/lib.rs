@@ -36,7 +36,7 @@ pub use gc::{prune, InUse, Removed};
 pub use pack::{pack, Markers};
 pub use platform::Platform;
 pub use reference::{Name, Reference};
-pub use save::save;
+pub use save::{save, Format as SaveFormat};
 pub use store::{parse_size, remove_tree, Store};
 
 /// Why an image could not be used; each message is one line naming the

@@ -29,16 +29,36 @@ enum Blob {
     Bytes(String, Vec<u8>),
 }
 
-/// Writes `reference`'s image to `out` as an oci-archive; the file is
+/// What `save` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An OCI image layout in a tar file.
+    OciArchive,
+    /// What `docker save` writes: `manifest.json`, the configuration and
+    /// each layer's `layer.tar`.
+    DockerArchive,
+}
+
+/// An archive entry: its path and what it holds.
+enum Member<'a> {
+    Dir(String),
+    Bytes(String, &'a [u8]),
+    File(String, &'a Path),
+}
+
+/// Writes `reference`'s image to `out` as `format` says; the file is
 /// written whole or not at all. The archive's entries are owned by
 /// `owner` (uid, gid): containers/image's untar (skopeo, podman load)
 /// gives each file its entry's owner, which only the caller's own ids
-/// allow a caller without root.
+/// allow a caller without root. Gives the manifest's digest (an
+/// oci-archive) or the configuration's (a docker-archive, which has no
+/// manifest of that kind).
 pub fn save(
     reference: &str,
     opts: &Options,
     store: &Store,
     out: &Path,
+    format: Format,
     owner: (u32, u32),
 ) -> Result<String> {
     let ref_name = match Reference::parse(reference)? {
@@ -106,7 +126,7 @@ pub fn save(
         .media_type(MediaType::ImageManifest)
         .digest(parse_digest(&manifest_digest)?)
         .size(manifest.len() as u64);
-    if let Some(n) = ref_name {
+    if let Some(n) = ref_name.clone() {
         desc = desc.annotations([(ANNOTATION_REF_NAME.to_string(), n)]);
     }
     let index = ImageIndexBuilder::default()
@@ -118,10 +138,68 @@ pub fn save(
         .to_string()
         .map_err(invalid)?
         .into_bytes();
+    if format == Format::DockerArchive {
+        return docker_archive(out, ref_name, &config_digest, &config, &blobs, owner)
+            .map(|()| config_digest);
+    }
     blobs.push(Blob::Bytes(config_digest, config));
     blobs.push(Blob::Bytes(manifest_digest.clone(), manifest));
-    write_archive(out, &index, &blobs, owner)?;
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let mut members = vec![
+        Member::Bytes("oci-layout".into(), &layout[..]),
+        Member::Bytes("index.json".into(), &index[..]),
+        Member::Dir("blobs/".into()),
+        Member::Dir("blobs/sha256/".into()),
+    ];
+    for blob in &blobs {
+        members.push(match blob {
+            Blob::Bytes(d, b) => Member::Bytes(format!("blobs/sha256/{}", sha256_hex(d)?), b),
+            Blob::File(d, p) => Member::File(format!("blobs/sha256/{}", sha256_hex(d)?), p),
+        });
+    }
+    write_archive(out, &members, owner)?;
     Ok(manifest_digest)
+}
+
+/// `docker save`'s layout: `HEX.json` (the configuration), `HEX/layer.tar`
+/// for each layer (HEX its diff ID), and `manifest.json` naming them with
+/// the image's name as its `RepoTags`.
+fn docker_archive(
+    out: &Path,
+    name: Option<String>,
+    config_digest: &str,
+    config: &[u8],
+    layers: &[Blob],
+    owner: (u32, u32),
+) -> Result<()> {
+    let config_name = format!("{}.json", sha256_hex(config_digest)?);
+    let mut members = vec![Member::Bytes(config_name.clone(), config)];
+    let mut paths = Vec::new();
+    for blob in layers {
+        if let Blob::File(d, p) = blob {
+            let hex = sha256_hex(d)?;
+            members.push(Member::Dir(format!("{hex}/")));
+            members.push(Member::File(format!("{hex}/layer.tar"), p));
+        }
+    }
+    // Each layer of the image in order (a repeated one named again).
+    let config_json: serde_json::Value = serde_json::from_slice(config).map_err(invalid)?;
+    for d in config_json["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let d = d.as_str().unwrap_or_default();
+        paths.push(format!("{}/layer.tar", sha256_hex(d)?));
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": name.into_iter().collect::<Vec<_>>(),
+        "Layers": paths,
+    }]))
+    .map_err(invalid)?;
+    members.push(Member::Bytes("manifest.json".into(), &manifest));
+    write_archive(out, &members, owner)
 }
 
 fn invalid(e: impl std::fmt::Display) -> Error {
@@ -132,8 +210,9 @@ fn parse_digest(d: &str) -> Result<oci_spec::image::Digest> {
     d.parse().map_err(invalid)
 }
 
-/// The archive written beside `out` and renamed over it when complete.
-fn write_archive(out: &Path, index: &[u8], blobs: &[Blob], owner: (u32, u32)) -> Result<()> {
+/// The archive of `members`, written beside `out` and renamed over it
+/// when complete.
+fn write_archive(out: &Path, members: &[Member], owner: (u32, u32)) -> Result<()> {
     let name = out
         .file_name()
         .ok_or_else(|| Error::Invalid(format!("{}: not a file name", out.display())))?;
@@ -145,38 +224,27 @@ fn write_archive(out: &Path, index: &[u8], blobs: &[Blob], owner: (u32, u32)) ->
         let file = File::create(&tmp).map_err(io_err(tmp.display()))?;
         let mut ar = tar::Builder::new(std::io::BufWriter::new(file));
         let fail = || io_err(format!("writing {}", out.display()));
-        let mut put = |path: &str, data: &mut dyn std::io::Read, size: u64| {
+        for member in members {
             let mut h = tar::Header::new_ustar();
-            if path.ends_with('/') {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-            } else {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-            }
             h.set_uid(owner.0.into());
             h.set_gid(owner.1.into());
-            h.set_size(size);
-            ar.append_data(&mut h, path, data)
-        };
-        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        put("oci-layout", &mut &layout[..], layout.len() as u64).map_err(fail())?;
-        put("index.json", &mut &index[..], index.len() as u64).map_err(fail())?;
-        for dir in ["blobs/", "blobs/sha256/"] {
-            put(dir, &mut std::io::empty(), 0).map_err(fail())?;
-        }
-        for blob in blobs {
-            let (digest, mut data, size): (_, Box<dyn std::io::Read>, u64) = match blob {
-                Blob::Bytes(d, b) => (d, Box::new(&b[..]), b.len() as u64),
-                Blob::File(d, p) => {
-                    let mut f = File::open(p).map_err(io_err(p.display()))?;
-                    let size = f.seek(std::io::SeekFrom::End(0)).map_err(fail())?;
-                    f.rewind().map_err(fail())?;
-                    (d, Box::new(f), size)
+            h.set_mode(0o644);
+            let (path, mut data, size): (&str, Box<dyn std::io::Read>, u64) = match member {
+                Member::Dir(p) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    (p, Box::new(std::io::empty()), 0)
+                }
+                Member::Bytes(p, b) => (p, Box::new(*b), b.len() as u64),
+                Member::File(p, f) => {
+                    let mut file = File::open(f).map_err(io_err(f.display()))?;
+                    let size = file.seek(std::io::SeekFrom::End(0)).map_err(fail())?;
+                    file.rewind().map_err(fail())?;
+                    (p, Box::new(file), size)
                 }
             };
-            let path = format!("blobs/sha256/{}", sha256_hex(digest)?);
-            put(&path, &mut data, size).map_err(fail())?;
+            h.set_size(size);
+            ar.append_data(&mut h, path, &mut data).map_err(fail())?;
         }
         let mut w = ar.into_inner().map_err(fail())?;
         w.flush().map_err(fail())?;

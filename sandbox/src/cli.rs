@@ -46,8 +46,9 @@ pub enum Command {
     /// Record the container layer a `run --image REF --upper UPPER-DIR`
     /// left in UPPER-DIR as the image NAME, on top of REF; prints its ID.
     Commit(CommitArgs),
-    /// Write an image to FILE as an oci-archive (what `podman load` and
-    /// `skopeo` read); prints its manifest digest.
+    /// Write an image to FILE as an oci-archive or docker-archive (what
+    /// `podman load`, `docker load` and `skopeo` read); prints its
+    /// manifest's digest (its configuration's, for a docker-archive).
     Save(SaveArgs),
 }
 
@@ -71,7 +72,8 @@ pub struct SaveArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
 
-    /// The format written; oci-archive is the one there is.
+    /// oci-archive (an OCI layout in a tar file) or docker-archive (what
+    /// `docker save` writes, for `docker load`).
     #[arg(long, value_name = "FORMAT", default_value = "oci-archive")]
     pub format: String,
 

@@ -88,12 +88,15 @@ pub fn commit(args: &CommitArgs) -> Result<String> {
 
 /// `burrow save REF FILE`: the saved manifest's digest.
 pub fn save(args: &SaveArgs) -> Result<String> {
-    if args.format != "oci-archive" {
-        return Err(Error::usage(format!(
-            "save --format {}: burrow writes oci-archive only",
-            args.format
-        )));
-    }
+    let format = match args.format.as_str() {
+        "oci-archive" => burrow_images::SaveFormat::OciArchive,
+        "docker-archive" => burrow_images::SaveFormat::DockerArchive,
+        other => {
+            return Err(Error::usage(format!(
+                "save --format {other}: burrow writes oci-archive or docker-archive"
+            )))
+        }
+    };
     let opts = options(&args.fetch, false)?;
     let store = burrow_images::Store::from_env().map_err(fail("save"))?;
     // Root of a namespace of the caller alone: layers the caller owns but
@@ -104,7 +107,7 @@ pub fn save(args: &SaveArgs) -> Result<String> {
         nix::unistd::getgid().as_raw(),
     );
     crate::mapped::run(&maps, || {
-        burrow_images::save(&args.reference, &opts, &store, &args.file, owner)
+        burrow_images::save(&args.reference, &opts, &store, &args.file, format, owner)
             .map_err(|e| format!("save {}: {e}", args.reference))
     })
 }

@@ -107,6 +107,37 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
     );
     assert_eq!(out.ok(), "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n");
 
+    // As docker save writes it: skopeo reads the name and the layers, and
+    // burrow runs it as a docker-archive.
+    let docker = t.join("mine-docker.tar");
+    let out = burrow(
+        &data,
+        &[
+            "save",
+            "--format",
+            "docker-archive",
+            "localhost/mine:1",
+            docker.to_str().unwrap(),
+        ],
+    );
+    let config_id = out.ok().trim().to_string();
+    assert!(config_id.starts_with("sha256:"), "{out:?}");
+    let da = format!("docker-archive:{}", docker.display());
+    let out = output(Command::new("skopeo").args(["inspect", "--config", &da]));
+    let docker_config: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    assert_eq!(
+        docker_config["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let out = run_image(
+        &data,
+        &["--image", &format!("{da}:localhost/mine:1"), "--", LOOK],
+    );
+    assert_eq!(out.ok(), "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n");
+
     // podman loads it and runs it with runc, rootless.
     if !podman_usable() {
         return;
@@ -117,6 +148,16 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
     assert!(out.stdout.contains("localhost/mine:1"), "{out:?}");
     let out = p.cmd(&["run", "--rm", "localhost/mine:1", LOOK]);
     assert_eq!(out.code, 0, "podman run: {out:?}");
+    assert_eq!(
+        out.stdout, "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n",
+        "{out:?}"
+    );
+    // And the docker-archive, under the same name, run again.
+    assert_eq!(p.cmd(&["rmi", "localhost/mine:1"]).code, 0);
+    let out = p.cmd(&["load", "-i", docker.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "podman load: {out:?}");
+    assert!(out.stdout.contains("localhost/mine:1"), "{out:?}");
+    let out = p.cmd(&["run", "--rm", "localhost/mine:1", LOOK]);
     assert_eq!(
         out.stdout, "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n",
         "{out:?}"
@@ -247,13 +288,14 @@ fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
         &[
             "save",
             "--format",
-            "docker-archive",
+            "tarball",
             "localhost/plain:latest",
             "/tmp/x",
         ],
     );
     assert_eq!(out.code, 125, "{out:?}");
-    assert!(out.stderr.contains("oci-archive"), "{out:?}");
+    assert!(out.stderr.contains("docker-archive"), "{out:?}");
+    assert!(!Path::new("/tmp/x").exists());
 }
 
 /// A one-layer image of busybox-static as /bin/sh and `more` entries,
