@@ -233,6 +233,18 @@ impl<'a> Pull<'a> {
                 missing.push((desc.digest().to_string(), desc.size(), diff_id.clone()));
             }
         }
+        // The downloads land in the store first: all of them must fit the
+        // room it has (each is also cut off at its descriptor's size).
+        let downloads = missing
+            .iter()
+            .fold(0u64, |n, (_, size, _)| n.saturating_add(*size));
+        let (room, of) = self.store.room()?;
+        if downloads > room {
+            return Err(Error::Layer(format!(
+                "{}: its layers to download take {downloads} bytes, past {of} ({room} bytes left)",
+                self.shown
+            )));
+        }
         if !missing.is_empty() {
             self.layers(&missing).await?;
         }

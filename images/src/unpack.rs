@@ -72,14 +72,23 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path, room: u64) -> Result<Unpack
         if path.file_name().is_some_and(|n| n == ".wh.") {
             return Err(bad(&path, "a whiteout naming nothing"));
         }
+        if entry.header().entry_type() == EntryType::XGlobalHeader {
+            continue; // (global PAX records name no file of their own)
+        }
         let xattrs = layer_xattrs(&mut entry).map_err(|e| bad(&path, &e.to_string()))?;
-        let kind = entry.header().entry_type();
-        let header = entry.header();
-        // Counted before anything is written: a size bomb stops here.
-        let data = header.entry_size().unwrap_or(0);
+        // Counted before anything is written: a size bomb stops here. The
+        // data's size as the entry has it (a PAX `size` record overrides
+        // the header's), its xattrs, and a block for the entry itself.
+        let data = entry.size();
+        let xattr_bytes = xattrs.iter().fold(0u64, |n, (k, v)| {
+            n.saturating_add((k.len() + v.len()) as u64)
+        });
         size = size
             .saturating_add(data.div_ceil(4096).saturating_mul(4096))
+            .saturating_add(xattr_bytes)
             .saturating_add(crate::store::ENTRY_COST);
+        let kind = entry.header().entry_type();
+        let header = entry.header();
         if size > room {
             return Err(bad(&path, PAST_ROOM));
         }
@@ -135,6 +144,15 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path, room: u64) -> Result<Unpack
         }
         // On disk without set-id bits: they are the override's to show.
         let on_disk = if recorded { mode & !0o6000 } else { mode };
+        if kind == EntryType::Directory {
+            // Writable for its own xattrs and the entries that follow; its
+            // mode is set at the end. Where unpack_in put it: the name's
+            // plain components under `dst` (a leading '/' is not the
+            // host's root).
+            let at = dst.join(inside(&path));
+            set_dir_mode(&at, on_disk | 0o700).map_err(|e| bad(&path, &e.to_string()))?;
+            dirs.push((at, on_disk));
+        }
         if (recorded || !xattrs.is_empty())
             // Whatever the tar crate wrote as a file or directory (sparse
             // and unknown types too); a link's inode has its target's, and
@@ -149,13 +167,6 @@ pub fn unpack(blob: impl Read + 'static, dst: &Path, room: u64) -> Result<Unpack
                 (kind != EntryType::Directory).then_some(on_disk),
             )
             .map_err(|e| bad(&path, &format!("recording its owner, mode and xattrs: {e}")))?;
-        }
-        if kind == EntryType::Directory {
-            // Where unpack_in put it: the name's plain components under
-            // `dst` (a leading '/' is not the host's root).
-            let at = dst.join(inside(&path));
-            set_dir_mode(&at, on_disk | 0o700).map_err(|e| bad(&path, &e.to_string()))?;
-            dirs.push((at, on_disk));
         }
     }
     // Deepest first, so a parent's mode never stops a child's change.
@@ -243,7 +254,13 @@ fn layer_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> std::io::Result<Vec<(OsSt
         {
             continue;
         }
-        let key = override_stat::recorded_name(name).unwrap_or_else(|| name.to_os_string());
+        let key = if name.as_bytes().starts_with(b"user.") {
+            name.to_os_string()
+        } else if let Some(recorded) = override_stat::recorded_name(name) {
+            recorded
+        } else {
+            continue; // (a namespace no filesystem takes)
+        };
         out.push((key, ext.value_bytes().to_vec()));
     }
     Ok(out)

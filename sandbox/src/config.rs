@@ -182,25 +182,39 @@ impl SandboxConfig {
         if let Some(image) = &image {
             // The image's Volumes: a private tmpfs each, first (so binds
             // inside them land on them), unless a mount is given there.
-            let mut volumes = Vec::new();
-            for v in image.volumes() {
+            const MAX_VOLUMES: usize = 256;
+            let wanted = image.volumes();
+            if wanted.len() > MAX_VOLUMES {
+                return Err(Error::usage(format!(
+                    "--image: the image names {} Volumes; burrow mounts at most {MAX_VOLUMES}",
+                    wanted.len()
+                )));
+            }
+            let given: std::collections::HashSet<PathBuf> = mounts
+                .iter()
+                .map(|op| {
+                    let (MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst, .. }) = op;
+                    dst.clone()
+                })
+                .collect();
+            let mut dsts = Vec::new();
+            for v in wanted {
                 let dst = sandbox_path(Path::new(&v), "--image: the image's Volume")?;
-                let given = mounts.iter().any(|op| {
-                    let (MountOp::Bind { dst: d, .. } | MountOp::Tmpfs { dst: d, .. }) = op;
-                    *d == dst
-                });
-                if !given
-                    && !volumes
-                        .iter()
-                        .any(|op| matches!(op, MountOp::Tmpfs { dst: d, .. } if *d == dst))
-                {
-                    volumes.push(MountOp::Tmpfs {
-                        dst,
-                        size: None,
-                        mode: 0o755,
-                    });
+                if !given.contains(&dst) {
+                    dsts.push(dst);
                 }
             }
+            // Parents first, so a volume inside another lands on it.
+            dsts.sort_by_key(|d| (d.components().count(), d.clone()));
+            dsts.dedup();
+            let mut volumes: Vec<MountOp> = dsts
+                .into_iter()
+                .map(|dst| MountOp::Tmpfs {
+                    dst,
+                    size: None,
+                    mode: 0o755,
+                })
+                .collect();
             volumes.append(&mut mounts);
             mounts = volumes;
         }

@@ -272,26 +272,21 @@ pub fn resolve(args: &mut RunArgs) -> Result<Option<ImageDefaults>> {
 
 impl ImageDefaults {
     /// Entrypoint (or `--entrypoint`), then COMMAND, or else the image's
-    /// Cmd when the entrypoint is the image's own (podman's rule).
+    /// Cmd unless `--entrypoint` named one (podman's rules: a JSON array
+    /// for several words, anything else one word; `''` and `[""]` none).
     pub fn command(&self, entrypoint: Option<&str>, given: &[OsString]) -> Result<Vec<OsString>> {
         let c = &self.config;
-        let mut argv: Vec<OsString> = match entrypoint {
+        let chosen: Option<Vec<String>> = entrypoint.map(|e| {
+            serde_json::from_str::<Vec<String>>(e).unwrap_or_else(|_| vec![e.to_string()])
+        });
+        let mut argv: Vec<OsString> = match &chosen {
             None => c.entrypoint.iter().map(OsString::from).collect(),
-            Some("") => Vec::new(),
-            Some(e) if e.trim_start().starts_with('[') => serde_json::from_str::<Vec<String>>(e)
-                .map_err(|err| {
-                    Error::usage(format!(
-                        "--entrypoint {e}: not a JSON array of strings ({err})"
-                    ))
-                })?
-                .into_iter()
-                .map(OsString::from)
-                .collect(),
-            Some(e) => vec![OsString::from(e)],
+            Some(words) if words.len() == 1 && words[0].is_empty() => Vec::new(),
+            Some(words) => words.iter().map(OsString::from).collect(),
         };
         if !given.is_empty() {
             argv.extend(given.iter().cloned());
-        } else if entrypoint.is_none() {
+        } else if chosen.as_ref().is_none_or(|w| w.is_empty()) {
             argv.extend(c.cmd.iter().map(OsString::from));
         }
         if argv.is_empty() {
@@ -303,11 +298,9 @@ impl ImageDefaults {
         Ok(argv)
     }
 
-    /// The image's Volumes, deepest last.
+    /// The image's Volumes.
     pub fn volumes(&self) -> Vec<String> {
-        let mut v = self.config.volumes.clone();
-        v.sort_by_key(|p| p.matches('/').count());
-        v
+        self.config.volumes.clone()
     }
 
     /// The image's StopSignal, when it names one.

@@ -185,9 +185,12 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
 }
 
 /// Reaps children until the command exits; returns its exit status
-/// (128+N when killed by signal N). A SIGTERM is relayed as `stop`.
+/// (128+N when killed by signal N). A SIGTERM is relayed as `stop`; when
+/// that is another signal, a second SIGTERM kills the command (as podman
+/// stop ends with SIGKILL what its stop signal did not end).
 fn reap_until_exit(command: Pid, own_session: bool, stop: i32) -> i32 {
     let set = signals::waited_set();
+    let mut stopping = false;
     loop {
         let (signo, code) = sys::wait_signal(&set);
         if signo == libc::SIGCHLD {
@@ -202,7 +205,15 @@ fn reap_until_exit(command: Pid, own_session: bool, stop: i32) -> i32 {
                 }
             }
         } else if signals::should_relay(code, !own_session) {
-            let _ = sys::kill_raw(command, if signo == libc::SIGTERM { stop } else { signo });
+            let sig = match signo {
+                libc::SIGTERM if stopping && stop != libc::SIGTERM => libc::SIGKILL,
+                libc::SIGTERM => {
+                    stopping = true;
+                    stop
+                }
+                other => other,
+            };
+            let _ = sys::kill_raw(command, sig);
         }
     }
 }

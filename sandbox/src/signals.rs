@@ -28,18 +28,17 @@ pub fn parse(text: &str) -> Result<i32, String> {
     let upper = text.trim().to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let offset = |rest: &str, sign: char| -> Result<i32, String> {
+        rest.strip_prefix(sign)
+            .map_or(Ok(0), str::parse::<i32>)
+            .map_err(|_| bad())
+    };
     let number = if let Ok(n) = name.parse::<i32>() {
         n
     } else if let Some(rest) = name.strip_prefix("RTMIN") {
-        min + rest
-            .strip_prefix('+')
-            .map_or(Ok(0), str::parse)
-            .map_err(|_| bad())?
+        min.checked_add(offset(rest, '+')?).ok_or_else(bad)?
     } else if let Some(rest) = name.strip_prefix("RTMAX") {
-        max - rest
-            .strip_prefix('-')
-            .map_or(Ok(0), str::parse)
-            .map_err(|_| bad())?
+        max.checked_sub(offset(rest, '-')?).ok_or_else(bad)?
     } else {
         format!("SIG{name}").parse::<Signal>().map_err(|_| bad())? as i32
     };
@@ -98,7 +97,16 @@ mod tests {
         assert_eq!(parse("9"), Ok(9));
         assert_eq!(parse("SIGRTMIN+3"), Ok(libc::SIGRTMIN() + 3));
         assert_eq!(parse("RTMAX-1"), Ok(libc::SIGRTMAX() - 1));
-        for bad in ["", "SIGNOPE", "0", "999", "RTMIN+x", "-1"] {
+        for bad in [
+            "",
+            "SIGNOPE",
+            "0",
+            "999",
+            "RTMIN+x",
+            "-1",
+            "RTMIN+2147483647",
+            "RTMAX--5",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

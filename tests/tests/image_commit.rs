@@ -368,6 +368,24 @@ fn stop_signal_volumes_and_exposed_ports_are_the_images() {
     assert_eq!((out.as_str(), code), ("got-usr1\n", 7));
     let (out, code) = sigterm_to(&data, &["--image", &image, "--stop-signal", "TERM"]);
     assert_eq!((out.as_str(), code), ("got-term\n", 8));
+    // A stop signal the command ignores: the second SIGTERM kills it.
+    let mut child = burrow_run()
+        .env("XDG_DATA_HOME", &data)
+        .args(["--image", &image, "--"])
+        .arg("trap 'echo ignored' USR1; echo ready; while :; do busybox sleep 0.1; done")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for expect in ["ready\n", "ignored\n"] {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, expect);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+    let status = wait_timeout(&mut child, std::time::Duration::from_secs(60));
+    assert_eq!(exit_code(status), 137);
     let out = run_image(
         &data,
         &["--image", &image, "--stop-signal", "SIGNOPE", "--", "true"],

@@ -132,9 +132,16 @@ fn whiteouts_and_opaque_directories_apply_across_three_layers() {
         let out = run_image(&store, &image, &flags);
         assert_eq!(out.ok(), want, "{flags:?}");
     }
+    // '[""]' is none too; what is not a JSON array of strings is one word.
+    let out = run_image(
+        &store,
+        &image,
+        &["--entrypoint", r#"[""]"#, "--", "/bin/cat", "/keep"],
+    );
+    assert_eq!(out.ok(), "keep\n");
     let out = run_image(&store, &image, &["--entrypoint", "[1]", "--", "x"]);
-    assert_eq!(out.code, 125, "{out:?}");
-    assert!(out.stderr.contains("not a JSON array"), "{out:?}");
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(out.stderr.contains("[1]"), "{out:?}");
 }
 
 /// The attack: `--bind $HOME` with the store (and `--upper`) in $HOME

@@ -17,9 +17,15 @@ use burrow_tests::*;
 /// `run` (as $XDG_RUNTIME_DIR); HOME points at an empty directory so no
 /// login file of the account is read.
 fn burrow(data: &Path, run: &Path, args: &[&str]) -> Output {
+    burrow_env(data, run, &[], args)
+}
+
+/// [`burrow`] with more of the environment.
+fn burrow_env(data: &Path, run: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     assert_unprivileged();
     output(
         Command::new(burrow_bin())
+            .envs(env.iter().copied())
             .env("XDG_DATA_HOME", data)
             .env("XDG_RUNTIME_DIR", run)
             .env("HOME", run)
@@ -124,6 +130,18 @@ fn a_pulled_image_runs_by_name_and_a_second_pull_fetches_nothing() {
     assert_eq!(c.stored(), (0, 0));
 
     c.login();
+    // Downloads that would pass the store's budget are not started.
+    let out = burrow_env(
+        &c.t.join("data"),
+        &c.t.join("run"),
+        &[("BURROW_STORE_BUDGET", "64K")],
+        &["pull", "--tls-verify=false", &c.url("burrow/bb:1")],
+    );
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("the store's budget"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert_eq!(c.stored(), (0, 0));
+    assert_eq!(c.reg.blob_gets(), 1, "only the config: {}", c.reg.log());
     let out = c.pull("burrow/bb:1");
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), c.reg.digest("burrow/bb:1"));

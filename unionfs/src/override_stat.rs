@@ -150,9 +150,15 @@ pub fn is_burrow_xattr(name: &std::ffi::OsStr) -> bool {
 }
 
 /// The record's name for xattr `name`, when `name` is one an
-/// unprivileged writer cannot set on disk (anything outside `user.`).
+/// unprivileged writer cannot set on disk and a layer may carry:
+/// `security.*`, `trusted.*` (not overlayfs' own) and the POSIX ACLs.
 pub fn recorded_name(name: &std::ffi::OsStr) -> Option<std::ffi::OsString> {
-    if name.as_encoded_bytes().starts_with(b"user.") {
+    let b = name.as_encoded_bytes();
+    let kept = (b.starts_with(b"security.") || b.starts_with(b"trusted."))
+        && !b.starts_with(b"trusted.overlay.")
+        || b == b"system.posix_acl_access"
+        || b == b"system.posix_acl_default";
+    if !kept {
         return None;
     }
     let mut r = std::ffi::OsString::from(RECORDED_PREFIX);
@@ -160,12 +166,13 @@ pub fn recorded_name(name: &std::ffi::OsStr) -> Option<std::ffi::OsString> {
     Some(r)
 }
 
-/// The xattr a record stands for, when `name` is a record.
+/// The xattr a record stands for, when `name` is a record of one that
+/// may be recorded.
 pub fn recorded_for(name: &std::ffi::OsStr) -> Option<&std::ffi::OsStr> {
     name.as_encoded_bytes()
         .strip_prefix(RECORDED_PREFIX.as_bytes())
-        .filter(|n| !n.is_empty())
         .map(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes)
+        .filter(|n| recorded_name(n).is_some())
 }
 
 #[cfg(test)]
