@@ -32,6 +32,9 @@ pub enum MountOp {
         dst: PathBuf,
         size: Option<u64>,
         mode: u32,
+        /// Owned and moded as the directory it covers (an image's Volume,
+        /// as podman makes a volume), instead of root's with `mode`.
+        like_dst: bool,
     },
 }
 
@@ -175,7 +178,15 @@ impl SandboxConfig {
         }
         for (idx, spec) in singles(matches, "tmpfs").into_iter().zip(&args.tmpfs) {
             let (dst, size, mode) = parse_tmpfs(spec)?;
-            ordered.push((idx, MountOp::Tmpfs { dst, size, mode }));
+            ordered.push((
+                idx,
+                MountOp::Tmpfs {
+                    dst,
+                    size,
+                    mode,
+                    like_dst: false,
+                },
+            ));
         }
         ordered.sort_by_key(|(idx, _)| *idx);
         let mut mounts: Vec<MountOp> = ordered.into_iter().map(|(_, op)| op).collect();
@@ -213,6 +224,7 @@ impl SandboxConfig {
                     dst,
                     size: None,
                     mode: 0o755,
+                    like_dst: true,
                 })
                 .collect();
             volumes.append(&mut mounts);

@@ -261,6 +261,7 @@ fn store_onto(store: &Store, root: &OwnedFd, dst: &str, mode: u32, attr: u64) ->
     store.mount_onto(
         target.as_fd(),
         mode,
+        None,
         attr,
         &format!("mounting tmpfs on {dst}"),
     )
@@ -416,7 +417,12 @@ fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
 
 fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
     match op {
-        MountOp::Tmpfs { dst, size, mode } => match size {
+        MountOp::Tmpfs {
+            dst,
+            size,
+            mode,
+            like_dst,
+        } => match size {
             Some(size) => {
                 let target = user_target(root, op, dst, true)?;
                 sized_onto(&target, dst, *size, *mode, NOSUID | NODEV)
@@ -424,7 +430,14 @@ fn apply(store: &Store, root: &OwnedFd, op: &MountOp) -> Result<()> {
             None => {
                 let target = user_target(root, op, dst, true)?;
                 let what = format!("mounting tmpfs on {}", dst.display());
-                store.mount_onto(target.as_fd(), *mode, NOSUID | NODEV, &what)
+                let (mode, owner) = if *like_dst {
+                    // As the union shows it: the image's owner and mode.
+                    let st = nix::sys::stat::fstat(&target).ctx(|| what.clone())?;
+                    (st.st_mode & 0o7777, Some((st.st_uid, st.st_gid)))
+                } else {
+                    (*mode, None)
+                };
+                store.mount_onto(target.as_fd(), mode, owner, NOSUID | NODEV, &what)
             }
         },
         MountOp::Bind {

@@ -146,8 +146,25 @@ impl Store {
 
     /// Mounts a new directory of the store (with `mode`) onto `target`,
     /// with mount attributes `attr`.
-    pub fn mount_onto(&self, target: BorrowedFd, mode: u32, attr: u64, what: &str) -> Result<()> {
+    /// A new directory of the store, with `mode` (and `owner`, where it
+    /// is mapped here), bound onto `target`.
+    pub fn mount_onto(
+        &self,
+        target: BorrowedFd,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        attr: u64,
+        what: &str,
+    ) -> Result<()> {
         let dir = self.new_dir(mode)?;
+        if let Some((uid, gid)) = owner {
+            let ids = (Some(uid.into()), Some(gid.into()));
+            match nix::unistd::fchown(&dir, ids.0, ids.1) {
+                // (An owner with no id here stays root's.)
+                Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+                Err(e) => return Err(e).ctx(|| what.to_string()),
+            }
+        }
         let tree = sys::open_tree_clone_fd(dir.as_fd()).ctx(|| what.to_string())?;
         sys::mount_setattr(tree.as_fd(), attr, false).ctx(|| what.to_string())?;
         sys::move_mount_onto(tree.as_fd(), target).ctx(|| what.to_string())

@@ -317,7 +317,7 @@ fn busybox_image(dir: &Path, more: &[(&'static str, &[u8])], config: serde_json:
 fn configured_image(dir: &Path) {
     busybox_image(
         dir,
-        &[("data/", b""), ("data/from-image", b"x")],
+        &[("data/@33:33:0750", b""), ("data/from-image", b"x")],
         serde_json::json!({
             "StopSignal": "SIGUSR1",
             "Volumes": {"/data": {}},
@@ -399,6 +399,18 @@ fn stop_signal_volumes_and_exposed_ports_are_the_images() {
                 echo v > /data/written";
     let out = run_image(&data, &["--image", &image, "--", look]);
     assert_eq!(out.ok(), "tmpfs\n");
+    // Owned and moded as the image's directory, as podman makes a volume
+    // (uid 33 has an id only with subordinate ranges).
+    let out = run_image(
+        &data,
+        &["--image", &image, "--", "busybox stat -c '%u:%g %a' /data"],
+    );
+    let owner = if has_subordinate_ids() {
+        "33:33"
+    } else {
+        "0:0"
+    };
+    assert_eq!(out.ok(), format!("{owner} 750\n"));
     let host = t.join("host-data");
     std::fs::create_dir(&host).unwrap();
     let bind = format!("{}", host.display());
