@@ -689,6 +689,11 @@ fn check_special_target(op: &MountOp) -> Result<()> {
         MountOp::Bind { dst, read_only, .. } => {
             (dst, if *read_only { "--ro-bind" } else { "--bind" })
         }
+        MountOp::Tmpfs {
+            dst,
+            like_dst: true,
+            ..
+        } => (dst, "--image: the image's Volume"),
         MountOp::Tmpfs { dst, .. } => (dst, "--tmpfs"),
     };
     if let MountOp::Bind { src, .. } = op {

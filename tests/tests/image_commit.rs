@@ -424,6 +424,24 @@ fn stop_signal_volumes_and_exposed_ports_are_the_images() {
         "v\n"
     );
 
+    // Volumes an image may not have: refused in one line naming them.
+    for (i, bad) in ["/proc", "../x", "/dev/pts"].iter().enumerate() {
+        let dir = t.join(&format!("bad-volume-{i}"));
+        busybox_image(&dir, &[], serde_json::json!({ "Volumes": { *bad: {} } }));
+        let out = run_image(
+            &data,
+            &[
+                "--image",
+                &format!("oci:{}:v1", dir.display()),
+                "--",
+                "true",
+            ],
+        );
+        assert_eq!(out.code, 125, "{bad}: {out:?}");
+        assert!(out.stderr.contains("the image's Volume"), "{bad}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    }
+
     // Committed (so the store names it), inspected: the configuration
     // carried over. The port is listed, not published.
     let up = t.join("up");
