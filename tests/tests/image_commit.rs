@@ -33,6 +33,10 @@ const CHANGES: &str = "set -e; b=busybox; $b rm /keep; $b rm -r /d; $b mkdir /d;
     echo fresh > /d/only; echo hi > /new; $b chown 33:44 /new; $b chmod 4750 /new; \
     $b ln /new /newlink; $b mkfifo -m 640 /fifo";
 
+/// What LOOK prints of a committed image: /d holds only `only`, /new and
+/// /a, /new as 33:44 4750 with two links, /fifo a FIFO, /keep gone.
+const SEEN: &str = "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n";
+
 /// What a sandbox of the committed image shows of those changes.
 const LOOK: &str = "b=busybox; $b ls -A /d; $b cat /new /a; $b stat -c '%u:%g %a %h' /new; \
     $b stat -c %F /fifo; $b ls /keep 2>&1 | $b grep -c 'No such'";
@@ -74,11 +78,7 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
 
     // burrow runs it: the base's files under the committed layer.
     let out = run_image(&data, &["--image", "localhost/mine:1", "--", LOOK]);
-    assert_eq!(
-        out.ok(),
-        "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n",
-        "{out:?}"
-    );
+    assert_eq!(out.ok(), SEEN, "{out:?}");
 
     // Saved, and read by skopeo: four layers, the base's command.
     let archive = t.join("mine.tar");
@@ -105,7 +105,7 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
         &data,
         &["--image", &format!("{oa}:localhost/mine:1"), "--", LOOK],
     );
-    assert_eq!(out.ok(), "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n");
+    assert_eq!(out.ok(), SEEN);
 
     // As docker save writes it: skopeo reads the name and the layers, and
     // burrow runs it as a docker-archive.
@@ -136,7 +136,7 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
         &data,
         &["--image", &format!("{da}:localhost/mine:1"), "--", LOOK],
     );
-    assert_eq!(out.ok(), "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n");
+    assert_eq!(out.ok(), SEEN);
 
     // podman loads it and runs it with runc, rootless.
     if !podman_usable() {
@@ -148,20 +148,14 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
     assert!(out.stdout.contains("localhost/mine:1"), "{out:?}");
     let out = p.cmd(&["run", "--rm", "localhost/mine:1", LOOK]);
     assert_eq!(out.code, 0, "podman run: {out:?}");
-    assert_eq!(
-        out.stdout, "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n",
-        "{out:?}"
-    );
+    assert_eq!(out.stdout, SEEN, "{out:?}");
     // And the docker-archive, under the same name, run again.
     assert_eq!(p.cmd(&["rmi", "localhost/mine:1"]).code, 0);
     let out = p.cmd(&["load", "-i", docker.to_str().unwrap()]);
     assert_eq!(out.code, 0, "podman load: {out:?}");
     assert!(out.stdout.contains("localhost/mine:1"), "{out:?}");
     let out = p.cmd(&["run", "--rm", "localhost/mine:1", LOOK]);
-    assert_eq!(
-        out.stdout, "only\nhi\nagain\n33:44 4750 2\nfifo\n1\n",
-        "{out:?}"
-    );
+    assert_eq!(out.stdout, SEEN, "{out:?}");
 }
 
 fn base_ref(oci: &Path) -> String {
