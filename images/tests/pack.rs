@@ -12,7 +12,7 @@ use std::path::Path;
 use burrow_images::{pack, Markers};
 
 mod common;
-use common::Tmp;
+use common::{pax_header, Tmp};
 
 /// Each entry of `tar`: name to (type, uid:gid:mode, link target or
 /// contents).
@@ -227,19 +227,6 @@ fn what_an_image_cannot_mean_is_refused_and_links_stay_as_written() {
     assert_eq!(order, [".wh..wh..opq", ".wh.gone", "#hash", "-dash", "z"]);
 }
 
-/// A PAX record, `LEN KEY=VALUE\n`.
-fn record(key: &str, value: &[u8]) -> Vec<u8> {
-    let rest = key.len() + value.len() + 3;
-    let mut len = rest + 1;
-    while len.to_string().len() + rest != len {
-        len = len.to_string().len() + rest;
-    }
-    let mut r = format!("{len} {key}=").into_bytes();
-    r.extend_from_slice(value);
-    r.push(b'\n');
-    r
-}
-
 #[test]
 fn layer_xattrs_are_kept_recorded_or_refused_and_pack_back() {
     let t = Tmp::new("xattrs");
@@ -250,23 +237,15 @@ fn layer_xattrs_are_kept_recorded_or_refused_and_pack_back() {
     let cap = [
         1u8, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
-    let mut pax = Vec::new();
-    pax.extend(record("SCHILY.xattr.user.note", b"kept"));
-    pax.extend(record("SCHILY.xattr.security.capability", &cap));
     // A layer forging burrow's and overlayfs' own marks: dropped.
-    pax.extend(record(
-        "SCHILY.xattr.user.containers.override_stat",
-        b"0:0:04777",
-    ));
-    pax.extend(record("SCHILY.xattr.user.overlay.opaque", b"y"));
-    pax.extend(record("SCHILY.xattr.user.burrow.xattr.trusted.x", b"1"));
+    let (h, pax) = pax_header(&[
+        ("SCHILY.xattr.user.note", b"kept"),
+        ("SCHILY.xattr.security.capability", &cap),
+        ("SCHILY.xattr.user.containers.override_stat", b"0:0:04777"),
+        ("SCHILY.xattr.user.overlay.opaque", b"y"),
+        ("SCHILY.xattr.user.burrow.xattr.trusted.x", b"1"),
+    ]);
     let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::XHeader);
-    h.set_path("PaxHeaders/ping").unwrap();
-    h.set_size(pax.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
     b.append(&h, &pax[..]).unwrap();
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Regular);

@@ -12,7 +12,7 @@ use burrow_images::Store;
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::Tmp;
+use common::{pax_header, Tmp};
 
 fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
@@ -312,4 +312,55 @@ fn a_size_bomb_stops_at_the_stores_budget_and_leaves_nothing() {
     Store::at(t.0.join("store"))
         .layer(&digest(&second), open)
         .unwrap();
+}
+
+#[test]
+fn a_pax_size_record_does_not_hide_an_entry_from_the_budget() {
+    // The header says 0 bytes; its PAX `size` record says 24 MiB, which
+    // is what a reader takes: the budget counts that, before writing.
+    let t = Tmp::new("pax-size");
+    let mut b = tar::Builder::new(Vec::new());
+    let (h, pax) = pax_header(&[("size", (24u64 << 20).to_string().as_bytes())]);
+    b.append(&h, &pax[..]).unwrap();
+    let mut h = header("big", Regular, 0o644, 0);
+    h.set_cksum();
+    b.append(&h, std::io::repeat(0).take(24 << 20)).unwrap();
+    let tar = b.into_inner().unwrap();
+    let file = t.0.join("blob");
+    std::fs::write(&file, &tar).unwrap();
+    let store = Store::at(t.0.join("store")).with_budget(Some(16 << 20));
+    let e = store
+        .layer(&digest(&tar), || Ok(std::fs::File::open(&file).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the store's budget"), "{e}");
+    assert!(leftovers(&t).is_empty());
+}
+
+#[test]
+fn a_read_only_directory_with_an_owner_and_xattrs_unpacks() {
+    // 0555, owned by 33 (recorded) and with a user xattr: both are set
+    // while the directory is still writable, and its mode comes last.
+    let t = Tmp::new("ro-dir-xattrs");
+    let mut b = tar::Builder::new(Vec::new());
+    let (h, pax) = pax_header(&[("SCHILY.xattr.user.note", b"kept")]);
+    b.append(&h, &pax[..]).unwrap();
+    let mut h = header("ro/", Directory, 0o555, 0);
+    h.set_uid(33);
+    h.set_gid(33);
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+    let mut h = header("ro/inside", Regular, 0o444, 3);
+    h.set_cksum();
+    b.append(&h, &b"in\n"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let dir = unpack(&t, &tar, tar.clone()).unwrap();
+    let ro = dir.join("ro");
+    assert_eq!(std::fs::metadata(&ro).unwrap().mode() & 0o7777, 0o555);
+    assert_eq!(
+        xattr::get(&ro, "user.note").unwrap(),
+        Some(b"kept".to_vec())
+    );
+    assert_eq!(override_of(&ro).as_deref(), Some("33:33:0555"));
+    assert_eq!(std::fs::read_to_string(ro.join("inside")).unwrap(), "in\n");
 }

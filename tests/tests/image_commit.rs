@@ -53,7 +53,7 @@ fn a_committed_upper_layer_runs_again_and_saves_for_podman_and_skopeo() {
     three_layers(&oci);
     let data = t.join("data");
     let up = t.join("up");
-    let base = format!("oci:{}:v1", oci.display());
+    let base = base_ref(&oci);
     let out = run_image(
         &data,
         &[
@@ -171,7 +171,7 @@ fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
     let data = t.join("data");
     let up = t.join("up");
     let ups = up.to_str().unwrap();
-    let base = format!("oci:{}:v1", oci.display());
+    let base = base_ref(&oci);
 
     // While a sandbox runs on it: refused, and nothing recorded.
     let mut running = burrow_run()
@@ -202,14 +202,7 @@ fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
     configured_image(&other);
     let out = run_image(
         &data,
-        &[
-            "--image",
-            &format!("oci:{}:v1", other.display()),
-            "--upper",
-            ups,
-            "--",
-            "true",
-        ],
+        &["--image", &base_ref(&other), "--upper", ups, "--", "true"],
     );
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("in use"), "{out:?}");
@@ -284,12 +277,12 @@ fn commit_refuses_an_upper_in_use_one_without_an_image_and_bad_names() {
             "--format",
             "tarball",
             "localhost/plain:latest",
-            "/tmp/x",
+            t.join("x").to_str().unwrap(),
         ],
     );
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("docker-archive"), "{out:?}");
-    assert!(!Path::new("/tmp/x").exists());
+    assert!(!t.join("x").exists());
 }
 
 /// A one-layer image of busybox-static as /bin/sh and `more` entries,
@@ -354,7 +347,7 @@ fn stop_signal_volumes_and_exposed_ports_are_the_images() {
     let oci = t.join("oci");
     configured_image(&oci);
     let data = t.join("data");
-    let image = format!("oci:{}:v1", oci.display());
+    let image = base_ref(&oci);
 
     // SIGTERM to burrow reaches the command as the image's StopSignal;
     // --stop-signal says otherwise.
@@ -422,15 +415,7 @@ fn stop_signal_volumes_and_exposed_ports_are_the_images() {
     for (i, bad) in ["/proc", "../x", "/dev/pts"].iter().enumerate() {
         let dir = t.join(&format!("bad-volume-{i}"));
         busybox_image(&dir, &[], serde_json::json!({ "Volumes": { *bad: {} } }));
-        let out = run_image(
-            &data,
-            &[
-                "--image",
-                &format!("oci:{}:v1", dir.display()),
-                "--",
-                "true",
-            ],
-        );
+        let out = run_image(&data, &["--image", &base_ref(&dir), "--", "true"]);
         assert_eq!(out.code, 125, "{bad}: {out:?}");
         assert!(out.stderr.contains("the image's Volume"), "{bad}: {out:?}");
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
@@ -518,7 +503,7 @@ fn a_file_capability_set_in_the_sandbox_is_committed_and_saved() {
               os.setxattr('/ping', 'security.capability', cap); \
               print(os.getxattr('/ping', 'security.capability') == cap, \
                     sorted(os.listxattr('/ping')))";
-    let base = format!("oci:{}:v1", oci.display());
+    let base = base_ref(&oci);
     let out = run_image(
         &data,
         &[

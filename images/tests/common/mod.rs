@@ -20,3 +20,25 @@ impl Drop for Tmp {
         let _ = burrow_images::remove_tree(&self.0);
     }
 }
+
+/// A PAX extended header whose records are `records` (key, value).
+pub fn pax_header(records: &[(&str, &[u8])]) -> (tar::Header, Vec<u8>) {
+    let mut data = Vec::new();
+    for (key, value) in records {
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + 1;
+        while len.to_string().len() + rest != len {
+            len = len.to_string().len() + rest;
+        }
+        data.extend(format!("{len} {key}=").into_bytes());
+        data.extend_from_slice(value);
+        data.push(b'\n');
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/x").unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    (h, data)
+}

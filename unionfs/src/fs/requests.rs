@@ -648,7 +648,7 @@ impl Filesystem for UnionFs {
                 let place = self.place_of(&e, &rel)?;
                 if place.get_xattr(&stored)?.is_none() {
                     // Not recorded: what is on disk under its own name.
-                    which = name.to_os_string();
+                    which = std::borrow::Cow::Borrowed(name);
                     if stored == name || place.get_xattr(name)?.is_none() {
                         return Err(os_err(libc::ENODATA));
                     }
@@ -746,10 +746,12 @@ impl UnionFs {
     /// (`--image`), an xattr the unprivileged writer cannot set on disk
     /// (`security.capability`, `trusted.*`) is kept as burrow's record of
     /// it; otherwise under its own name.
-    fn stored_name(&self, name: &OsStr) -> std::ffi::OsString {
-        match crate::override_stat::recorded_name(name) {
-            Some(r) if self.stack.presents_override_stat() => r,
-            _ => name.to_os_string(),
+    fn stored_name<'a>(&self, name: &'a OsStr) -> std::borrow::Cow<'a, OsStr> {
+        if self.stack.presents_override_stat() {
+            if let Some(r) = crate::override_stat::recorded_name(name) {
+                return std::borrow::Cow::Owned(r);
+            }
         }
+        std::borrow::Cow::Borrowed(name)
     }
 }
