@@ -53,8 +53,11 @@ impl Filesystem for UnionFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let mut st = self.lock();
-        match self.entry_attr(&mut st, parent.0, name) {
+        // (Every answer is sent after the lock is let go: the kernel's next
+        // request, sent the moment it has this answer, must not find the
+        // lock still held by a worker on another CPU and sleep on it.)
+        let res = self.entry_attr(&mut self.lock(), parent.0, name);
+        match res {
             Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
             // A negative entry: the kernel remembers the name is absent
             // (every change to it comes through this mount).
@@ -66,8 +69,8 @@ impl Filesystem for UnionFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let mut st = self.lock();
-        match self.handle_attr(&mut st, ino.0, fh) {
+        let res = self.handle_attr(&mut self.lock(), ino.0, fh);
+        match res {
             Ok(attr) => reply.attr(&ttl(&attr), &attr),
             Err(e) => reply.error(err(e)),
         }
@@ -113,6 +116,7 @@ impl Filesystem for UnionFs {
                 );
             }
         }
+        drop(st);
         match res {
             Ok(attr) => reply.attr(&ttl(&attr), &attr),
             Err(e) => reply.error(err(e)),
@@ -120,11 +124,10 @@ impl Filesystem for UnionFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let mut st = self.lock();
-        match self
-            .xattr_target(&mut st, ino.0)
-            .and_then(|at| at.read_link())
-        {
+        let res = self
+            .xattr_target(&mut self.lock(), ino.0)
+            .and_then(|at| at.read_link());
+        match res {
             Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
             Err(e) => reply.error(err(e)),
         }
@@ -149,10 +152,9 @@ impl Filesystem for UnionFs {
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
             dir.mknod(name, kind, mode & 0o7777, rdev as u64)
         };
-        reply_entry(
-            reply,
-            self.create_object(req, &mut st, parent.0, name, true, build),
-        );
+        let res = self.create_object(req, &mut st, parent.0, name, true, build);
+        drop(st);
+        reply_entry(reply, res);
     }
 
     fn mkdir(
@@ -170,23 +172,22 @@ impl Filesystem for UnionFs {
             // (mkdir(2) leaves out set-user-ID and set-group-ID.)
             dir.place(name)?.hold_made()?.chmod(mode & 0o7777)
         };
-        reply_entry(
-            reply,
-            self.create_object(req, &mut st, parent.0, name, true, build),
-        );
+        let res = self.create_object(req, &mut st, parent.0, name, true, build);
+        drop(st);
+        reply_entry(reply, res);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut st = self.lock();
-        match self.remove(&mut st, parent.0, name, false) {
+        let res = self.remove(&mut self.lock(), parent.0, name, false);
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut st = self.lock();
-        match self.remove(&mut st, parent.0, name, true) {
+        let res = self.remove(&mut self.lock(), parent.0, name, true);
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
@@ -202,10 +203,9 @@ impl Filesystem for UnionFs {
     ) {
         let mut st = self.lock();
         let build = |dir: &Dir, name: &OsStr| dir.symlink(target, name);
-        reply_entry(
-            reply,
-            self.create_object(req, &mut st, parent.0, link_name, true, build),
-        );
+        let res = self.create_object(req, &mut st, parent.0, link_name, true, build);
+        drop(st);
+        reply_entry(reply, res);
     }
 
     fn rename(
@@ -218,8 +218,13 @@ impl Filesystem for UnionFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let mut st = self.lock();
-        match self.do_rename(&mut st, (parent.0, name), (newparent.0, newname), flags) {
+        let res = self.do_rename(
+            &mut self.lock(),
+            (parent.0, name),
+            (newparent.0, newname),
+            flags,
+        );
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
@@ -240,6 +245,7 @@ impl Filesystem for UnionFs {
                 src.dir.hard_link(&src.name, dir, name)
             })
         });
+        drop(st);
         reply_entry(reply, res);
     }
 
@@ -276,6 +282,7 @@ impl Filesystem for UnionFs {
                     .handles()
                     .add(Handle::File(std::sync::Arc::new(file), ino.0));
                 self.note_handle(&mut st, fh, backing.as_ref());
+                drop(st);
                 match backing {
                     Some(b) => {
                         reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &b)
@@ -349,7 +356,7 @@ impl Filesystem for UnionFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        let _turn = self.write_turns[ino.0 as usize % 16]
+        let turn = self.write_turns[ino.0 as usize % 16]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if kill {
@@ -386,7 +393,9 @@ impl Filesystem for UnionFs {
                 Err(e) => return reply.error(err(e)),
             }
         }
-        match file.write_all_at(data, offset) {
+        let res = file.write_all_at(data, offset);
+        drop(turn);
+        match res {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(err(e)),
         }
@@ -524,6 +533,7 @@ impl Filesystem for UnionFs {
                 break;
             }
         }
+        drop(st);
         reply.ok();
     }
 
@@ -579,6 +589,7 @@ impl Filesystem for UnionFs {
             .path(ino.0)
             .and_then(|rel| self.copy_up(&mut st, &rel))
             .and_then(|at| at.set_xattr(&name, value, flags));
+        drop(st);
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -590,14 +601,14 @@ impl Filesystem for UnionFs {
             return reply.error(Errno::NO_XATTR);
         }
         let stored = self.stored_name(name);
-        let mut st = self.lock();
-        match self.xattr_target(&mut st, ino.0).and_then(|at| {
+        let res = self.xattr_target(&mut self.lock(), ino.0).and_then(|at| {
             // A recorded one, else (a host's label, say) what is on disk.
             match at.get_xattr(&stored)? {
                 None if stored != name => at.get_xattr(name),
                 found => Ok(found),
             }
-        }) {
+        });
+        match res {
             Ok(Some(value)) => reply_xattr(reply, size, &value),
             Ok(None) => reply.error(Errno::NO_XATTR),
             Err(e) => reply.error(err(e)),
@@ -605,11 +616,10 @@ impl Filesystem for UnionFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let mut st = self.lock();
-        match self
-            .xattr_target(&mut st, ino.0)
-            .and_then(|at| at.list_xattrs())
-        {
+        let res = self
+            .xattr_target(&mut self.lock(), ino.0)
+            .and_then(|at| at.list_xattrs());
+        match res {
             Ok(names) => {
                 let presenting = self.stack.presents_override_stat();
                 let mut shown: Vec<&OsStr> = Vec::new();
@@ -656,6 +666,7 @@ impl Filesystem for UnionFs {
                 self.copy_up(&mut st, &rel)
             })
             .and_then(|at| at.remove_xattr(&which));
+        drop(st);
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -707,6 +718,7 @@ impl Filesystem for UnionFs {
                     .handles()
                     .add(Handle::File(std::sync::Arc::new(file), attr.ino.0));
                 self.note_handle(&mut st, fh, backing.as_ref());
+                drop(st);
                 let flags = FopenFlags::FOPEN_NOFLUSH;
                 match backing {
                     Some(b) => reply.created_passthrough(
