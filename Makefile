@@ -29,7 +29,7 @@ bench:
 	bash benches/unionfs.sh
 	bash benches/coldread.sh
 	bash benches/roundtrip.sh
-	if [ "$$(id -u)" -eq 0 ]; then bash benches/passthrough.sh; fi
+	if [ "$$(id -u)" -eq 0 ]; then bash benches/passthrough.sh; bash benches/timeline.sh; fi
 	bash benches/memory.sh
 	bash benches/image.sh
 	bash benches/pull.sh
