@@ -2,6 +2,7 @@
 //! root (served by burrowfs).
 
 use burrow_tests::*;
+use std::time::Duration;
 
 #[test]
 fn umask_is_honoured_on_create() {
@@ -145,4 +146,111 @@ fn inode_numbers_survive_copy_up() {
          [ \"$a\" = \"$b\" ] && echo stable",
     );
     assert_eq!(out.ok(), "stable\n");
+}
+
+/// Code inside races the server: six processes create, write, append,
+/// rename, link, unlink, truncate, chmod and list the same few names at
+/// once, directories made and removed among them. Every call succeeds or
+/// fails only as such a race allows, the server never stalls, and when it
+/// is over the union shows exactly what its upper layer holds on disk.
+/// (Before 2026-12-06 a listing taken at OPENDIR went out in READDIRPLUS
+/// after its names had changed: the kernel then held dentries of removed
+/// files, an append through one failed with EIO at close and an O_CREAT
+/// open with ENOENT.)
+const FLOOD: &str = r#"
+import errno, os, random, stat, sys
+D = '/srv/flood'
+os.makedirs(D)
+names = ['f%d' % i for i in range(12)] + ['d%d' % i for i in range(3)]
+RACE = {errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY}
+def work(seed):
+    r = random.Random(seed)
+    bad = 0
+    for _ in range(1500):
+        a, b = (os.path.join(D, r.choice(names)) for _ in range(2))
+        op = r.randrange(10)
+        try:
+            if op == 0:
+                with open(a, 'wb') as f: f.write(os.urandom(r.randrange(9000)))
+            elif op == 1:
+                with open(a, 'ab') as f: f.write(b'x' * r.randrange(1, 500))
+            elif op == 2: os.rename(a, b)
+            elif op == 3: os.link(a, b)
+            elif op == 4: os.unlink(a)
+            elif op == 5: os.mkdir(a)
+            elif op == 6: os.rmdir(a)
+            elif op == 7: os.truncate(a, r.randrange(5000))
+            elif op == 8: os.chmod(a, r.choice([0o600, 0o644, 0o755]))
+            else:
+                for n in os.listdir(D):
+                    try: os.lstat(os.path.join(D, n))
+                    except FileNotFoundError: pass
+        except OSError as e:
+            # O_CREAT in a directory that is always there: only a directory
+            # at the name stops it. A directory cannot be hard-linked (a
+            # name may hold one by now).
+            if op in (0, 1):
+                allowed = {errno.EISDIR}
+            elif op == 3:
+                allowed = RACE | {errno.EPERM}
+            else:
+                allowed = RACE
+            if e.errno in allowed:
+                continue
+            print('unexpected', op, e, file=sys.stderr)
+            bad += 1
+    os._exit(1 if bad else 0)
+kids = []
+for seed in range(6):
+    pid = os.fork()
+    if pid == 0:
+        work(seed)
+    kids.append(pid)
+if any(os.waitpid(k, 0)[1] != 0 for k in kids):
+    sys.exit('a racing process met an error no race explains')
+for n in sorted(os.listdir(D)):
+    st = os.lstat(os.path.join(D, n))
+    if stat.S_ISDIR(st.st_mode):
+        print(n, 'dir', oct(st.st_mode & 0o777))
+        continue
+    with open(os.path.join(D, n), 'rb') as f:
+        size = len(f.read())
+    print(n, 'file', st.st_size, size, st.st_nlink, oct(st.st_mode & 0o777))
+"#;
+
+#[test]
+fn racing_processes_leave_the_union_and_its_upper_layer_in_step() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert_unprivileged();
+    let dir = TempDir::new("flood");
+    let upper = dir.join("changes");
+    let out = output_within(
+        burrow_run()
+            .args(["--upper", upper.to_str().unwrap(), AS_ROOT[0], AS_ROOT[1]])
+            .args(["--", "python3", "-c", FLOOD]),
+        Duration::from_secs(120),
+    );
+    let shown = out.ok();
+    // The same, read from the upper layer on disk (a whiteout, should one
+    // be there, is no entry of the union).
+    let mut names: Vec<_> = std::fs::read_dir(upper.join("srv/flood"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut disk = String::new();
+    for n in names {
+        let m = std::fs::symlink_metadata(upper.join("srv/flood").join(&n)).unwrap();
+        let perm = m.mode() & 0o777;
+        if m.file_type().is_char_device() && m.rdev() == 0 {
+            continue;
+        } else if m.is_dir() {
+            disk += &format!("{n} dir {perm:#o}\n");
+        } else {
+            let size = m.len();
+            disk += &format!("{n} file {size} {size} {} {perm:#o}\n", m.nlink());
+        }
+    }
+    assert!(!disk.is_empty(), "the flood left nothing: {out:?}");
+    assert_eq!(shown, disk);
 }

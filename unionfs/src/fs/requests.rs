@@ -517,9 +517,17 @@ impl Filesystem for UnionFs {
                     ino: INodeNo(item.node),
                     ..a
                 }),
-                _ => item
-                    .attr
-                    .or_else(|| self.entry_attr(&mut st, ino.0, &item.name).ok()),
+                // The listing is as of OPENDIR: since then the name may
+                // have gone or come to mean another file. Each entry sent
+                // here becomes a dentry, so only what the name means now
+                // may go out (an old node would stand for a removed file,
+                // whose I/O then fails, and hide the name's new file).
+                _ => match st.by_name(ino.0, &item.name) {
+                    Some(now) if now == item.node => item
+                        .attr
+                        .or_else(|| self.entry_attr(&mut st, ino.0, &item.name).ok()),
+                    _ => self.entry_attr(&mut st, ino.0, &item.name).ok(),
+                },
             };
             let Some(attr) = attr else { continue };
             if reply.add(
