@@ -25,12 +25,8 @@ pub const OCI_OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// cost a system call that always fails.
 fn trusted_readable() -> bool {
     static READABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *READABLE.get_or_init(|| {
-        let initial_ns = std::fs::read_to_string("/proc/self/uid_map")
-            .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
-            .unwrap_or(false);
-        initial_ns && nix::unistd::geteuid().is_root()
-    })
+    *READABLE
+        .get_or_init(|| crate::sys::in_initial_user_namespace() && nix::unistd::geteuid().is_root())
 }
 
 /// The value of overlay xattr `name` ("opaque", "whiteout", ...) of `entry`

@@ -9,6 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::layers::Stat;
 
+/// Whether this process is in the initial user namespace (its uid map is
+/// the whole range, unshifted).
+pub fn in_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().eq(["0", "0", "4294967295"]))
+}
+
 fn cstr(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }

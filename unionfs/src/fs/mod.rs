@@ -188,10 +188,8 @@ fn effective_caps() -> u64 {
 /// Whether this process holds CAP_SYS_ADMIN in the initial user namespace
 /// (what FUSE passthrough's backing files need).
 fn admin_of_initial_namespace() -> bool {
-    let initial = std::fs::read_to_string("/proc/self/uid_map")
-        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
     let admin = effective_caps() & (1 << 21) != 0; // CAP_SYS_ADMIN
-    initial && admin
+    admin && crate::sys::in_initial_user_namespace()
 }
 
 /// The attributes of a negative lookup reply (node 0: "no such name").
