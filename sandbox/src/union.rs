@@ -93,32 +93,54 @@ pub fn spawn_server(root: &Root, hidden: Vec<PathBuf>, init: Pid, sock: OwnedFd)
         .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
     match sys::fork_helper().ctx(|| "fork")? {
         Some(pid) => Ok(pid),
-        None => {
-            let code = match serve(root, hidden, userns, sock) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("burrow: root filesystem server: {e}");
-                    1
-                }
-            };
-            sys::exit_now(code)
+        None => sys::exit_now(serve(root, hidden, userns, sock)),
+    }
+}
+
+/// The server's life: its exit status. A failure is told while the FUSE
+/// descriptor is still open: once it closes, pid 1's next step fails and
+/// the launcher ends this process, which must have said why by then.
+fn serve(root: &Root, hidden: Vec<PathBuf>, userns: std::fs::File, sock: OwnedFd) -> i32 {
+    let received = nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
+        .ctx(|| "joining the sandbox's user namespace")
+        .and_then(|()| sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem"));
+    let mut fds = match received {
+        Ok(fds) => fds.into_iter(),
+        Err(e) => return report(&e),
+    };
+    let Some(fuse) = fds.next() else {
+        return 0; // the sandbox failed before mounting: nothing to serve
+    };
+    match prepare(root, hidden, fds) {
+        Ok(fs) => match serve_mounted(fs, fuse) {
+            Ok(()) => 0,
+            Err(e) => report(&Error::usage(format!("serving the root filesystem: {e}"))),
+        },
+        Err(e) => {
+            let code = report(&e);
+            drop(fuse);
+            code
         }
     }
 }
 
-fn serve(
+/// Says `e` in one write (another process's line cannot land inside it);
+/// the exit status of a failed server.
+fn report(e: &Error) -> i32 {
+    use std::io::Write;
+    let line = format!("burrow: root filesystem server: {e}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    1
+}
+
+/// The union the server will serve: its layers, what they hide and show,
+/// and the upper layer (from the descriptors pid 1 sent after the FUSE
+/// device's).
+fn prepare(
     root: &Root,
     mut hidden: Vec<PathBuf>,
-    userns: std::fs::File,
-    sock: OwnedFd,
-) -> Result<()> {
-    nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
-        .ctx(|| "joining the sandbox's user namespace")?;
-    let fds = sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem")?;
-    let mut fds = fds.into_iter();
-    let Some(fuse) = fds.next() else {
-        return Ok(()); // the sandbox failed before mounting: nothing to serve
-    };
+    mut fds: impl Iterator<Item = OwnedFd>,
+) -> Result<UnionFs> {
     let (lowers, upper) = (&root.lowers, root.upper.as_ref());
     let (upper_dir, work_dir) = match upper {
         None => (None, None),
@@ -175,8 +197,7 @@ fn serve(
         noted.map_err(|e| Error::usage(format!("--upper: {e}")))?;
     }
     nix::sys::stat::umask(Mode::empty());
-    serve_mounted(UnionFs::new(stack, upper), fuse)
-        .map_err(|e| Error::usage(format!("serving the root filesystem: {e}")))
+    Ok(UnionFs::new(stack, upper))
 }
 
 /// Whether a uid_map or gid_map (read from inside its namespace: inner,
