@@ -2,6 +2,7 @@
 //! root (served by burrowfs).
 
 use burrow_tests::*;
+use std::path::Path;
 use std::time::Duration;
 
 #[test]
@@ -160,7 +161,7 @@ fn inode_numbers_survive_copy_up() {
 const FLOOD: &str = r#"
 import errno, os, random, stat, sys
 D = '/srv/flood'
-os.makedirs(D)
+os.makedirs(D, exist_ok=True)
 names = ['f%d' % i for i in range(12)] + ['d%d' % i for i in range(3)]
 RACE = {errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY}
 def work(seed):
@@ -218,39 +219,86 @@ for n in sorted(os.listdir(D)):
     print(n, 'file', st.st_size, size, st.st_nlink, oct(st.st_mode & 0o777))
 "#;
 
-#[test]
-fn racing_processes_leave_the_union_and_its_upper_layer_in_step() {
+/// How the union shows `name` of /srv/flood, as FLOOD prints it, from its
+/// place in a layer on disk.
+fn as_listed(name: &str, path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    let perm = m.mode() & 0o777;
+    if m.is_dir() {
+        format!("{name} dir {perm:#o}\n")
+    } else {
+        let size = m.len();
+        format!("{name} file {size} {size} {} {perm:#o}\n", m.nlink())
+    }
+}
+
+/// Runs FLOOD on the default root (with `layer` as a lower layer above the
+/// host's, when given) and an upper layer of the test's, and checks the
+/// union's last listing against the layers on disk: the upper layer's
+/// entries, its whiteouts hiding the lower layer's names, the rest from
+/// the lower layer.
+fn flood_and_compare(name: &str, layer: Option<&Path>) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     assert_unprivileged();
-    let dir = TempDir::new("flood");
+    let dir = TempDir::new(name);
     let upper = dir.join("changes");
+    let mut cmd = burrow_run();
+    cmd.args(["--upper", upper.to_str().unwrap(), AS_ROOT[0], AS_ROOT[1]]);
+    if let Some(l) = layer {
+        cmd.args(["--layer", l.to_str().unwrap()]);
+    }
     let out = output_within(
-        burrow_run()
-            .args(["--upper", upper.to_str().unwrap(), AS_ROOT[0], AS_ROOT[1]])
-            .args(["--", "python3", "-c", FLOOD]),
+        cmd.args(["--", "python3", "-c", FLOOD]),
         Duration::from_secs(120),
     );
     let shown = out.ok();
-    // The same, read from the upper layer on disk (a whiteout, should one
-    // be there, is no entry of the union).
-    let mut names: Vec<_> = std::fs::read_dir(upper.join("srv/flood"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let up = upper.join("srv/flood");
+    let low = layer.map(|l| l.join("srv/flood"));
+    let opaque = xattr::get(&up, "user.overlay.opaque").ok().flatten();
+    assert!(
+        opaque.is_none(),
+        "the flood never removes /srv/flood itself"
+    );
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d).map_or(Vec::new(), |r| {
+            r.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+    };
+    let mut all = names(&up);
+    all.extend(low.as_deref().map(names).unwrap_or_default());
+    all.sort();
+    all.dedup();
     let mut disk = String::new();
-    for n in names {
-        let m = std::fs::symlink_metadata(upper.join("srv/flood").join(&n)).unwrap();
-        let perm = m.mode() & 0o777;
-        if m.file_type().is_char_device() && m.rdev() == 0 {
-            continue;
-        } else if m.is_dir() {
-            disk += &format!("{n} dir {perm:#o}\n");
-        } else {
-            let size = m.len();
-            disk += &format!("{n} file {size} {size} {} {perm:#o}\n", m.nlink());
+    for n in all {
+        match std::fs::symlink_metadata(up.join(&n)) {
+            Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => {} // a whiteout
+            Ok(_) => disk += &as_listed(&n, &up.join(&n)),
+            Err(_) => disk += &as_listed(&n, &low.as_ref().unwrap().join(&n)),
         }
     }
     assert!(!disk.is_empty(), "the flood left nothing: {out:?}");
     assert_eq!(shown, disk);
+}
+
+#[test]
+fn racing_processes_leave_the_union_and_its_upper_layer_in_step() {
+    flood_and_compare("flood", None);
+}
+
+/// The same flood over files and a directory of a lower layer: racing
+/// copy-ups (appends, truncates, chmods and links of the same lower file
+/// at once), whiteouts for removed and renamed-away lower names, and
+/// directories removed and made again over lower ones.
+#[test]
+fn racing_copy_ups_of_lower_files_leave_the_union_in_step() {
+    let t = TempDir::new("flood-lower");
+    let layer = t.join("layer");
+    let d = layer.join("srv/flood");
+    std::fs::create_dir_all(d.join("d0")).unwrap();
+    for i in 0..6 {
+        std::fs::write(d.join(format!("f{i}")), vec![b'l'; 3000 * i + 1]).unwrap();
+    }
+    flood_and_compare("flood-lower-run", Some(&layer));
 }

@@ -41,6 +41,9 @@ pub(super) struct Node {
     /// (Boxed: only directories have it, and every node pays for the
     /// field's size in the node table.)
     dir_layers: Option<Box<(u64, Vec<usize>)>>,
+    /// The kernel's references: one for each entry sent to it (a lookup,
+    /// a creation, a READDIRPLUS entry), less those it has forgotten.
+    lookups: u64,
 }
 
 impl Node {
@@ -191,6 +194,23 @@ impl State {
     /// The first name of `node`: its parent and its name there.
     pub(super) fn first_name(&self, node: u64) -> Option<(u64, &OsStr)> {
         self.node(node)?.names.first().map(|(p, n)| (*p, &**n))
+    }
+
+    /// The kernel is sent an entry of `node`: one more reference.
+    pub(super) fn looked_up(&mut self, node: u64) {
+        if let Some(n) = self.node_mut(node) {
+            n.lookups += 1;
+        }
+    }
+
+    /// The kernel drops `count` references to `node`; whether it holds
+    /// none now. (A FORGET may come after a later lookup has handed the
+    /// node out again: the kernel then still holds it.)
+    pub(super) fn forgotten(&mut self, node: u64, count: u64) -> bool {
+        self.node_mut(node).is_none_or(|n| {
+            n.lookups = n.lookups.saturating_sub(count);
+            n.lookups == 0
+        })
     }
 
     pub(super) fn name_count(&self, node: u64) -> usize {

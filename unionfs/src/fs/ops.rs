@@ -223,6 +223,8 @@ impl UnionFs {
             },
         };
         let node = st.node_for(self.key(layer, &e.meta, parent, name), parent, name);
+        // Every caller sends the kernel this entry.
+        st.looked_up(node);
         Ok(self.shown(union_attr(node, &e)))
     }
 

@@ -56,7 +56,14 @@ impl Filesystem for UnionFs {
         // (Every answer is sent after the lock is let go: the kernel's next
         // request, sent the moment it has this answer, must not find the
         // lock still held by a worker on another CPU and sleep on it.)
-        let res = self.entry_attr(&mut self.lock(), parent.0, name);
+        let res = {
+            let mut st = self.lock();
+            let res = self.entry_attr(&mut st, parent.0, name);
+            if let Ok(attr) = &res {
+                st.looked_up(attr.ino.0);
+            }
+            res
+        };
         match res {
             Ok(attr) => reply.entry(&ttl(&attr), &attr, Generation(0)),
             // A negative entry: the kernel remembers the name is absent
@@ -414,10 +421,16 @@ impl Filesystem for UnionFs {
         reply.error(Errno::ENOSYS);
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        // The kernel has dropped the inode, so nothing has the file open:
-        // a pinned file of an unlinked node can go.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        // Once the kernel holds no reference, nothing has the file open: a
+        // pinned file of an unlinked node can go. (Held under the state's
+        // lock: a lookup in between would hand the node out again.)
+        let mut st = self.lock();
+        if !st.forgotten(ino.0, nlookup) {
+            return;
+        }
         let file = self.node_files().remove(ino.0);
+        drop(st);
         drop(file);
     }
 
@@ -539,6 +552,10 @@ impl Filesystem for UnionFs {
                 Generation(0),
             ) {
                 break;
+            }
+            // The kernel takes a reference for each entry but "." and "..".
+            if !matches!(item.name.as_encoded_bytes(), b"." | b"..") {
+                st.looked_up(attr.ino.0);
             }
         }
         drop(st);
