@@ -103,6 +103,62 @@ fn reads_and_writes_reach_a_file_that_lost_its_last_name() {
     assert_eq!(out.ok(), "gone\nPRETTY\nHELLO world\n");
 }
 
+/// Without FUSE opens burrowfs first hears of a write at the WRITE, which
+/// may come after the file's last name is gone: a lower layer's file,
+/// opened for writing and then removed, takes writes and a truncate in a
+/// copy of its own (kernel overlayfs copies it up at the open), and the
+/// layer is left as it was. (Before 2026-12-06 the write failed with EIO
+/// at close and the truncate with EINVAL.)
+#[test]
+fn a_lower_file_written_after_its_last_name_is_gone_is_copied() {
+    const SCRIPT: &str = r#"
+import mmap, os
+def direct(f):  # what burrowfs holds, past the page cache
+    fd = os.open('/proc/self/fd/%d' % f.fileno(), os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)
+    n = os.readv(fd, [buf])
+    os.close(fd)
+    return buf[:n]
+f = open('/srv/t/f', 'r+b')
+g = open('/srv/t/g', 'ab')
+os.unlink('/srv/t/f')
+os.unlink('/srv/t/g')
+f.seek(0, 2)
+f.write(b'+more')
+f.flush()
+os.fsync(f.fileno())
+print(direct(f))
+f.truncate(5)
+print(direct(f), os.fstat(f.fileno()).st_size)
+g.write(b'+g')
+g.close()
+print(os.listdir('/srv/t'))
+"#;
+    assert_unprivileged();
+    let t = TempDir::new("orphan");
+    let d = t.join("layer/srv/t");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("f"), "lower data\n").unwrap();
+    std::fs::write(d.join("g"), "g\n").unwrap();
+    let layer = t.join("layer");
+    let out = output(burrow_run().args([
+        AS_ROOT[0],
+        AS_ROOT[1],
+        "--layer",
+        layer.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        SCRIPT,
+    ]));
+    assert_eq!(out.ok(), "b'lower data\\n+more'\nb'lower' 5\n[]\n");
+    assert_eq!(
+        std::fs::read_to_string(d.join("f")).unwrap(),
+        "lower data\n"
+    );
+    assert_eq!(std::fs::read_to_string(d.join("g")).unwrap(), "g\n");
+}
+
 #[test]
 fn creating_and_removing_update_the_parents_times() {
     let out = sh(

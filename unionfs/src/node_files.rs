@@ -32,6 +32,8 @@ struct NodeFile {
     read: bool,
     write: bool,
     pinned: bool,
+    /// Pinned as a lower layer's file (never to be written).
+    lower: bool,
 }
 
 /// The open files, by node.
@@ -86,6 +88,7 @@ impl NodeFiles {
                 read,
                 write,
                 pinned,
+                lower: false,
             },
         );
         let at_most = cached_at_most();
@@ -106,14 +109,23 @@ impl NodeFiles {
         closing
     }
 
-    /// Keeps `node`'s file until the kernel forgets the node.
-    pub(crate) fn pin(&mut self, node: u64) {
+    /// Keeps `node`'s file (a lower layer's when `lower`) until the kernel
+    /// forgets the node.
+    pub(crate) fn pin(&mut self, node: u64, lower: bool) {
         if let Some(f) = self.map.get_mut(&node) {
+            f.lower = lower;
             if !f.pinned {
                 f.pinned = true;
                 self.unpinned -= 1;
             }
         }
+    }
+
+    /// `node`'s file if it is a lower layer's, pinned once its last name
+    /// went.
+    pub(crate) fn pinned_lower(&self, node: u64) -> Option<Arc<File>> {
+        let f = self.map.get(&node)?;
+        (f.pinned && f.lower).then(|| f.file.clone())
     }
 
     /// Drops `node`'s file, pinned or not.
@@ -148,14 +160,17 @@ mod tests {
     fn the_cache_is_bounded_but_pinned_files_stay() {
         let mut t = NodeFiles::default();
         drop(t.insert(1, file(), true, false));
-        t.pin(1);
+        t.pin(1, true);
+        assert!(t.pinned_lower(1).is_some());
         for n in 2..(cached_at_most() as u64 + 10) {
             drop(t.insert(n, file(), true, false));
         }
         assert!(t.unpinned <= cached_at_most());
         assert!(t.any(1).is_some(), "a pinned file was closed");
-        // A file replaced by its reopening keeps the pin.
+        // A file replaced by its reopening (or by its copy) keeps the pin,
+        // and is no longer the lower layer's.
         drop(t.insert(1, file(), true, true));
+        assert!(t.pinned_lower(1).is_none());
         let before = t.unpinned;
         assert!(t.remove(1).is_some());
         assert_eq!(t.unpinned, before);

@@ -165,6 +165,38 @@ impl Upper {
         copy_metadata(meta, &copy)
     }
 
+    /// A copy of `from`, a lower layer's file whose last name is gone but
+    /// which the sandbox still has open, as a file of the work directory
+    /// that has no name either: its data, mode, owner (when permitted) and
+    /// xattrs, for the writes that only the open descriptors can still make.
+    pub fn copy_orphan(&self, from: &File) -> io::Result<File> {
+        use std::os::unix::fs::PermissionsExt;
+        use xattr::FileExt;
+        let tmp = self.temp();
+        let to =
+            self.work
+                .open_file(&tmp, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR, 0o600)?;
+        self.work.unlink(&tmp)?;
+        copy_data(from, &to)?;
+        for name in from.list_xattr()?.filter(|n| !is_overlay_xattr(n)) {
+            if let Ok(Some(value)) = from.get_xattr(&name) {
+                match to.set_xattr(&name, &value) {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let meta = from.metadata()?;
+        match std::os::unix::fs::fchown(&to, Some(meta.uid()), Some(meta.gid())) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {}
+            Err(e) => return Err(e),
+        }
+        to.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        Ok(to)
+    }
+
     /// Makes a whiteout at `at` (which must not exist in the upper layer):
     /// a 0/0 character device, or where mknod is refused, an empty file
     /// with the `user.overlay.whiteout` xattr in a directory marked "x".
@@ -296,8 +328,14 @@ fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Resu
     let from = src
         .dir
         .open_regular(&src.name, OFlag::O_RDONLY, Some((meta.dev, meta.ino)))?;
-    let opened = from.metadata()?;
-    let size = opened.len() as i64;
+    copy_data(&from, &to)?;
+    Ok((made.dev(), made.ino()))
+}
+
+/// Copies the data of `from` into the empty file `to`, leaving holes
+/// where `from` has them.
+fn copy_data(from: &File, to: &File) -> io::Result<()> {
+    let size = from.metadata()?.len() as i64;
     let mut pos: i64 = 0;
     while pos < size {
         let data = match nix::unistd::lseek(from.as_fd(), pos, nix::unistd::Whence::SeekData) {
@@ -308,11 +346,10 @@ fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Resu
         let hole = nix::unistd::lseek(from.as_fd(), data, nix::unistd::Whence::SeekHole)
             .unwrap_or(size)
             .min(size);
-        copy_range(&from, &to, data, hole - data)?;
+        copy_range(from, to, data, hole - data)?;
         pos = hole;
     }
-    to.set_len(size as u64)?;
-    Ok((made.dev(), made.ino()))
+    to.set_len(size as u64)
 }
 
 /// Copies `len` bytes at `off` from one file to the same offset of another.

@@ -401,6 +401,9 @@ impl UnionFs {
             return Ok(f);
         }
         let mut st = self.lock();
+        if write && self.no_open() && st.path(node).is_err() {
+            return self.writable_orphan(&mut st, node).map_err(err);
+        }
         let flags = if write {
             libc::O_WRONLY
         } else {
@@ -459,7 +462,26 @@ impl UnionFs {
                 drop(closing);
             }
         }
-        self.node_files().pin(node);
+        self.node_files().pin(node, !write);
+    }
+
+    /// The file of `node`, whose last name is gone, for writing. A lower
+    /// layer's file pinned by [`UnionFs::keep_open_unnamed`] is copied
+    /// first into a nameless file of the work directory, which becomes the
+    /// node's: kernel overlayfs copies up at an open for writing, but
+    /// without FUSE opens burrowfs first hears of a write at the WRITE (or
+    /// the truncate), which may come after the unlink. (Under the state's
+    /// lock: two writers get one copy.)
+    fn writable_orphan(&self, _st: &mut State, node: u64) -> io::Result<std::sync::Arc<File>> {
+        if let Some(f) = self.node_files().get(node, true) {
+            return Ok(f);
+        }
+        let lower = self.node_files().pinned_lower(node);
+        let lower = lower.ok_or_else(|| os_err(libc::EACCES))?;
+        let copy = std::sync::Arc::new(self.upper()?.copy_orphan(&lower)?);
+        let closing = self.node_files().insert(node, copy.clone(), true, true);
+        drop(closing);
+        Ok(copy)
     }
 
     fn upper(&self) -> io::Result<&Upper> {

@@ -536,7 +536,11 @@ impl UnionFs {
             Err(_) => None, // unlinked: only the open handle is left
         };
         if let Some(size) = size {
-            let held = self.held_file(node, fh, at.is_none());
+            let orphan = at.is_none() && self.no_open() && fh.is_none_or(|f| f.0 == 0);
+            let held = match orphan {
+                true => Some(self.writable_orphan(st, node)?),
+                false => self.held_file(node, fh, at.is_none()),
+            };
             match held {
                 Some(f) if at.is_none() || f.set_len(size).is_ok() => {
                     f.set_len(size)?;
