@@ -105,10 +105,11 @@ fn reads_and_writes_reach_a_file_that_lost_its_last_name() {
 
 /// Without FUSE opens burrowfs first hears of a write at the WRITE, which
 /// may come after the file's last name is gone: a lower layer's file,
-/// opened for writing and then removed, takes writes and a truncate in a
-/// copy of its own (kernel overlayfs copies it up at the open), and the
-/// layer is left as it was. (Before 2026-12-06 the write failed with EIO
-/// at close and the truncate with EINVAL.)
+/// opened for writing and then removed, takes writes and truncates in a
+/// copy of its own (kernel overlayfs copies it up at the open; a truncate
+/// clears set-user-ID there too, and a chmod changes it), and the layer is
+/// left as it was. (Before 2026-12-06 the write failed with EIO at close,
+/// the truncate with EINVAL, and the chmod did nothing.)
 #[test]
 fn a_lower_file_written_after_its_last_name_is_gone_is_copied() {
     const SCRIPT: &str = r#"
@@ -132,6 +133,12 @@ f.truncate(5)
 print(direct(f), os.fstat(f.fileno()).st_size)
 g.write(b'+g')
 g.close()
+h = open('/srv/t/h', 'r+b')
+os.unlink('/srv/t/h')
+h.truncate(1)
+print(direct(h), oct(os.fstat(h.fileno()).st_mode & 0o7777))
+os.fchmod(h.fileno(), 0o700)
+print(oct(os.fstat(h.fileno()).st_mode & 0o7777))
 print(os.listdir('/srv/t'))
 "#;
     assert_unprivileged();
@@ -140,6 +147,9 @@ print(os.listdir('/srv/t'))
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("f"), "lower data\n").unwrap();
     std::fs::write(d.join("g"), "g\n").unwrap();
+    std::fs::write(d.join("h"), "set-user-ID\n").unwrap();
+    let setuid = std::os::unix::fs::PermissionsExt::from_mode(0o4755);
+    std::fs::set_permissions(d.join("h"), setuid).unwrap();
     let layer = t.join("layer");
     let out = output(burrow_run().args([
         AS_ROOT[0],
@@ -151,12 +161,19 @@ print(os.listdir('/srv/t'))
         "-c",
         SCRIPT,
     ]));
-    assert_eq!(out.ok(), "b'lower data\\n+more'\nb'lower' 5\n[]\n");
+    assert_eq!(
+        out.ok(),
+        "b'lower data\\n+more'\nb'lower' 5\nb's' 0o755\n0o700\n[]\n"
+    );
     assert_eq!(
         std::fs::read_to_string(d.join("f")).unwrap(),
         "lower data\n"
     );
     assert_eq!(std::fs::read_to_string(d.join("g")).unwrap(), "g\n");
+    assert_eq!(
+        std::fs::read_to_string(d.join("h")).unwrap(),
+        "set-user-ID\n"
+    );
 }
 
 #[test]

@@ -167,18 +167,25 @@ impl Upper {
 
     /// A copy of `from`, a lower layer's file whose last name is gone but
     /// which the sandbox still has open, as a file of the work directory
-    /// that has no name either: its data, mode, owner (when permitted) and
-    /// xattrs, for the writes that only the open descriptors can still make.
-    pub fn copy_orphan(&self, from: &File) -> io::Result<File> {
+    /// that has no name either: its data (its first `up_to` bytes: a
+    /// truncate copies no more than it keeps), mode, owner (when permitted)
+    /// and xattrs, for the writes that only the open descriptors can still
+    /// make.
+    pub fn copy_orphan(&self, from: &File, up_to: u64) -> io::Result<File> {
         use std::os::unix::fs::PermissionsExt;
         use xattr::FileExt;
         let tmp = self.temp();
         let to =
             self.work
                 .open_file(&tmp, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR, 0o600)?;
-        self.work.unlink(&tmp)?;
-        copy_data(from, &to)?;
-        for name in from.list_xattr()?.filter(|n| !is_overlay_xattr(n)) {
+        if let Err(e) = self.work.unlink(&tmp) {
+            let _ = self.work.remove_any(&tmp);
+            return Err(e);
+        }
+        copy_data(from, &to, up_to)?;
+        // (No xattr support on the lower: nothing to copy.)
+        let names = from.list_xattr().into_iter().flatten();
+        for name in names.filter(|n| !is_overlay_xattr(n)) {
             if let Ok(Some(value)) = from.get_xattr(&name) {
                 match to.set_xattr(&name, &value) {
                     Ok(()) => {}
@@ -328,14 +335,14 @@ fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Resu
     let from = src
         .dir
         .open_regular(&src.name, OFlag::O_RDONLY, Some((meta.dev, meta.ino)))?;
-    copy_data(&from, &to)?;
+    copy_data(&from, &to, u64::MAX)?;
     Ok((made.dev(), made.ino()))
 }
 
-/// Copies the data of `from` into the empty file `to`, leaving holes
-/// where `from` has them.
-fn copy_data(from: &File, to: &File) -> io::Result<()> {
-    let size = from.metadata()?.len() as i64;
+/// Copies the data of `from` (its first `up_to` bytes at most) into the
+/// empty file `to`, leaving holes where `from` has them.
+fn copy_data(from: &File, to: &File, up_to: u64) -> io::Result<()> {
+    let size = from.metadata()?.len().min(up_to) as i64;
     let mut pos: i64 = 0;
     while pos < size {
         let data = match nix::unistd::lseek(from.as_fd(), pos, nix::unistd::Whence::SeekData) {

@@ -402,7 +402,7 @@ impl UnionFs {
         }
         let mut st = self.lock();
         if write && self.no_open() && st.path(node).is_err() {
-            return self.writable_orphan(&mut st, node).map_err(err);
+            return self.writable_orphan(&mut st, node, u64::MAX).map_err(err);
         }
         let flags = if write {
             libc::O_WRONLY
@@ -467,18 +467,28 @@ impl UnionFs {
 
     /// The file of `node`, whose last name is gone, for writing. A lower
     /// layer's file pinned by [`UnionFs::keep_open_unnamed`] is copied
-    /// first into a nameless file of the work directory, which becomes the
-    /// node's: kernel overlayfs copies up at an open for writing, but
-    /// without FUSE opens burrowfs first hears of a write at the WRITE (or
-    /// the truncate), which may come after the unlink. (Under the state's
-    /// lock: two writers get one copy.)
-    fn writable_orphan(&self, _st: &mut State, node: u64) -> io::Result<std::sync::Arc<File>> {
+    /// first (its first `up_to` bytes) into a nameless file of the work
+    /// directory, which becomes the node's: kernel overlayfs copies up at
+    /// an open for writing, but without FUSE opens burrowfs first hears of
+    /// a write at the WRITE (or the truncate), which may come after the
+    /// unlink. (Under the state's lock: two writers get one copy.)
+    fn writable_orphan(
+        &self,
+        _st: &mut State,
+        node: u64,
+        up_to: u64,
+    ) -> io::Result<std::sync::Arc<File>> {
         if let Some(f) = self.node_files().get(node, true) {
             return Ok(f);
         }
-        let lower = self.node_files().pinned_lower(node);
-        let lower = lower.ok_or_else(|| os_err(libc::EACCES))?;
-        let copy = std::sync::Arc::new(self.upper()?.copy_orphan(&lower)?);
+        let (lower, kept) = {
+            let files = self.node_files();
+            (files.pinned_lower(node), files.any(node).is_some())
+        };
+        // An upper file kept read-only may not be written; with nothing
+        // kept, the node is no file any more.
+        let lower = lower.ok_or_else(|| os_err(if kept { libc::EACCES } else { libc::ENOENT }))?;
+        let copy = std::sync::Arc::new(self.upper()?.copy_orphan(&lower, up_to)?);
         let closing = self.node_files().insert(node, copy.clone(), true, true);
         drop(closing);
         Ok(copy)

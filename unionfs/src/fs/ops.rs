@@ -535,10 +535,11 @@ impl UnionFs {
             Ok(_) => Some(self.copy_up_node_with(st, node, size == Some(0))?),
             Err(_) => None, // unlinked: only the open handle is left
         };
+        // A nameless file without FUSE opens: only the node's own file is left.
+        let orphan = at.is_none() && self.no_open() && fh.is_none_or(|f| f.0 == 0);
         if let Some(size) = size {
-            let orphan = at.is_none() && self.no_open() && fh.is_none_or(|f| f.0 == 0);
             let held = match orphan {
-                true => Some(self.writable_orphan(st, node)?),
+                true => Some(self.writable_orphan(st, node, size)?),
                 false => self.held_file(node, fh, at.is_none()),
             };
             match held {
@@ -554,6 +555,10 @@ impl UnionFs {
             }
         }
         let Some(at) = at else {
+            if let (Some(mode), true) = (mode, orphan) {
+                // (The set-id bits a truncate clears, too.)
+                self.chmod_orphan(st, node, mode & 0o7777)?;
+            }
             return self.handle_attr(st, node, fh);
         };
         // Every change to one object, held: never to something put at its
@@ -591,6 +596,31 @@ impl UnionFs {
             Self::set_times(&object, atime, mtime)?;
         }
         self.node_attr(st, node)
+    }
+
+    /// Mode `mode` for nameless `node`: on its own file, a lower layer's
+    /// copied first (never the layer's file itself).
+    fn chmod_orphan(&self, st: &mut State, node: u64, mode: u32) -> io::Result<()> {
+        use xattr::FileExt;
+        let (own, lower) = {
+            let files = self.node_files();
+            match files.pinned_lower(node) {
+                Some(_) => (None, true),
+                None => (files.any(node), false),
+            }
+        };
+        let f = match own {
+            Some(f) => f,
+            None if lower => self.writable_orphan(st, node, u64::MAX)?,
+            None => return Ok(()), // nothing kept: not a file, or gone
+        };
+        match self.stack.override_of_file(&f) {
+            Some(o) => {
+                let value = o.changed(None, None, Some(mode)).encode();
+                f.set_xattr(override_stat::XATTR, value.as_bytes())
+            }
+            None => f.set_permissions(std::fs::Permissions::from_mode(mode)),
+        }
     }
 
     /// The open file `fh` names, or (handle 0, no FUSE opens) the node's
