@@ -234,6 +234,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "DST[:OPTIONS]", action = ArgAction::Append)]
     pub tmpfs: Vec<PathBuf>,
 
+    /// Make PATH, and every mount below it, read-only, after all other
+    /// mounts (OCI's readonlyPaths; e.g. /proc/sys). Skipped where PATH
+    /// does not exist.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub remount_ro: Vec<PathBuf>,
+
+    /// Hide PATH, after all other mounts: a directory shows empty and
+    /// read-only, a file reads as empty (OCI's maskedPaths, podman's
+    /// --security-opt mask=; e.g. /proc/kcore). Skipped where PATH does
+    /// not exist.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub mask: Vec<PathBuf>,
+
     /// The most the sandbox's in-memory filesystems (the root's private
     /// upper layer, /tmp, /run, /dev, /dev/shm, --tmpfs) hold in all, e.g.
     /// 2G [default: a quarter of the host's RAM].

@@ -86,6 +86,9 @@ pub struct SandboxConfig {
     pub rootfs: PathBuf,
     pub root: Root,
     pub mounts: Vec<MountOp>,
+    /// `--remount-ro` and `--mask`: applied after every mount, in order.
+    pub remount_ro: Vec<PathBuf>,
+    pub masks: Vec<PathBuf>,
     pub chdir: Option<PathBuf>,
     /// Directories to try, in order, when `chdir` is not given.
     pub fallback_dirs: Vec<PathBuf>,
@@ -362,7 +365,20 @@ impl SandboxConfig {
             }
         }
 
+        let paths = |list: &[PathBuf], flag: &str| -> Result<Vec<PathBuf>> {
+            list.iter().map(|p| sandbox_path(p, flag)).collect()
+        };
+        let remount_ro = paths(&args.remount_ro, "--remount-ro")?;
+        let masks = paths(&args.mask, "--mask")?;
         if args.vm {
+            if let Some(flag) = [(&remount_ro, "--remount-ro"), (&masks, "--mask")]
+                .iter()
+                .find_map(|(l, f)| (!l.is_empty()).then_some(f))
+            {
+                return Err(Error::usage(format!(
+                    "{flag} is not available with --vm: the guest's kernel makes its own /proc and /sys"
+                )));
+            }
             // The guest mounts its own kernel filesystems over these.
             for op in &mounts {
                 let (MountOp::Bind { dst, .. } | MountOp::Tmpfs { dst, .. }) = op;
@@ -418,6 +434,8 @@ impl SandboxConfig {
             rootfs,
             root,
             mounts,
+            remount_ro,
+            masks,
             chdir,
             fallback_dirs,
             hostname: args.hostname,

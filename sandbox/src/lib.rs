@@ -14,6 +14,7 @@ pub mod init;
 pub use burrow_vm_init::landlock_policy;
 pub mod launch;
 pub mod mapped;
+pub mod masks;
 pub mod net;
 pub mod profile;
 pub mod rlimits;

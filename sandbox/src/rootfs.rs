@@ -136,9 +136,15 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
 
     resolver(cfg, &root)?;
 
-    // 4. The user's mounts, in order.
+    // 4. The user's mounts, in order; then what they make read-only or hide.
     for op in &cfg.mounts {
         apply(&store, &root, op)?;
+    }
+    for dst in &cfg.remount_ro {
+        crate::masks::remount_ro(&root, dst)?;
+    }
+    for dst in &cfg.masks {
+        crate::masks::mask(&root, dst, &host_path(Path::new("/dev/null")))?;
     }
 
     // 5. Make /newroot the root and drop everything else.

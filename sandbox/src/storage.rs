@@ -165,7 +165,7 @@ impl Store {
                 Err(e) => return Err(e).ctx(|| what.to_string()),
             }
         }
-        let tree = sys::open_tree_clone_fd(dir.as_fd()).ctx(|| what.to_string())?;
+        let tree = sys::open_tree_clone_fd(dir.as_fd(), false).ctx(|| what.to_string())?;
         sys::mount_setattr(tree.as_fd(), attr, false).ctx(|| what.to_string())?;
         sys::move_mount_onto(tree.as_fd(), target).ctx(|| what.to_string())
     }

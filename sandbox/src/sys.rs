@@ -83,11 +83,15 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> nix::Result<OwnedFd> {
     owned(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })
 }
 
-/// A detached copy of the mount at the directory `dir` (open_tree with
-/// AT_EMPTY_PATH): a bind of that directory alone.
-pub fn open_tree_clone_fd(dir: BorrowedFd) -> nix::Result<OwnedFd> {
-    let flags =
+/// A detached copy of the mount at `dir` (open_tree with AT_EMPTY_PATH): a
+/// bind of that directory or file alone, or with `recursive` with the
+/// mounts below it too.
+pub fn open_tree_clone_fd(dir: BorrowedFd, recursive: bool) -> nix::Result<OwnedFd> {
+    let mut flags =
         libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: `dir` is an open descriptor and the path is the empty string.
     owned(unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags) })
 }

@@ -35,6 +35,20 @@ fn relative_destination() {
 }
 
 #[test]
+fn masks_and_read_only_paths_must_be_absolute_and_not_in_a_vm() {
+    let out = output(burrow_run().args(["--mask", "proc/kcore", "--", "true"]));
+    one_line_error(
+        &out,
+        125,
+        "--mask proc/kcore: destination must be an absolute path",
+    );
+    let out = output(burrow_run().args(["--remount-ro", "/a/../b", "--", "true"]));
+    one_line_error(&out, 125, "--remount-ro /a/../b");
+    let out = output(burrow_run().args(["--vm", "--mask", "/proc/kcore", "--", "true"]));
+    one_line_error(&out, 125, "--mask is not available with --vm");
+}
+
+#[test]
 fn mount_point_on_the_read_only_root() {
     let out = output(burrow_run().args([
         "--read-only",

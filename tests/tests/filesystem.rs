@@ -173,3 +173,58 @@ fn environment_flags() {
     vars.sort();
     assert_eq!(vars, ["A=b", "PWD=/"], "{out:?}");
 }
+
+/// `--mask` hides a file (it reads as empty) and a directory (empty, and
+/// read-only even for root inside), on the sandbox's /proc as in the root,
+/// as OCI's maskedPaths; a path that does not exist is skipped, not made.
+#[test]
+fn masked_paths_show_nothing() {
+    let out = sh(
+        &[
+            AS_ROOT[0],
+            AS_ROOT[1],
+            "--mask",
+            "/proc/cpuinfo",
+            "--mask",
+            "/proc/sys/dev",
+            "--mask",
+            "/etc/os-release",
+            "--mask",
+            "/no/such/path",
+        ],
+        "wc -c < /proc/cpuinfo; wc -c < /etc/os-release; ls -A /proc/sys/dev | wc -l; \
+         touch /proc/sys/dev/x 2>/dev/null || echo refused; \
+         test -e /no/such/path || echo absent; grep -q MemTotal /proc/meminfo && echo the-rest-shows",
+    );
+    assert_eq!(out.ok(), "0\n0\n0\nrefused\nabsent\nthe-rest-shows\n");
+}
+
+/// `--remount-ro` makes a path and the mounts below it read-only (OCI's
+/// readonlyPaths), for root inside too, and leaves the rest writable.
+#[test]
+fn remount_ro_covers_the_mounts_below() {
+    let out = sh(
+        &[
+            AS_ROOT[0],
+            AS_ROOT[1],
+            "--tmpfs",
+            "/data",
+            "--tmpfs",
+            "/data/sub",
+            "--remount-ro",
+            "/data",
+            "--remount-ro",
+            "/proc/sys",
+            "--remount-ro",
+            "/no/such/path",
+        ],
+        "touch /data/f 2>/dev/null || echo data-refused; \
+         touch /data/sub/f 2>/dev/null || echo sub-refused; \
+         grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo proc-sys-ro; \
+         test -e /no/such/path || echo absent; touch /tmp/f && echo tmp-writable",
+    );
+    assert_eq!(
+        out.ok(),
+        "data-refused\nsub-refused\nproc-sys-ro\nabsent\ntmp-writable\n"
+    );
+}
