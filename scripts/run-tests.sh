@@ -40,7 +40,7 @@ fi
 STAGE=$(mktemp -d /tmp/burrow-tests.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/tmp"
-cp target/debug/burrow target/debug/burrowfs target/debug/burrow-net "$STAGE/bin/"
+cp target/debug/burrow target/debug/burrowfs target/debug/burrow-net target/debug/burrow-runtime "$STAGE/bin/"
 cp target/x86_64-unknown-linux-gnu/release/burrow-vm-init "$STAGE/bin/"
 for exe in "${EXES[@]}"; do cp "$exe" "$STAGE/bin/"; done
 cp -r tests/guest "$STAGE/guest"

@@ -1,0 +1,437 @@
+//! A bundle's config.json (runtime-spec 1.x) as the arguments of `burrow
+//! run`: the OCI front end describes its sandbox in the launcher's own
+//! terms, and the launcher builds it as it builds every other. A field
+//! burrow cannot honour is refused, by name, never dropped.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+
+/// Why a config.json cannot be run: the field, and what about it.
+#[derive(Debug, thiserror::Error)]
+#[error("config.json: {field}: {why}")]
+pub struct Refused {
+    pub field: String,
+    pub why: String,
+}
+
+fn refuse(field: impl Into<String>, why: impl Into<String>) -> Refused {
+    Refused {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
+/// What burrow gives every sandbox, as runtime-spec mounts name them: a
+/// spec's mount of one of these is honoured by burrow's own.
+const PROVIDED: [(&str, &[&str]); 6] = [
+    ("/proc", &["proc"]),
+    ("/dev", &["tmpfs"]),
+    ("/dev/pts", &["devpts"]),
+    ("/dev/shm", &["tmpfs", "shm"]),
+    ("/dev/mqueue", &["mqueue"]),
+    // (The host's cgroup tree, read-only, comes with the bind of /sys.)
+    ("/sys/fs/cgroup", &["cgroup", "cgroup2"]),
+];
+
+/// The arguments of `burrow run` (after `run`) for `spec`, whose bundle is
+/// `bundle`.
+pub fn run_args(spec: &Spec, bundle: &Path) -> Result<Vec<OsString>, Refused> {
+    let mut a = Args::default();
+    if !spec.version().starts_with("1.") {
+        return Err(refuse(
+            "ociVersion",
+            format!("{}: runtime-spec 1.x is read", spec.version()),
+        ));
+    }
+    for (field, set) in [
+        ("hooks", spec.hooks().is_some()),
+        ("domainname", spec.domainname().is_some()),
+        ("solaris", spec.solaris().is_some()),
+        ("windows", spec.windows().is_some()),
+        ("vm", spec.vm().is_some()),
+    ] {
+        if set {
+            return Err(refuse(field, "not supported"));
+        }
+    }
+    if let Some(key) = spec
+        .annotations()
+        .iter()
+        .flat_map(|m| m.keys())
+        .find(|k| k.starts_with("run.burrow."))
+    {
+        return Err(refuse(format!("annotations.{key}"), "not a burrow setting"));
+    }
+    root(spec, bundle, &mut a)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let shared_net = namespaces(&linux, spec.hostname().is_some(), &mut a)?;
+    if let Some(h) = spec.hostname() {
+        a.pair("--hostname", h);
+    }
+    mounts(
+        spec.mounts().as_deref().unwrap_or_default(),
+        shared_net,
+        &mut a,
+    )?;
+    self::linux(&linux, &mut a)?;
+    process(spec, &mut a)
+}
+
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn flag(&mut self, f: &str) {
+        self.0.push(f.into());
+    }
+
+    fn pair(&mut self, f: &str, v: impl Into<OsString>) {
+        self.0.push(f.into());
+        self.0.push(v.into());
+    }
+}
+
+fn root(spec: &Spec, bundle: &Path, a: &mut Args) -> Result<(), Refused> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| refuse("root", "missing"))?;
+    if root.readonly() != Some(true) {
+        return Err(refuse(
+            "root.readonly",
+            "false: a root the container writes into is not supported yet (set it to true)",
+        ));
+    }
+    let path = bundle.join(root.path());
+    a.pair("--rootfs", path);
+    a.flag("--read-only");
+    Ok(())
+}
+
+/// Checks the namespaces asked for against burrow's (a new user, mount,
+/// pid, ipc, uts, cgroup and network namespace each): the host's network
+/// may be shared; nothing else. Returns whether it is.
+fn namespaces(
+    linux: &oci_spec::runtime::Linux,
+    hostname: bool,
+    a: &mut Args,
+) -> Result<bool, Refused> {
+    let list = linux.namespaces().clone().unwrap_or_default();
+    let mut asked = HashSet::new();
+    for ns in &list {
+        let t = ns.typ();
+        if let Some(p) = ns.path() {
+            return Err(refuse(
+                "linux.namespaces",
+                format!(
+                    "{t} at {}: joining a namespace is not supported yet",
+                    p.display()
+                ),
+            ));
+        }
+        if t == LinuxNamespaceType::Time {
+            return Err(refuse("linux.namespaces", "time: not supported"));
+        }
+        asked.insert(t);
+    }
+    for t in [
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+    ] {
+        if !asked.contains(&t) {
+            return Err(refuse(
+                "linux.namespaces",
+                format!(
+                    "no {t} namespace: burrow always makes a new one (the host's is not shared)"
+                ),
+            ));
+        }
+    }
+    if hostname && !asked.contains(&LinuxNamespaceType::Uts) {
+        return Err(refuse("hostname", "set without a uts namespace"));
+    }
+    let shared_net = !asked.contains(&LinuxNamespaceType::Network);
+    if shared_net {
+        a.pair("--net", "host");
+    }
+    // Without a user namespace in the spec (a root engine's), the
+    // container still gets one: burrow never runs as the host's root.
+    id_maps(linux, a)?;
+    Ok(shared_net)
+}
+
+/// uidMappings and gidMappings: none (burrow's own, the caller as root
+/// with its subordinate ranges), or the caller alone as root.
+fn id_maps(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> {
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let caller_as_root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+        maps.as_deref().is_some_and(|m| {
+            matches!(m, [one] if one.container_id() == 0 && one.host_id() == id && one.size() == 1)
+        })
+    };
+    match (linux.uid_mappings(), linux.gid_mappings()) {
+        (None, None) => Ok(()),
+        (u, g) if caller_as_root(u, uid) && caller_as_root(g, gid) => {
+            a.pair("--map-users", "none");
+            Ok(())
+        }
+        _ => Err(refuse(
+            "linux.uidMappings",
+            format!(
+                "only the caller as root is supported yet ([{{containerID 0, hostID {uid}, size 1}}], \
+                 and gid {gid} likewise), or no mappings"
+            ),
+        )),
+    }
+}
+
+fn mounts(list: &[Mount], shared_net: bool, a: &mut Args) -> Result<(), Refused> {
+    for (i, m) in list.iter().enumerate() {
+        let dst = m.destination();
+        let typ = m.typ().as_deref().unwrap_or("");
+        let opts = m.options().clone().unwrap_or_default();
+        let field = || format!("mounts[{i}] ({})", dst.display());
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(refuse(field(), "id-mapped mounts are not supported"));
+        }
+        if PROVIDED
+            .iter()
+            .any(|(d, types)| dst == Path::new(d) && types.contains(&typ))
+        {
+            continue; // burrow's own
+        }
+        let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
+        if dst == Path::new("/sys") && (typ == "sysfs" || bind) {
+            // The host's, read-only: a new sysfs needs a network namespace
+            // of one's own and privileges over it.
+            if !shared_net && typ == "sysfs" && !opts.iter().any(|o| o == "ro") {
+                return Err(refuse(field(), "a writable sysfs is not supported"));
+            }
+            a.pair("--ro-bind", "/sys");
+            a.0.push("/sys".into());
+            continue;
+        }
+        if typ == "tmpfs" {
+            let mut spec = dst.as_os_str().to_owned();
+            let mut sep = ":";
+            for o in &opts {
+                match o.split_once('=') {
+                    Some(("size" | "mode", _)) => {
+                        spec.push(sep);
+                        spec.push(o);
+                        sep = ",";
+                    }
+                    _ if is_harmless(o) => {}
+                    _ => {
+                        return Err(refuse(
+                            field(),
+                            format!("tmpfs option {o:?} is not supported"),
+                        ))
+                    }
+                }
+            }
+            a.pair("--tmpfs", spec);
+            continue;
+        }
+        if bind {
+            let src = m
+                .source()
+                .as_ref()
+                .ok_or_else(|| refuse(field(), "a bind mount without a source"))?;
+            let mut ro = false;
+            for o in &opts {
+                match o.as_str() {
+                    "ro" => ro = true,
+                    "rw" | "bind" | "rbind" => {}
+                    o if is_harmless(o) => {}
+                    o => {
+                        return Err(refuse(
+                            field(),
+                            format!("bind option {o:?} is not supported"),
+                        ))
+                    }
+                }
+            }
+            a.pair(if ro { "--ro-bind" } else { "--bind" }, src);
+            a.0.push(dst.into());
+            continue;
+        }
+        return Err(refuse(
+            field(),
+            format!("a mount of type {typ:?} is not supported"),
+        ));
+    }
+    Ok(())
+}
+
+/// Mount options burrow's mounts have anyway (they are nosuid and nodev,
+/// and private), or that change nothing it promises.
+fn is_harmless(o: &str) -> bool {
+    matches!(
+        o,
+        "nosuid"
+            | "nodev"
+            | "noexec"
+            | "private"
+            | "rprivate"
+            | "relatime"
+            | "strictatime"
+            | "noatime"
+    )
+}
+
+fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> {
+    let refused = |f: &str, set: bool| {
+        if set {
+            Err(refuse(f, "not supported yet"))
+        } else {
+            Ok(())
+        }
+    };
+    refused(
+        "linux.sysctl",
+        linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
+    )?;
+    refused(
+        "linux.devices",
+        linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
+    )?;
+    refused("linux.seccomp", linux.seccomp().is_some())?;
+    refused("linux.mountLabel", linux.mount_label().is_some())?;
+    refused("linux.intelRdt", linux.intel_rdt().is_some())?;
+    refused("linux.personality", linux.personality().is_some())?;
+    refused("linux.timeOffsets", linux.time_offsets().is_some())?;
+    refused("linux.netDevices", linux.net_devices().is_some())?;
+    refused("linux.memoryPolicy", linux.memory_policy().is_some())?;
+    if let Some(r) = linux.resources() {
+        // A device cgroup's deny-all (runc spec's default) is what
+        // burrow's minimal /dev is; any other limit is refused.
+        let mut r = r.clone();
+        let denies_all = r.devices().iter().flatten().all(|d| !d.allow());
+        if denies_all {
+            r.set_devices(None);
+        }
+        if r != oci_spec::runtime::LinuxResources::default() {
+            return Err(refuse("linux.resources", "limits are not supported yet"));
+        }
+    }
+    if let Some(p) = linux.rootfs_propagation() {
+        if !matches!(p.as_str(), "private" | "rprivate") {
+            return Err(refuse(
+                "linux.rootfsPropagation",
+                format!("{p}: only private (burrow's mounts are private)"),
+            ));
+        }
+    }
+    for p in linux.readonly_paths().iter().flatten() {
+        a.pair("--remount-ro", p);
+    }
+    for p in linux.masked_paths().iter().flatten() {
+        a.pair("--mask", p);
+    }
+    Ok(())
+}
+
+fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
+    let p = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| refuse("process", "missing"))?;
+    for (field, set) in [
+        ("process.terminal", p.terminal() == Some(true)),
+        ("process.consoleSize", p.console_size().is_some()),
+        ("process.commandLine", p.command_line().is_some()),
+        ("process.apparmorProfile", p.apparmor_profile().is_some()),
+        ("process.selinuxLabel", p.selinux_label().is_some()),
+        ("process.oomScoreAdj", p.oom_score_adj().is_some()),
+        ("process.ioPriority", p.io_priority().is_some()),
+        ("process.scheduler", p.scheduler().is_some()),
+        ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
+        ("process.user.umask", p.user().umask().is_some()),
+        (
+            "process.user.additionalGids",
+            p.user()
+                .additional_gids()
+                .as_ref()
+                .is_some_and(|g| !g.is_empty()),
+        ),
+    ] {
+        if set {
+            return Err(refuse(field, "not supported yet"));
+        }
+    }
+    let args = p.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(refuse("process.args", "empty"));
+    }
+    a.flag("--clearenv");
+    for e in p.env().iter().flatten() {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| refuse("process.env", format!("{e:?} is not NAME=VALUE")))?;
+        a.pair("--setenv", k);
+        a.0.push(v.into());
+    }
+    a.pair("--chdir", p.cwd());
+    let (uid, gid) = (p.user().uid(), p.user().gid());
+    if (uid, gid) != (0, 0) {
+        a.pair("--user", format!("{uid}:{gid}"));
+    }
+    capabilities(p, a)?;
+    for r in p.rlimits().iter().flatten() {
+        a.pair("--rlimit", format!("{}={}:{}", r.typ(), r.soft(), r.hard()));
+    }
+    // noNewPrivileges: burrow sets it for every sandbox (its seccomp
+    // filter needs it), whatever the spec says.
+    let mut out = a.0.clone();
+    out.push("--".into());
+    out.extend(args.into_iter().map(OsString::from));
+    Ok(out)
+}
+
+/// The command's capabilities: burrow gives it one set (bounding,
+/// effective and permitted alike; ambient for a command that is not root
+/// inside), so the spec's sets must agree.
+fn capabilities(p: &oci_spec::runtime::Process, a: &mut Args) -> Result<(), Refused> {
+    a.pair("--cap-drop", "ALL");
+    let Some(c) = p.capabilities() else {
+        return Ok(());
+    };
+    let bounding = c.bounding().clone().unwrap_or_default();
+    let same = |s: &Option<oci_spec::runtime::Capabilities>| {
+        s.as_ref().is_none_or(|s| s.is_empty() || *s == bounding)
+    };
+    let agree = [c.effective(), c.permitted(), c.ambient(), c.inheritable()]
+        .into_iter()
+        .all(same);
+    if !agree || c.effective().as_ref().is_none_or(|e| *e != bounding) {
+        return Err(refuse(
+            "process.capabilities",
+            "the sets differ: burrow gives the command one set (bounding, effective and \
+             permitted the same; ambient and inheritable empty or the same)",
+        ));
+    }
+    let mut names: Vec<String> = bounding.iter().map(|c| c.to_string()).collect();
+    names.sort();
+    for n in names {
+        a.pair("--cap-add", n);
+    }
+    Ok(())
+}
+
+/// `bundle`'s config.json.
+pub fn load(bundle: &Path) -> anyhow::Result<(Spec, PathBuf)> {
+    let bundle = std::fs::canonicalize(bundle)
+        .map_err(|e| anyhow::anyhow!("bundle {}: {e}", bundle.display()))?;
+    let path = bundle.join("config.json");
+    let spec = Spec::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((spec, bundle))
+}
