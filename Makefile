@@ -34,6 +34,7 @@ bench:
 	bash benches/image.sh
 	bash benches/pull.sh
 	bash benches/image_files.sh
+	bash benches/runtime.sh
 	bash benches/net.sh
 	bash benches/vm.sh
 

@@ -71,11 +71,8 @@ pub fn run_args(spec: &Spec, bundle: &Path) -> Result<Vec<OsString>, Refused> {
     if let Some(h) = spec.hostname() {
         a.pair("--hostname", h);
     }
-    mounts(
-        spec.mounts().as_deref().unwrap_or_default(),
-        shared_net,
-        &mut a,
-    )?;
+    let list = spec.mounts().as_deref().unwrap_or_default();
+    mounts(list, bundle, shared_net, &mut a)?;
     self::linux(&linux, &mut a)?;
     process(spec, &mut a)
 }
@@ -193,7 +190,7 @@ fn id_maps(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused
     }
 }
 
-fn mounts(list: &[Mount], shared_net: bool, a: &mut Args) -> Result<(), Refused> {
+fn mounts(list: &[Mount], bundle: &Path, shared_net: bool, a: &mut Args) -> Result<(), Refused> {
     for (i, m) in list.iter().enumerate() {
         let dst = m.destination();
         let typ = m.typ().as_deref().unwrap_or("");
@@ -260,7 +257,8 @@ fn mounts(list: &[Mount], shared_net: bool, a: &mut Args) -> Result<(), Refused>
                     }
                 }
             }
-            a.pair(if ro { "--ro-bind" } else { "--bind" }, src);
+            // (A relative source is the bundle's.)
+            a.pair(if ro { "--ro-bind" } else { "--bind" }, bundle.join(src));
             a.0.push(dst.into());
             continue;
         }

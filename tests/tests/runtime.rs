@@ -15,7 +15,7 @@ fn runtime_bin() -> PathBuf {
 fn bundle(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let bin = dir.join("rootfs/bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for d in ["proc", "dev", "sys", "tmp", "etc"] {
+    for d in ["proc", "dev", "sys", "tmp", "etc", "data"] {
         std::fs::create_dir_all(dir.join("rootfs").join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static (setup-host.sh)");
@@ -60,14 +60,20 @@ fn run(dir: &Path, id: &str) -> Output {
 #[test]
 fn a_bundle_of_runc_spec_runs_as_its_config_says() {
     let t = TempDir::new("runtime-run");
+    std::fs::create_dir(t.join("data")).unwrap();
     bundle(t.path(), |c| {
         c["process"]["args"] = serde_json::json!([
             "sh",
             "-c",
             "echo hello; hostname; id -u; test -c /proc/keys && echo keys-masked; \
              grep -c ' /proc/sys ro,' /proc/self/mountinfo; touch /x 2>/dev/null || echo root-ro; \
-             ulimit -n; grep CapEff /proc/self/status; readlink /proc/self/ns/net; exit 3"
+             ulimit -n; grep CapEff /proc/self/status; readlink /proc/self/ns/net; \
+             echo from-the-bundle > /data/out; exit 3"
         ]);
+        // A bind mount whose source is relative: the bundle's.
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
+        ));
     });
     let out = run(t.path(), "c1");
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -79,6 +85,10 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
             host_net.display()
         ),
         "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.join("data/out")).unwrap(),
+        "from-the-bundle\n"
     );
 }
 

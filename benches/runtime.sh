@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The OCI runtimes side by side, same run, as an unprivileged user (the
+# burrow-test account when run as root): `run` of a bundle whose command
+# is `true` (busybox root, config.json from `runc spec --rootless`), by
+# burrow-runtime and by runc (crun refuses this host's hybrid cgroups).
+#   benches/runtime.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-200}
+. benches/common.sh
+cargo build --release --quiet -p burrow-runtime
+cp target/release/burrow-runtime "$STAGE/"
+chmod a+rx "$STAGE/burrow-runtime"
+B="$STAGE/bundle"
+mkdir -p "$B/rootfs/bin"
+for d in proc dev sys tmp etc; do mkdir -p "$B/rootfs/$d"; done
+cp /bin/busybox "$B/rootfs/bin/"
+for a in sh true; do ln -s busybox "$B/rootfs/bin/$a"; done
+chown -R "$(stat -c %u "$STAGE")" "$B"
+cd "$B"
+"${RUNAS[@]}" runc spec --rootless
+python3 - "$B/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["true"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+"${RUNAS[@]}" env PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin XDG_RUNTIME_DIR="$STAGE" \
+  hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$STAGE/runtime.json" \
+  -n "burrow-runtime run" "$STAGE/burrow-runtime run -b $B bench" \
+  -n "runc run" "runc --root $STAGE/runc run -b $B bench"
+python3 - "$STAGE/runtime.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+base = r["runc run"]
+print("\nrun of a `true` bundle, median ms (mean ± sd)   ratio to runc (median)")
+for name, x in r.items():
+    print(f"  {name:22s} {x['median']*1e3:6.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f})   {x['median']/base['median']:.2f}x")
+PY
