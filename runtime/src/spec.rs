@@ -24,16 +24,56 @@ fn refuse(field: impl Into<String>, why: impl Into<String>) -> Refused {
     }
 }
 
-/// What burrow gives every sandbox, as runtime-spec mounts name them: a
-/// spec's mount of one of these is honoured by burrow's own.
-const PROVIDED: [(&str, &[&str]); 6] = [
-    ("/proc", &["proc"]),
-    ("/dev", &["tmpfs"]),
-    ("/dev/pts", &["devpts"]),
-    ("/dev/shm", &["tmpfs", "shm"]),
-    ("/dev/mqueue", &["mqueue"]),
+/// What burrow gives every sandbox, as runtime-spec mounts name them, and
+/// the options its own mount has (`size=*`: any size): a spec's mount of
+/// one of these is honoured by burrow's own; another option is refused.
+const PROVIDED: [(&str, &[&str], &[&str]); 6] = [
+    (
+        "/proc",
+        &["proc"],
+        &["nosuid", "noexec", "nodev", "relatime"],
+    ),
+    // (burrow's /dev holds only its device nodes and links, in the
+    // sandbox's tmpfs budget.)
+    (
+        "/dev",
+        &["tmpfs"],
+        &["nosuid", "noexec", "strictatime", "mode=755", "size=*"],
+    ),
+    (
+        "/dev/pts",
+        &["devpts"],
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "relatime",
+        ],
+    ),
+    // (Its size becomes --shm-size.)
+    (
+        "/dev/shm",
+        &["tmpfs", "shm"],
+        &["nosuid", "noexec", "nodev", "mode=1777", "size=*"],
+    ),
+    (
+        "/dev/mqueue",
+        &["mqueue"],
+        &["nosuid", "noexec", "nodev", "relatime"],
+    ),
     // (The host's cgroup tree, read-only, comes with the bind of /sys.)
-    ("/sys/fs/cgroup", &["cgroup", "cgroup2"]),
+    (
+        "/sys/fs/cgroup",
+        &["cgroup", "cgroup2"],
+        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+    ),
+];
+
+/// Options of the read-only bind of the host's /sys that burrow makes.
+const SYS_OPTIONS: [&str; 7] = [
+    "ro", "rbind", "bind", "nosuid", "noexec", "nodev", "relatime",
 ];
 
 /// The arguments of `burrow run` (after `run`) for `spec`, whose bundle is
@@ -52,6 +92,7 @@ pub fn run_args(spec: &Spec, bundle: &Path) -> Result<Vec<OsString>, Refused> {
         ("solaris", spec.solaris().is_some()),
         ("windows", spec.windows().is_some()),
         ("vm", spec.vm().is_some()),
+        ("zos", spec.zos().is_some()),
     ] {
         if set {
             return Err(refuse(field, "not supported"));
@@ -67,12 +108,12 @@ pub fn run_args(spec: &Spec, bundle: &Path) -> Result<Vec<OsString>, Refused> {
     }
     root(spec, bundle, &mut a)?;
     let linux = spec.linux().clone().unwrap_or_default();
-    let shared_net = namespaces(&linux, spec.hostname().is_some(), &mut a)?;
+    namespaces(&linux, spec.hostname().is_some(), &mut a)?;
     if let Some(h) = spec.hostname() {
         a.pair("--hostname", h);
     }
     let list = spec.mounts().as_deref().unwrap_or_default();
-    mounts(list, bundle, shared_net, &mut a)?;
+    mounts(list, bundle, &mut a)?;
     self::linux(&linux, &mut a)?;
     process(spec, &mut a)
 }
@@ -85,9 +126,21 @@ impl Args {
         self.0.push(f.into());
     }
 
-    fn pair(&mut self, f: &str, v: impl Into<OsString>) {
+    /// `--f=v`: one argument, so that a value starting with `-` stays a
+    /// value.
+    fn pair(&mut self, f: &str, v: impl AsRef<std::ffi::OsStr>) {
+        let mut arg = OsString::from(f);
+        arg.push("=");
+        arg.push(v);
+        self.0.push(arg);
+    }
+
+    /// A flag of two values (which may start with `-`: the launcher's
+    /// two-value flags take such values).
+    fn pair2(&mut self, f: &str, v1: impl Into<OsString>, v2: impl Into<OsString>) {
         self.0.push(f.into());
-        self.0.push(v.into());
+        self.0.push(v1.into());
+        self.0.push(v2.into());
     }
 }
 
@@ -110,12 +163,12 @@ fn root(spec: &Spec, bundle: &Path, a: &mut Args) -> Result<(), Refused> {
 
 /// Checks the namespaces asked for against burrow's (a new user, mount,
 /// pid, ipc, uts, cgroup and network namespace each): the host's network
-/// may be shared; nothing else. Returns whether it is.
+/// may be shared; nothing else.
 fn namespaces(
     linux: &oci_spec::runtime::Linux,
     hostname: bool,
     a: &mut Args,
-) -> Result<bool, Refused> {
+) -> Result<(), Refused> {
     let list = linux.namespaces().clone().unwrap_or_default();
     let mut asked = HashSet::new();
     for ns in &list {
@@ -152,14 +205,13 @@ fn namespaces(
     if hostname && !asked.contains(&LinuxNamespaceType::Uts) {
         return Err(refuse("hostname", "set without a uts namespace"));
     }
-    let shared_net = !asked.contains(&LinuxNamespaceType::Network);
-    if shared_net {
+    if !asked.contains(&LinuxNamespaceType::Network) {
         a.pair("--net", "host");
     }
     // Without a user namespace in the spec (a root engine's), the
     // container still gets one: burrow never runs as the host's root.
     id_maps(linux, a)?;
-    Ok(shared_net)
+    Ok(())
 }
 
 /// uidMappings and gidMappings: none (burrow's own, the caller as root
@@ -174,23 +226,27 @@ fn id_maps(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused
             matches!(m, [one] if one.container_id() == 0 && one.host_id() == id && one.size() == 1)
         })
     };
-    match (linux.uid_mappings(), linux.gid_mappings()) {
-        (None, None) => Ok(()),
-        (u, g) if caller_as_root(u, uid) && caller_as_root(g, gid) => {
-            a.pair("--map-users", "none");
-            Ok(())
-        }
-        _ => Err(refuse(
-            "linux.uidMappings",
-            format!(
-                "only the caller as root is supported yet ([{{containerID 0, hostID {uid}, size 1}}], \
-                 and gid {gid} likewise), or no mappings"
-            ),
-        )),
+    let (u, g) = (linux.uid_mappings(), linux.gid_mappings());
+    if u.is_none() && g.is_none() {
+        return Ok(());
     }
+    for (field, maps, id) in [("linux.uidMappings", u, uid), ("linux.gidMappings", g, gid)] {
+        if !caller_as_root(maps, id) {
+            return Err(refuse(
+                field,
+                format!(
+                    "only the caller as root ([{{containerID 0, hostID {id}, size 1}}]) or no \
+                     mappings are supported yet"
+                ),
+            ));
+        }
+    }
+    a.pair("--map-users", "none");
+    Ok(())
 }
 
-fn mounts(list: &[Mount], bundle: &Path, shared_net: bool, a: &mut Args) -> Result<(), Refused> {
+fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {
+    let (mut sys_bound, mut cgroup) = (false, None);
     for (i, m) in list.iter().enumerate() {
         let dst = m.destination();
         let typ = m.typ().as_deref().unwrap_or("");
@@ -199,24 +255,55 @@ fn mounts(list: &[Mount], bundle: &Path, shared_net: bool, a: &mut Args) -> Resu
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
             return Err(refuse(field(), "id-mapped mounts are not supported"));
         }
-        if PROVIDED
+        if let Some((_, _, has)) = PROVIDED
             .iter()
-            .any(|(d, types)| dst == Path::new(d) && types.contains(&typ))
+            .find(|(d, types, _)| dst == Path::new(d) && types.contains(&typ))
         {
-            continue; // burrow's own
+            // burrow's own, if it is what is asked for.
+            for o in &opts {
+                let sized = o.starts_with("size=") && has.contains(&"size=*");
+                if !sized && !has.contains(&o.as_str()) {
+                    return Err(refuse(
+                        field(),
+                        format!("option {o:?}: burrow's {} has not", dst.display()),
+                    ));
+                }
+                if sized && dst == Path::new("/dev/shm") {
+                    a.pair("--shm-size", &o["size=".len()..]);
+                }
+            }
+            if dst == Path::new("/sys/fs/cgroup") {
+                cgroup = Some(field());
+            }
+            continue;
         }
         let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
         if dst == Path::new("/sys") && (typ == "sysfs" || bind) {
             // The host's, read-only: a new sysfs needs a network namespace
             // of one's own and privileges over it.
-            if !shared_net && typ == "sysfs" && !opts.iter().any(|o| o == "ro") {
-                return Err(refuse(field(), "a writable sysfs is not supported"));
+            if bind && m.source().as_deref() != Some(Path::new("/sys")) {
+                return Err(refuse(field(), "only the host's /sys can be bound there"));
             }
-            a.pair("--ro-bind", "/sys");
-            a.0.push("/sys".into());
+            if let Some(o) = opts.iter().find(|o| !SYS_OPTIONS.contains(&o.as_str())) {
+                return Err(refuse(
+                    field(),
+                    format!("option {o:?} is not supported on /sys"),
+                ));
+            }
+            if !opts.iter().any(|o| o == "ro") {
+                return Err(refuse(field(), "a writable /sys is not supported"));
+            }
+            a.pair2("--ro-bind", "/sys", "/sys");
+            sys_bound = true;
             continue;
         }
         if typ == "tmpfs" {
+            if dst.as_os_str().as_encoded_bytes().contains(&b':') {
+                return Err(refuse(
+                    field(),
+                    "a tmpfs destination with ':' is not supported",
+                ));
+            }
             let mut spec = dst.as_os_str().to_owned();
             let mut sep = ":";
             for o in &opts {
@@ -226,7 +313,7 @@ fn mounts(list: &[Mount], bundle: &Path, shared_net: bool, a: &mut Args) -> Resu
                         spec.push(o);
                         sep = ",";
                     }
-                    _ if is_harmless(o) => {}
+                    _ if o == "rw" || is_harmless(o) => {}
                     _ => {
                         return Err(refuse(
                             field(),
@@ -243,6 +330,14 @@ fn mounts(list: &[Mount], bundle: &Path, shared_net: bool, a: &mut Args) -> Resu
                 .source()
                 .as_ref()
                 .ok_or_else(|| refuse(field(), "a bind mount without a source"))?;
+            // (A relative source is the bundle's.)
+            let src = bundle.join(src);
+            if !opts.iter().any(|o| o == "rbind") && src.is_dir() {
+                return Err(refuse(
+                    field(),
+                    "a bind of a directory without the mounts below it is not supported yet (use rbind)",
+                ));
+            }
             let mut ro = false;
             for o in &opts {
                 match o.as_str() {
@@ -257,9 +352,7 @@ fn mounts(list: &[Mount], bundle: &Path, shared_net: bool, a: &mut Args) -> Resu
                     }
                 }
             }
-            // (A relative source is the bundle's.)
-            a.pair(if ro { "--ro-bind" } else { "--bind" }, bundle.join(src));
-            a.0.push(dst.into());
+            a.pair2(if ro { "--ro-bind" } else { "--bind" }, src, dst);
             continue;
         }
         return Err(refuse(
@@ -267,22 +360,21 @@ fn mounts(list: &[Mount], bundle: &Path, shared_net: bool, a: &mut Args) -> Resu
             format!("a mount of type {typ:?} is not supported"),
         ));
     }
+    if let (Some(field), false) = (cgroup, sys_bound) {
+        return Err(refuse(
+            field,
+            "the cgroup tree comes only with a read-only /sys",
+        ));
+    }
     Ok(())
 }
 
 /// Mount options burrow's mounts have anyway (they are nosuid and nodev,
-/// and private), or that change nothing it promises.
+/// and private), or that only change how access times are kept.
 fn is_harmless(o: &str) -> bool {
     matches!(
         o,
-        "nosuid"
-            | "nodev"
-            | "noexec"
-            | "private"
-            | "rprivate"
-            | "relatime"
-            | "strictatime"
-            | "noatime"
+        "nosuid" | "nodev" | "private" | "rprivate" | "relatime" | "strictatime" | "noatime"
     )
 }
 
@@ -354,6 +446,7 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         ("process.scheduler", p.scheduler().is_some()),
         ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
         ("process.user.umask", p.user().umask().is_some()),
+        ("process.user.username", p.user().username().is_some()),
         (
             "process.user.additionalGids",
             p.user()
@@ -375,8 +468,7 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         let (k, v) = e
             .split_once('=')
             .ok_or_else(|| refuse("process.env", format!("{e:?} is not NAME=VALUE")))?;
-        a.pair("--setenv", k);
-        a.0.push(v.into());
+        a.pair2("--setenv", k, v);
     }
     a.pair("--chdir", p.cwd());
     let (uid, gid) = (p.user().uid(), p.user().gid());
@@ -416,6 +508,12 @@ fn capabilities(p: &oci_spec::runtime::Process, a: &mut Args) -> Result<(), Refu
             "the sets differ: burrow gives the command one set (bounding, effective and \
              permitted the same; ambient and inheritable empty or the same)",
         ));
+    }
+    // A command that is not root inside keeps capabilities across its
+    // exec only through the ambient set: without one, it has none.
+    let root = (p.user().uid(), p.user().gid()) == (0, 0);
+    if !root && c.ambient().as_ref().is_none_or(|s| s.is_empty()) {
+        return Ok(());
     }
     let mut names: Vec<String> = bounding.iter().map(|c| c.to_string()).collect();
     names.sort();

@@ -222,11 +222,11 @@ pub struct RunArgs {
     pub read_only: bool,
 
     /// Bind-mount SRC on DST, read-write.
-    #[arg(long, num_args = 2, value_names = ["SRC", "DST"], action = ArgAction::Append)]
+    #[arg(long, num_args = 2, value_names = ["SRC", "DST"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub bind: Vec<PathBuf>,
 
     /// Bind-mount SRC on DST, read-only.
-    #[arg(long, num_args = 2, value_names = ["SRC", "DST"], action = ArgAction::Append)]
+    #[arg(long, num_args = 2, value_names = ["SRC", "DST"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub ro_bind: Vec<PathBuf>,
 
     /// Mount a fresh tmpfs on DST (podman's form: DST:size=SIZE,mode=MODE;
@@ -269,7 +269,7 @@ pub struct RunArgs {
     pub user: Option<String>,
 
     /// Set an environment variable.
-    #[arg(long, num_args = 2, value_names = ["VAR", "VALUE"], action = ArgAction::Append)]
+    #[arg(long, num_args = 2, value_names = ["VAR", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub setenv: Vec<OsString>,
 
     /// Unset an environment variable.

@@ -414,9 +414,9 @@ fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
         Some(size) => {
             let shm = Path::new("/dev/shm");
             let target = mount_point(root.as_fd(), shm, true)?;
-            sized_onto(&target, shm, size, 0o1777, NOSUID | NODEV)?
+            sized_onto(&target, shm, size, 0o1777, NOSUID | NODEV | NOEXEC)?
         }
-        None => store_onto(store, root, "/dev/shm", 0o1777, NOSUID | NODEV)?,
+        None => store_onto(store, root, "/dev/shm", 0o1777, NOSUID | NODEV | NOEXEC)?,
     }
     mount_fresh(root, "/dev/mqueue", c"mqueue", &[], NOSUID | NODEV | NOEXEC)
 }

@@ -55,8 +55,10 @@ fn run(dir: &Path, id: &str) -> Output {
 /// runc's rootless spec, as it comes (but for the terminal and the
 /// command): its hostname, the caller as root, its three capabilities and
 /// open-file limit, a read-only root, /proc/sys read-only and /proc/keys
-/// masked, the host's network namespace (it asks for none); the exit
-/// status is the command's.
+/// masked, the host's network namespace (it asks for none), /dev/shm
+/// noexec and of its size; environment values that look like flags stay
+/// values; a relative bind source is the bundle's; the exit status is the
+/// command's.
 #[test]
 fn a_bundle_of_runc_spec_runs_as_its_config_says() {
     let t = TempDir::new("runtime-run");
@@ -68,8 +70,15 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
             "echo hello; hostname; id -u; test -c /proc/keys && echo keys-masked; \
              grep -c ' /proc/sys ro,' /proc/self/mountinfo; touch /x 2>/dev/null || echo root-ro; \
              ulimit -n; grep CapEff /proc/self/status; readlink /proc/self/ns/net; \
-             echo from-the-bundle > /data/out; exit 3"
+             echo from-the-bundle > /data/out; echo \"$A $B\"; \
+             grep ' /dev/shm ' /proc/self/mountinfo | grep -q 'noexec.*size=65536k' && echo shm-as-asked; \
+             exit 3"
         ]);
+        // Values that look like flags stay values.
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .extend(["A=-x".into(), "B=--".into()]);
         // A bind mount whose source is relative: the bundle's.
         c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
             { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
@@ -81,7 +90,8 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
     assert_eq!(
         out.stdout,
         format!(
-            "hello\nrunc\n0\nkeys-masked\n1\nroot-ro\n1024\nCapEff:\t0000000020000420\n{}\n",
+            "hello\nrunc\n0\nkeys-masked\n1\nroot-ro\n1024\nCapEff:\t0000000020000420\n{}\n\
+             -x --\nshm-as-asked\n",
             host_net.display()
         ),
         "{out:?}"
@@ -97,7 +107,7 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
 #[test]
 fn fields_burrow_cannot_honour_are_refused_by_name() {
     type Edit = fn(&mut serde_json::Value);
-    let cases: [(&str, Edit); 5] = [
+    let cases: [(&str, Edit); 8] = [
         ("linux.sysctl", |c| {
             c["linux"]["sysctl"] = serde_json::json!({ "net.ipv4.ip_forward": "1" })
         }),
@@ -107,6 +117,20 @@ fn fields_burrow_cannot_honour_are_refused_by_name() {
         }),
         ("linux.uidMappings", |c| {
             c["linux"]["uidMappings"][0]["hostID"] = 4242.into()
+        }),
+        ("linux.gidMappings", |c| {
+            c["linux"]["gidMappings"][0]["size"] = 2.into()
+        }),
+        ("mounts[2] (/dev/pts)", |c| {
+            c["mounts"][2]["options"]
+                .as_array_mut()
+                .unwrap()
+                .push("gid=5".into())
+        }),
+        ("mounts[7] (/data)", |c| {
+            c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+                { "destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "noexec"] }
+            ))
         }),
         ("mounts[", |c| {
             c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
