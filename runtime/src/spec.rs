@@ -445,7 +445,6 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         ("process.ioPriority", p.io_priority().is_some()),
         ("process.scheduler", p.scheduler().is_some()),
         ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
-        ("process.user.umask", p.user().umask().is_some()),
         ("process.user.username", p.user().username().is_some()),
         (
             "process.user.additionalGids",
@@ -471,6 +470,9 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         a.pair2("--setenv", k, v);
     }
     a.pair("--chdir", p.cwd());
+    if let Some(mask) = p.user().umask() {
+        a.pair("--umask", format!("{mask:o}"));
+    }
     let (uid, gid) = (p.user().uid(), p.user().gid());
     if (uid, gid) != (0, 0) {
         a.pair("--user", format!("{uid}:{gid}"));

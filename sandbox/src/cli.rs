@@ -268,6 +268,11 @@ pub struct RunArgs {
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
+    /// The command's file mode creation mask, in octal (podman's --umask;
+    /// default: the caller's).
+    #[arg(long, value_name = "MODE")]
+    pub umask: Option<String>,
+
     /// Set an environment variable.
     #[arg(long, num_args = 2, value_names = ["VAR", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub setenv: Vec<OsString>,

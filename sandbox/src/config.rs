@@ -76,6 +76,8 @@ pub struct SandboxConfig {
     /// `--user` or the image's User: who the command runs as, resolved in
     /// the sandbox's root just before exec (see [`burrow_vm_init::user`]).
     pub user: Option<String>,
+    /// `--umask`: the command's, else the caller's.
+    pub umask: Option<u32>,
     pub keep_id: bool,
     pub map_users: MapUsers,
     /// What a SIGTERM to burrow reaches the command as (`--stop-signal`,
@@ -368,15 +370,33 @@ impl SandboxConfig {
         let paths = |list: &[PathBuf], flag: &str| -> Result<Vec<PathBuf>> {
             list.iter().map(|p| sandbox_path(p, flag)).collect()
         };
+        let umask = args
+            .umask
+            .as_deref()
+            .map(|m| {
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|&v| v <= 0o777)
+                    .ok_or_else(|| {
+                        Error::usage(format!("--umask {m}: expected an octal mode like 0022"))
+                    })
+            })
+            .transpose()?;
         let remount_ro = paths(&args.remount_ro, "--remount-ro")?;
         let masks = paths(&args.mask, "--mask")?;
         if args.vm {
-            if let Some(flag) = [(&remount_ro, "--remount-ro"), (&masks, "--mask")]
-                .iter()
-                .find_map(|(l, f)| (!l.is_empty()).then_some(f))
+            let umask_set = umask.is_some();
+            let own = ": the guest's kernel makes its own /proc and /sys";
+            if let Some((flag, why)) = [
+                (!remount_ro.is_empty(), "--remount-ro", own),
+                (!masks.is_empty(), "--mask", own),
+                (umask_set, "--umask", " yet"),
+            ]
+            .iter()
+            .find_map(|(set, f, why)| set.then_some((f, why)))
             {
                 return Err(Error::usage(format!(
-                    "{flag} is not available with --vm: the guest's kernel makes its own /proc and /sys"
+                    "{flag} is not available with --vm{why}"
                 )));
             }
             // The guest mounts its own kernel filesystems over these.
@@ -427,6 +447,7 @@ impl SandboxConfig {
             env,
             home_if_unset,
             user,
+            umask,
             keep_id: args.keep_id,
             map_users: args.map_users,
             stop_signal,

@@ -155,6 +155,9 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         env = burrow_vm_init::user::with_home(env, home);
     }
 
+    if let Some(mask) = cfg.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
     // Last, so that nothing burrow still does is confined by it.
     let user = cfg.user.as_deref().zip(user.as_ref());
     match cfg.security.apply(user) {

@@ -234,16 +234,27 @@ fn openat2(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> nix::Re
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.mode = if flags & libc::O_CREAT != 0 { 0o644 } else { 0 };
     how.resolve = resolve;
-    // SAFETY: `how` and `c` are valid for the call; the result is a new fd.
-    owned(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            c.as_ptr(),
-            &mut how as *mut libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    })
+    // With RESOLVE_IN_ROOT or RESOLVE_BENEATH the kernel answers EAGAIN
+    // when a rename or mount anywhere on the machine raced a `..` of the
+    // walk (a symlink's target such as /etc/os-release's): asked again, as
+    // openat2(2) says to.
+    let mut tries = 0;
+    loop {
+        // SAFETY: `how` and `c` are valid for the call; the result is a new fd.
+        let res = owned(unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                c.as_ptr(),
+                &mut how as *mut libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        });
+        match res {
+            Err(nix::errno::Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Ends the process at once, without running destructors or atexit handlers

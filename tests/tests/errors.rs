@@ -44,6 +44,8 @@ fn masks_and_read_only_paths_must_be_absolute_and_not_in_a_vm() {
     );
     let out = output(burrow_run().args(["--remount-ro", "/a/../b", "--", "true"]));
     one_line_error(&out, 125, "--remount-ro /a/../b");
+    let out = output(burrow_run().args(["--umask", "0999", "--", "true"]));
+    one_line_error(&out, 125, "--umask 0999: expected an octal mode like 0022");
     let out = output(burrow_run().args(["--vm", "--mask", "/proc/kcore", "--", "true"]));
     one_line_error(&out, 125, "--mask is not available with --vm");
 }

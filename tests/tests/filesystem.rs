@@ -228,3 +228,13 @@ fn remount_ro_covers_the_mounts_below() {
         "data-refused\nsub-refused\nproc-sys-ro\nabsent\ntmp-writable\n"
     );
 }
+
+/// `--umask` is the command's file mode creation mask (podman's flag).
+#[test]
+fn umask_sets_the_commands_mask() {
+    let out = sh(
+        &["--umask", "077"],
+        "umask; touch /tmp/f; mkdir /tmp/d; stat -c %a /tmp/f /tmp/d",
+    );
+    assert_eq!(out.ok(), "0077\n600\n700\n");
+}

@@ -55,7 +55,7 @@ fn run(dir: &Path, id: &str) -> Output {
 /// runc's rootless spec, as it comes (but for the terminal and the
 /// command): its hostname, the caller as root, its three capabilities and
 /// open-file limit, a read-only root, /proc/sys read-only and /proc/keys
-/// masked, the host's network namespace (it asks for none), /dev/shm
+/// masked, the host's network namespace (it asks for none), a umask, /dev/shm
 /// noexec and of its size; environment values that look like flags stay
 /// values; a relative bind source is the bundle's; the exit status is the
 /// command's.
@@ -72,8 +72,10 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
              ulimit -n; grep CapEff /proc/self/status; readlink /proc/self/ns/net; \
              echo from-the-bundle > /data/out; echo \"$A $B\"; \
              grep ' /dev/shm ' /proc/self/mountinfo | grep -q 'noexec.*size=65536k' && echo shm-as-asked; \
+             umask; \
              exit 3"
         ]);
+        c["process"]["user"]["umask"] = 0o027.into();
         // Values that look like flags stay values.
         c["process"]["env"]
             .as_array_mut()
@@ -91,7 +93,7 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
         out.stdout,
         format!(
             "hello\nrunc\n0\nkeys-masked\n1\nroot-ro\n1024\nCapEff:\t0000000020000420\n{}\n\
-             -x --\nshm-as-asked\n",
+             -x --\nshm-as-asked\n0027\n",
             host_net.display()
         ),
         "{out:?}"
