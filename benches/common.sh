@@ -14,3 +14,18 @@ if [ "$(id -u)" -eq 0 ]; then
   chown "$TEST_USER" "$STAGE"
   RUNAS=(runuser -u "$TEST_USER" --)
 fi
+
+# summary JSON TITLE [BASELINE]: hyperfine's results in JSON as one line a
+# command (median ms, mean ± sd), with each median's ratio to BASELINE's.
+summary() {
+  python3 - "$@" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+base = r[sys.argv[3]] if len(sys.argv) > 3 else None
+width = max(len(n) for n in r) + 2
+print(f"\n{sys.argv[2]}, median ms (mean ± sd)" + (f", ratio to {sys.argv[3]}" if base else ""))
+for name, x in r.items():
+    ratio = f"   {x['median'] / base['median']:.2f}x" if base else ""
+    print(f"  {name:{width}s} {x['median']*1e3:8.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f}){ratio}")
+PY
+}

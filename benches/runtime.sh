@@ -30,11 +30,4 @@ PY
   hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$STAGE/runtime.json" \
   -n "burrow-runtime run" "$STAGE/burrow-runtime run -b $B bench" \
   -n "runc run" "runc --root $STAGE/runc run -b $B bench"
-python3 - "$STAGE/runtime.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-base = r["runc run"]
-print("\nrun of a `true` bundle, median ms (mean ± sd)   ratio to runc (median)")
-for name, x in r.items():
-    print(f"  {name:22s} {x['median']*1e3:6.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f})   {x['median']/base['median']:.2f}x")
-PY
+summary "$STAGE/runtime.json" 'run of a `true` bundle' "runc run"

@@ -17,11 +17,4 @@ cd "$STAGE"
   -n "burrow --read-only --map-users none" "$STAGE/burrow run --read-only --map-users none -- true" \
   -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true"
 
-python3 - "$STAGE/startup.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-b = r["bwrap"]
-print("\nstart-up, median ms (mean ± sd)      ratio to bwrap (median)")
-for name, x in r.items():
-    print(f"  {name:38s} {x['median']*1e3:6.2f} ({x['mean']*1e3:.2f} ± {x['stddev']*1e3:.2f})   {x['median']/b['median']:.2f}x")
-PY
+summary "$STAGE/startup.json" "start-up" "bwrap"

@@ -18,13 +18,7 @@ cd "$STAGE"
   -n "burrow --vm ($ACCEL)" "$STAGE/burrow run --vm --vm-accel $ACCEL -- true" \
   -n "burrow (namespaces)" "$STAGE/burrow run -- true" >/dev/null
 
-python3 - "$STAGE/vm.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-print("boot-to-exit of `true`, median ms (mean ± sd)")
-for name, x in r.items():
-    print(f"  {name:28s} {x['median']*1e3:8.1f} ({x['mean']*1e3:.1f} ± {x['stddev']*1e3:.1f})")
-PY
+summary "$STAGE/vm.json" 'boot-to-exit of `true`'
 echo "phases (5 runs):"
 for _ in 1 2 3 4 5; do
   "${RUNAS[@]}" env BURROW_VM_TIMING=1 "$STAGE/burrow" run --vm --vm-accel "$ACCEL" -- true 2>&1 |

@@ -24,6 +24,14 @@ fn refuse(field: impl Into<String>, why: impl Into<String>) -> Refused {
     }
 }
 
+/// Refuses the first of `fields` that the config sets.
+fn none_set(fields: &[(&str, bool)]) -> Result<(), Refused> {
+    match fields.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(refuse(*field, "not supported yet")),
+        None => Ok(()),
+    }
+}
+
 /// What burrow gives every sandbox, as runtime-spec mounts name them, and
 /// the options its own mount has (`size=*`: any size): a spec's mount of
 /// one of these is honoured by burrow's own; another option is refused.
@@ -86,18 +94,14 @@ pub fn run_args(spec: &Spec, bundle: &Path) -> Result<Vec<OsString>, Refused> {
             format!("{}: runtime-spec 1.x is read", spec.version()),
         ));
     }
-    for (field, set) in [
+    none_set(&[
         ("hooks", spec.hooks().is_some()),
         ("domainname", spec.domainname().is_some()),
         ("solaris", spec.solaris().is_some()),
         ("windows", spec.windows().is_some()),
         ("vm", spec.vm().is_some()),
         ("zos", spec.zos().is_some()),
-    ] {
-        if set {
-            return Err(refuse(field, "not supported"));
-        }
-    }
+    ])?;
     if let Some(key) = spec
         .annotations()
         .iter()
@@ -379,28 +383,23 @@ fn is_harmless(o: &str) -> bool {
 }
 
 fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> {
-    let refused = |f: &str, set: bool| {
-        if set {
-            Err(refuse(f, "not supported yet"))
-        } else {
-            Ok(())
-        }
-    };
-    refused(
-        "linux.sysctl",
-        linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
-    )?;
-    refused(
-        "linux.devices",
-        linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
-    )?;
-    refused("linux.seccomp", linux.seccomp().is_some())?;
-    refused("linux.mountLabel", linux.mount_label().is_some())?;
-    refused("linux.intelRdt", linux.intel_rdt().is_some())?;
-    refused("linux.personality", linux.personality().is_some())?;
-    refused("linux.timeOffsets", linux.time_offsets().is_some())?;
-    refused("linux.netDevices", linux.net_devices().is_some())?;
-    refused("linux.memoryPolicy", linux.memory_policy().is_some())?;
+    none_set(&[
+        (
+            "linux.sysctl",
+            linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
+        ),
+        (
+            "linux.devices",
+            linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        ("linux.seccomp", linux.seccomp().is_some()),
+        ("linux.mountLabel", linux.mount_label().is_some()),
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        ("linux.personality", linux.personality().is_some()),
+        ("linux.timeOffsets", linux.time_offsets().is_some()),
+        ("linux.netDevices", linux.net_devices().is_some()),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+    ])?;
     if let Some(r) = linux.resources() {
         // A device cgroup's deny-all (runc spec's default) is what
         // burrow's minimal /dev is; any other limit is refused.
@@ -435,7 +434,7 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         .process()
         .as_ref()
         .ok_or_else(|| refuse("process", "missing"))?;
-    for (field, set) in [
+    none_set(&[
         ("process.terminal", p.terminal() == Some(true)),
         ("process.consoleSize", p.console_size().is_some()),
         ("process.commandLine", p.command_line().is_some()),
@@ -453,11 +452,7 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
                 .as_ref()
                 .is_some_and(|g| !g.is_empty()),
         ),
-    ] {
-        if set {
-            return Err(refuse(field, "not supported yet"));
-        }
-    }
+    ])?;
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(refuse("process.args", "empty"));

@@ -338,6 +338,13 @@ pub struct Object {
 }
 
 impl Object {
+    /// The file `f` is open on, as an object.
+    pub fn of_file(f: &File) -> io::Result<Object> {
+        Ok(Object {
+            fd: f.try_clone()?.into(),
+        })
+    }
+
     pub fn stat(&self) -> io::Result<Stat> {
         sys::stat_at(self.fd.as_fd(), OsStr::new(""))
     }

@@ -172,7 +172,6 @@ impl Upper {
     /// and xattrs, for the writes that only the open descriptors can still
     /// make.
     pub fn copy_orphan(&self, from: &File, up_to: u64) -> io::Result<File> {
-        use std::os::unix::fs::PermissionsExt;
         use xattr::FileExt;
         let tmp = self.temp();
         let to =
@@ -183,24 +182,10 @@ impl Upper {
             return Err(e);
         }
         copy_data(from, &to, up_to)?;
-        // (No xattr support on the lower: nothing to copy.)
-        let names = from.list_xattr().into_iter().flatten();
-        for name in names.filter(|n| !is_overlay_xattr(n)) {
-            if let Ok(Some(value)) = from.get_xattr(&name) {
-                match to.set_xattr(&name, &value) {
-                    Ok(()) => {}
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        let meta = from.metadata()?;
-        match std::os::unix::fs::fchown(&to, Some(meta.uid()), Some(meta.gid())) {
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {}
-            Err(e) => return Err(e),
-        }
-        to.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        let copy = Object::of_file(&to)?;
+        let names = from.list_xattr().map(|n| n.collect());
+        copy_xattrs_of(names, |n| from.get_xattr(n), &copy)?;
+        copy_metadata(&Stat::from_metadata(&from.metadata()?), &copy)?;
         Ok(to)
     }
 
@@ -404,11 +389,20 @@ pub fn is_overlay_xattr(name: &OsStr) -> bool {
 }
 
 fn copy_xattrs(src: &Place, dst: &Object) -> io::Result<()> {
-    let Ok(names) = src.list_xattrs() else {
+    copy_xattrs_of(src.list_xattrs(), |n| src.get_xattr(n), dst)
+}
+
+/// The xattrs `names` (read with `get`) onto `dst`, but overlayfs' own.
+fn copy_xattrs_of(
+    names: io::Result<Vec<OsString>>,
+    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
+    dst: &Object,
+) -> io::Result<()> {
+    let Ok(names) = names else {
         return Ok(()); // no xattr support on the lower: nothing to copy
     };
     for name in names.iter().filter(|n| !is_overlay_xattr(n)) {
-        if let Ok(Some(value)) = src.get_xattr(name) {
+        if let Ok(Some(value)) = get(name) {
             match dst.set_xattr(name, &value, 0) {
                 Ok(()) => {}
                 // security.* and trusted.* may be refused without privilege,

@@ -401,7 +401,7 @@ impl UnionFs {
             return Ok(f);
         }
         let mut st = self.lock();
-        if write && self.no_open() && st.path(node).is_err() {
+        if write && self.no_open() && st.name_count(node) == 0 {
             return self.writable_orphan(&mut st, node, u64::MAX).map_err(err);
         }
         let flags = if write {
