@@ -71,7 +71,9 @@ fn burrow_net_serves_a_namespace_like_slirp4netns() {
         .spawn()
         .unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || api.exists()),
+        // Listening, not only bound (the name appears before listen()).
+        eventually(Duration::from_secs(10), || UnixStream::connect(&api)
+            .is_ok()),
         "no API socket"
     );
 

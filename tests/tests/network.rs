@@ -182,18 +182,20 @@ fn many_concurrent_connections_and_no_leak() {
     let token = unique_token();
     let dir = TempDir::new("conns");
     // 1000 connections open at once, each answered; then all closed, and
-    // the sandbox waits while the test counts the stack's sockets.
+    // the sandbox waits while the test counts the stack's sockets. The
+    // count appears whole under its name (a rename), never half written.
     let child = burrow_run()
         .args(["--net", "slirp", "--rlimit", "nofile=4096", "--hostname", &token])
         .args(["--bind", dir.s(), "/mark", "--", "python3", "-c"])
         .arg(format!(
-            "import socket, time\n\
+            "import os, socket, time\n\
              socks = [socket.create_connection(('{ip}', {port}), timeout=30) for i in range(1000)]\n\
              for s in socks: s.send(b'ping')\n\
              def pong(s):\n    d = b''\n    while len(d) < 4 and (c := s.recv(4 - len(d))): d += c\n    return d == b'pong'\n\
              got = sum(1 for s in socks if pong(s))\n\
              for s in socks: s.close()\n\
-             open('/mark/done', 'w').write(str(got))\n\
+             open('/mark/count', 'w').write(str(got))\n\
+             os.rename('/mark/count', '/mark/done')\n\
              time.sleep(30)"
         ))
         .spawn()
