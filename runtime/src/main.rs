@@ -2,18 +2,22 @@
 //! container is a burrow sandbox: the bundle's config.json becomes the
 //! arguments of `burrow run` (see [`spec`]), and the launcher builds it.
 //!
-//! This first slice runs a bundle in the foreground (`run`), as `runc run`
-//! does; `create`/`start`/`state`/`kill`/`delete` come next.
+//! `create` leaves the container's command waiting before its exec until
+//! `start` (see [`lifecycle`]); `run` is both, in the foreground. State is
+//! kept under `--root` (see [`container`]).
 
+mod container;
+mod lifecycle;
+mod report;
 mod spec;
 
-use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burrow_sandbox::cli::{Cli, Command as BurrowCommand};
-use burrow_sandbox::config::SandboxConfig;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use anyhow::bail;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use container::StateRoot;
 
 /// An OCI runtime over burrow's rootless sandbox (runc's command line).
 #[derive(Debug, Parser)]
@@ -30,6 +34,14 @@ struct Args {
     /// Accepted for runc's command line; burrow-runtime says nothing more.
     #[arg(long, global = true)]
     debug: bool,
+    /// runc's: containers are not placed in cgroups by burrow-runtime (as
+    /// crun's --cgroup-manager disabled), so this changes nothing.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// crun's; burrow-runtime places containers in no cgroup (disabled)
+    /// whichever is named.
+    #[arg(long, global = true, value_enum)]
+    cgroup_manager: Option<CgroupManager>,
     /// Print the version (runc's format).
     #[arg(long, short = 'v')]
     version: bool,
@@ -43,6 +55,19 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create and run container ID from a bundle, in the foreground; exit
@@ -52,6 +77,84 @@ enum Command {
         #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
         bundle: PathBuf,
         id: String,
+    },
+    /// Create container ID from a bundle; its command waits for `start`.
+    Create {
+        #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
+        bundle: PathBuf,
+        /// Write the container's pid here.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Where to send the container's terminal (not supported yet).
+        #[arg(long, value_name = "SOCKET")]
+        console_socket: Option<PathBuf>,
+        /// Pass descriptors 3 to 3+N-1 on to the command.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        preserve_fds: u32,
+        /// Accepted: burrow makes no session keyring.
+        #[arg(long)]
+        no_new_keyring: bool,
+        id: String,
+    },
+    /// Let a created container's command run.
+    Start { id: String },
+    /// Print a container's state (runtime-spec JSON).
+    State { id: String },
+    /// Send a signal (default SIGTERM) to a container's process.
+    Kill {
+        /// To every process of the container.
+        #[arg(long, short = 'a')]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Remove a container's state; --force ends a running one first.
+    Delete {
+        #[arg(long, short = 'f')]
+        force: bool,
+        id: String,
+    },
+    /// List the containers under --root.
+    List {
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Only their IDs.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// The processes of a container (ps(1)'s table, or their pids as JSON).
+    Ps {
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+        format: Format,
+        id: String,
+        /// Options for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// What this runtime recognises (runtime-spec features.json).
+    Features,
+    /// Not supported yet: says so.
+    #[command(hide = true)]
+    Exec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
+    /// Not supported: says why.
+    #[command(hide = true)]
+    Pause {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
+    #[command(hide = true)]
+    Resume {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
+    #[command(hide = true)]
+    Update {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
     },
 }
 
@@ -78,42 +181,62 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    match &args.command {
-        Some(Command::Run { bundle, id }) => run(bundle, id),
-        None => {
-            Args::command().print_help()?;
-            Ok(2)
-        }
-    }
-}
-
-/// A container ID as runc takes them: letters, digits, `_`, `+`, `-`, `.`.
-fn check_id(id: &str) -> anyhow::Result<()> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.');
-    if id.is_empty() || id == "." || id == ".." || !id.chars().all(ok) {
-        anyhow::bail!("invalid container id {id:?}: letters, digits, '_', '+', '-' and '.'");
-    }
-    Ok(())
-}
-
-fn run(bundle: &Path, id: &str) -> anyhow::Result<i32> {
-    check_id(id)?;
-    let (spec, bundle) = spec::load(bundle)?;
-    let run_args = spec::run_args(&spec, &bundle)?;
-    let mut argv: Vec<OsString> = vec!["burrow".into(), "run".into()];
-    argv.extend(run_args);
-    // The one description of a sandbox: parsed as `burrow run` parses it.
-    let matches = Cli::command()
-        .try_get_matches_from(&argv)
-        .map_err(|e| anyhow::anyhow!("the sandbox's arguments: {e}"))?;
-    let cli = Cli::from_arg_matches(&matches)?;
-    let BurrowCommand::Run(run) = cli.command else {
-        unreachable!("the arguments name the run subcommand");
+    let Some(command) = &args.command else {
+        Args::command().print_help()?;
+        return Ok(2);
     };
-    let sub = matches
-        .subcommand_matches("run")
-        .expect("clap matched the run subcommand");
-    let cfg = SandboxConfig::from_args(*run, sub, std::io::stdin().is_terminal())?;
+    let root = || StateRoot::open(args.root.as_deref());
+    match command {
+        Command::Run { bundle, id } => return run(bundle, id),
+        Command::Create {
+            bundle,
+            pid_file,
+            console_socket,
+            preserve_fds,
+            no_new_keyring: _,
+            id,
+        } => {
+            if console_socket.is_some() {
+                bail!("--console-socket: a terminal for the container is not supported yet");
+            }
+            let opts = lifecycle::CreateOptions {
+                pid_file: pid_file.as_deref(),
+                preserve_fds: *preserve_fds,
+            };
+            lifecycle::create(&root()?, bundle, id, &opts)?;
+        }
+        Command::Start { id } => lifecycle::start(&root()?, id)?,
+        Command::State { id } => report::state(&root()?, id)?,
+        Command::Kill { all, id, signal } => {
+            let sig = lifecycle::parse_signal(signal)?;
+            lifecycle::kill(&root()?, id, sig, *all)?;
+        }
+        Command::Delete { force, id } => lifecycle::delete(&root()?, id, *force)?,
+        Command::List { format, quiet } => report::list(&root()?, *format == Format::Json, *quiet)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => report::ps(&root()?, id, *format == Format::Json, ps_args)?,
+        Command::Features => report::features()?,
+        Command::Exec { .. } => bail!("exec: not supported yet"),
+        Command::Pause { .. } | Command::Resume { .. } => bail!(
+            "pause and resume need a cgroup v2 freezer in a delegated subtree, and \
+             burrow-runtime places containers in no cgroup"
+        ),
+        Command::Update { .. } => bail!(
+            "update: burrow-runtime places containers in no cgroup, so there are no \
+             resources to update"
+        ),
+    }
+    Ok(0)
+}
+
+/// `run`: the sandbox in the foreground, supervised by this process (as
+/// `burrow run`); its status is this process's.
+fn run(bundle: &Path, id: &str) -> anyhow::Result<i32> {
+    container::check_id(id)?;
+    let (cfg, _, _) = lifecycle::sandbox_of(bundle)?;
     Ok(burrow_sandbox::launch::run(&cfg)?)
 }
 

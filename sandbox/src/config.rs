@@ -119,6 +119,22 @@ pub struct SandboxConfig {
     /// With `--image`: its layers claimed in use (against `burrow rmi` and
     /// `burrow image prune`) while this configuration lives.
     pub image_in_use: Option<std::sync::Arc<burrow_images::InUse>>,
+    /// Set by the OCI runtime's `create` (see [`crate::launch::create`]).
+    pub hold: Option<Hold>,
+}
+
+/// Where the command waits before its exec until a `start`: a directory
+/// (held open, the command's root is another) with the FIFO
+/// [`Hold::FIFO`], which the command opens for writing. The open returns
+/// when `start` opens it for reading; the command writes a byte and goes
+/// on.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub dir: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+impl Hold {
+    pub const FIFO: &'static str = "exec.fifo";
 }
 
 /// The default command when none is given.
@@ -473,6 +489,7 @@ impl SandboxConfig {
             vm,
             storage,
             image_in_use: image.and_then(|i| i.in_use),
+            hold: None,
         })
     }
 }

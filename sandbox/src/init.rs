@@ -56,9 +56,16 @@ pub fn run(
     drop(net_stack);
     let child = match sys::fork() {
         Ok(Some(pid)) => pid,
-        Ok(None) => exec_command(cfg, &cwd, &report_fd),
+        Ok(None) => exec_command(cfg, &cwd, Report(Some(report_fd))),
         Err(e) => fail(&report_fd, EXIT_SETUP, &format!("fork: {}", e.desc())),
     };
+    if cfg.hold.is_some() {
+        // Handed over: burrow exits once the command is at its hold point
+        // (this pipe closed on both sides), and the sandbox lives on.
+        if let Err(e) = sys::clear_parent_death_signal() {
+            fail(&report_fd, EXIT_SETUP, &format!("prctl: {}", e.desc()));
+        }
+    }
     drop(report_fd);
     // With --vm the command here is the relay, which translates SIGTERM
     // for the guest's command itself.
@@ -110,13 +117,49 @@ fn fail(report_fd: &OwnedFd, code: i32, msg: &str) -> ! {
     sys::exit_now(code)
 }
 
+/// Where the command's process tells what failed: burrow, through the
+/// report pipe, until the pipe is closed (at a hold point: burrow has
+/// gone by the time anything fails); then its own stderr.
+struct Report(Option<OwnedFd>);
+
+impl Report {
+    fn fail(&self, code: i32, msg: &str) -> ! {
+        match &self.0 {
+            Some(fd) => fail(fd, code, msg),
+            None => {
+                eprintln!("burrow: {msg}");
+                sys::exit_now(code)
+            }
+        }
+    }
+}
+
+/// The hold point of a sandbox made by `create`: burrow is told all went
+/// well (the report pipe closes), and the command waits until `start`
+/// opens the FIFO for reading.
+fn hold(hold: &crate::config::Hold, report: &mut Report) {
+    use std::os::fd::AsFd;
+    let fifo = std::path::Path::new(crate::config::Hold::FIFO);
+    if let Err(e) = sys::open_beneath(hold.dir.as_fd(), fifo) {
+        report.fail(EXIT_SETUP, &format!("the start FIFO: {}", e.desc()));
+    }
+    report.0 = None;
+    let opened = sys::open_beneath_with(hold.dir.as_fd(), fifo, libc::O_WRONLY);
+    match opened.and_then(|fd| nix::unistd::write(&fd, b"0")) {
+        Ok(_) => {}
+        Err(e) => report.fail(EXIT_SETUP, &format!("waiting for start: {}", e.desc())),
+    }
+}
+
 /// In the forked child: become the command (or, with `--vm`, the VM
 /// supervisor that runs it).
-fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd) -> ! {
+fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) -> ! {
     if let Some(vm) = &cfg.vm {
-        // SAFETY: closing the report pipe this process holds a copy of; the
-        // supervisor reports its own errors on stderr.
-        unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(report_fd)) };
+        if let Some(h) = &cfg.hold {
+            hold(h, &mut report);
+        }
+        // The supervisor reports its own errors on stderr.
+        drop(report);
         // Nothing the caller left open reaches QEMU or virtiofsd (the
         // kernel and initramfs are handed to QEMU on purpose).
         let _ = sys::cloexec_from(3);
@@ -125,14 +168,15 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         }
         crate::vm::supervise(vm);
     }
+    // Signals reach the command from here on (a held one too: a signal
+    // ends it as it would end the command).
     let _ = signals::unblock_all();
     sys::reset_sigpipe();
     // Descriptors the caller left open beyond 0, 1, 2 (and
     // --preserve-fds) do not reach the command: an open directory of the
     // host's would be a way out of the new root.
     if let Err(e) = sys::cloexec_from(3 + cfg.preserve_fds) {
-        fail(
-            report_fd,
+        report.fail(
             EXIT_SETUP,
             &format!("closing inherited descriptors: {}", e.desc()),
         );
@@ -147,7 +191,7 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         .map(burrow_vm_init::user::resolve_in_root)
     {
         Some(Ok(id)) => Some(id),
-        Some(Err(msg)) => fail(report_fd, EXIT_SETUP, &msg),
+        Some(Err(msg)) => report.fail(EXIT_SETUP, &msg),
         None => None,
     };
     if cfg.home_if_unset {
@@ -155,6 +199,9 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
         env = burrow_vm_init::user::with_home(env, home);
     }
 
+    if let Some(h) = &cfg.hold {
+        hold(h, &mut report);
+    }
     if let Some(mask) = cfg.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -166,7 +213,7 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
                 eprintln!("burrow: warning: {w}");
             }
         }
-        Err(msg) => fail(report_fd, EXIT_SETUP, &msg),
+        Err(msg) => report.fail(EXIT_SETUP, &msg),
     }
     let errno = Errno::from_raw(burrow_vm_init::exec::exec_search(&cfg.argv, &env));
     let code = match errno {
@@ -180,8 +227,7 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, report_fd: &OwnedFd)
     } else {
         ""
     };
-    fail(
-        report_fd,
+    report.fail(
         code,
         &format!("cannot run '{name}' in the sandbox: {}{hint}", errno.desc()),
     )

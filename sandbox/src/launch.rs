@@ -19,6 +19,93 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 /// Runs the sandbox described by `cfg`; returns the command's exit status.
 pub fn run(cfg: &SandboxConfig) -> Result<i32> {
+    if cfg.hold.is_some() {
+        return Err(Error::usage(
+            "run: the sandbox has a hold point (see create)",
+        ));
+    }
+    let started = start(cfg)?;
+    let (child, cgroup, json) = (started.child, &started.cgroup, &started.json);
+    let mut code = supervise(child, &started.waited);
+    if let Some(cg) = cgroup {
+        if let Some(msg) = cg.oom_report() {
+            eprintln!("burrow: {msg}");
+            code = 137;
+        }
+        if let Some(path) = &cfg.limits.stats {
+            if let Err(e) = cg.write_stats(path) {
+                eprintln!(
+                    "burrow: --stats {}: {}",
+                    path.display(),
+                    sys::errno_text(&e)
+                );
+            }
+        }
+    }
+    if let Some(fd) = json {
+        status::write_exit(fd.as_fd(), code);
+    }
+    Ok(code)
+}
+
+/// A sandbox made for the OCI runtime's `create`: its pid 1, and the
+/// helpers (the union root's server, the network stack) that end with it.
+#[derive(Debug)]
+pub struct Created {
+    pub init: Pid,
+    pub helpers: Vec<Pid>,
+}
+
+/// Builds the sandbox of `cfg` (which must have [`SandboxConfig::hold`])
+/// up to its command's exec, and returns with the command waiting there.
+/// Nothing is left that needs this process: pid 1 and the helpers outlive
+/// it, and pid 1 is re-parented to the caller's subreaper (the engine's
+/// monitor), which reaps it and gets the command's status.
+pub fn create(cfg: &SandboxConfig) -> Result<Created> {
+    let refuse = |what: &str| {
+        Err(Error::usage(format!(
+            "{what}: not with a held start (create)"
+        )))
+    };
+    if cfg.hold.is_none() {
+        return Err(Error::usage("create: no hold point was given"));
+    }
+    if cfg.cgroup_subtree.is_some() {
+        return refuse("cgroup limits");
+    }
+    if cfg.json_status_fd.is_some() {
+        return refuse("--json-status");
+    }
+    if matches!(cfg.net, NetMode::Slirp4netns | NetMode::Pasta) {
+        return refuse("--net slirp4netns or pasta");
+    }
+    let mut started = start(cfg)?;
+    let helpers = [started.server.0.take(), started.stack.0.take()]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(Created {
+        init: started.child,
+        helpers,
+    })
+}
+
+/// What [`start`] left running: pid 1 of the sandbox, whose command has
+/// exec'd (or, held, waits to), and what ends with the launcher.
+struct Started {
+    child: Pid,
+    waited: SigSet,
+    json: Option<std::os::fd::BorrowedFd<'static>>,
+    cgroup: Option<crate::cgroup::Cgroup>,
+    server: ServerGuard,
+    stack: ServerGuard,
+    _external: Option<crate::net::ExternalGuard>,
+}
+
+/// Everything up to the command's exec: the namespaces, the id maps, the
+/// helpers, pid 1's set-up (reported back through a pipe that closes
+/// without a word at exec, or at the hold point).
+fn start(cfg: &SandboxConfig) -> Result<Started> {
     if cfg.die_with_parent {
         let parent = nix::unistd::getppid();
         sys::set_parent_death_signal(Signal::SIGKILL).ctx(|| "--die-with-parent")?;
@@ -96,6 +183,12 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     };
     drop(sync_r);
     drop(report_w);
+    // Helpers end with burrow, or, when the sandbox is handed over, with
+    // its pid 1.
+    let life = match cfg.hold {
+        None => sys::HelperLife::Launcher,
+        Some(_) => sys::HelperLife::Sandbox(child),
+    };
     let server_sock = fs_socks.map(|(outer, _)| outer);
     let net_sock = net_socks.map(|(outer, _)| outer);
 
@@ -123,20 +216,23 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
                     _ => None,
                 })
                 .collect();
-            Some(union::spawn_server(root, hidden, child, sock).map_err(|e| abort(child, e))?)
+            Some(
+                union::spawn_server(root, hidden, child, sock, life)
+                    .map_err(|e| abort(child, e))?,
+            )
         }
         _ => None,
     };
-    let _server = ServerGuard(server);
+    let server = ServerGuard(server);
     let stack = match (&cfg.slirp, net_sock) {
         (Some(net), Some(sock)) => Some(
-            crate::net::spawn_helper(net.clone(), &cfg.publish, child, sock)
+            crate::net::spawn_helper(net.clone(), &cfg.publish, child, sock, life)
                 .map_err(|e| abort(child, e))?,
         ),
         _ => None,
     };
-    let _stack = ServerGuard(stack);
-    let _external = match cfg.net {
+    let stack = ServerGuard(stack);
+    let external = match cfg.net {
         NetMode::Slirp4netns | NetMode::Pasta => {
             Some(crate::net::start_external(cfg.net, child).map_err(|e| abort(child, e))?)
         }
@@ -156,26 +252,15 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
     if let (Some(fd), Some(line)) = (&json, &started) {
         status::write(fd.as_fd(), line);
     }
-    let mut code = supervise(child, &waited);
-    if let Some(cg) = &cgroup {
-        if let Some(msg) = cg.oom_report() {
-            eprintln!("burrow: {msg}");
-            code = 137;
-        }
-        if let Some(path) = &cfg.limits.stats {
-            if let Err(e) = cg.write_stats(path) {
-                eprintln!(
-                    "burrow: --stats {}: {}",
-                    path.display(),
-                    sys::errno_text(&e)
-                );
-            }
-        }
-    }
-    if let Some(fd) = &json {
-        status::write_exit(fd.as_fd(), code);
-    }
-    Ok(code)
+    Ok(Started {
+        child,
+        waited,
+        json,
+        cgroup,
+        server,
+        stack,
+        _external: external,
+    })
 }
 
 /// Ends the sandbox that failed to start, and passes the error on.

@@ -85,6 +85,7 @@ pub fn spawn_helper(
     publish: &[(SocketAddr, u16, bool)],
     init: Pid,
     sock: OwnedFd,
+    life: sys::HelperLife,
 ) -> Result<Pid> {
     enum Port {
         Tcp(std::net::TcpListener),
@@ -118,9 +119,9 @@ pub fn spawn_helper(
     } else {
         Some((ns("user")?, ns("net")?))
     };
-    match sys::fork_helper().ctx(|| "fork")? {
-        Some(pid) => Ok(pid),
-        None => {
+    match sys::fork_helper(life).ctx(|| "fork")? {
+        sys::Helper::Parent(pid) => Ok(pid),
+        sys::Helper::Child(sandbox) => {
             // A host socket per connection.
             burrow_unionfs::fs::raise_open_file_limit();
             if let Some((userns, netns)) = namespaces {
@@ -149,6 +150,9 @@ pub fn spawn_helper(
                     eprintln!("burrow: --publish: {e}");
                     sys::exit_now(1);
                 }
+            }
+            if let Some(pid1) = sandbox {
+                sys::exit_when_ended(pid1); // (threads are allowed now)
             }
             let code = match sys::recv_fds(sock.as_fd()) {
                 Ok(fds) => match fds.into_iter().next() {

@@ -3,7 +3,7 @@
 //! Every `unsafe` block of the launcher lives here.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -215,6 +215,17 @@ pub fn open_beneath(dir: BorrowedFd, path: &Path) -> nix::Result<OwnedFd> {
     )
 }
 
+/// Opens `path` beneath `dir` with `flags` (O_CLOEXEC added), with no
+/// symlink followed.
+pub fn open_beneath_with(dir: BorrowedFd, path: &Path, flags: libc::c_int) -> nix::Result<OwnedFd> {
+    openat2(
+        dir.as_raw_fd(),
+        path,
+        flags,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
 /// Opens `path` (O_PATH) only if no component of it is a symlink.
 pub fn open_without_symlinks(path: &Path) -> nix::Result<OwnedFd> {
     openat2(
@@ -313,18 +324,109 @@ pub fn read_bounded(path: &Path, max: u64) -> std::result::Result<String, String
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
-/// Forks a helper of burrow's (the union's server, the network stack)
-/// that dies with burrow. Returns `None` in the child, which has SIGKILL as
+/// A forked helper of burrow's (the union's server, the network stack).
+pub enum Helper {
+    Parent(Pid),
+    /// In the child; with [`HelperLife::Sandbox`], a pidfd of the
+    /// sandbox's pid 1 to hand to [`exit_when_ended`] once the helper may
+    /// start threads.
+    Child(Option<OwnedFd>),
+}
+
+/// How long a helper lives.
+#[derive(Clone, Copy)]
+pub enum HelperLife {
+    /// As long as burrow (`burrow run`).
+    Launcher,
+    /// As long as the sandbox whose pid 1 this is: burrow hands it over
+    /// (the OCI runtime's `create`) and exits.
+    Sandbox(Pid),
+}
+
+/// Forks a helper. With [`HelperLife::Launcher`] the child has SIGKILL as
 /// its parent-death signal and has checked that its parent is still the
 /// process that forked it: had burrow died before the signal was set, the
-/// helper would be an orphan no signal reaches, so it exits at once.
-pub fn fork_helper() -> nix::Result<Option<Pid>> {
+/// helper would be an orphan no signal reaches, so it exits at once. With
+/// [`HelperLife::Sandbox`] it holds a pidfd of pid 1 (opened before the
+/// fork, while pid 1 waits for its id maps, so it is that process).
+pub fn fork_helper(life: HelperLife) -> nix::Result<Helper> {
     let parent = nix::unistd::getpid();
-    let forked = fork()?;
-    if forked.is_none() {
-        die_with(parent);
+    let sandbox = match life {
+        HelperLife::Launcher => None,
+        HelperLife::Sandbox(init) => Some(pidfd_open(init)?),
+    };
+    Ok(match fork()? {
+        Some(pid) => Helper::Parent(pid),
+        None => {
+            if sandbox.is_none() {
+                die_with(parent);
+            }
+            Helper::Child(sandbox)
+        }
+    })
+}
+
+/// `pidfd_open(2)`: a descriptor that stays this process's, and becomes
+/// readable when it ends.
+pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: Signal) -> nix::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Waits until the process of `pidfd` ends, for at most `timeout` (none:
+/// for ever); whether it ended.
+pub fn wait_pidfd(pidfd: BorrowedFd, timeout: Option<std::time::Duration>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let left = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let ms = d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_millis();
+                PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, left) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(Errno::EINTR) => {}
+            Err(_) => return false,
+        }
     }
-    Ok(forked)
+}
+
+/// In a helper that outlives burrow: a thread that ends the process when
+/// the sandbox's pid 1 has ended. (Started once the helper is done with
+/// setns(CLONE_NEWUSER), which needs a single thread.)
+pub fn exit_when_ended(sandbox: OwnedFd) {
+    std::thread::spawn(move || {
+        wait_pidfd(sandbox.as_fd(), None);
+        exit_now(0);
+    });
+}
+
+/// Clears the parent-death signal (pid 1 of a sandbox burrow hands over).
+pub fn clear_parent_death_signal() -> nix::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG with 0 clears it and touches no memory.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) } as _).map(drop)
 }
 
 /// In a child of `parent`: SIGKILL when `parent` dies, and exit now when it

@@ -86,23 +86,36 @@ pub fn mount_root(
 }
 
 /// On the host: forks the server for the sandbox whose pid 1 is `init`.
-pub fn spawn_server(root: &Root, hidden: Vec<PathBuf>, init: Pid, sock: OwnedFd) -> Result<Pid> {
+pub fn spawn_server(
+    root: &Root,
+    hidden: Vec<PathBuf>,
+    init: Pid,
+    sock: OwnedFd,
+    life: sys::HelperLife,
+) -> Result<Pid> {
     // Opened now, while pid 1 waits for its id maps: once it runs it makes
     // itself non-dumpable, and its /proc files are closed to us.
     let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
         .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
-    match sys::fork_helper().ctx(|| "fork")? {
-        Some(pid) => Ok(pid),
-        None => sys::exit_now(serve(root, hidden, userns, sock)),
+    match sys::fork_helper(life).ctx(|| "fork")? {
+        sys::Helper::Parent(pid) => Ok(pid),
+        sys::Helper::Child(sandbox) => sys::exit_now(serve(root, hidden, userns, sock, sandbox)),
     }
 }
 
 /// The server's life: its exit status. A failure is told while the FUSE
 /// descriptor is still open: once it closes, pid 1's next step fails and
 /// the launcher ends this process, which must have said why by then.
-fn serve(root: &Root, hidden: Vec<PathBuf>, userns: std::fs::File, sock: OwnedFd) -> i32 {
+fn serve(
+    root: &Root,
+    hidden: Vec<PathBuf>,
+    userns: std::fs::File,
+    sock: OwnedFd,
+    sandbox: Option<OwnedFd>,
+) -> i32 {
     let received = nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
         .ctx(|| "joining the sandbox's user namespace")
+        .map(|()| sandbox.map_or((), sys::exit_when_ended))
         .and_then(|()| sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem"));
     let mut fds = match received {
         Ok(fds) => fds.into_iter(),

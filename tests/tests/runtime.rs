@@ -169,3 +169,237 @@ fn a_bad_container_id_is_refused() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("invalid container id"), "{out:?}");
 }
+
+/// burrow-runtime with `--root ROOT` and `args`, as the unprivileged
+/// account. Its output goes through files, not pipes: a created
+/// container keeps the streams it was given (as runc's does), so a pipe
+/// would stay open as long as the container.
+fn rt(root: &Path, args: &[&str]) -> Output {
+    assert_unprivileged();
+    let (out, err) = (root.with_extension("out"), root.with_extension("err"));
+    let status = Command::new(runtime_bin())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    Output {
+        code: exit_code(status),
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    }
+}
+
+fn status_of(root: &Path, id: &str) -> String {
+    let out = rt(root, &["state", id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let state: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    state["status"].as_str().unwrap().to_string()
+}
+
+/// The engine's side of create and start, as conmon does it: a subreaper
+/// runs `create`, reads `--pid-file`, runs `start` and reaps the
+/// container's process, whose status is the command's. (Python, so that
+/// the subreaper is a process of its own.)
+const MONITOR: &str = r#"
+import ctypes, os, subprocess, sys
+rt, root, bundle, cid, data = sys.argv[1:]
+assert ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+def runtime(*args):
+    p = subprocess.run([rt, '--root', root, *args], stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, (args, p.returncode)
+pid_file = os.path.join(data, 'pid')
+runtime('create', '--bundle', bundle, '--pid-file', pid_file, cid)
+pid = int(open(pid_file).read())
+print('held', os.path.exists(os.path.join(data, 'ran')), flush=True)
+runtime('start', cid)
+_, status = os.waitpid(pid, 0)
+print('exit', os.waitstatus_to_exitcode(status), flush=True)
+"#;
+
+/// create leaves the command waiting before its exec; start lets it run;
+/// the container's process is the monitor's to reap, with the command's
+/// status; the command holds no descriptor of the runtime's state.
+#[test]
+fn create_holds_the_command_until_start_and_the_monitor_reaps_its_status() {
+    let t = TempDir::new("runtime-create");
+    let b = t.join("b");
+    std::fs::create_dir_all(b.join("data")).unwrap();
+    bundle(&b, |c| {
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "echo ran > /data/ran; for f in /proc/self/fd/*; do readlink $f; done > /data/fds; exit 7"
+        ]);
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
+        ));
+    });
+    let root = t.join("state");
+    let id = unique_token();
+    let out = output(Command::new("python3").args(["-c", MONITOR]).args([
+        runtime_bin().to_str().unwrap(),
+        root.to_str().unwrap(),
+        b.to_str().unwrap(),
+        &id,
+        b.join("data").to_str().unwrap(),
+    ]));
+    assert_eq!(out.stdout, "held False\nexit 7\n", "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(b.join("data/ran")).unwrap(),
+        "ran\n"
+    );
+    let fds = std::fs::read_to_string(b.join("data/fds")).unwrap();
+    assert!(
+        !fds.contains(root.to_str().unwrap()),
+        "the command holds the runtime's state: {fds}"
+    );
+    assert_eq!(status_of(&root, &id), "stopped");
+    assert_eq!(rt(&root, &["delete", &id]).code, 0);
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
+}
+
+/// A created container is listed, its processes shown, and deleting it
+/// ends them all (pid 1, the command and burrow's helpers) before delete
+/// returns; started, it runs until killed.
+#[test]
+fn state_list_ps_kill_and_delete_follow_the_container() {
+    let t = TempDir::new("runtime-life");
+    let b = t.join("b");
+    bundle(&b, |c| {
+        c["process"]["args"] = serde_json::json!(["sh", "-c", "exec sleep 1000"]);
+    });
+    let root = t.join("state");
+    let (first, second) = (unique_token(), unique_token());
+    for id in [&first, &second] {
+        let out = rt(&root, &["create", "--bundle", b.to_str().unwrap(), id]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(status_of(&root, id), "created");
+        // pid 1 of the sandbox and its command (held), and the root
+        // filesystem's server.
+        assert!(
+            processes_with_arg(id).len() >= 3,
+            "{:?}",
+            processes_with_arg(id)
+        );
+    }
+    let list = rt(&root, &["list"]);
+    assert_eq!(list.stdout.lines().count(), 3, "{list:?}");
+    assert!(
+        list.stdout.lines().nth(1).unwrap().contains(" created "),
+        "{list:?}"
+    );
+    let mut ids = [first.clone(), second.clone()];
+    ids.sort();
+    assert_eq!(
+        rt(&root, &["list", "-q"]).stdout,
+        format!("{}\n", ids.join("\n"))
+    );
+
+    // The first is deleted as it waits: nothing of it is left running.
+    assert_eq!(rt(&root, &["delete", &first]).code, 0);
+    assert_eq!(processes_with_arg(&first), Vec::<i32>::new());
+
+    // The second runs.
+    let state: serde_json::Value =
+        serde_json::from_str(&rt(&root, &["state", &second]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    assert_eq!(rt(&root, &["start", &second]).code, 0);
+    assert_eq!(status_of(&root, &second), "running");
+    let ps: Vec<i64> =
+        serde_json::from_str(&rt(&root, &["ps", "--format", "json", &second]).stdout).unwrap();
+    assert_eq!(ps.len(), 2, "pid 1 and sleep: {ps:?}");
+    assert_eq!(ps[0], pid);
+    let table = rt(&root, &["ps", &second]).stdout;
+    assert!(table.lines().any(|l| l.ends_with("sleep 1000")), "{table}");
+
+    let refused = rt(&root, &["delete", &second]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("is running"), "{refused:?}");
+    assert_eq!(rt(&root, &["kill", &second, "KILL"]).code, 0);
+    assert!(eventually(
+        std::time::Duration::from_secs(10),
+        || status_of(&root, &second) == "stopped"
+    ));
+    let again = rt(&root, &["kill", &second]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("stopped"), "{again:?}");
+    assert_eq!(rt(&root, &["delete", &second]).code, 0);
+    assert_eq!(processes_with_arg(&second), Vec::<i32>::new());
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
+}
+
+/// What engines rely on from errors: an unknown ID "does not exist"; an
+/// ID is created once; a container starts once; a bundle that cannot be
+/// run leaves no state.
+#[test]
+fn lifecycle_errors_are_one_line_and_leave_no_state() {
+    let t = TempDir::new("runtime-errors");
+    let b = t.join("b");
+    bundle(&b, |c| {
+        c["process"]["args"] = serde_json::json!(["true"]);
+    });
+    let root = t.join("state");
+    for args in [
+        vec!["state", "nope"],
+        vec!["start", "nope"],
+        vec!["kill", "nope"],
+        vec!["delete", "nope"],
+        vec!["ps", "nope"],
+    ] {
+        let out = rt(&root, &args);
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert_eq!(
+            out.stderr, "burrow-runtime: container \"nope\" does not exist\n",
+            "{args:?}"
+        );
+    }
+    assert_eq!(rt(&root, &["delete", "--force", "nope"]).code, 0);
+
+    let id = unique_token();
+    let bundle_arg = b.to_str().unwrap();
+    assert_eq!(rt(&root, &["create", "--bundle", bundle_arg, &id]).code, 0);
+    let twice = rt(&root, &["create", "--bundle", bundle_arg, &id]);
+    assert_eq!(twice.code, 1);
+    assert!(twice.stderr.contains("already exists"), "{twice:?}");
+    assert_eq!(rt(&root, &["start", &id]).code, 0);
+    let restart = rt(&root, &["start", &id]);
+    assert_eq!(restart.code, 1);
+    assert!(restart.stderr.contains("cannot be started"), "{restart:?}");
+    assert_eq!(rt(&root, &["delete", "--force", &id]).code, 0);
+
+    // Refused before anything is made.
+    let bad = t.join("bad");
+    bundle(&bad, |c| {
+        c["linux"]["sysctl"] = serde_json::json!({ "kernel.x": "1" })
+    });
+    let out = rt(&root, &["create", "--bundle", bad.to_str().unwrap(), "bad"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("linux.sysctl"), "{out:?}");
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
+    let unknown = rt(&root, &["kill", &id, "NOSUCH"]);
+    assert!(unknown.stderr.contains("unknown signal"), "{unknown:?}");
+}
+
+/// features.json as runtime-spec gives it, parsed by oci-spec.
+#[test]
+fn features_say_what_is_recognised() {
+    let t = TempDir::new("runtime-features");
+    let out = rt(&t.join("state"), &["features"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let f: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(f["ociVersionMin"], "1.0.0");
+    let ns = f["linux"]["namespaces"].as_array().unwrap();
+    assert!(
+        ns.contains(&"user".into()) && ns.contains(&"network".into()),
+        "{f}"
+    );
+    assert_eq!(f["linux"]["seccomp"]["enabled"], false);
+    assert!(f["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&"CAP_SYS_ADMIN".into()));
+}

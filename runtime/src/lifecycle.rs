@@ -1,0 +1,236 @@
+//! create, start, kill and delete: a container's life as the runtime
+//! spec tells it. `create` builds the sandbox up to its command's exec and
+//! leaves the command waiting on the container's FIFO; `start` opens the
+//! FIFO, and the command goes on to exec.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use burrow_sandbox::cli::{Cli, Command as BurrowCommand};
+use burrow_sandbox::config::{Hold, SandboxConfig};
+use clap::{CommandFactory, FromArgMatches};
+use nix::sys::signal::Signal;
+
+use crate::container::{Container, Proc, Record, StateRoot, Status};
+use crate::spec;
+
+/// How long `delete` waits for a killed container's processes to end.
+const END_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sandbox a bundle describes, built by the launcher from the
+/// arguments of `burrow run` (the one description of a sandbox); the spec
+/// too, for what the runtime itself reads from it.
+pub fn sandbox_of(
+    bundle: &Path,
+) -> Result<(SandboxConfig, oci_spec::runtime::Spec, std::path::PathBuf)> {
+    let (spec, bundle) = spec::load(bundle)?;
+    let run_args = spec::run_args(&spec, &bundle)?;
+    let mut argv: Vec<OsString> = vec!["burrow".into(), "run".into()];
+    argv.extend(run_args);
+    let matches = Cli::command()
+        .try_get_matches_from(&argv)
+        .map_err(|e| anyhow!("the sandbox's arguments: {e}"))?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let BurrowCommand::Run(run) = cli.command else {
+        unreachable!("the arguments name the run subcommand");
+    };
+    let sub = matches
+        .subcommand_matches("run")
+        .expect("clap matched the run subcommand");
+    let cfg = SandboxConfig::from_args(*run, sub, std::io::stdin().is_terminal())?;
+    Ok((cfg, spec, bundle))
+}
+
+/// What `create` takes besides the bundle.
+pub struct CreateOptions<'a> {
+    pub pid_file: Option<&'a Path>,
+    pub preserve_fds: u32,
+}
+
+pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -> Result<()> {
+    crate::container::check_id(id)?;
+    // The bundle is read before the ID is claimed: a bad one leaves nothing.
+    let (mut cfg, spec, bundle) = sandbox_of(bundle)?;
+    cfg.preserve_fds = opts.preserve_fds;
+    let (mut container, hold) = Container::claim(root, id)?;
+    cfg.hold = Some(hold);
+    let created = match burrow_sandbox::launch::create(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            container.remove();
+            return Err(e.into());
+        }
+    };
+    let recorded = Proc::of(created.init).and_then(|init| {
+        let record = Record {
+            oci_version: spec.version().clone(),
+            id: id.to_string(),
+            init,
+            helpers: created
+                .helpers
+                .iter()
+                .filter_map(|&pid| Proc::of(pid).ok())
+                .collect(),
+            rootfs: cfg.rootfs.clone(),
+            bundle: bundle.clone(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+        };
+        container.save(record)?;
+        match opts.pid_file {
+            Some(path) => write_pid_file(path, init.pid),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = recorded {
+        // Still this process's children: their pids cannot have been
+        // reused.
+        for pid in std::iter::once(created.init).chain(created.helpers) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        container.remove();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `--pid-file`: the pid alone, written whole (renamed into place), as
+/// runc writes it.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("--pid-file {}: not a file name", path.display()))?;
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("--pid-file {}", path.display()))
+}
+
+pub fn start(root: &StateRoot, id: &str) -> Result<()> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if status != Status::Created {
+        bail!(
+            "container {id:?} cannot be started: it is {}",
+            status.name()
+        );
+    }
+    let record = container.record()?;
+    let fifo_path = container.dir.join(Hold::FIFO);
+    // Non-blocking: the open itself is what lets the command's open of the
+    // other end return; then its byte (or its end) is waited for.
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC
+            | nix::fcntl::OFlag::O_NOFOLLOW,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| anyhow!("container {id:?}: {}: {}", Hold::FIFO, e.desc()))?;
+    let pidfd = record
+        .init
+        .pidfd()
+        .ok_or_else(|| anyhow!("container {id:?} ended before it started"))?;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("container {id:?}: waiting for its command: {}", e.desc()),
+            Ok(_) => {}
+        }
+        let mut byte = [0u8; 1];
+        if fds[0].any() == Some(true) && nix::unistd::read(&fifo, &mut byte) == Ok(1) {
+            break;
+        }
+        if fds[1].any() == Some(true) {
+            bail!("container {id:?} ended before it started");
+        }
+    }
+    std::fs::remove_file(&fifo_path)
+        .with_context(|| format!("container {id:?}: {}", Hold::FIFO))?;
+    Ok(())
+}
+
+/// A signal as `kill` takes it: a number, or a name with or without SIG.
+pub fn parse_signal(text: &str) -> Result<Signal> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {text:?}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().map_err(|_| anyhow!("unknown signal {text:?}"))
+}
+
+pub fn kill(root: &StateRoot, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if !matches!(status, Status::Created | Status::Running) {
+        bail!("container {id:?} is not running: it is {}", status.name());
+    }
+    let init = container.record()?.init;
+    if all {
+        // Every process of the container; pid 1 last, whose end ends the
+        // others.
+        for p in crate::report::processes(&init).into_iter().rev() {
+            let _ = p.signal(sig);
+        }
+        return Ok(());
+    }
+    if !init.signal(sig)? {
+        bail!("container {id:?} is not running: it is stopped");
+    }
+    Ok(())
+}
+
+pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
+    let container = match Container::load(root, id) {
+        Err(_) if force => return Ok(()),
+        other => other?,
+    };
+    match container.status() {
+        Status::Stopped => {}
+        Status::Created => {}
+        Status::Running if force => {}
+        Status::Creating if force => {}
+        status => bail!(
+            "cannot delete container {id:?} that is not stopped: it is {}",
+            status.name()
+        ),
+    }
+    destroy(&container);
+    Ok(())
+}
+
+/// Ends what is left of a container (its pid 1, then its helpers, each
+/// waited for) and removes its state.
+fn destroy(container: &Container) {
+    if let Some(r) = &container.record {
+        let _ = r.init.signal(Signal::SIGKILL);
+        r.init.wait_end(END_TIMEOUT);
+        for h in &r.helpers {
+            // They end with pid 1; a stuck one is ended.
+            if !h.wait_end(END_TIMEOUT) {
+                let _ = h.signal(Signal::SIGKILL);
+                h.wait_end(END_TIMEOUT);
+            }
+        }
+    }
+    container.remove();
+}
