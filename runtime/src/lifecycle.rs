@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use burrow_sandbox::cli::{Cli, Command as BurrowCommand};
-use burrow_sandbox::config::{Hold, SandboxConfig};
+use burrow_sandbox::config::{Console, Hold, SandboxConfig};
 use clap::{CommandFactory, FromArgMatches};
 use nix::sys::signal::Signal;
 
@@ -26,8 +26,29 @@ const END_TIMEOUT: Duration = Duration::from_secs(10);
 /// too, for what the runtime itself reads from it.
 pub fn sandbox_of(
     bundle: &Path,
+    console_socket: Option<&Path>,
 ) -> Result<(SandboxConfig, oci_spec::runtime::Spec, std::path::PathBuf)> {
     let (spec, bundle) = spec::load(bundle)?;
+    let console = match (spec::terminal(&spec), console_socket) {
+        (None, None) => None,
+        (Some(_), None) => {
+            bail!("config.json: process.terminal: a terminal needs create --console-socket")
+        }
+        (None, Some(_)) => bail!("--console-socket: config.json's process.terminal is not true"),
+        (Some(size), Some(path)) => {
+            let sock = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+                anyhow!(
+                    "--console-socket {}: {}",
+                    path.display(),
+                    burrow_sandbox::sys::errno_text(&e)
+                )
+            })?;
+            Some(Console {
+                socket: std::sync::Arc::new(sock.into()),
+                size,
+            })
+        }
+    };
     let run_args = spec::run_args(&spec, &bundle)?;
     let mut argv: Vec<OsString> = vec!["burrow".into(), "run".into()];
     argv.extend(run_args);
@@ -41,20 +62,22 @@ pub fn sandbox_of(
     let sub = matches
         .subcommand_matches("run")
         .expect("clap matched the run subcommand");
-    let cfg = SandboxConfig::from_args(*run, sub, std::io::stdin().is_terminal())?;
+    let mut cfg = SandboxConfig::from_args(*run, sub, std::io::stdin().is_terminal())?;
+    cfg.console = console;
     Ok((cfg, spec, bundle))
 }
 
 /// What `create` takes besides the bundle.
 pub struct CreateOptions<'a> {
     pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
     pub preserve_fds: u32,
 }
 
 pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -> Result<()> {
     crate::container::check_id(id)?;
     // The bundle is read before the ID is claimed: a bad one leaves nothing.
-    let (mut cfg, spec, bundle) = sandbox_of(bundle)?;
+    let (mut cfg, spec, bundle) = sandbox_of(bundle, opts.console_socket)?;
     cfg.preserve_fds = opts.preserve_fds;
     let (mut container, hold) = Container::claim(root, id)?;
     cfg.hold = Some(hold);

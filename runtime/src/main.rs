@@ -85,7 +85,8 @@ enum Command {
         /// Write the container's pid here.
         #[arg(long, value_name = "FILE")]
         pid_file: Option<PathBuf>,
-        /// Where to send the container's terminal (not supported yet).
+        /// The Unix socket to send the container's terminal to (the pty's
+        /// master, SCM_RIGHTS), with process.terminal.
         #[arg(long, value_name = "SOCKET")]
         console_socket: Option<PathBuf>,
         /// Pass descriptors 3 to 3+N-1 on to the command.
@@ -196,11 +197,9 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
             no_new_keyring: _,
             id,
         } => {
-            if console_socket.is_some() {
-                bail!("--console-socket: a terminal for the container is not supported yet");
-            }
             let opts = lifecycle::CreateOptions {
                 pid_file: pid_file.as_deref(),
+                console_socket: console_socket.as_deref(),
                 preserve_fds: *preserve_fds,
             };
             lifecycle::create(&root()?, bundle, id, &opts)?;
@@ -236,7 +235,7 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
 /// `burrow run`); its status is this process's.
 fn run(bundle: &Path, id: &str) -> anyhow::Result<i32> {
     container::check_id(id)?;
-    let (cfg, _, _) = lifecycle::sandbox_of(bundle)?;
+    let (cfg, _, _) = lifecycle::sandbox_of(bundle, None)?;
     Ok(burrow_sandbox::launch::run(&cfg)?)
 }
 

@@ -429,14 +429,27 @@ fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> 
     Ok(())
 }
 
+/// With `process.terminal`: the terminal's rows and columns
+/// (`consoleSize`), if given. The terminal is the runtime's to make (see
+/// the launcher's `Console`); without it `consoleSize` means nothing.
+pub fn terminal(spec: &Spec) -> Option<Option<(u16, u16)>> {
+    let p = spec.process().as_ref()?;
+    if p.terminal() != Some(true) {
+        return None;
+    }
+    let size = p.console_size().as_ref().map(|b| {
+        let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
+        (clamp(b.height()), clamp(b.width()))
+    });
+    Some(size)
+}
+
 fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
     let p = spec
         .process()
         .as_ref()
         .ok_or_else(|| refuse("process", "missing"))?;
     none_set(&[
-        ("process.terminal", p.terminal() == Some(true)),
-        ("process.consoleSize", p.console_size().is_some()),
         ("process.commandLine", p.command_line().is_some()),
         ("process.apparmorProfile", p.apparmor_profile().is_some()),
         ("process.selinuxLabel", p.selinux_label().is_some()),

@@ -121,6 +121,20 @@ pub struct SandboxConfig {
     pub image_in_use: Option<std::sync::Arc<burrow_images::InUse>>,
     /// Set by the OCI runtime's `create` (see [`crate::launch::create`]).
     pub hold: Option<Hold>,
+    /// Set by the OCI runtime for a spec's `process.terminal`.
+    pub console: Option<Console>,
+}
+
+/// A terminal for the command (the OCI runtime's `--console-socket`): a
+/// pty of the sandbox's own devpts, whose master is sent over `socket` (a
+/// connected Unix socket, SCM_RIGHTS, as runc sends it) and whose other
+/// end becomes the command's stdin, stdout, stderr and controlling
+/// terminal.
+#[derive(Debug, Clone)]
+pub struct Console {
+    pub socket: std::sync::Arc<std::os::fd::OwnedFd>,
+    /// Rows and columns.
+    pub size: Option<(u16, u16)>,
 }
 
 /// Where the command waits before its exec until a `start`: a directory
@@ -490,6 +504,7 @@ impl SandboxConfig {
             storage,
             image_in_use: image.and_then(|i| i.in_use),
             hold: None,
+            console: None,
         })
     }
 }

@@ -184,6 +184,11 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
     if cfg.new_session {
         let _ = nix::unistd::setsid();
     }
+    if let Some(console) = &cfg.console {
+        if let Err(msg) = crate::console::attach(console) {
+            report.fail(EXIT_SETUP, &msg);
+        }
+    }
     let mut env = burrow_vm_init::exec::with_pwd(&cfg.env, cwd.as_os_str().as_bytes());
     let user = match cfg
         .user
@@ -200,6 +205,11 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
     }
 
     if let Some(h) = &cfg.hold {
+        // A command that is not there is told by create, not after start.
+        match burrow_vm_init::exec::find_executable(&cfg.argv, &env) {
+            0 => {}
+            e => cannot_exec(cfg, e, &report),
+        }
         hold(h, &mut report);
     }
     if let Some(mask) = cfg.umask {
@@ -215,7 +225,17 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
         }
         Err(msg) => report.fail(EXIT_SETUP, &msg),
     }
-    let errno = Errno::from_raw(burrow_vm_init::exec::exec_search(&cfg.argv, &env));
+    cannot_exec(
+        cfg,
+        burrow_vm_init::exec::exec_search(&cfg.argv, &env),
+        &report,
+    )
+}
+
+/// Says why the command cannot run (errno `e` of its exec) and exits
+/// with the status that tells it (127 not found, 126 cannot run).
+fn cannot_exec(cfg: &SandboxConfig, e: i32, report: &Report) -> ! {
+    let errno = Errno::from_raw(e);
     let code = match errno {
         Errno::ENOENT | Errno::ENOTDIR => EXIT_NOT_FOUND,
         _ => EXIT_CANNOT_EXEC,

@@ -79,6 +79,9 @@ pub fn create(cfg: &SandboxConfig) -> Result<Created> {
     if matches!(cfg.net, NetMode::Slirp4netns | NetMode::Pasta) {
         return refuse("--net slirp4netns or pasta");
     }
+    if cfg.console.is_some() && cfg.vm.is_some() {
+        return refuse("a terminal with --vm");
+    }
     let mut started = start(cfg)?;
     let helpers = [started.server.0.take(), started.stack.0.take()]
         .into_iter()

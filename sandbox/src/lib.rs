@@ -6,6 +6,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod guard;
 pub mod idmap;

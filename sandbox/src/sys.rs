@@ -447,8 +447,14 @@ pub fn reset_sigpipe() {
 
 /// Sends `fds` over the unix socket `sock` (SCM_RIGHTS).
 pub fn send_fds(sock: BorrowedFd, fds: &[RawFd]) -> nix::Result<()> {
+    send_fds_with(sock, b"f", fds)
+}
+
+/// Sends `fds` with `payload` as the message's bytes (a console socket's
+/// peer gets the terminal's name, as runc sends it).
+pub fn send_fds_with(sock: BorrowedFd, payload: &[u8], fds: &[RawFd]) -> nix::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let iov = [std::io::IoSlice::new(b"f")];
+    let iov = [std::io::IoSlice::new(payload)];
     sendmsg::<()>(
         sock.as_raw_fd(),
         &iov,
@@ -586,4 +592,30 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// TIOCSWINSZ: a terminal's size in rows and columns.
+pub fn set_window_size(tty: BorrowedFd, rows: u16, cols: u16) -> nix::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer given.
+    check(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &size) } as _).map(drop)
+}
+
+/// TIOCSCTTY: `tty` becomes the controlling terminal of this process's
+/// session (it must lead one).
+pub fn set_controlling_terminal(tty: BorrowedFd) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal).
+    check(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) } as _).map(drop)
+}
+
+/// dup2(2): `target` (a standard stream) becomes a copy of `fd`.
+pub fn dup_onto(fd: BorrowedFd, target: RawFd) -> nix::Result<()> {
+    // SAFETY: dup2 on two descriptor numbers; whatever `target` was is
+    // closed and replaced, which is what the caller asks.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), target) } as _).map(drop)
 }

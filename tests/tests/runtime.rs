@@ -20,7 +20,8 @@ fn bundle(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     }
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static (setup-host.sh)");
     for applet in [
-        "sh", "echo", "hostname", "id", "wc", "grep", "touch", "ls", "readlink", "test",
+        "sh", "echo", "hostname", "id", "wc", "grep", "touch", "ls", "readlink", "test", "tty",
+        "stty", "true",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
@@ -176,7 +177,13 @@ fn a_bad_container_id_is_refused() {
 /// would stay open as long as the container.
 fn rt(root: &Path, args: &[&str]) -> Output {
     assert_unprivileged();
-    let (out, err) = (root.with_extension("out"), root.with_extension("err"));
+    // (Files of this call's own: a container made by an earlier call may
+    // still write to that call's.)
+    let call = unique_token();
+    let (out, err) = (
+        root.with_extension(format!("{call}.out")),
+        root.with_extension(format!("{call}.err")),
+    );
     let status = Command::new(runtime_bin())
         .arg("--root")
         .arg(root)
@@ -382,6 +389,22 @@ fn lifecycle_errors_are_one_line_and_leave_no_state() {
     assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
     let unknown = rt(&root, &["kill", &id, "NOSUCH"]);
     assert!(unknown.stderr.contains("unknown signal"), "{unknown:?}");
+
+    // A command that is not there is told by create, as runc tells it.
+    let missing = t.join("missing");
+    bundle(&missing, |c| {
+        c["process"]["args"] = serde_json::json!(["no-such-command"])
+    });
+    let out = rt(
+        &root,
+        &["create", "--bundle", missing.to_str().unwrap(), "missing"],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "burrow-runtime: cannot run 'no-such-command' in the sandbox: No such file or directory\n"
+    );
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
 }
 
 /// features.json as runtime-spec gives it, parsed by oci-spec.
@@ -402,4 +425,91 @@ fn features_say_what_is_recognised() {
         .as_array()
         .unwrap()
         .contains(&"CAP_SYS_ADMIN".into()));
+}
+
+/// The engine's side of a terminal, as conmon does it: a console socket
+/// that receives the pty's master from `create`; through it the command's
+/// output is read and its input written.
+const CONSOLE: &str = r#"
+import os, socket, subprocess, sys
+rt, root, bundle, cid, path = sys.argv[1:]
+srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(1)
+create = subprocess.Popen([rt, '--root', root, 'create', '--bundle', bundle,
+                           '--console-socket', path, cid], stdin=subprocess.DEVNULL)
+conn, _ = srv.accept()
+name, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+assert create.wait() == 0
+print('sent', name.decode(), len(fds), flush=True)
+os.write(fds[0], b'typed\n')
+assert subprocess.run([rt, '--root', root, 'start', cid]).returncode == 0
+out = b''
+while True:
+    try:
+        chunk = os.read(fds[0], 4096)
+    except OSError:  # EIO: the terminal's other end is closed
+        break
+    if not chunk:
+        break
+    out += chunk
+print(out.decode().replace('\r\n', '\n'), end='')
+"#;
+
+/// process.terminal with `--console-socket`: the master of a pty of the
+/// container's own devpts is sent as conmon expects it (SCM_RIGHTS), of
+/// the spec's size; the command's streams and controlling terminal are
+/// its other end.
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    let t = TempDir::new("runtime-tty");
+    let b = t.join("b");
+    bundle(&b, |c| {
+        c["process"]["terminal"] = true.into();
+        c["process"]["consoleSize"] = serde_json::json!({ "height": 33, "width": 101 });
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "tty; stty size; read x; echo \"got $x\"; test -t 2 && echo err-too"
+        ]);
+    });
+    let root = t.join("state");
+    let id = unique_token();
+    let out = output(Command::new("python3").args(["-c", CONSOLE]).args([
+        runtime_bin().to_str().unwrap(),
+        root.to_str().unwrap(),
+        b.to_str().unwrap(),
+        &id,
+        t.join("console.sock").to_str().unwrap(),
+    ]));
+    assert_eq!(
+        out.stdout, "sent /dev/pts/0 1\ntyped\n/dev/pts/0\n33 101\ngot typed\nerr-too\n",
+        "{out:?}"
+    );
+    assert!(eventually(
+        std::time::Duration::from_secs(10),
+        || status_of(&root, &id) == "stopped"
+    ));
+    assert_eq!(rt(&root, &["delete", &id]).code, 0);
+
+    // A terminal needs a console socket, and a console socket a terminal.
+    let out = rt(&root, &["create", "--bundle", b.to_str().unwrap(), "x"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("process.terminal"), "{out:?}");
+    let plain = t.join("plain");
+    bundle(&plain, |_| {});
+    let sock = t.join("unused.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let out = rt(
+        &root,
+        &[
+            "create",
+            "--bundle",
+            plain.to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "y",
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("--console-socket"), "{out:?}");
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
 }

@@ -4,6 +4,7 @@
 //! init's.
 
 use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 
 /// The search path when the command's environment has no PATH.
 pub const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -37,16 +38,39 @@ pub fn exec_search(argv: &[CString], env: &[CString]) -> i32 {
             .collect()
     };
     let (argv_p, env_p) = (ptrs(argv), ptrs(env));
-    let exec = |path: &CString| {
+    search(name, env, |path| {
         // SAFETY: a NUL-terminated path and NULL-terminated arrays of
         // pointers to C strings, all of which outlive the call.
         unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
         std::io::Error::last_os_error()
             .raw_os_error()
             .unwrap_or(libc::ENOENT)
+    })
+}
+
+/// What [`exec_search`] would find, without running it: 0 when `argv[0]`
+/// is a file with an execute bit (what exec needs of root), else the
+/// errno exec_search would most likely return. (Used where the command
+/// waits before its exec, so that a missing one is told early.)
+pub fn find_executable(argv: &[CString], env: &[CString]) -> i32 {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(name) = argv.first() else {
+        return libc::ENOENT;
     };
+    search(name, env, |path| {
+        match std::fs::metadata(std::ffi::OsStr::from_bytes(path.as_bytes())) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => 0,
+            Ok(_) => libc::EACCES,
+            Err(e) => e.raw_os_error().unwrap_or(libc::ENOENT),
+        }
+    })
+}
+
+/// Tries `attempt` on `name` (a name with a slash) or on each PATH
+/// candidate, until it returns 0 or an error other than "not there".
+fn search(name: &CString, env: &[CString], mut attempt: impl FnMut(&CString) -> i32) -> i32 {
     if name.as_bytes().contains(&b'/') {
-        return exec(name);
+        return attempt(name);
     }
     let path = env
         .iter()
@@ -64,7 +88,7 @@ pub fn exec_search(argv: &[CString], env: &[CString]) -> i32 {
         let Ok(full) = CString::new(full) else {
             continue;
         };
-        match exec(&full) {
+        match attempt(&full) {
             libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
             libc::EACCES => denied = true,
             other => return other,

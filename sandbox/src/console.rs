@@ -1,0 +1,45 @@
+//! The command's terminal when the OCI runtime is given a console socket:
+//! made in the sandbox (its `/dev/ptmx` is the sandbox's own devpts
+//! instance), the master sent to the engine, the other end the command's.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::fcntl::OFlag;
+
+use crate::config::Console;
+use crate::sys;
+
+/// In the command's process, before its exec: makes the pty, sends its
+/// master, and makes the other end stdin, stdout, stderr and the
+/// controlling terminal of a new session.
+pub fn attach(console: &Console) -> Result<(), String> {
+    let err = |what: &str, e: nix::Error| format!("the terminal: {what}: {}", e.desc());
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| err("/dev/ptmx", e))?;
+    nix::pty::grantpt(&master).map_err(|e| err("grantpt", e))?;
+    nix::pty::unlockpt(&master).map_err(|e| err("unlockpt", e))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| err("ptsname", e))?;
+    let tty = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| err(&name, e))?;
+    if let Some((rows, cols)) = console.size {
+        sys::set_window_size(tty.as_fd(), rows, cols).map_err(|e| err("its size", e))?;
+    }
+    sys::send_fds_with(
+        console.socket.as_fd(),
+        name.as_bytes(),
+        &[master.as_fd().as_raw_fd()],
+    )
+    .map_err(|e| err("sending it to the console socket", e))?;
+    drop(master);
+    // (Already a session leader with a session of its own: fine.)
+    let _ = nix::unistd::setsid();
+    sys::set_controlling_terminal(tty.as_fd()).map_err(|e| err("TIOCSCTTY", e))?;
+    for stream in 0..=2 {
+        sys::dup_onto(tty.as_fd(), stream).map_err(|e| err("dup2", e))?;
+    }
+    Ok(())
+}
