@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The OCI runtimes side by side, same run, as an unprivileged user (the
 # burrow-test account when run as root): `run` of a bundle whose command
-# is `true` (busybox root, config.json from `runc spec --rootless`), by
+# is `true` (busybox root, config.json from `runc spec --rootless`), and
+# create + start + delete --force of it as an engine drives them, by
 # burrow-runtime and by runc (crun refuses this host's hybrid cgroups).
 #   benches/runtime.sh [RUNS]
 set -euo pipefail
@@ -31,3 +32,10 @@ PY
   -n "burrow-runtime run" "$STAGE/burrow-runtime run -b $B bench" \
   -n "runc run" "runc --root $STAGE/runc run -b $B bench"
 summary "$STAGE/runtime.json" 'run of a `true` bundle' "runc run"
+
+cycle() { echo "$1 create -b $B cycle && $1 start cycle && $1 delete --force cycle"; }
+"${RUNAS[@]}" env PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin XDG_RUNTIME_DIR="$STAGE" \
+  hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$STAGE/cycle.json" \
+  -n "burrow-runtime create+start+delete" "sh -c '$(cycle "$STAGE/burrow-runtime --root $STAGE/state")'" \
+  -n "runc create+start+delete" "sh -c '$(cycle "runc --root $STAGE/runc")'"
+summary "$STAGE/cycle.json" 'create, start and delete --force of a `true` bundle' "runc create+start+delete"
