@@ -51,6 +51,20 @@ pub fn sandbox_of(
     };
     let run_args = spec::run_args(&spec, &bundle)?;
     let mut argv: Vec<OsString> = vec!["burrow".into(), "run".into()];
+    // The spec's seccomp filter: a profile in a memfd, read by the
+    // launcher as a file (as it reads --seccomp FILE) while it parses.
+    let _profile = match spec::seccomp(&spec)? {
+        None => None,
+        Some(text) => {
+            let mut file = burrow_sandbox::sys::memfd("burrow-runtime-seccomp")
+                .context("config.json: linux.seccomp")?;
+            std::io::Write::write_all(&mut file, text.as_bytes())
+                .context("config.json: linux.seccomp")?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+            argv.push(format!("--seccomp=/proc/self/fd/{fd}").into());
+            Some(file)
+        }
+    };
     argv.extend(run_args);
     let matches = Cli::command()
         .try_get_matches_from(&argv)

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
@@ -57,6 +58,7 @@ const PROVIDED: [(&str, &[&str], &[&str]); 6] = [
             "newinstance",
             "ptmxmode=0666",
             "mode=0620",
+            "gid=5",
             "relatime",
         ],
     ),
@@ -153,15 +155,15 @@ fn root(spec: &Spec, bundle: &Path, a: &mut Args) -> Result<(), Refused> {
         .root()
         .as_ref()
         .ok_or_else(|| refuse("root", "missing"))?;
-    if root.readonly() != Some(true) {
-        return Err(refuse(
-            "root.readonly",
-            "false: a root the container writes into is not supported yet (set it to true)",
-        ));
-    }
     let path = bundle.join(root.path());
     a.pair("--rootfs", path);
-    a.flag("--read-only");
+    if root.readonly() == Some(true) {
+        // A read-only union over it.
+        a.flag("--read-only");
+    } else {
+        // The container writes into the root the engine prepared.
+        a.flag("--bind-rootfs");
+    }
     Ok(())
 }
 
@@ -219,33 +221,44 @@ fn namespaces(
 }
 
 /// uidMappings and gidMappings: none (burrow's own, the caller as root
-/// with its subordinate ranges), or the caller alone as root.
+/// with its subordinate ranges); the caller alone as root (`--map-users
+/// none`); any others range by range (`--uidmap`, `--gidmap`: written by
+/// newuidmap within the caller's subordinate ranges, or directly where
+/// the runtime runs as root, as in a rootless podman's user namespace).
 fn id_maps(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> {
     let (uid, gid) = (
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
     );
-    let caller_as_root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+    type Maps = Option<Vec<oci_spec::runtime::LinuxIdMapping>>;
+    let caller_as_root = |maps: &Maps, id: u32| {
         maps.as_deref().is_some_and(|m| {
             matches!(m, [one] if one.container_id() == 0 && one.host_id() == id && one.size() == 1)
         })
     };
     let (u, g) = (linux.uid_mappings(), linux.gid_mappings());
-    if u.is_none() && g.is_none() {
+    match (u.as_deref(), g.as_deref()) {
+        (None | Some([]), None | Some([])) => return Ok(()),
+        (None | Some([]), _) => {
+            return Err(refuse("linux.uidMappings", "missing beside gidMappings"))
+        }
+        (_, None | Some([])) => {
+            return Err(refuse("linux.gidMappings", "missing beside uidMappings"))
+        }
+        _ => {}
+    }
+    if caller_as_root(u, uid) && caller_as_root(g, gid) {
+        a.pair("--map-users", "none");
         return Ok(());
     }
-    for (field, maps, id) in [("linux.uidMappings", u, uid), ("linux.gidMappings", g, gid)] {
-        if !caller_as_root(maps, id) {
-            return Err(refuse(
-                field,
-                format!(
-                    "only the caller as root ([{{containerID 0, hostID {id}, size 1}}]) or no \
-                     mappings are supported yet"
-                ),
-            ));
+    for (flag, maps) in [("--uidmap", u), ("--gidmap", g)] {
+        for m in maps.iter().flatten() {
+            a.pair(
+                flag,
+                format!("{}:{}:{}", m.container_id(), m.host_id(), m.size()),
+            );
         }
     }
-    a.pair("--map-users", "none");
     Ok(())
 }
 
@@ -266,7 +279,10 @@ fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {
             // burrow's own, if it is what is asked for.
             for o in &opts {
                 let sized = o.starts_with("size=") && has.contains(&"size=*");
-                if !sized && !has.contains(&o.as_str()) {
+                if !sized
+                    && !has.contains(&o.as_str())
+                    && !matches!(o.as_str(), "private" | "rprivate")
+                {
                     return Err(refuse(
                         field(),
                         format!("option {o:?}: burrow's {} has not", dst.display()),
@@ -336,16 +352,17 @@ fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {
                 .ok_or_else(|| refuse(field(), "a bind mount without a source"))?;
             // (A relative source is the bundle's.)
             let src = bundle.join(src);
-            if !opts.iter().any(|o| o == "rbind") && src.is_dir() {
+            if !opts.iter().any(|o| o == "rbind") && src.is_dir() && has_mounts_below(&src) {
                 return Err(refuse(
                     field(),
                     "a bind of a directory without the mounts below it is not supported yet (use rbind)",
                 ));
             }
-            let mut ro = false;
+            let (mut ro, mut noexec) = (false, false);
             for o in &opts {
                 match o.as_str() {
                     "ro" => ro = true,
+                    "noexec" => noexec = true,
                     "rw" | "bind" | "rbind" => {}
                     o if is_harmless(o) => {}
                     o => {
@@ -357,6 +374,9 @@ fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {
                 }
             }
             a.pair2(if ro { "--ro-bind" } else { "--bind" }, src, dst);
+            if noexec {
+                a.pair("--remount-noexec", dst);
+            }
             continue;
         }
         return Err(refuse(
@@ -371,6 +391,46 @@ fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {
         ));
     }
     Ok(())
+}
+
+/// Whether anything is mounted below `dir` (then a bind without them, as
+/// `bind` without `rbind` asks, would differ from burrow's, which are
+/// recursive). From /proc/self/mountinfo, whose paths escape blanks and
+/// backslashes as octal.
+fn has_mounts_below(dir: &Path) -> bool {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return true;
+    };
+    let unescape = |field: &str| -> PathBuf {
+        let b = field.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let octal = b.get(i + 1..i + 4).and_then(|d| {
+                std::str::from_utf8(d)
+                    .ok()
+                    .and_then(|d| u8::from_str_radix(d, 8).ok())
+            });
+            match (b[i], octal) {
+                (b'\\', Some(c)) => {
+                    out.push(c);
+                    i += 4;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        PathBuf::from(std::ffi::OsString::from_vec(out))
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .any(|m| m != dir && m.starts_with(&dir))
 }
 
 /// Mount options burrow's mounts have anyway (they are nosuid and nodev,
@@ -392,7 +452,6 @@ fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> 
             "linux.devices",
             linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
         ),
-        ("linux.seccomp", linux.seccomp().is_some()),
         ("linux.mountLabel", linux.mount_label().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.personality", linux.personality().is_some()),
@@ -429,6 +488,30 @@ fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> 
     Ok(())
 }
 
+/// `linux.seccomp` as the text of a profile for the launcher's
+/// `--seccomp` (which reads runtime-spec's format, and compiles it with
+/// libseccomp as it compiles its own profiles). None: the spec has none,
+/// and burrow's default profile applies.
+pub fn seccomp(spec: &Spec) -> Result<Option<String>, Refused> {
+    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    none_set(&[
+        ("linux.seccomp.listenerPath", s.listener_path().is_some()),
+        (
+            "linux.seccomp.listenerMetadata",
+            s.listener_metadata().is_some(),
+        ),
+        (
+            "linux.seccomp.flags",
+            s.flags().as_ref().is_some_and(|f| !f.is_empty()),
+        ),
+    ])?;
+    serde_json::to_string(s)
+        .map(Some)
+        .map_err(|e| refuse("linux.seccomp", e.to_string()))
+}
+
 /// With `process.terminal`: the terminal's rows and columns
 /// (`consoleSize`), if given. The terminal is the runtime's to make (see
 /// the launcher's `Console`); without it `consoleSize` means nothing.
@@ -458,13 +541,6 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         ("process.scheduler", p.scheduler().is_some()),
         ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
         ("process.user.username", p.user().username().is_some()),
-        (
-            "process.user.additionalGids",
-            p.user()
-                .additional_gids()
-                .as_ref()
-                .is_some_and(|g| !g.is_empty()),
-        ),
     ])?;
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() {
@@ -482,8 +558,12 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         a.pair("--umask", format!("{mask:o}"));
     }
     let (uid, gid) = (p.user().uid(), p.user().gid());
-    if (uid, gid) != (0, 0) {
+    let groups = p.user().additional_gids().clone().unwrap_or_default();
+    if (uid, gid) != (0, 0) || !groups.is_empty() {
         a.pair("--user", format!("{uid}:{gid}"));
+    }
+    for g in groups {
+        a.pair("--group-add", g.to_string());
     }
     capabilities(p, a)?;
     for r in p.rlimits().iter().flatten() {
@@ -506,6 +586,17 @@ fn capabilities(p: &oci_spec::runtime::Process, a: &mut Args) -> Result<(), Refu
         return Ok(());
     };
     let bounding = c.bounding().clone().unwrap_or_default();
+    let none =
+        |s: &Option<oci_spec::runtime::Capabilities>| s.as_ref().is_none_or(|s| s.is_empty());
+    if [c.effective(), c.permitted(), c.ambient(), c.inheritable()]
+        .into_iter()
+        .all(none)
+    {
+        // Only a bounding set (podman's for a user that is not root): the
+        // command has no capabilities, and with no_new_privs (always set)
+        // it can gain none of the bounding set's.
+        return Ok(());
+    }
     let same = |s: &Option<oci_spec::runtime::Capabilities>| {
         s.as_ref().is_none_or(|s| s.is_empty() || *s == bounding)
     };

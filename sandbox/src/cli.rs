@@ -183,6 +183,19 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = MapUsers::Auto)]
     pub map_users: MapUsers,
 
+    /// The user namespace's uid map, range by range, instead of burrow's
+    /// (podman's flag): INSIDE:OUTSIDE:COUNT, repeatable. Written by
+    /// newuidmap (the ranges must be the caller's in /etc/subuid, or its
+    /// own id), or directly when the caller is root where it runs.
+    #[arg(long, value_name = "INSIDE:OUTSIDE:COUNT", action = ArgAction::Append,
+          requires = "gidmap", conflicts_with_all = ["keep_id", "map_users"])]
+    pub uidmap: Vec<String>,
+
+    /// The gid map, as --uidmap (newgidmap; /etc/subgid).
+    #[arg(long, value_name = "INSIDE:OUTSIDE:COUNT", action = ArgAction::Append,
+          requires = "uidmap")]
+    pub gidmap: Vec<String>,
+
     /// Network of the sandbox.
     #[arg(long, value_enum, default_value_t = NetMode::None)]
     pub net: NetMode,
@@ -221,6 +234,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub read_only: bool,
 
+    /// With --rootfs DIR: DIR itself is the root, bound writable (nosuid,
+    /// nodev) rather than served by a union, so writes land in DIR (the OCI
+    /// runtime's root.readonly: false; missing mount points are made in
+    /// DIR). No tmpfs covers /tmp.
+    #[arg(long, requires = "rootfs", conflicts_with_all = ["read_only", "upper", "layer", "image"])]
+    pub bind_rootfs: bool,
+
     /// Bind-mount SRC on DST, read-write.
     #[arg(long, num_args = 2, value_names = ["SRC", "DST"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub bind: Vec<PathBuf>,
@@ -239,6 +259,12 @@ pub struct RunArgs {
     /// does not exist.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub remount_ro: Vec<PathBuf>,
+
+    /// Make PATH, and every mount below it, noexec, after all other mounts
+    /// (a bind podman asks noexec, such as its /dev/shm). Skipped where
+    /// PATH does not exist.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub remount_noexec: Vec<PathBuf>,
 
     /// Hide PATH, after all other mounts: a directory shows empty and
     /// read-only, a file reads as empty (OCI's maskedPaths, podman's
@@ -267,6 +293,11 @@ pub struct RunArgs {
     /// inside). The ids must be mapped: subordinate ranges, or --keep-id's.
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+
+    /// With --user: also the supplementary group GID (podman's flag;
+    /// repeatable; a number, as OCI's additionalGids).
+    #[arg(long, value_name = "GID", action = ArgAction::Append, requires = "user")]
+    pub group_add: Vec<u32>,
 
     /// The command's file mode creation mask, in octal (podman's --umask;
     /// default: the caller's).

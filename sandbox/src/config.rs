@@ -47,10 +47,11 @@ pub enum UpperLayer {
     Dir { upper: PathBuf, work: PathBuf },
 }
 
-/// How the root filesystem is built: always a burrowfs union of `lowers`
-/// (top first), read-only without an upper layer. Even `--read-only` is
-/// served, not bound: the union's socket files are not the host's, so no
-/// host unix socket can be reached through the root.
+/// How the root filesystem is built: a burrowfs union of `lowers` (top
+/// first), read-only without an upper layer. Even `--read-only` is served,
+/// not bound: the union's socket files are not the host's, so no host unix
+/// socket can be reached through the root. Only `--bind-rootfs` binds (the
+/// caller hands over a directory to be the root, as an OCI engine does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
     pub lowers: Vec<PathBuf>,
@@ -63,6 +64,8 @@ pub struct Root {
     /// holds that directory's lock (without `--image`, an old one is
     /// removed there).
     pub commit_base: Option<burrow_images::Base>,
+    /// `--bind-rootfs`: no union at all; the one lower, bound writable.
+    pub bound: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -76,10 +79,15 @@ pub struct SandboxConfig {
     /// `--user` or the image's User: who the command runs as, resolved in
     /// the sandbox's root just before exec (see [`burrow_vm_init::user`]).
     pub user: Option<String>,
+    /// `--group-add`: supplementary groups besides the user's.
+    pub group_add: Vec<u32>,
     /// `--umask`: the command's, else the caller's.
     pub umask: Option<u32>,
     pub keep_id: bool,
     pub map_users: MapUsers,
+    /// `--uidmap` and `--gidmap`, instead of the maps `keep_id` and
+    /// `map_users` make.
+    pub id_maps: Option<crate::idmap::IdMaps>,
     /// What a SIGTERM to burrow reaches the command as (`--stop-signal`,
     /// the image's StopSignal, else SIGTERM itself).
     pub stop_signal: i32,
@@ -90,6 +98,8 @@ pub struct SandboxConfig {
     pub mounts: Vec<MountOp>,
     /// `--remount-ro` and `--mask`: applied after every mount, in order.
     pub remount_ro: Vec<PathBuf>,
+    /// `--remount-noexec`: after `remount_ro`.
+    pub remount_noexec: Vec<PathBuf>,
     pub masks: Vec<PathBuf>,
     pub chdir: Option<PathBuf>,
     /// Directories to try, in order, when `chdir` is not given.
@@ -158,6 +168,10 @@ impl SandboxConfig {
     /// Validates `args`; `matches` gives the command-line positions so that
     /// mounts and environment edits apply in the order the user wrote them.
     pub fn from_args(mut args: RunArgs, matches: &ArgMatches, stdin_is_tty: bool) -> Result<Self> {
+        let id_maps = match args.uidmap.is_empty() {
+            true => None,
+            false => Some(crate::idmap::IdMaps::explicit(&args.uidmap, &args.gidmap)?),
+        };
         let image = crate::image::resolve(&mut args)?;
         let rootfs = match &args.rootfs {
             None => PathBuf::from("/"),
@@ -285,8 +299,9 @@ impl SandboxConfig {
             .contains(&crate::caps::Cap::from(caps::Capability::CAP_SYS_ADMIN));
         crate::guard::cover(&mut mounts, &guarded, sys_admin)?;
         if let (Some(UpperLayer::Dir { .. }), Some(i)) = (&root.upper, &image) {
-            let maps =
-                crate::idmap::IdMaps::for_caller(args.keep_id, args.map_users == MapUsers::Auto);
+            let maps = id_maps.clone().unwrap_or_else(|| {
+                crate::idmap::IdMaps::for_caller(args.keep_id, args.map_users == MapUsers::Auto)
+            });
             root.commit_base = Some(burrow_images::Base {
                 keep_id: args.keep_id,
                 subids: args.map_users == MapUsers::Auto,
@@ -413,12 +428,15 @@ impl SandboxConfig {
             })
             .transpose()?;
         let remount_ro = paths(&args.remount_ro, "--remount-ro")?;
+        let remount_noexec = paths(&args.remount_noexec, "--remount-noexec")?;
         let masks = paths(&args.mask, "--mask")?;
         if args.vm {
             let umask_set = umask.is_some();
             let own = ": the guest's kernel makes its own /proc and /sys";
             if let Some((flag, why)) = [
+                (args.bind_rootfs, "--bind-rootfs", " yet"),
                 (!remount_ro.is_empty(), "--remount-ro", own),
+                (!remount_noexec.is_empty(), "--remount-noexec", " yet"),
                 (!masks.is_empty(), "--mask", own),
                 (umask_set, "--umask", " yet"),
             ]
@@ -477,15 +495,18 @@ impl SandboxConfig {
             env,
             home_if_unset,
             user,
+            group_add: args.group_add.clone(),
             umask,
             keep_id: args.keep_id,
             map_users: args.map_users,
+            id_maps,
             stop_signal,
             net: args.net,
             rootfs,
             root,
             mounts,
             remount_ro,
+            remount_noexec,
             masks,
             chdir,
             fallback_dirs,
@@ -664,6 +685,7 @@ fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
     }
     lowers.push(rootfs.to_path_buf());
     let upper = match (&args.upper, args.read_only) {
+        _ if args.bind_rootfs => None,
         (_, true) => None,
         (None, false) => Some(UpperLayer::Ephemeral),
         (Some(dir), false) => Some(upper_dir(dir, &lowers)?),
@@ -673,6 +695,7 @@ fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
         lowers,
         upper,
         override_stat: false,
+        bound: args.bind_rootfs,
     })
 }
 

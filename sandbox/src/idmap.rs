@@ -131,6 +131,90 @@ impl IdMaps {
         maps
     }
 
+    /// `--uidmap` and `--gidmap`: the maps given. Written directly when
+    /// this process is root where it runs (it may map any id it has), or
+    /// when each is the caller's own id alone; else by the helpers, which
+    /// allow only the caller's subordinate ranges.
+    pub fn explicit(uid_specs: &[String], gid_specs: &[String]) -> Result<IdMaps> {
+        let parse = |flag: &str, specs: &[String]| -> Result<Vec<IdRange>> {
+            specs
+                .iter()
+                .map(|spec| {
+                    let n: Vec<Option<u32>> = spec.split(':').map(|v| v.parse().ok()).collect();
+                    match n.as_slice() {
+                        [Some(inner), Some(outer), Some(count)] if *count > 0 => Ok(IdRange {
+                            inner: *inner,
+                            outer: *outer,
+                            count: *count,
+                        }),
+                        _ => Err(Error::usage(format!(
+                            "{flag} {spec}: expected INSIDE:OUTSIDE:COUNT (numbers, COUNT > 0)"
+                        ))),
+                    }
+                })
+                .collect()
+        };
+        let (uid, gid) = (parse("--uidmap", uid_specs)?, parse("--gidmap", gid_specs)?);
+        let own = |m: &[IdRange], id: u32| matches!(m, [r] if r.outer == id && r.count == 1);
+        let direct = nix::unistd::geteuid().is_root()
+            || (own(&uid, nix::unistd::getuid().as_raw())
+                && own(&gid, nix::unistd::getgid().as_raw()));
+        let helpers = if direct {
+            None
+        } else {
+            // What newuidmap would refuse, told here by flag and range.
+            let name = nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name);
+            let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+            for (flag, file, map, own, specs) in [
+                (
+                    "--uidmap",
+                    "/etc/subuid",
+                    &uid,
+                    nix::unistd::getuid().as_raw(),
+                    uid_specs,
+                ),
+                (
+                    "--gidmap",
+                    "/etc/subgid",
+                    &gid,
+                    nix::unistd::getgid().as_raw(),
+                    gid_specs,
+                ),
+            ] {
+                let subs =
+                    parse_subids(&read(file), name.as_deref(), nix::unistd::getuid().as_raw());
+                for (r, spec) in map.iter().zip(specs) {
+                    let (start, end) =
+                        (u64::from(r.outer), u64::from(r.outer) + u64::from(r.count));
+                    let granted = (r.outer == own && r.count == 1)
+                        || subs.iter().any(|s| {
+                            u64::from(s.start) <= start
+                                && end <= u64::from(s.start) + u64::from(s.count)
+                        });
+                    if !granted {
+                        return Err(Error::usage(format!(
+                            "{flag} {spec}: neither the caller's own id nor within its \
+                             subordinate ids ({file})"
+                        )));
+                    }
+                }
+            }
+            match (find_helper("newuidmap"), find_helper("newgidmap")) {
+                (Some(u), Some(g)) => Some((u, g)),
+                _ => {
+                    return Err(Error::usage(
+                        "--uidmap/--gidmap: newuidmap and newgidmap are needed to map ranges \
+                         other than the caller's own id (Debian's uidmap package)",
+                    ))
+                }
+            }
+        };
+        Ok(IdMaps { uid, gid, helpers })
+    }
+
     /// The maps as one line: `uid INNER:OUTER:COUNT,... gid ...`.
     pub fn describe(&self) -> String {
         let one = |m: &[IdRange]| {
@@ -160,14 +244,12 @@ impl IdMaps {
             }
             None => {
                 let proc = PathBuf::from(format!("/proc/{pid}"));
-                // Without newgidmap an unprivileged gid_map needs setgroups denied.
-                write_proc(&proc.join("setgroups"), "deny").or_else(|e| {
-                    if nix::unistd::geteuid().is_root() {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })?;
+                // Without newgidmap an unprivileged gid_map needs setgroups
+                // denied; root (where it runs) may leave setgroups to the
+                // sandbox.
+                if !nix::unistd::geteuid().is_root() {
+                    write_proc(&proc.join("setgroups"), "deny")?;
+                }
                 write_proc(&proc.join("gid_map"), &map_text(&self.gid))?;
                 write_proc(&proc.join("uid_map"), &map_text(&self.uid))
             }

@@ -195,7 +195,14 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
         .as_deref()
         .map(burrow_vm_init::user::resolve_in_root)
     {
-        Some(Ok(id)) => Some(id),
+        Some(Ok(mut id)) => {
+            for &g in &cfg.group_add {
+                if g != id.gid && !id.groups.contains(&g) {
+                    id.groups.push(g);
+                }
+            }
+            Some(id)
+        }
         Some(Err(msg)) => report.fail(EXIT_SETUP, &msg),
         None => None,
     };

@@ -118,7 +118,10 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             ));
         }
     }
-    let maps = IdMaps::for_caller(cfg.keep_id, cfg.map_users == MapUsers::Auto);
+    let maps = cfg
+        .id_maps
+        .clone()
+        .unwrap_or_else(|| IdMaps::for_caller(cfg.keep_id, cfg.map_users == MapUsers::Auto));
     let json = cfg.json_status_fd.map(borrow_status_fd);
     if let Some(fd) = json.filter(|fd| fd.as_raw_fd() > 2) {
         // Keep the status descriptor out of the command (unless it is one
@@ -151,7 +154,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
         .ctx(|| "socketpair")
         .map(Some)
     };
-    let fs_socks = pair(true)?;
+    let fs_socks = pair(!cfg.root.bound)?;
     let net_socks = pair(cfg.slirp.is_some())?;
     let waited = signals::waited_set();
     signals::block(&waited).ctx(|| "blocking signals")?;

@@ -1,6 +1,7 @@
-//! `--remount-ro` and `--mask` (OCI's readonlyPaths and maskedPaths,
-//! podman's `--security-opt mask=`): paths of the new root made read-only,
-//! or hidden, after every other mount is in place. A path that does not
+//! `--remount-ro`, `--remount-noexec` and `--mask` (OCI's readonlyPaths
+//! and maskedPaths, podman's `--security-opt mask=`, a noexec bind): paths
+//! of the new root made read-only, noexec, or hidden, after every other
+//! mount is in place. A path that does not
 //! exist is left alone, as runc does; one that leads through a symlink is
 //! followed within the new root, never out of it.
 
@@ -29,12 +30,22 @@ fn existing(root: &OwnedFd, dst: &Path, what: &dyn Fn() -> String) -> Result<Opt
 
 /// Makes `dst`, and every mount below it, read-only.
 pub fn remount_ro(root: &OwnedFd, dst: &Path) -> Result<()> {
-    let what = || format!("--remount-ro {}", dst.display());
+    remount(root, dst, RO, "--remount-ro")
+}
+
+/// Makes `dst`, and every mount below it, noexec.
+pub fn remount_noexec(root: &OwnedFd, dst: &Path) -> Result<()> {
+    remount(root, dst, NOEXEC, "--remount-noexec")
+}
+
+/// A copy of the mounts at `dst` with `attr` set, over them.
+fn remount(root: &OwnedFd, dst: &Path, attr: u64, flag: &str) -> Result<()> {
+    let what = || format!("{flag} {}", dst.display());
     let Some(at) = existing(root, dst, &what)? else {
         return Ok(());
     };
     let tree = sys::open_tree_clone_fd(at.as_fd(), true).ctx(what)?;
-    sys::mount_setattr(tree.as_fd(), RO, true).ctx(what)?;
+    sys::mount_setattr(tree.as_fd(), attr, true).ctx(what)?;
     sys::move_mount_onto(tree.as_fd(), at.as_fd()).ctx(what)
 }
 

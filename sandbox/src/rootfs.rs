@@ -84,16 +84,20 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         Path::new(STORE),
     )?;
 
-    // 2. The root itself: a burrowfs union, or the rootfs bound read-only,
-    //    nosuid, nodev.
-    let sock = fs_server.ok_or_else(|| Error::usage("no root filesystem server"))?;
-    union::mount_root(
-        cfg.root.upper.as_ref(),
-        &store,
-        Path::new(OLDROOT),
-        Path::new(NEWROOT),
-        sock,
-    )?;
+    // 2. The root itself: a burrowfs union, or (--bind-rootfs) the rootfs
+    //    bound writable, nosuid, nodev.
+    if cfg.root.bound {
+        bind_root(&cfg.rootfs)?;
+    } else {
+        let sock = fs_server.ok_or_else(|| Error::usage("no root filesystem server"))?;
+        union::mount_root(
+            cfg.root.upper.as_ref(),
+            &store,
+            Path::new(OLDROOT),
+            Path::new(NEWROOT),
+            sock,
+        )?;
+    }
     let root = nix::fcntl::open(
         NEWROOT,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -127,7 +131,9 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         sys::move_mount_onto(sys_tree.as_fd(), target.as_fd()).ctx(|| "binding /sys")?;
     }
     build_dev(&store, &root, cfg.storage.shm)?;
-    mount_tmp(&store, &root)?;
+    if !cfg.root.bound {
+        mount_tmp(&store, &root)?;
+    }
     // (A read-only host root without /run has nothing there to hide.)
     let has_run = || sys::open_in_root(root.as_fd(), Path::new("run"), libc::O_PATH).is_ok();
     if cfg.rootfs == Path::new("/") && (cfg.root.upper.is_some() || has_run()) {
@@ -143,12 +149,24 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     for dst in &cfg.remount_ro {
         crate::masks::remount_ro(&root, dst)?;
     }
+    for dst in &cfg.remount_noexec {
+        crate::masks::remount_noexec(&root, dst)?;
+    }
     for dst in &cfg.masks {
         crate::masks::mask(&root, dst, &host_path(Path::new("/dev/null")))?;
     }
 
     // 5. Make /newroot the root and drop everything else.
     pivot_into(root)
+}
+
+/// `--bind-rootfs`: the rootfs (with what is mounted below it) on
+/// /newroot, writable, nosuid, nodev.
+fn bind_root(rootfs: &Path) -> Result<()> {
+    let what = || format!("binding {} as the root", rootfs.display());
+    let tree = sys::open_tree_clone(&host_path(rootfs), true).ctx(what)?;
+    sys::mount_setattr(tree.as_fd(), NOSUID | NODEV, true).ctx(what)?;
+    sys::move_mount_to_path(tree.as_fd(), Path::new(NEWROOT)).ctx(what)
 }
 
 /// Makes `root` the root and drops everything else.
@@ -399,17 +417,17 @@ fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
         nix::unistd::symlinkat(target, dev.as_fd(), link)
             .ctx(|| format!("creating /dev/{link}"))?;
     }
-    mount_fresh(
-        root,
-        "/dev/pts",
-        c"devpts",
-        &[
-            FsOption::Flag(c"newinstance"),
-            FsOption::Value(c"ptmxmode", c"0666"),
-            FsOption::Value(c"mode", c"0620"),
-        ],
-        NOSUID | NOEXEC,
-    )?;
+    // Terminals owned by group tty (5) where the sandbox maps that group,
+    // as in every container; else by the caller's group (as crun falls
+    // back).
+    let pts = [
+        FsOption::Flag(c"newinstance"),
+        FsOption::Value(c"ptmxmode", c"0666"),
+        FsOption::Value(c"mode", c"0620"),
+        FsOption::Value(c"gid", c"5"),
+    ];
+    mount_fresh(root, "/dev/pts", c"devpts", &pts, NOSUID | NOEXEC)
+        .or_else(|_| mount_fresh(root, "/dev/pts", c"devpts", &pts[..3], NOSUID | NOEXEC))?;
     match shm {
         Some(size) => {
             let shm = Path::new("/dev/shm");

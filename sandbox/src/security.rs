@@ -248,7 +248,7 @@ fn landlock_for(
     // The union's upper layer takes the root's writes: they never reach
     // the host, so the root stays writable (though not readable beyond
     // the rules above).
-    if root.upper.is_some() {
+    if root.upper.is_some() || root.bound {
         add(&mut p.write, "/");
     }
     p.optional = optional_paths;

@@ -13,11 +13,9 @@ pub struct Podman<'a> {
     pub t: &'a TempDir,
     /// More environment for podman (and so for its network helper).
     pub env: Vec<(String, String)>,
-    /// Its runtime directory (`XDG_RUNTIME_DIR`).
+    /// Its runtime directory (`XDG_RUNTIME_DIR`), of a short path, removed
+    /// when done.
     pub xdg: std::path::PathBuf,
-    /// Whether `xdg` is a directory of its own (with a short path), to
-    /// remove when done.
-    own_xdg: bool,
 }
 
 impl<'a> Podman<'a> {
@@ -32,15 +30,6 @@ impl<'a> Podman<'a> {
         let mut p = Self::with_engine(t, &format!("network_cmd_path = \"{}\"\n", net.display()));
         p.env
             .push(("BURROW_NET_DNS_UPSTREAM".into(), dns_upstream.into()));
-        // The port handler's API socket is XDG_RUNTIME_DIR/libpod/tmp/ID.net
-        // (64 hex digits of ID): a socket path (108 bytes at most, for
-        // slirp4netns and podman alike) leaves 26 for the directory.
-        let short = std::path::PathBuf::from(format!("/tmp/bn{}", std::process::id()));
-        std::fs::create_dir(&short).unwrap();
-        std::fs::set_permissions(&short, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        p.xdg = short;
-        p.own_xdg = true;
         p
     }
 
@@ -68,7 +57,15 @@ impl<'a> Podman<'a> {
             ),
         )
         .unwrap();
-        let xdg = t.join("xdg");
+        // Sockets live under XDG_RUNTIME_DIR: conmon's attach socket and
+        // the port handler's API socket (XDG_RUNTIME_DIR/libpod/tmp/ID.net,
+        // 64 hex digits of ID), and a socket path holds 108 bytes at most.
+        // Under a test's long directory conmon cannot make its socket, and
+        // podman notices a container's end only by polling, 20 s later: a
+        // short directory of its own.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let xdg = std::path::PathBuf::from(format!("/tmp/bp{}.{n}", std::process::id()));
         std::fs::create_dir(&xdg).unwrap();
         std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .unwrap();
@@ -76,7 +73,6 @@ impl<'a> Podman<'a> {
             t,
             env: Vec::new(),
             xdg,
-            own_xdg: false,
         }
     }
 
@@ -112,7 +108,7 @@ impl<'a> Podman<'a> {
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
         for app in [
             "sh", "id", "stat", "touch", "cat", "grep", "awk", "ls", "httpd", "wget", "nslookup",
-            "ip",
+            "ip", "sleep",
         ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(app)).unwrap();
         }
@@ -174,9 +170,7 @@ impl Drop for Podman<'_> {
                 eventually(Duration::from_secs(10), || !proc_dir.exists());
             }
         }
-        if self.own_xdg {
-            let _ = std::fs::remove_dir_all(&self.xdg);
-        }
+        let _ = std::fs::remove_dir_all(&self.xdg);
     }
 }
 

@@ -223,3 +223,131 @@ fn podman_drives_burrow_net_as_its_slirp4netns() {
     );
     assert_eq!(out, "nameserver 10.0.2.3\n1\n");
 }
+
+/// burrow-runtime as podman's OCI runtime, by path (`--runtime PATH`) and
+/// by name (a containers.conf `[engine.runtimes]` entry, in
+/// runtime_supports_json and runtime_supports_nocgroups): podman, conmon
+/// and burrow-runtime as they are installed, as the unprivileged account.
+#[test]
+fn podman_runs_containers_with_burrow_runtime() {
+    assert_unprivileged();
+    if !podman_usable() {
+        return;
+    }
+    let t = TempDir::new("podman-runtime");
+    let runtime = burrow_bin().with_file_name("burrow-runtime");
+    let podman = Podman::with_engine(
+        &t,
+        &format!(
+            "runtime_supports_json = [\"burrow\", \"runc\", \"crun\"]\n\
+             runtime_supports_nocgroups = [\"burrow\", \"crun\"]\n\
+             [engine.runtimes]\nburrow = [\"{}\"]\n",
+            runtime.display()
+        ),
+    );
+    podman.import_busybox();
+    let path = runtime.to_str().unwrap();
+    let run = |runtime: &str, args: &[&str]| {
+        let mut all = vec![
+            "--runtime",
+            runtime,
+            "run",
+            "--pull=never",
+            "--network=none",
+        ];
+        all.extend(args);
+        podman.cmd(&all)
+    };
+
+    // The container's pid 1 is burrow's (its command line is the
+    // runtime's create), by path and by name; its status is podman's.
+    for rt in [path, "burrow"] {
+        let out = run(
+            rt,
+            &[
+                "--rm",
+                "localhost/bb:1",
+                "sh",
+                "-c",
+                "echo hi; grep -c burrow-runtime /proc/1/cmdline; exit 42",
+            ],
+        );
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (42, "hi\n1\n"),
+            "{rt}: {out:?}"
+        );
+    }
+
+    // --userns=keep-id: podman's id maps, written by burrow in podman's
+    // user namespace; the caller inside as itself, with no capabilities.
+    let uid = nix::unistd::getuid().as_raw();
+    let out = run(
+        "burrow",
+        &[
+            "--rm",
+            "--userns=keep-id",
+            "localhost/bb:1",
+            "sh",
+            "-c",
+            "id -u; stat -c %u /bin/busybox; grep CapEff /proc/self/status",
+        ],
+    );
+    assert_eq!(
+        out.stdout,
+        format!("{uid}\n0\nCapEff:\t0000000000000000\n"),
+        "{out:?}"
+    );
+
+    // Detached: ps, logs, and stop's SIGTERM reaching the command, whose
+    // status podman records.
+    let out = run(
+        "burrow",
+        &[
+            "-d",
+            "--name",
+            "d1",
+            "localhost/bb:1",
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 3' TERM; echo started; while :; do sleep 0.1; done",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        eventually(Duration::from_secs(60), || podman
+            .cmd(&["logs", "d1"])
+            .stdout
+            == "started\n"),
+        "{:?}",
+        podman.cmd(&["logs", "d1"])
+    );
+    let ps = podman.cmd(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(ps.stdout, "d1\n", "{ps:?}");
+    let state = podman.cmd(&["inspect", "d1", "--format", "{{.State.Status}}"]);
+    assert_eq!(state.stdout, "running\n", "{state:?}");
+    assert_eq!(podman.cmd(&["stop", "-t", "20", "d1"]).code, 0);
+    let state = podman.cmd(&[
+        "inspect",
+        "d1",
+        "--format",
+        "{{.State.ExitCode}} {{.State.Status}}",
+    ]);
+    assert_eq!(state.stdout, "3 exited\n", "{state:?}");
+    assert_eq!(podman.cmd(&["logs", "d1"]).stdout, "started\nbye\n");
+    assert_eq!(podman.cmd(&["rm", "d1"]).code, 0);
+
+    // kill, then rm -f of a running one.
+    run(
+        "burrow",
+        &["-d", "--name", "d2", "localhost/bb:1", "sleep", "1000"],
+    );
+    assert_eq!(podman.cmd(&["kill", "d2"]).code, 0);
+    assert_eq!(podman.cmd(&["wait", "d2"]).stdout, "137\n");
+    run(
+        "burrow",
+        &["-d", "--name", "d3", "localhost/bb:1", "sleep", "1000"],
+    );
+    assert_eq!(podman.cmd(&["rm", "-f", "d2", "d3"]).code, 0);
+    assert_eq!(podman.cmd(&["ps", "-aq"]).stdout, "");
+}

@@ -21,7 +21,7 @@ fn bundle(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static (setup-host.sh)");
     for applet in [
         "sh", "echo", "hostname", "id", "wc", "grep", "touch", "ls", "readlink", "test", "tty",
-        "stty", "true",
+        "stty", "true", "cat", "mkdir",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
@@ -114,25 +114,29 @@ fn fields_burrow_cannot_honour_are_refused_by_name() {
         ("linux.sysctl", |c| {
             c["linux"]["sysctl"] = serde_json::json!({ "net.ipv4.ip_forward": "1" })
         }),
-        ("root.readonly", |c| c["root"]["readonly"] = false.into()),
+        ("process.oomScoreAdj", |c| {
+            c["process"]["oomScoreAdj"] = 100.into()
+        }),
         ("process.terminal", |c| {
             c["process"]["terminal"] = true.into()
         }),
         ("linux.uidMappings", |c| {
-            c["linux"]["uidMappings"][0]["hostID"] = 4242.into()
+            c["linux"]["uidMappings"] = serde_json::json!([])
         }),
-        ("linux.gidMappings", |c| {
-            c["linux"]["gidMappings"][0]["size"] = 2.into()
+        ("linux.seccomp.listenerPath", |c| {
+            c["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock"
+            })
         }),
         ("mounts[2] (/dev/pts)", |c| {
             c["mounts"][2]["options"]
                 .as_array_mut()
                 .unwrap()
-                .push("gid=5".into())
+                .push("gid=7".into())
         }),
         ("mounts[7] (/data)", |c| {
             c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
-                { "destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "noexec"] }
+                { "destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "nosymfollow"] }
             ))
         }),
         ("mounts[", |c| {
@@ -512,4 +516,132 @@ fn a_terminal_goes_to_the_console_socket() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("--console-socket"), "{out:?}");
     assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
+}
+
+/// root.readonly false: the container writes into the bundle's root
+/// itself (as under runc); mount points missing from it are made there;
+/// /tmp is the root's own.
+#[test]
+fn a_writable_root_is_the_bundles_own() {
+    let t = TempDir::new("runtime-rw");
+    std::fs::create_dir(t.join("data")).unwrap();
+    std::fs::write(t.join("data/in"), "bound\n").unwrap();
+    bundle(t.path(), |c| {
+        c["root"]["readonly"] = false.into();
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "echo x > /written; echo t > /tmp/t; cat /made/here/in"
+        ]);
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            { "destination": "/made/here", "type": "bind", "source": "data", "options": ["bind"] }
+        ));
+    });
+    let out = run(t.path(), "rw");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "bound\n");
+    assert_eq!(
+        std::fs::read_to_string(t.join("rootfs/written")).unwrap(),
+        "x\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.join("rootfs/tmp/t")).unwrap(),
+        "t\n"
+    );
+    assert!(t.join("rootfs/made/here").is_dir());
+}
+
+/// linux.seccomp: the spec's filter, compiled with libseccomp as burrow's
+/// own profiles are, is the command's.
+#[test]
+fn the_specs_seccomp_filter_is_applied() {
+    let t = TempDir::new("runtime-seccomp");
+    bundle(t.path(), |c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
+        });
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "mkdir /tmp/d 2>&1; grep Seccomp: /proc/self/status; touch /tmp/f && echo touched"
+        ]);
+    });
+    let out = run(t.path(), "sc");
+    assert_eq!(
+        out.stdout,
+        "mkdir: can't create directory '/tmp/d': Operation not permitted\nSeccomp:\t2\ntouched\n",
+        "{out:?}"
+    );
+}
+
+/// uidMappings and gidMappings other than the caller alone, range by
+/// range (through newuidmap, within the account's subordinate ids);
+/// additionalGids; a bind asked noexec, and a plain bind of a directory
+/// with nothing mounted below it.
+#[test]
+fn id_mappings_groups_and_bind_options_follow_the_spec() {
+    if !has_subordinate_ids() {
+        skipped("this account has no subordinate ids (/etc/subuid, /etc/subgid, newuidmap)");
+        return;
+    }
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let first_sub = |file: &str| -> u32 {
+        let name = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f[0] == name || f[0] == uid.to_string()).then(|| f[1].parse().unwrap())
+            })
+            .unwrap()
+    };
+    let (subu, subg) = (first_sub("/etc/subuid"), first_sub("/etc/subgid"));
+    let t = TempDir::new("runtime-maps");
+    std::fs::create_dir(t.join("data")).unwrap();
+    bundle(t.path(), |c| {
+        c["linux"]["uidMappings"] = serde_json::json!([
+            { "containerID": 0, "hostID": uid, "size": 1 },
+            { "containerID": 1, "hostID": subu, "size": 1000 }
+        ]);
+        c["linux"]["gidMappings"] = serde_json::json!([
+            { "containerID": 0, "hostID": gid, "size": 1 },
+            { "containerID": 1, "hostID": subg, "size": 1000 }
+        ]);
+        c["process"]["user"]["additionalGids"] = serde_json::json!([5]);
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -G; \
+             grep ' /data ' /proc/self/mountinfo | grep -q noexec && echo noexec"
+        ]);
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            { "destination": "/data", "type": "bind", "source": "data", "options": ["bind", "noexec"] }
+        ));
+    });
+    let out = run(t.path(), "maps");
+    assert_eq!(out.code, 0, "{out:?}");
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    let expect = format!("0 {uid} 1 1 {subu} 1000 0 {gid} 1 1 {subg} 1000 0 5 noexec");
+    assert_eq!(words.join(" "), expect, "{out:?}");
+
+    // A range the account was not given is refused, by the range.
+    bundle(&t.join("b2"), |c| {
+        c["linux"]["uidMappings"][0]["hostID"] = 4242.into();
+    });
+    let out = run(&t.join("b2"), "maps2");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--uidmap 0:4242:1: neither the caller's own id"),
+        "{out:?}"
+    );
 }
