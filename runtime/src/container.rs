@@ -240,20 +240,27 @@ impl Container {
             dir,
             record: None,
         };
-        let made = nix::unistd::mkfifo(
-            &container.dir.join(Hold::FIFO),
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| anyhow!("{}: {}", Hold::FIFO, e.desc()))
-        .and_then(|()| {
-            sys::open_without_symlinks(&container.dir)
-                .map_err(|e| anyhow!("container {id:?}: {}", e.desc()))
-        });
+        // Writable by all (as runc's): the command opens it as the root of
+        // its user namespace, which need not map this user; the directory
+        // (0700) keeps others from its name, and the command reaches it
+        // only through the descriptor it is given.
+        let fifo = container.dir.join(Hold::FIFO);
+        let made = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .and_then(|()| {
+                nix::sys::stat::fchmodat(
+                    nix::fcntl::AT_FDCWD,
+                    &fifo,
+                    nix::sys::stat::Mode::from_bits_truncate(0o622),
+                    nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+                )
+            })
+            .and_then(|()| sys::open_without_symlinks(&fifo))
+            .map_err(|e| anyhow!("container {id:?}: {}: {}", Hold::FIFO, e.desc()));
         match made {
             Ok(fd) => Ok((
                 container,
                 Hold {
-                    dir: std::sync::Arc::new(fd),
+                    fifo: std::sync::Arc::new(fd),
                 },
             )),
             Err(e) => {

@@ -102,6 +102,7 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
             return Err(e.into());
         }
     };
+    let (init_pid, helper_pids) = (created.init, created.helpers.clone());
     let recorded = Proc::of(created.init).and_then(|init| {
         let record = Record {
             oci_version: spec.version().clone(),
@@ -118,15 +119,16 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
             annotations: spec.annotations().clone().unwrap_or_default(),
         };
         container.save(record)?;
-        match opts.pid_file {
-            Some(path) => write_pid_file(path, init.pid),
-            None => Ok(()),
+        if let Some(path) = opts.pid_file {
+            write_pid_file(path, init.pid)?;
         }
+        // Recorded: the sandbox may outlive this process now.
+        Ok(created.commit()?)
     });
     if let Err(e) = recorded {
         // Still this process's children: their pids cannot have been
         // reused.
-        for pid in std::iter::once(created.init).chain(created.helpers) {
+        for pid in std::iter::once(init_pid).chain(helper_pids) {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
         }
@@ -172,7 +174,15 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
             | nix::fcntl::OFlag::O_NOFOLLOW,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| anyhow!("container {id:?}: {}: {}", Hold::FIFO, e.desc()))?;
+    .map_err(|e| match e {
+        // Another start took it first.
+        nix::errno::Errno::ENOENT => anyhow!("container {id:?} cannot be started: it is running"),
+        e => anyhow!("container {id:?}: {}: {}", Hold::FIFO, e.desc()),
+    })?;
+    // Its name goes first: a second start finds none, and the status is
+    // "running" from here on, whatever becomes of this process.
+    std::fs::remove_file(&fifo_path)
+        .with_context(|| format!("container {id:?}: {}", Hold::FIFO))?;
     let pidfd = record
         .init
         .pidfd()
@@ -189,15 +199,18 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
             Ok(_) => {}
         }
         let mut byte = [0u8; 1];
-        if fds[0].any() == Some(true) && nix::unistd::read(&fifo, &mut byte) == Ok(1) {
-            break;
+        if fds[0].any() == Some(true) {
+            match nix::unistd::read(&fifo, &mut byte) {
+                Ok(1) => break,
+                // The writer came and went without a word: it failed.
+                Ok(_) => bail!("container {id:?}: its command failed at start"),
+                Err(_) => {}
+            }
         }
         if fds[1].any() == Some(true) {
             bail!("container {id:?} ended before it started");
         }
     }
-    std::fs::remove_file(&fifo_path)
-        .with_context(|| format!("container {id:?}: {}", Hold::FIFO))?;
     Ok(())
 }
 
@@ -238,8 +251,18 @@ pub fn kill(root: &StateRoot, id: &str, sig: Signal, all: bool) -> Result<()> {
 
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let container = match Container::load(root, id) {
-        Err(_) if force => return Ok(()),
-        other => other?,
+        Ok(c) => c,
+        Err(e) if force => {
+            // Nothing the state names can be found: what is left of it
+            // goes (as runc's --force of a broken state does).
+            let dir = root.dir_of(id);
+            if crate::container::check_id(id).is_ok() && dir.is_dir() {
+                eprintln!("burrow-runtime: warning: {e:#}; its state is removed");
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
     };
     match container.status() {
         Status::Stopped => {}

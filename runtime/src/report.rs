@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
     ApparmorBuilder, CgroupBuilder, FeaturesBuilder, LinuxFeatureBuilder, LinuxNamespaceType,
-    SeccompBuilder, SelinuxBuilder,
+    LinuxSeccompAction, SeccompBuilder, SelinuxBuilder,
 };
 use serde_json::{json, Value};
 
@@ -219,7 +219,21 @@ pub fn features() -> Result<()> {
                 .rdma(false)
                 .build()?,
         )
-        .seccomp(SeccompBuilder::default().enabled(false).build()?)
+        .seccomp(
+            SeccompBuilder::default()
+                .enabled(true)
+                .actions(vec![
+                    LinuxSeccompAction::ScmpActAllow,
+                    LinuxSeccompAction::ScmpActErrno,
+                    LinuxSeccompAction::ScmpActKill,
+                    LinuxSeccompAction::ScmpActKillProcess,
+                    LinuxSeccompAction::ScmpActKillThread,
+                    LinuxSeccompAction::ScmpActLog,
+                    LinuxSeccompAction::ScmpActTrace,
+                    LinuxSeccompAction::ScmpActTrap,
+                ])
+                .build()?,
+        )
         .apparmor(ApparmorBuilder::default().enabled(false).build()?)
         .selinux(SelinuxBuilder::default().enabled(false).build()?)
         .build()?;

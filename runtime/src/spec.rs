@@ -179,6 +179,13 @@ fn namespaces(
     let mut asked = HashSet::new();
     for ns in &list {
         let t = ns.typ();
+        if let (LinuxNamespaceType::Network, Some(p)) = (t, ns.path()) {
+            // The engine's namespace (rootless podman's, which its
+            // slirp4netns serves).
+            a.pair("--netns", p);
+            asked.insert(t);
+            continue;
+        }
         if let Some(p) = ns.path() {
             return Err(refuse(
                 "linux.namespaces",

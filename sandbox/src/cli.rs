@@ -200,6 +200,13 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = NetMode::None)]
     pub net: NetMode,
 
+    /// Join the network namespace at PATH (a namespace file such as
+    /// /run/netns/NAME or /proc/PID/ns/net) instead of making one (OCI's
+    /// namespace path). burrow needs privileges over it: where it runs as
+    /// root of the namespace's owner, as in a rootless podman's.
+    #[arg(long, value_name = "PATH")]
+    pub netns: Option<PathBuf>,
+
     /// Use DIR as the root filesystem's bottom layer instead of the host's /.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,

@@ -110,6 +110,9 @@ pub struct SandboxConfig {
     pub json_status_fd: Option<i32>,
     /// Descriptors 3.. passed on to the command.
     pub preserve_fds: u32,
+    /// `--netns`: the network namespace to join (then `net` is `Host`:
+    /// no new one is made).
+    pub netns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The userspace stack's settings with `--net slirp`.
     pub slirp: Option<burrow_netstack::Config>,
     /// `--publish`: host address, port inside, UDP (else TCP).
@@ -147,14 +150,15 @@ pub struct Console {
     pub size: Option<(u16, u16)>,
 }
 
-/// Where the command waits before its exec until a `start`: a directory
-/// (held open, the command's root is another) with the FIFO
-/// [`Hold::FIFO`], which the command opens for writing. The open returns
-/// when `start` opens it for reading; the command writes a byte and goes
-/// on.
+/// Where the command waits before its exec until a `start`: the FIFO
+/// [`Hold::FIFO`] of the container's state, held as an O_PATH descriptor
+/// (never a directory: through /proc/self/fd a directory of the host's
+/// would be a way out of the root). The command reopens it for writing
+/// through its own /proc/self/fd; the open returns when `start` opens it
+/// for reading; the command writes a byte and goes on.
 #[derive(Debug, Clone)]
 pub struct Hold {
-    pub dir: std::sync::Arc<std::os::fd::OwnedFd>,
+    pub fifo: std::sync::Arc<std::os::fd::OwnedFd>,
 }
 
 impl Hold {
@@ -168,6 +172,17 @@ impl SandboxConfig {
     /// Validates `args`; `matches` gives the command-line positions so that
     /// mounts and environment edits apply in the order the user wrote them.
     pub fn from_args(mut args: RunArgs, matches: &ArgMatches, stdin_is_tty: bool) -> Result<Self> {
+        let netns = match &args.netns {
+            None => None,
+            Some(path) => {
+                if args.net != NetMode::None {
+                    return Err(Error::usage(
+                        "--netns: the sandbox joins that namespace, so --net cannot also be given",
+                    ));
+                }
+                Some(std::sync::Arc::new(open_netns(path)?))
+            }
+        };
         let id_maps = match args.uidmap.is_empty() {
             true => None,
             false => Some(crate::idmap::IdMaps::explicit(&args.uidmap, &args.gidmap)?),
@@ -187,6 +202,13 @@ impl SandboxConfig {
             }
         };
 
+        if args.bind_rootfs && rootfs == Path::new("/") {
+            // The host's root writable, its sockets and files reachable:
+            // never; only a directory handed over to be a root.
+            return Err(Error::usage(
+                "--bind-rootfs: not with the host's / as the rootfs",
+            ));
+        }
         let mut root = root_layout(&args, &rootfs)?;
         root.override_stat = image.is_some();
 
@@ -501,7 +523,12 @@ impl SandboxConfig {
             map_users: args.map_users,
             id_maps,
             stop_signal,
-            net: args.net,
+            net: if netns.is_some() {
+                NetMode::Host
+            } else {
+                args.net
+            },
+            netns,
             rootfs,
             root,
             mounts,
@@ -668,6 +695,22 @@ fn parse_publish(spec: &str) -> Result<(std::net::SocketAddr, u16, bool)> {
         )),
     };
     Ok((host, inside, udp))
+}
+
+/// `--netns PATH`, opened (and checked to be a network namespace).
+fn open_netns(path: &Path) -> Result<std::os::fd::OwnedFd> {
+    let bad = |why: String| Error::usage(format!("--netns {}: {why}", path.display()));
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| bad(e.desc().to_string()))?;
+    match crate::sys::namespace_type(std::os::fd::AsFd::as_fd(&fd)) {
+        Ok(t) if t == libc::CLONE_NEWNET => Ok(fd),
+        Ok(_) => Err(bad("not a network namespace".into())),
+        Err(_) => Err(bad("not a namespace file".into())),
+    }
 }
 
 /// The union's layers from --rootfs, --layer, --upper and --read-only.

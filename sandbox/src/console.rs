@@ -9,10 +9,11 @@ use nix::fcntl::OFlag;
 use crate::config::Console;
 use crate::sys;
 
-/// In the command's process, before its exec: makes the pty, sends its
-/// master, and makes the other end stdin, stdout, stderr and the
-/// controlling terminal of a new session.
-pub fn attach(console: &Console) -> Result<(), String> {
+/// In the command's process, before its exec: makes the pty (owned by
+/// `owner`, the command's user, if not root), sends its master, and makes
+/// the other end stdin, stdout, stderr and the controlling terminal of a
+/// new session.
+pub fn attach(console: &Console, owner: Option<(u32, u32)>) -> Result<(), String> {
     let err = |what: &str, e: nix::Error| format!("the terminal: {what}: {}", e.desc());
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| err("/dev/ptmx", e))?;
@@ -25,6 +26,16 @@ pub fn attach(console: &Console) -> Result<(), String> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| err(&name, e))?;
+    if let Some((uid, gid)) = owner {
+        // The command's user owns its terminal (as runc gives it), or
+        // programs such as screen and script cannot use it.
+        nix::unistd::fchown(
+            &tty,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|e| err("giving it to the command's user", e))?;
+    }
     if let Some((rows, cols)) = console.size {
         sys::set_window_size(tty.as_fd(), rows, cols).map_err(|e| err("its size", e))?;
     }

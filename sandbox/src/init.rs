@@ -25,7 +25,10 @@ pub fn run(
     report_fd: OwnedFd,
     fs_server: Option<OwnedFd>,
     net_stack: Option<OwnedFd>,
+    commit: Option<OwnedFd>,
 ) -> ! {
+    // Every signal pid 1 can relay is taken, none left to be lost.
+    let _ = signals::block(&signals::init_set());
     // If burrow dies, so does pid 1, and with it the whole pid namespace.
     let _ = sys::set_parent_death_signal(Signal::SIGKILL);
     let mut byte = [0u8; 1];
@@ -33,6 +36,13 @@ pub fn run(
         sys::exit_now(EXIT_SETUP); // burrow died or could not write the id maps
     }
     drop(sync);
+    if let Err(e) = become_root_if_unmapped() {
+        fail(
+            &report_fd,
+            EXIT_SETUP,
+            &format!("becoming root in the sandbox: {}", e.desc()),
+        );
+    }
     if cfg.cgroup_subtree.is_some() {
         // Now in the sandbox's cgroup: a cgroup namespace rooted there.
         if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
@@ -59,14 +69,22 @@ pub fn run(
         Ok(None) => exec_command(cfg, &cwd, Report(Some(report_fd))),
         Err(e) => fail(&report_fd, EXIT_SETUP, &format!("fork: {}", e.desc())),
     };
-    if cfg.hold.is_some() {
-        // Handed over: burrow exits once the command is at its hold point
-        // (this pipe closed on both sides), and the sandbox lives on.
-        if let Err(e) = sys::clear_parent_death_signal() {
-            fail(&report_fd, EXIT_SETUP, &format!("prctl: {}", e.desc()));
-        }
-    }
+    // pid 1 keeps nothing the runtime handed over for the command.
+    close_handed_over(cfg);
     drop(report_fd);
+    if let Some(commit) = commit {
+        // Handed over: once the runtime has recorded the sandbox (the
+        // command is at its hold point), pid 1 stops dying with it, and
+        // says so; had the runtime died first, so would pid 1.
+        let mut byte = [0u8; 1];
+        if !matches!(nix::unistd::read(&commit, &mut byte), Ok(1))
+            || sys::clear_parent_death_signal().is_err()
+            || nix::unistd::write(&commit, b"1") != Ok(1)
+        {
+            sys::exit_now(EXIT_SETUP);
+        }
+        drop(commit);
+    }
     // With --vm the command here is the relay, which translates SIGTERM
     // for the guest's command itself.
     let stop = if cfg.vm.is_some() {
@@ -98,16 +116,90 @@ fn setup(
         return Ok(PathBuf::from("/"));
     }
     if let Some(dir) = &cfg.chdir {
-        nix::unistd::chdir(dir.as_path()).ctx(|| format!("--chdir {}", dir.display()))?;
+        enter_dir(dir).ctx(|| format!("--chdir {}", dir.display()))?;
         return Ok(dir.clone());
     }
     for dir in &cfg.fallback_dirs {
-        if nix::unistd::chdir(dir.as_path()).is_ok() {
+        if enter_dir(dir).is_ok() {
             return Ok(dir.clone());
         }
     }
     nix::unistd::chdir("/").ctx(|| "entering /")?;
     Ok(PathBuf::from("/"))
+}
+
+/// When the maps leave the caller's own ids out (OCI maps of subordinate
+/// ids only), pid 1 is nobody in its namespace and could create nothing:
+/// it becomes the namespace's root, as runc's init does. (When the caller
+/// is mapped, pid 1 stays what it maps to.)
+fn become_root_if_unmapped() -> nix::Result<()> {
+    let covered = |file: &str, id: u32| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().any(|l| {
+                let f: Vec<u64> = l.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+                matches!(f.as_slice(), [inner, _, count] if *inner <= u64::from(id) && u64::from(id) < inner + count)
+            })
+        })
+    };
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    if !covered("/proc/self/gid_map", nix::unistd::getgid().as_raw()) {
+        nix::unistd::setresgid(root_gid, root_gid, root_gid)?;
+    }
+    if !covered("/proc/self/uid_map", nix::unistd::getuid().as_raw()) {
+        nix::unistd::setresuid(root_uid, root_uid, root_uid)?;
+    }
+    Ok(())
+}
+
+/// Enters `dir` of the new root, resolved within it and through no
+/// magic link: a working directory such as /proc/self/fd/N (an image's
+/// WorkingDir, or a symlink to it) would lead through a descriptor pid 1
+/// holds to wherever it points, outside the root.
+fn enter_dir(dir: &std::path::Path) -> nix::Result<()> {
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let rel = dir.strip_prefix("/").unwrap_or(dir);
+    let rel = if rel.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        rel
+    };
+    use std::os::fd::AsFd;
+    let fd = sys::open_in_root(root.as_fd(), rel, libc::O_PATH | libc::O_DIRECTORY)?;
+    nix::unistd::fchdir(&fd)
+}
+
+/// Closes what the runtime handed over for the command's process (the
+/// hold FIFO, the console socket, a network namespace to join), in pid 1,
+/// which needs none of it.
+fn close_handed_over(cfg: &SandboxConfig) {
+    use std::os::fd::AsRawFd;
+    let fds = [
+        cfg.hold.as_ref().map(|h| h.fifo.as_raw_fd()),
+        cfg.console.as_ref().map(|c| c.socket.as_raw_fd()),
+        cfg.netns.as_ref().map(|n| n.as_raw_fd()),
+    ];
+    for fd in fds.into_iter().flatten() {
+        sys::close_handed_over(fd);
+    }
+    if cfg.console.is_some() {
+        // The command has the terminal; the runtime's streams (which an
+        // engine reads to their end) are not pid 1's to hold.
+        if let Ok(null) = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            use std::os::fd::AsFd;
+            for stream in 0..=2 {
+                let _ = sys::dup_onto(null.as_fd(), stream);
+            }
+        }
+    }
 }
 
 /// Tells burrow what failed (it prints the message) and exits.
@@ -138,17 +230,24 @@ impl Report {
 /// well (the report pipe closes), and the command waits until `start`
 /// opens the FIFO for reading.
 fn hold(hold: &crate::config::Hold, report: &mut Report) {
-    use std::os::fd::AsFd;
-    let fifo = std::path::Path::new(crate::config::Hold::FIFO);
-    if let Err(e) = sys::open_beneath(hold.dir.as_fd(), fifo) {
+    use std::os::fd::AsRawFd;
+    // The sandbox's own /proc, of this process: no path of the host's.
+    let path = format!("/proc/self/fd/{}", hold.fifo.as_raw_fd());
+    if let Err(e) = nix::sys::stat::stat(path.as_str()) {
         report.fail(EXIT_SETUP, &format!("the start FIFO: {}", e.desc()));
     }
     report.0 = None;
-    let opened = sys::open_beneath_with(hold.dir.as_fd(), fifo, libc::O_WRONLY);
+    let opened = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
     match opened.and_then(|fd| nix::unistd::write(&fd, b"0")) {
         Ok(_) => {}
         Err(e) => report.fail(EXIT_SETUP, &format!("waiting for start: {}", e.desc())),
     }
+    // Nothing of the runtime's state is left open for the exec.
+    sys::close_handed_over(hold.fifo.as_raw_fd());
 }
 
 /// In the forked child: become the command (or, with `--vm`, the VM
@@ -184,11 +283,6 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
     if cfg.new_session {
         let _ = nix::unistd::setsid();
     }
-    if let Some(console) = &cfg.console {
-        if let Err(msg) = crate::console::attach(console) {
-            report.fail(EXIT_SETUP, &msg);
-        }
-    }
     let mut env = burrow_vm_init::exec::with_pwd(&cfg.env, cwd.as_os_str().as_bytes());
     let user = match cfg
         .user
@@ -206,6 +300,13 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
         Some(Err(msg)) => report.fail(EXIT_SETUP, &msg),
         None => None,
     };
+    if let Some(console) = &cfg.console {
+        let owner = user.as_ref().map(|id| (id.uid, id.gid));
+        if let Err(msg) = crate::console::attach(console, owner) {
+            report.fail(EXIT_SETUP, &msg);
+        }
+        sys::close_handed_over(std::os::fd::AsRawFd::as_raw_fd(&*console.socket));
+    }
     if cfg.home_if_unset {
         let home = user.as_ref().map_or(&b"/root"[..], |id| &id.home);
         env = burrow_vm_init::user::with_home(env, home);
@@ -224,7 +325,7 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
     }
     // Last, so that nothing burrow still does is confined by it.
     let user = cfg.user.as_deref().zip(user.as_ref());
-    match cfg.security.apply(user) {
+    match cfg.security.apply(user, &cfg.group_add) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("burrow: warning: {w}");
@@ -265,7 +366,7 @@ fn cannot_exec(cfg: &SandboxConfig, e: i32, report: &Report) -> ! {
 /// that is another signal, a second SIGTERM kills the command (as podman
 /// stop ends with SIGKILL what its stop signal did not end).
 fn reap_until_exit(command: Pid, own_session: bool, stop: i32) -> i32 {
-    let set = signals::waited_set();
+    let set = signals::init_set();
     let mut stopping = false;
     loop {
         let (signo, code) = sys::wait_signal(&set);

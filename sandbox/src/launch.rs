@@ -50,10 +50,28 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
 
 /// A sandbox made for the OCI runtime's `create`: its pid 1, and the
 /// helpers (the union root's server, the network stack) that end with it.
+/// pid 1 still dies with this process until [`Created::commit`].
 #[derive(Debug)]
 pub struct Created {
     pub init: Pid,
     pub helpers: Vec<Pid>,
+    commit: OwnedFd,
+}
+
+impl Created {
+    /// Once the caller has recorded the sandbox: pid 1 stops dying with
+    /// this process (and has said so when this returns). Before that, the
+    /// caller's death takes the sandbox with it, so that nothing is left
+    /// that no record names.
+    pub fn commit(self) -> Result<()> {
+        let fail = || Error::usage("create: the sandbox ended before it was handed over");
+        nix::unistd::write(&self.commit, b"1").map_err(|_| fail())?;
+        let mut ack = [0u8; 1];
+        match nix::unistd::read(&self.commit, &mut ack) {
+            Ok(1) => Ok(()),
+            _ => Err(fail()),
+        }
+    }
 }
 
 /// Builds the sandbox of `cfg` (which must have [`SandboxConfig::hold`])
@@ -87,9 +105,14 @@ pub fn create(cfg: &SandboxConfig) -> Result<Created> {
         .into_iter()
         .flatten()
         .collect();
+    let commit = started
+        .commit
+        .take()
+        .expect("a held sandbox has a commit socket");
     Ok(Created {
         init: started.child,
         helpers,
+        commit,
     })
 }
 
@@ -103,6 +126,7 @@ struct Started {
     server: ServerGuard,
     stack: ServerGuard,
     _external: Option<crate::net::ExternalGuard>,
+    commit: Option<OwnedFd>,
 }
 
 /// Everything up to the command's exec: the namespaces, the id maps, the
@@ -156,9 +180,35 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     };
     let fs_socks = pair(!cfg.root.bound)?;
     let net_socks = pair(cfg.slirp.is_some())?;
+    // With a hold point: how the runtime tells pid 1 it has recorded the
+    // sandbox (see init::run).
+    let commit_socks = pair(cfg.hold.is_some())?;
     let waited = signals::waited_set();
     signals::block(&waited).ctx(|| "blocking signals")?;
 
+    if let Some(ns) = &cfg.netns {
+        // Joined here, before the sandbox's own user namespace exists:
+        // inside it burrow would have no privileges over this namespace.
+        nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+            Error::usage(format!(
+                "--netns: cannot join it: {} (burrow needs privileges over its user namespace)",
+                e.desc()
+            ))
+        })?;
+        // The command's capabilities are its own user namespace's, not
+        // the joined network namespace's owner's: one that keeps
+        // CAP_NET_BIND_SERVICE (an engine's root, as podman's default)
+        // binds low ports through this namespace's setting instead.
+        let bind = crate::caps::Cap::from(caps::Capability::CAP_NET_BIND_SERVICE);
+        if cfg.security.caps.contains(&bind) {
+            std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(|e| {
+                Error::usage(format!(
+                    "--netns: letting the command bind ports below 1024: {}",
+                    sys::errno_text(&e)
+                ))
+            })?;
+        }
+    }
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -183,17 +233,28 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 report_w,
                 fs_socks.map(|(_, inner)| inner),
                 net_socks.map(|(_, inner)| inner),
+                commit_socks.map(|(_, inner)| inner),
             )
         }
         Ok(Some(pid)) => pid,
     };
     drop(sync_r);
     drop(report_w);
+    let commit = commit_socks.map(|(outer, _)| outer);
     // Helpers end with burrow, or, when the sandbox is handed over, with
     // its pid 1.
-    let life = match cfg.hold {
+    let life = match &cfg.hold {
         None => sys::HelperLife::Launcher,
-        Some(_) => sys::HelperLife::Sandbox(child),
+        Some(hold) => sys::HelperLife::Sandbox {
+            init: child,
+            close: [
+                Some(hold.fifo.as_raw_fd()),
+                cfg.console.as_ref().map(|c| c.socket.as_raw_fd()),
+                cfg.netns.as_ref().map(|n| n.as_raw_fd()),
+                commit.as_ref().map(|c| c.as_raw_fd()),
+            ],
+            quiet: cfg.console.is_some(),
+        },
     };
     let server_sock = fs_socks.map(|(outer, _)| outer);
     let net_sock = net_socks.map(|(outer, _)| outer);
@@ -252,6 +313,8 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     // The report pipe closes without a word once the command has exec'd.
     let report = read_all(&report_r);
     if !report.is_empty() {
+        // (pid 1 may wait for the commit that will not come: its end.)
+        drop(commit);
         let _ = waitpid(child, None);
         return Err(parse_report(&report));
     }
@@ -266,6 +329,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
         server,
         stack,
         _external: external,
+        commit,
     })
 }
 

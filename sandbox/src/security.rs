@@ -117,6 +117,7 @@ impl Security {
     pub fn apply(
         &self,
         user: Option<(&str, &burrow_vm_init::user::Identity)>,
+        required_groups: &[u32],
     ) -> std::result::Result<Vec<String>, String> {
         for r in &self.rlimits {
             r.apply()
@@ -137,7 +138,7 @@ impl Security {
         caps::limit_bounding(keep).map_err(dropping)?;
         let mut warnings = Vec::new();
         if let Some((spec, id)) = user {
-            warnings.extend(become_user(spec, id)?);
+            warnings.extend(become_user(spec, id, required_groups)?);
         }
         caps::limit_to(keep).map_err(dropping)?;
         crate::sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {}", e.desc()))?;
@@ -154,16 +155,26 @@ impl Security {
 /// Switches to `id`'s uid, gid and groups, keeping the permitted
 /// capabilities for [`caps::limit_to`] to choose from. Supplementary groups
 /// the sandbox cannot set (not mapped, or `setgroups` denied without
-/// newgidmap) are a warning; the uid and gid not being mapped is an error.
+/// newgidmap) are a warning, unless they include `required` ones
+/// (`--group-add`'s, OCI's additionalGids: runc refuses to start without
+/// them); the uid and gid not being mapped is an error.
 fn become_user(
     spec: &str,
     id: &burrow_vm_init::user::Identity,
+    required: &[u32],
 ) -> std::result::Result<Vec<String>, String> {
     use nix::unistd::{Gid, Uid};
     let mut warnings = Vec::new();
     nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("--user {spec}: {}", e.desc()))?;
     let groups: Vec<Gid> = id.groups.iter().map(|&g| Gid::from_raw(g)).collect();
     if let Err(e) = nix::unistd::setgroups(&groups) {
+        if required.iter().any(|g| id.groups.contains(g)) {
+            return Err(format!(
+                "--group-add: supplementary groups {:?} cannot be set: {}",
+                id.groups,
+                e.desc()
+            ));
+        }
         if !groups.is_empty() {
             warnings.push(format!(
                 "--user {spec}: supplementary groups {:?} not set: {}",

@@ -58,6 +58,28 @@ pub fn waited_set() -> SigSet {
     set
 }
 
+/// What the sandbox's pid 1 takes (and relays to the command, but
+/// SIGCHLD, which it takes to reap): every signal it can catch but the
+/// faults the kernel sends a thread for its own error. A pid namespace's
+/// init ignores any signal it neither catches nor blocks, so a runtime's
+/// `kill` of pid 1 with another (SIGRTMIN+3, SIGCONT, ...) would be lost.
+pub fn init_set() -> SigSet {
+    let mut set = SigSet::all();
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+    ] {
+        set.remove(s);
+    }
+    set
+}
+
 /// Blocks `set` for this thread (and for children it forks).
 pub fn block(set: &SigSet) -> nix::Result<()> {
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(set), None)

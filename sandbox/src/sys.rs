@@ -338,9 +338,18 @@ pub enum Helper {
 pub enum HelperLife {
     /// As long as burrow (`burrow run`).
     Launcher,
-    /// As long as the sandbox whose pid 1 this is: burrow hands it over
-    /// (the OCI runtime's `create`) and exits.
-    Sandbox(Pid),
+    /// As long as the sandbox whose pid 1 is `init`: burrow hands it over
+    /// (the OCI runtime's `create`) and exits. The helper closes `close`
+    /// (what was handed over for the command, and burrow's end of the
+    /// socket that hands pid 1 over, whose end pid 1 waits for when
+    /// create fails), and keeps none of the
+    /// runtime's streams but stderr (not even that with `quiet`: a
+    /// terminal's engine waits for the end of the runtime's output).
+    Sandbox {
+        init: Pid,
+        close: [Option<RawFd>; 4],
+        quiet: bool,
+    },
 }
 
 /// Forks a helper. With [`HelperLife::Launcher`] the child has SIGKILL as
@@ -353,13 +362,28 @@ pub fn fork_helper(life: HelperLife) -> nix::Result<Helper> {
     let parent = nix::unistd::getpid();
     let sandbox = match life {
         HelperLife::Launcher => None,
-        HelperLife::Sandbox(init) => Some(pidfd_open(init)?),
+        HelperLife::Sandbox { init, .. } => Some(pidfd_open(init)?),
     };
     Ok(match fork()? {
         Some(pid) => Helper::Parent(pid),
         None => {
-            if sandbox.is_none() {
-                die_with(parent);
+            match life {
+                HelperLife::Launcher => die_with(parent),
+                HelperLife::Sandbox { close, quiet, .. } => {
+                    for fd in close.into_iter().flatten() {
+                        close_handed_over(fd);
+                    }
+                    if let Ok(null) = nix::fcntl::open(
+                        "/dev/null",
+                        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    ) {
+                        let last = if quiet { 2 } else { 1 };
+                        for stream in 0..=last {
+                            let _ = dup_onto(null.as_fd(), stream);
+                        }
+                    }
+                }
             }
             Helper::Child(sandbox)
         }
@@ -618,4 +642,20 @@ pub fn dup_onto(fd: BorrowedFd, target: RawFd) -> nix::Result<()> {
     // SAFETY: dup2 on two descriptor numbers; whatever `target` was is
     // closed and replaced, which is what the caller asks.
     check(unsafe { libc::dup2(fd.as_raw_fd(), target) } as _).map(drop)
+}
+
+/// NS_GET_NSTYPE: the CLONE_NEW* type of a namespace file.
+pub fn namespace_type(ns: BorrowedFd) -> nix::Result<libc::c_int> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
+    check(unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_NSTYPE) } as _)
+        .map(|t| t as libc::c_int)
+}
+
+/// Closes descriptor `fd`, which an `Arc<OwnedFd>` of the configuration
+/// owns, in a forked process that will never drop that configuration (it
+/// ends with [`exit_now`]): what was handed over for another process.
+pub fn close_handed_over(fd: RawFd) {
+    // SAFETY: the owner is never dropped in this process (see above), so
+    // the number is not closed twice; nothing here uses it afterwards.
+    unsafe { libc::close(fd) };
 }

@@ -140,6 +140,9 @@ impl<'a> Podman<'a> {
 
 impl Drop for Podman<'_> {
     fn drop(&mut self) {
+        // Containers a failed test left running (with their conmon and
+        // root filesystem server) end first.
+        let _ = self.cmd(&["rm", "--all", "--force", "--time", "0"]);
         // Containers wrote files as subordinate ids: only podman's own
         // namespace may remove them.
         let _ = self.cmd(&[

@@ -337,6 +337,50 @@ fn podman_runs_containers_with_burrow_runtime() {
     assert_eq!(podman.cmd(&["logs", "d1"]).stdout, "started\nbye\n");
     assert_eq!(podman.cmd(&["rm", "d1"]).code, 0);
 
+    // podman's default network (its namespace, joined by path, served by
+    // slirp4netns) and -p through its port handler to a server inside.
+    let out = podman.cmd(&[
+        "--runtime",
+        "burrow",
+        "run",
+        "--rm",
+        "--pull=never",
+        "localhost/bb:1",
+        "sh",
+        "-c",
+        "ip -o -4 addr show tap0 | awk '{print $4}'",
+    ]);
+    assert_eq!(out.stdout, "10.0.2.100/24\n", "{out:?}");
+    let port = free_port();
+    let out = podman.cmd(&[
+        "--runtime",
+        "burrow",
+        "run",
+        "-d",
+        "--pull=never",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "localhost/bb:1",
+        "sh",
+        "-c",
+        "echo served > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let fetch = || {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        std::io::Write::write_all(&mut conn, b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut reply).ok()?;
+        reply.ends_with("served\n").then_some(())
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || fetch().is_some()),
+        "-p {port}: nothing served"
+    );
+    assert_eq!(podman.cmd(&["rm", "-f", "web"]).code, 0);
+
     // kill, then rm -f of a running one.
     run(
         "burrow",

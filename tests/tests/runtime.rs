@@ -424,7 +424,7 @@ fn features_say_what_is_recognised() {
         ns.contains(&"user".into()) && ns.contains(&"network".into()),
         "{f}"
     );
-    assert_eq!(f["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert!(f["linux"]["capabilities"]
         .as_array()
         .unwrap()
@@ -644,4 +644,132 @@ fn id_mappings_groups_and_bind_options_follow_the_spec() {
             .contains("--uidmap 0:4242:1: neither the caller's own id"),
         "{out:?}"
     );
+}
+
+/// An attack on the hold point (the class of runc's CVE-2024-21626): a
+/// working directory through a descriptor pid 1 holds, /proc/self/fd/N,
+/// directly or through a symlink of the image, never leads out of the
+/// root: create refuses it, whichever N.
+#[test]
+fn a_working_directory_through_proc_self_fd_is_refused() {
+    let t = TempDir::new("runtime-cwd");
+    let root = t.join("state");
+    for (n, via_link) in (3..=12).flat_map(|n| [(n, false), (n, true)]) {
+        let b = t.join(&format!("b{n}{via_link}"));
+        bundle(&b, |c| {
+            c["root"]["readonly"] = false.into();
+            c["process"]["args"] = serde_json::json!(["sh", "-c", "ls -a ..; cat state.json"]);
+            let cwd = if via_link {
+                "/work".to_string()
+            } else {
+                format!("/proc/self/fd/{n}")
+            };
+            c["process"]["cwd"] = cwd.into();
+        });
+        std::os::unix::fs::symlink(format!("/proc/self/fd/{n}"), b.join("rootfs/work")).unwrap();
+        let id = format!("cwd{n}{via_link}");
+        let out = rt(&root, &["create", "--bundle", b.to_str().unwrap(), &id]);
+        assert_eq!(out.code, 1, "fd {n}, via a link: {via_link}: {out:?}");
+        assert!(out.stderr.contains("--chdir"), "{out:?}");
+    }
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
+}
+
+/// kill reaches the command with any signal it can catch, not only those
+/// burrow run relays (pid 1 of a pid namespace would drop the others).
+#[test]
+fn kill_passes_any_signal_on_to_the_command() {
+    let t = TempDir::new("runtime-kill");
+    let b = t.join("b");
+    std::fs::create_dir_all(b.join("data")).unwrap();
+    bundle(&b, |c| {
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "trap 'echo got-urg > /data/got; exit 5' URG; touch /data/ready; \
+             while :; do sleep 1; done"
+        ]);
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
+        ));
+    });
+    let root = t.join("state");
+    let id = unique_token();
+    assert_eq!(
+        rt(&root, &["create", "--bundle", b.to_str().unwrap(), &id]).code,
+        0
+    );
+    assert_eq!(rt(&root, &["start", &id]).code, 0);
+    assert!(eventually(std::time::Duration::from_secs(20), || b
+        .join("data/ready")
+        .exists()));
+    assert_eq!(rt(&root, &["kill", &id, "URG"]).code, 0);
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || status_of(&root, &id)
+            == "stopped"),
+        "SIGURG did not reach the command"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("data/got")).unwrap(),
+        "got-urg\n"
+    );
+    assert_eq!(rt(&root, &["delete", &id]).code, 0);
+}
+
+/// A user namespace that does not map the runtime's own user (subordinate
+/// ids only): the command still reaches its hold point and starts.
+#[test]
+fn create_and_start_work_when_the_caller_is_not_mapped() {
+    if !has_subordinate_ids() {
+        skipped("this account has no subordinate ids (/etc/subuid, /etc/subgid, newuidmap)");
+        return;
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let name = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let first_sub = |file: &str| -> u64 {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f[0] == name || f[0] == uid.to_string()).then(|| f[1].parse().unwrap())
+            })
+            .unwrap()
+    };
+    let (subu, subg) = (first_sub("/etc/subuid"), first_sub("/etc/subgid"));
+    let t = TempDir::new("runtime-unmapped");
+    let b = t.join("b");
+    std::fs::create_dir_all(b.join("data")).unwrap();
+    std::fs::set_permissions(
+        b.join("data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    bundle(&b, |c| {
+        c["linux"]["uidMappings"] =
+            serde_json::json!([{ "containerID": 0, "hostID": subu, "size": 1000 }]);
+        c["linux"]["gidMappings"] =
+            serde_json::json!([{ "containerID": 0, "hostID": subg, "size": 1000 }]);
+        c["process"]["args"] = serde_json::json!(["sh", "-c", "echo ran > /data/ran"]);
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
+        ));
+    });
+    let root = t.join("state");
+    let id = unique_token();
+    let out = rt(&root, &["create", "--bundle", b.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(rt(&root, &["start", &id]).code, 0);
+    assert!(eventually(
+        std::time::Duration::from_secs(20),
+        || status_of(&root, &id) == "stopped"
+    ));
+    assert_eq!(
+        std::fs::read_to_string(b.join("data/ran")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(rt(&root, &["delete", &id]).code, 0);
 }

@@ -404,7 +404,7 @@ pub fn supervise(vm: &VmConfig) -> ! {
 }
 
 fn run(vm: &VmConfig) -> Result<i32> {
-    for w in vm.security.apply(None).map_err(Error::usage)? {
+    for w in vm.security.apply(None, &[]).map_err(Error::usage)? {
         eprintln!("burrow: warning: {w}");
     }
     let run_dir = Path::new(RUN_DIR);
