@@ -35,6 +35,7 @@ bench:
 	bash benches/pull.sh
 	bash benches/image_files.sh
 	bash benches/runtime.sh
+	bash benches/podman_runtime.sh
 	bash benches/net.sh
 	bash benches/vm.sh
 
