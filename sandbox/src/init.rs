@@ -254,6 +254,13 @@ fn hold(hold: &crate::config::Hold, report: &mut Report) {
 /// supervisor that runs it).
 fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) -> ! {
     if let Some(vm) = &cfg.vm {
+        // The supervisor takes the signals burrow's launcher does (pid 1
+        // blocks more, to relay them).
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&signals::waited_set()),
+            None,
+        );
         if let Some(h) = &cfg.hold {
             hold(h, &mut report);
         }

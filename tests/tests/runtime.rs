@@ -38,6 +38,28 @@ fn bundle(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
 }
 
+/// The first subordinate id /etc/subuid or /etc/subgid (`file`) grants
+/// this account.
+fn first_subordinate(file: &str) -> u32 {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid).unwrap().unwrap().name;
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == name || f[0] == uid.to_string()).then(|| f[1].parse().unwrap())
+        })
+        .unwrap()
+}
+
+/// Binds the bundle's `data` directory on /data, read-write.
+fn bind_data(c: &mut serde_json::Value) {
+    c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+        { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
+    ));
+}
+
 fn run(dir: &Path, id: &str) -> Output {
     assert_unprivileged();
     output(
@@ -83,9 +105,7 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
             .unwrap()
             .extend(["A=-x".into(), "B=--".into()]);
         // A bind mount whose source is relative: the bundle's.
-        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
-            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
-        ));
+        bind_data(c);
     });
     let out = run(t.path(), "c1");
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -245,9 +265,7 @@ fn create_holds_the_command_until_start_and_the_monitor_reaps_its_status() {
             "-c",
             "echo ran > /data/ran; for f in /proc/self/fd/*; do readlink $f; done > /data/fds; exit 7"
         ]);
-        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
-            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
-        ));
+        bind_data(c);
     });
     let root = t.join("state");
     let id = unique_token();
@@ -590,21 +608,10 @@ fn id_mappings_groups_and_bind_options_follow_the_spec() {
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
     );
-    let first_sub = |file: &str| -> u32 {
-        let name = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .unwrap()
-            .unwrap()
-            .name;
-        std::fs::read_to_string(file)
-            .unwrap()
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f[0] == name || f[0] == uid.to_string()).then(|| f[1].parse().unwrap())
-            })
-            .unwrap()
-    };
-    let (subu, subg) = (first_sub("/etc/subuid"), first_sub("/etc/subgid"));
+    let (subu, subg) = (
+        first_subordinate("/etc/subuid"),
+        first_subordinate("/etc/subgid"),
+    );
     let t = TempDir::new("runtime-maps");
     std::fs::create_dir(t.join("data")).unwrap();
     bundle(t.path(), |c| {
@@ -689,9 +696,7 @@ fn kill_passes_any_signal_on_to_the_command() {
             "trap 'echo got-urg > /data/got; exit 5' URG; touch /data/ready; \
              while :; do sleep 1; done"
         ]);
-        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
-            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
-        ));
+        bind_data(c);
     });
     let root = t.join("state");
     let id = unique_token();
@@ -724,22 +729,10 @@ fn create_and_start_work_when_the_caller_is_not_mapped() {
         skipped("this account has no subordinate ids (/etc/subuid, /etc/subgid, newuidmap)");
         return;
     }
-    let uid = nix::unistd::getuid().as_raw();
-    let name = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .unwrap()
-        .unwrap()
-        .name;
-    let first_sub = |file: &str| -> u64 {
-        std::fs::read_to_string(file)
-            .unwrap()
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f[0] == name || f[0] == uid.to_string()).then(|| f[1].parse().unwrap())
-            })
-            .unwrap()
-    };
-    let (subu, subg) = (first_sub("/etc/subuid"), first_sub("/etc/subgid"));
+    let (subu, subg) = (
+        first_subordinate("/etc/subuid"),
+        first_subordinate("/etc/subgid"),
+    );
     let t = TempDir::new("runtime-unmapped");
     let b = t.join("b");
     std::fs::create_dir_all(b.join("data")).unwrap();
@@ -754,9 +747,7 @@ fn create_and_start_work_when_the_caller_is_not_mapped() {
         c["linux"]["gidMappings"] =
             serde_json::json!([{ "containerID": 0, "hostID": subg, "size": 1000 }]);
         c["process"]["args"] = serde_json::json!(["sh", "-c", "echo ran > /data/ran"]);
-        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
-            { "destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"] }
-        ));
+        bind_data(c);
     });
     let root = t.join("state");
     let id = unique_token();
