@@ -77,19 +77,21 @@ impl<'a> Podman<'a> {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Output {
+        output_within(self.command("podman").args(args), Duration::from_secs(180))
+    }
+
+    /// `program` (podman, or what runs it) with this podman's environment.
+    pub fn command(&self, program: &str) -> Command {
         let t = self.t;
-        output_within(
-            Command::new("podman")
-                .args(args)
-                .env("CONTAINERS_STORAGE_CONF", t.join("storage.conf"))
-                .env("CONTAINERS_CONF", t.join("containers.conf"))
-                .env("XDG_RUNTIME_DIR", &self.xdg)
-                .env("XDG_CONFIG_HOME", t.join("config"))
-                .env("XDG_DATA_HOME", t.join("data"))
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .stdin(std::process::Stdio::null()),
-            Duration::from_secs(180),
-        )
+        let mut c = Command::new(program);
+        c.env("CONTAINERS_STORAGE_CONF", t.join("storage.conf"))
+            .env("CONTAINERS_CONF", t.join("containers.conf"))
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .env("XDG_CONFIG_HOME", t.join("config"))
+            .env("XDG_DATA_HOME", t.join("data"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null());
+        c
     }
 
     /// `localhost/bb:1`: busybox-static as /bin, files owned by root, a
@@ -108,7 +110,7 @@ impl<'a> Podman<'a> {
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
         for app in [
             "sh", "id", "stat", "touch", "cat", "grep", "awk", "ls", "httpd", "wget", "nslookup",
-            "ip", "sleep",
+            "ip", "sleep", "tty", "stty",
         ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(app)).unwrap();
         }

@@ -337,6 +337,21 @@ fn podman_runs_containers_with_burrow_runtime() {
     assert_eq!(podman.cmd(&["logs", "d1"]).stdout, "started\nbye\n");
     assert_eq!(podman.cmd(&["rm", "d1"]).code, 0);
 
+    // -it: conmon's console socket gets the terminal burrow-runtime makes
+    // (script(1) gives podman a terminal of the size set), the window's
+    // size comes through consoleSize, the status through conmon.
+    let out = output_within(
+        podman.command("script").args([
+            "-qec",
+            "stty rows 33 cols 101; podman --runtime burrow run --rm -it --pull=never \
+             --network none localhost/bb:1 sh -c 'tty; stty size; exit 4'",
+            "/dev/null",
+        ]),
+        Duration::from_secs(180),
+    );
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stdout.contains("/dev/pts/0\r\n33 101\r\n"), "{out:?}");
+
     // podman's default network (its namespace, joined by path, served by
     // slirp4netns) and -p through its port handler to a server inside.
     let out = podman.cmd(&[
