@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use burrow_sandbox::config::Hold;
 use burrow_sandbox::sys;
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -110,8 +109,8 @@ impl Proc {
             .then_some(fd)
     }
 
-    /// Sends `sig`; false when the process has ended.
-    pub fn signal(&self, sig: Signal) -> Result<bool> {
+    /// Sends signal number `sig`; false when the process has ended.
+    pub fn signal(&self, sig: i32) -> Result<bool> {
         let Some(fd) = self.pidfd() else {
             return Ok(false);
         };

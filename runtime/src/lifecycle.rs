@@ -214,21 +214,14 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A signal as `kill` takes it: a number, or a name with or without SIG.
-pub fn parse_signal(text: &str) -> Result<Signal> {
-    if let Ok(n) = text.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {text:?}"));
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse().map_err(|_| anyhow!("unknown signal {text:?}"))
+/// A signal as `kill` takes it: a number, or a name with or without SIG,
+/// or RTMIN+N (podman's stop signal for systemd is SIGRTMIN+3), read as
+/// the launcher reads `--stop-signal`.
+pub fn parse_signal(text: &str) -> Result<i32> {
+    burrow_sandbox::signals::parse(text).map_err(|e| anyhow!("unknown signal {e}"))
 }
 
-pub fn kill(root: &StateRoot, id: &str, sig: Signal, all: bool) -> Result<()> {
+pub fn kill(root: &StateRoot, id: &str, sig: i32, all: bool) -> Result<()> {
     let container = Container::load(root, id)?;
     let status = container.status();
     if !matches!(status, Status::Created | Status::Running) {
@@ -282,12 +275,12 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 /// waited for) and removes its state.
 fn destroy(container: &Container) {
     if let Some(r) = &container.record {
-        let _ = r.init.signal(Signal::SIGKILL);
+        let _ = r.init.signal(libc::SIGKILL);
         r.init.wait_end(END_TIMEOUT);
         for h in &r.helpers {
             // They end with pid 1; a stuck one is ended.
             if !h.wait_end(END_TIMEOUT) {
-                let _ = h.signal(Signal::SIGKILL);
+                let _ = h.signal(libc::SIGKILL);
                 h.wait_end(END_TIMEOUT);
             }
         }

@@ -36,7 +36,12 @@ pub fn run(
         sys::exit_now(EXIT_SETUP); // burrow died or could not write the id maps
     }
     drop(sync);
-    if let Err(e) = become_root_if_unmapped() {
+    // (burrow's own maps always map the caller: only given ones may not.)
+    if let Err(e) = cfg
+        .id_maps
+        .as_ref()
+        .map_or(Ok(()), |_| become_root_if_unmapped())
+    {
         fail(
             &report_fd,
             EXIT_SETUP,

@@ -215,17 +215,6 @@ pub fn open_beneath(dir: BorrowedFd, path: &Path) -> nix::Result<OwnedFd> {
     )
 }
 
-/// Opens `path` beneath `dir` with `flags` (O_CLOEXEC added), with no
-/// symlink followed.
-pub fn open_beneath_with(dir: BorrowedFd, path: &Path, flags: libc::c_int) -> nix::Result<OwnedFd> {
-    openat2(
-        dir.as_raw_fd(),
-        path,
-        flags,
-        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
-    )
-}
-
 /// Opens `path` (O_PATH) only if no component of it is a symlink.
 pub fn open_without_symlinks(path: &Path) -> nix::Result<OwnedFd> {
     openat2(
@@ -397,14 +386,14 @@ pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
 }
 
-/// `pidfd_send_signal(2)`.
-pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: Signal) -> nix::Result<()> {
+/// `pidfd_send_signal(2)` of signal number `signo` (real-time ones too).
+pub fn pidfd_send_signal(pidfd: BorrowedFd, signo: i32) -> nix::Result<()> {
     // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
     check(unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
-            sig as libc::c_int,
+            signo,
             std::ptr::null::<libc::siginfo_t>(),
             0,
         )

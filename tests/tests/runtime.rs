@@ -693,7 +693,8 @@ fn kill_passes_any_signal_on_to_the_command() {
         c["process"]["args"] = serde_json::json!([
             "sh",
             "-c",
-            "trap 'echo got-urg > /data/got; exit 5' URG; touch /data/ready; \
+            "trap 'echo got-urg > /data/got; exit 5' URG; trap 'echo got-rt > /data/rt' 37; \
+             touch /data/ready; \
              while :; do sleep 1; done"
         ]);
         bind_data(c);
@@ -708,6 +709,14 @@ fn kill_passes_any_signal_on_to_the_command() {
     assert!(eventually(std::time::Duration::from_secs(20), || b
         .join("data/ready")
         .exists()));
+    // SIGRTMIN+3 (37 with glibc): podman's stop signal for systemd.
+    assert_eq!(rt(&root, &["kill", &id, "SIGRTMIN+3"]).code, 0);
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || b
+            .join("data/rt")
+            .exists()),
+        "SIGRTMIN+3 did not reach the command"
+    );
     assert_eq!(rt(&root, &["kill", &id, "URG"]).code, 0);
     assert!(
         eventually(std::time::Duration::from_secs(20), || status_of(&root, &id)
