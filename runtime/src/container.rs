@@ -162,6 +162,10 @@ pub struct Record {
     /// burrow's helpers (the root filesystem's server, the network stack),
     /// which end with pid 1; `delete` waits for them.
     pub helpers: Vec<Proc>,
+    /// pid 1's child that runs the spec's process: whose namespaces
+    /// `exec` joins (None in a record of an older burrow-runtime).
+    #[serde(default)]
+    pub command: Option<Proc>,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     /// RFC 3339.
@@ -197,6 +201,10 @@ pub struct Container {
 }
 
 const STATE: &str = "state.json";
+/// The config.json the container was made from, as `create` read it:
+/// `exec` takes the container's settings from here, not from a bundle
+/// that may have changed since.
+const CONFIG: &str = "config.json";
 
 impl Container {
     /// The container `id`; an unknown one's error says it "does not
@@ -277,6 +285,18 @@ impl Container {
             .with_context(|| format!("container {:?}: writing its state", self.id))?;
         self.record = Some(record);
         Ok(())
+    }
+
+    /// Keeps the spec the container is made from (before its record).
+    pub fn save_spec(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        spec.save(self.dir.join(CONFIG))
+            .map_err(|e| anyhow!("container {:?}: keeping its config.json: {e}", self.id))
+    }
+
+    /// The spec `create` kept.
+    pub fn spec(&self) -> Result<oci_spec::runtime::Spec> {
+        oci_spec::runtime::Spec::load(self.dir.join(CONFIG))
+            .map_err(|e| anyhow!("container {:?}: its config.json: {e}", self.id))
     }
 
     pub fn status(&self) -> Status {

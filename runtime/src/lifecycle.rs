@@ -29,7 +29,17 @@ pub fn sandbox_of(
     console_socket: Option<&Path>,
 ) -> Result<(SandboxConfig, oci_spec::runtime::Spec, std::path::PathBuf)> {
     let (spec, bundle) = spec::load(bundle)?;
-    let console = match (spec::terminal(&spec), console_socket) {
+    let cfg = sandbox_of_spec(&spec, &bundle, console_socket)?;
+    Ok((cfg, spec, bundle))
+}
+
+/// The sandbox `spec` (of bundle `bundle`, its canonical path) describes.
+pub fn sandbox_of_spec(
+    spec: &oci_spec::runtime::Spec,
+    bundle: &Path,
+    console_socket: Option<&Path>,
+) -> Result<SandboxConfig> {
+    let console = match (spec::terminal(spec), console_socket) {
         (None, None) => None,
         (Some(_), None) => {
             bail!("config.json: process.terminal: a terminal needs create --console-socket")
@@ -49,11 +59,11 @@ pub fn sandbox_of(
             })
         }
     };
-    let run_args = spec::run_args(&spec, &bundle)?;
+    let run_args = spec::run_args(spec, bundle)?;
     let mut argv: Vec<OsString> = vec!["burrow".into(), "run".into()];
     // The spec's seccomp filter: a profile in a memfd, read by the
     // launcher as a file (as it reads --seccomp FILE) while it parses.
-    let _profile = match spec::seccomp(&spec)? {
+    let _profile = match spec::seccomp(spec)? {
         None => None,
         Some(text) => {
             let mut file = burrow_sandbox::sys::memfd("burrow-runtime-seccomp")
@@ -78,7 +88,7 @@ pub fn sandbox_of(
         .expect("clap matched the run subcommand");
     let mut cfg = SandboxConfig::from_args(*run, sub, std::io::stdin().is_terminal())?;
     cfg.console = console;
-    Ok((cfg, spec, bundle))
+    Ok(cfg)
 }
 
 /// What `create` takes besides the bundle.
@@ -94,6 +104,10 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
     let (mut cfg, spec, bundle) = sandbox_of(bundle, opts.console_socket)?;
     cfg.preserve_fds = opts.preserve_fds;
     let (mut container, hold) = Container::claim(root, id)?;
+    if let Err(e) = container.save_spec(&spec) {
+        container.remove();
+        return Err(e);
+    }
     cfg.hold = Some(hold);
     let created = match burrow_sandbox::launch::create(&cfg) {
         Ok(c) => c,
@@ -113,6 +127,8 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
                 .iter()
                 .filter_map(|&pid| Proc::of(pid).ok())
                 .collect(),
+            // Held before its exec, the command is pid 1's one child.
+            command: crate::report::processes(&init, None).get(1).copied(),
             rootfs: cfg.rootfs.clone(),
             bundle: bundle.clone(),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -140,7 +156,7 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
 
 /// `--pid-file`: the pid alone, written whole (renamed into place), as
 /// runc writes it.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("--pid-file {}: not a file name", path.display()))?;
@@ -227,11 +243,13 @@ pub fn kill(root: &StateRoot, id: &str, sig: i32, all: bool) -> Result<()> {
     if !matches!(status, Status::Created | Status::Running) {
         bail!("container {id:?} is not running: it is {}", status.name());
     }
-    let init = container.record()?.init;
+    let record = container.record()?;
+    let init = record.init;
     if all {
         // Every process of the container; pid 1 last, whose end ends the
         // others.
-        for p in crate::report::processes(&init).into_iter().rev() {
+        let every = crate::report::processes(&init, record.command.as_ref());
+        for p in every.into_iter().rev() {
             let _ = p.signal(sig);
         }
         return Ok(());

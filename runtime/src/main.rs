@@ -7,6 +7,7 @@
 //! kept under `--root` (see [`container`]).
 
 mod container;
+mod exec;
 mod lifecycle;
 mod report;
 mod spec;
@@ -135,12 +136,8 @@ enum Command {
     },
     /// What this runtime recognises (runtime-spec features.json).
     Features,
-    /// Not supported yet: says so.
-    #[command(hide = true)]
-    Exec {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
-    },
+    /// Run another process in a running container.
+    Exec(Box<exec::ExecArgs>),
     /// Not supported: says why.
     #[command(hide = true)]
     Pause {
@@ -218,7 +215,7 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
             ps_args,
         } => report::ps(&root()?, id, *format == Format::Json, ps_args)?,
         Command::Features => report::features()?,
-        Command::Exec { .. } => bail!("exec: not supported yet"),
+        Command::Exec(args) => return exec::exec(&root()?, args),
         Command::Pause { .. } | Command::Resume { .. } => bail!(
             "pause and resume need a cgroup v2 freezer in a delegated subtree, and \
              burrow-runtime places containers in no cgroup"

@@ -111,12 +111,15 @@ pub fn list(root: &StateRoot, json_format: bool, quiet: bool) -> Result<()> {
 }
 
 /// The processes of the container whose pid 1 is `init`: it and every
-/// descendant, parents before children.
-pub fn processes(init: &Proc) -> Vec<Proc> {
+/// descendant, parents before children; then those `exec` started that
+/// have left the tree (re-parented to an engine's subreaper), known by
+/// their pid namespace, the command's.
+pub fn processes(init: &Proc, command: Option<&Proc>) -> Vec<Proc> {
     if !init.alive() {
         return Vec::new();
     }
     let mut children: HashMap<i32, Vec<Proc>> = HashMap::new();
+    let mut every = Vec::new();
     for pid in std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -124,10 +127,12 @@ pub fn processes(init: &Proc) -> Vec<Proc> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
     {
         if let Some(s) = ProcStat::read(pid) {
-            children.entry(s.ppid).or_default().push(Proc {
+            let p = Proc {
                 pid,
                 start_time: s.start_time,
-            });
+            };
+            children.entry(s.ppid).or_default().push(p);
+            every.push(p);
         }
     }
     let mut all = vec![*init];
@@ -141,6 +146,21 @@ pub fn processes(init: &Proc) -> Vec<Proc> {
         }
         i += 1;
     }
+    let ns = |p: &Proc| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{}/ns/pid", p.pid))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    if let Some(theirs) = command.filter(|c| c.alive()).and_then(ns) {
+        let known: HashSet<i32> = all.iter().map(|p| p.pid).collect();
+        all.extend(
+            every
+                .into_iter()
+                .filter(|p| !known.contains(&p.pid) && p.start_time >= init.start_time)
+                .filter(|p| ns(p) == Some(theirs)),
+        );
+    }
     all
 }
 
@@ -150,7 +170,10 @@ pub fn ps(root: &StateRoot, id: &str, json_format: bool, ps_args: &[String]) -> 
         bail!("container {id:?} is not running: it is stopped");
     }
     let pids: Vec<i32> = match &c.record {
-        Some(r) => processes(&r.init).iter().map(|p| p.pid).collect(),
+        Some(r) => processes(&r.init, r.command.as_ref())
+            .iter()
+            .map(|p| p.pid)
+            .collect(),
         None => Vec::new(),
     };
     if json_format {

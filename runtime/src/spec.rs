@@ -245,7 +245,10 @@ fn id_maps(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused
     };
     let (u, g) = (linux.uid_mappings(), linux.gid_mappings());
     match (u.as_deref(), g.as_deref()) {
-        (None | Some([]), None | Some([])) => return Ok(()),
+        (None | Some([]), None | Some([])) => {
+            identity_maps(a);
+            return Ok(());
+        }
         (None | Some([]), _) => {
             return Err(refuse("linux.uidMappings", "missing beside gidMappings"))
         }
@@ -267,6 +270,34 @@ fn id_maps(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused
         }
     }
     Ok(())
+}
+
+/// A spec without a user namespace asks for the engine's own ids: where
+/// the runtime is root (a root engine's, or inside rootless podman's user
+/// namespace, which maps the user's subordinate ids), the sandbox's user
+/// namespace maps every id the runtime's does, each to itself, so that
+/// `--user 1000` is the engine's uid 1000. (Burrow's own user namespace
+/// still confines the container's root: its capabilities are not the
+/// engine's.) Elsewhere, burrow's own maps.
+fn identity_maps(a: &mut Args) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    for (flag, file) in [
+        ("--uidmap", "/proc/self/uid_map"),
+        ("--gidmap", "/proc/self/gid_map"),
+    ] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines() {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            if let [inner, _, count] = f[..] {
+                a.pair(flag, format!("{inner}:{inner}:{count}"));
+            }
+        }
+    }
 }
 
 fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {

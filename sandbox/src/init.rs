@@ -115,6 +115,12 @@ fn setup(
         crate::net::setup_inside(net, sock)?;
     }
     crate::rootfs::enter(cfg, fs_server)?;
+    enter_working_dir(cfg)
+}
+
+/// Enters the command's working directory in the root (`--chdir`, else
+/// the first fallback that exists, else /); returns it.
+pub(crate) fn enter_working_dir(cfg: &SandboxConfig) -> Result<PathBuf> {
     if cfg.vm.is_some() {
         // The guest's init enters the working directory.
         nix::unistd::chdir("/").ctx(|| "entering /")?;
@@ -137,7 +143,7 @@ fn setup(
 /// ids only), pid 1 is nobody in its namespace and could create nothing:
 /// it becomes the namespace's root, as runc's init does. (When the caller
 /// is mapped, pid 1 stays what it maps to.)
-fn become_root_if_unmapped() -> nix::Result<()> {
+pub(crate) fn become_root_if_unmapped() -> nix::Result<()> {
     let covered = |file: &str, id: u32| {
         std::fs::read_to_string(file).is_ok_and(|text| {
             text.lines().any(|l| {
@@ -217,10 +223,14 @@ fn fail(report_fd: &OwnedFd, code: i32, msg: &str) -> ! {
 /// Where the command's process tells what failed: burrow, through the
 /// report pipe, until the pipe is closed (at a hold point: burrow has
 /// gone by the time anything fails); then its own stderr.
-struct Report(Option<OwnedFd>);
+pub(crate) struct Report(Option<OwnedFd>);
 
 impl Report {
-    fn fail(&self, code: i32, msg: &str) -> ! {
+    pub(crate) fn new(fd: OwnedFd) -> Report {
+        Report(Some(fd))
+    }
+
+    pub(crate) fn fail(&self, code: i32, msg: &str) -> ! {
         match &self.0 {
             Some(fd) => fail(fd, code, msg),
             None => {
@@ -257,7 +267,7 @@ fn hold(hold: &crate::config::Hold, report: &mut Report) {
 
 /// In the forked child: become the command (or, with `--vm`, the VM
 /// supervisor that runs it).
-fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) -> ! {
+pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) -> ! {
     if let Some(vm) = &cfg.vm {
         // The supervisor takes the signals burrow's launcher does (pid 1
         // blocks more, to relay them).
@@ -303,7 +313,7 @@ fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut report: Report) 
     {
         Some(Ok(mut id)) => {
             for &g in &cfg.group_add {
-                if g != id.gid && !id.groups.contains(&g) {
+                if !id.groups.contains(&g) {
                     id.groups.push(g);
                 }
             }

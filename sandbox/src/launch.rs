@@ -360,7 +360,7 @@ fn borrow_status_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
 }
 
 /// Waits for pid 1 of the sandbox, relaying signals sent to burrow.
-fn supervise(child: Pid, waited: &SigSet) -> i32 {
+pub(crate) fn supervise(child: Pid, waited: &SigSet) -> i32 {
     loop {
         let (signo, code) = sys::wait_signal(waited);
         if signo == libc::SIGCHLD {
@@ -378,7 +378,7 @@ fn supervise(child: Pid, waited: &SigSet) -> i32 {
     }
 }
 
-fn read_all(fd: &OwnedFd) -> Vec<u8> {
+pub(crate) fn read_all(fd: &OwnedFd) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -391,7 +391,7 @@ fn read_all(fd: &OwnedFd) -> Vec<u8> {
     }
 }
 
-fn parse_report(report: &[u8]) -> Error {
+pub(crate) fn parse_report(report: &[u8]) -> Error {
     let text = String::from_utf8_lossy(report);
     let (code, msg) = text.split_once('\t').unwrap_or(("125", &text));
     Error::Sandbox {

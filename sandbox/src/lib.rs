@@ -12,6 +12,7 @@ pub mod guard;
 pub mod idmap;
 pub mod image;
 pub mod init;
+pub mod join;
 pub use burrow_vm_init::landlock_policy;
 pub mod launch;
 pub mod mapped;

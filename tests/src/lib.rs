@@ -5,6 +5,7 @@
 //! the unprivileged `burrow-test` account (see scripts/run-tests.sh), so a
 //! pass never rests on host root's privileges.
 
+pub mod bundle;
 pub mod differential;
 pub mod oci;
 pub mod podman;

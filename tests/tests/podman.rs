@@ -299,6 +299,25 @@ fn podman_runs_containers_with_burrow_runtime() {
         "{out:?}"
     );
 
+    // Podman's own user namespace (no user namespace in the spec): every
+    // id it maps is the container's, so --user names one of them.
+    let out = run(
+        "burrow",
+        &[
+            "--rm",
+            "--user",
+            "1000:1000",
+            "localhost/bb:1",
+            "sh",
+            "-c",
+            "id; grep Groups /proc/self/status",
+        ],
+    );
+    assert_eq!(
+        out.stdout, "uid=1000 gid=1000 groups=1000\nGroups:\t1000 \n",
+        "{out:?}"
+    );
+
     // Detached: ps, logs, and stop's SIGTERM reaching the command, whose
     // status podman records.
     let out = run(
@@ -326,6 +345,65 @@ fn podman_runs_containers_with_burrow_runtime() {
     assert_eq!(ps.stdout, "d1\n", "{ps:?}");
     let state = podman.cmd(&["inspect", "d1", "--format", "{{.State.Status}}"]);
     assert_eq!(state.stdout, "running\n", "{state:?}");
+
+    // exec: another process in the running container (conmon calls the
+    // runtime's exec with --process), its output and status podman's;
+    // with the user, environment and working directory asked for; -d
+    // leaves one running there; -it gets a terminal of its own.
+    let out = podman.cmd(&[
+        "exec",
+        "d1",
+        "sh",
+        "-c",
+        "echo in; id -u; ps | grep -c '[t]rap'; exit 5",
+    ]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (5, "in\n0\n1\n"),
+        "{out:?}"
+    );
+    let out = podman.cmd(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "--env",
+        "X=y",
+        "--workdir",
+        "/tmp",
+        "d1",
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g) $X $(pwd)",
+    ]);
+    assert_eq!(out.stdout, "1000:1000 y /tmp\n", "{out:?}");
+    let out = podman.cmd(&[
+        "exec",
+        "-d",
+        "d1",
+        "sh",
+        "-c",
+        "echo $$ > /tmp/bg; exec sleep 1000",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        eventually(Duration::from_secs(30), || podman
+            .cmd(&["exec", "d1", "sh", "-c", "kill -0 $(cat /tmp/bg)"])
+            .code
+            == 0),
+        "exec -d: nothing left running"
+    );
+    let out = podman.cmd(&["exec", "d1", "no-such-command"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    let out = output_within(
+        podman.command("script").args([
+            "-qec",
+            "stty rows 20 cols 70; podman exec -it d1 sh -c 'tty; stty size; exit 6'",
+            "/dev/null",
+        ]),
+        Duration::from_secs(180),
+    );
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stdout.contains("/dev/pts/0\r\n20 70\r\n"), "{out:?}");
     assert_eq!(podman.cmd(&["stop", "-t", "20", "d1"]).code, 0);
     let state = podman.cmd(&[
         "inspect",
