@@ -21,6 +21,7 @@ PACKAGES=(
   python3 python3-pip  # tests: escape attempts written in Python; pip inside the sandbox
   qemu-system-x86 busybox-static cpio  # burrow run --vm; the guest test harness (tests/guest)
   podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups)
+  containerd      # tests: burrow-runtime under containerd's runc shim (ctr run --runc-binary)
   skopeo docker-registry apache2-utils openssl  # tests: images from skopeo, a local registry with htpasswd or token auth
   umoci time      # benches/pull.sh: skopeo copy + umoci unpack --rootless beside burrow pull; peak RSS
 )
