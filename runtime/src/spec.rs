@@ -483,10 +483,6 @@ fn is_harmless(o: &str) -> bool {
 fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> {
     none_set(&[
         (
-            "linux.sysctl",
-            linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
-        ),
-        (
             "linux.devices",
             linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
         ),
@@ -524,6 +520,31 @@ fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> 
                 format!("{p}: only private (burrow's mounts are private)"),
             ));
         }
+    }
+    let has_netns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Network);
+    let mut sysctls: Vec<(&String, &String)> = linux.sysctl().iter().flatten().collect();
+    sysctls.sort();
+    for (name, value) in sysctls {
+        if name.starts_with("net.") && !has_netns {
+            return Err(refuse(
+                "linux.sysctl",
+                format!("{name}: no network namespace in linux.namespaces"),
+            ));
+        }
+        let arg = format!("{name}={value}");
+        // (The launcher's own check, told by the field's name.)
+        burrow_sandbox::sysctl::parse(std::slice::from_ref(&arg), has_netns).map_err(|e| {
+            let msg = e.to_string();
+            refuse(
+                "linux.sysctl",
+                msg.trim_start_matches("--sysctl ").to_string(),
+            )
+        })?;
+        a.pair("--sysctl", arg);
     }
     for p in linux.readonly_paths().iter().flatten() {
         a.pair("--remount-ro", p);

@@ -273,6 +273,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub remount_noexec: Vec<PathBuf>,
 
+    /// Set a kernel setting of the sandbox's own namespaces (OCI's
+    /// linux.sysctl): kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, or
+    /// net.* with a network namespace of its own. Repeatable.
+    #[arg(long, value_name = "NAME=VALUE", action = ArgAction::Append)]
+    pub sysctl: Vec<String>,
+
     /// Hide PATH, after all other mounts: a directory shows empty and
     /// read-only, a file reads as empty (OCI's maskedPaths, podman's
     /// --security-opt mask=; e.g. /proc/kcore). Skipped where PATH does

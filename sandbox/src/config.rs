@@ -101,6 +101,9 @@ pub struct SandboxConfig {
     /// `--remount-noexec`: after `remount_ro`.
     pub remount_noexec: Vec<PathBuf>,
     pub masks: Vec<PathBuf>,
+    /// `--sysctl`: in pid 1 once /proc is mounted, or (net.* of a
+    /// namespace joined with --netns) by the launcher.
+    pub sysctls: Vec<crate::sysctl::Sysctl>,
     pub chdir: Option<PathBuf>,
     /// Directories to try, in order, when `chdir` is not given.
     pub fallback_dirs: Vec<PathBuf>,
@@ -452,6 +455,8 @@ impl SandboxConfig {
         let remount_ro = paths(&args.remount_ro, "--remount-ro")?;
         let remount_noexec = paths(&args.remount_noexec, "--remount-noexec")?;
         let masks = paths(&args.mask, "--mask")?;
+        let sysctls =
+            crate::sysctl::parse(&args.sysctl, netns.is_some() || args.net != NetMode::Host)?;
         if args.vm {
             let umask_set = umask.is_some();
             let own = ": the guest's kernel makes its own /proc and /sys";
@@ -460,6 +465,7 @@ impl SandboxConfig {
                 (!remount_ro.is_empty(), "--remount-ro", own),
                 (!remount_noexec.is_empty(), "--remount-noexec", " yet"),
                 (!masks.is_empty(), "--mask", own),
+                (!sysctls.is_empty(), "--sysctl", " yet"),
                 (umask_set, "--umask", " yet"),
             ]
             .iter()
@@ -535,6 +541,7 @@ impl SandboxConfig {
             remount_ro,
             remount_noexec,
             masks,
+            sysctls,
             chdir,
             fallback_dirs,
             hostname: args.hostname,

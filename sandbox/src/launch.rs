@@ -208,6 +208,16 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 ))
             })?;
         }
+        // The caller's own settings of that namespace, after burrow's.
+        let here = nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| "opening /")?;
+        for s in cfg.sysctls.iter().filter(|s| s.of_joined_netns(true)) {
+            s.write_in_root(here.as_fd())?;
+        }
     }
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS

@@ -28,6 +28,7 @@ pub mod signals;
 pub mod status;
 pub mod storage;
 pub mod sys;
+pub mod sysctl;
 pub mod union;
 pub mod vm;
 

@@ -120,6 +120,10 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     // 3. Kernel filesystems and scratch space.
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
     limit_sysv_shm(&root, cfg.storage.store_bytes)?;
+    let joined = cfg.netns.is_some();
+    for s in cfg.sysctls.iter().filter(|s| !s.of_joined_netns(joined)) {
+        s.write_in_root(root.as_fd())?;
+    }
     if cfg.rootfs == Path::new("/") {
         // The host's /sys, as the read-only bind of / would show it (not
         // through the union).

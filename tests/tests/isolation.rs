@@ -83,3 +83,62 @@ fn the_sandbox_cannot_undo_its_mounts() {
     let out = sh(&[], "umount /proc 2>/dev/null && echo unmounted; umount / 2>/dev/null && echo unmounted-root; echo done");
     assert_eq!(out.ok(), "done\n");
 }
+
+/// --sysctl sets what belongs to the sandbox's own IPC and network
+/// namespaces, and leaves the host's values alone; a setting of the
+/// host's (or net.* with the host's network) is refused by name.
+#[test]
+fn sysctls_are_the_sandboxes_own() {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+    let host = (
+        read("/proc/sys/kernel/msgmax"),
+        read("/proc/sys/fs/mqueue/msg_max"),
+        read("/proc/sys/net/ipv4/ip_forward"),
+    );
+    let out = sh(
+        &[
+            "--sysctl",
+            "kernel.msgmax=4321",
+            "--sysctl",
+            "fs.mqueue.msg_max=17",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+        ],
+        "cat /proc/sys/kernel/msgmax /proc/sys/fs/mqueue/msg_max /proc/sys/net/ipv4/ip_forward",
+    );
+    assert_eq!(out.ok(), "4321\n17\n1\n");
+    assert_eq!(
+        host,
+        (
+            read("/proc/sys/kernel/msgmax"),
+            read("/proc/sys/fs/mqueue/msg_max"),
+            read("/proc/sys/net/ipv4/ip_forward"),
+        )
+    );
+    for (args, why) in [
+        (
+            &["--sysctl", "kernel.pid_max=100"][..],
+            "not a setting of the sandbox's own",
+        ),
+        (
+            &["--sysctl", "vm.swappiness=1"][..],
+            "not a setting of the sandbox's own",
+        ),
+        (
+            &["--sysctl", "kernel.shm/../../x=1"][..],
+            "not a sysctl name",
+        ),
+        (
+            &["--sysctl", "net.ipv4.ip_forward=1", "--net", "host"][..],
+            "--net host",
+        ),
+        (&["--sysctl", "kernel.msgmax"][..], "NAME=VALUE"),
+    ] {
+        let out = sh(args, "true");
+        assert_eq!(out.code, 125, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("--sysctl") && out.stderr.contains(why),
+            "{args:?}: {out:?}"
+        );
+    }
+}

@@ -431,19 +431,22 @@ fn podman_runs_containers_with_burrow_runtime() {
     assert!(out.stdout.contains("/dev/pts/0\r\n33 101\r\n"), "{out:?}");
 
     // podman's default network (its namespace, joined by path, served by
-    // slirp4netns) and -p through its port handler to a server inside.
+    // slirp4netns; a sysctl of it set) and -p through its port handler to
+    // a server inside.
     let out = podman.cmd(&[
         "--runtime",
         "burrow",
         "run",
         "--rm",
         "--pull=never",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
         "localhost/bb:1",
         "sh",
         "-c",
-        "ip -o -4 addr show tap0 | awk '{print $4}'",
+        "ip -o -4 addr show tap0 | awk '{print $4}'; cat /proc/sys/net/ipv4/ip_forward",
     ]);
-    assert_eq!(out.stdout, "10.0.2.100/24\n", "{out:?}");
+    assert_eq!(out.stdout, "10.0.2.100/24\n1\n", "{out:?}");
     let port = free_port();
     let out = podman.cmd(&[
         "--runtime",

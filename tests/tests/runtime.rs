@@ -684,3 +684,42 @@ fn create_and_start_work_when_the_caller_is_not_mapped() {
     );
     assert_eq!(rt(&root, &["delete", &id]).code, 0);
 }
+
+/// linux.sysctl: the container's own IPC and network namespaces' settings
+/// are set (with a network namespace in the spec); one of the host's is
+/// refused by the field's name.
+#[test]
+fn sysctls_of_the_containers_namespaces_are_set() {
+    let t = TempDir::new("runtime-sysctl");
+    bundle(t.path(), |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "type": "network" }));
+        c["linux"]["sysctl"] = serde_json::json!({
+            "kernel.msgmax": "4321", "net.ipv4.ip_forward": "1", "fs.mqueue.msg_max": "17"
+        });
+        c["process"]["args"] = serde_json::json!([
+            "cat",
+            "/proc/sys/kernel/msgmax",
+            "/proc/sys/net/ipv4/ip_forward",
+            "/proc/sys/fs/mqueue/msg_max"
+        ]);
+    });
+    let out = run(t.path(), &unique_token());
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "4321\n1\n17\n"),
+        "{out:?}"
+    );
+    let host = TempDir::new("runtime-sysctl-host");
+    bundle(host.path(), |c| {
+        c["linux"]["sysctl"] = serde_json::json!({ "kernel.pid_max": "100" });
+    });
+    let out = run(host.path(), &unique_token());
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("linux.sysctl") && out.stderr.contains("kernel.pid_max"),
+        "{out:?}"
+    );
+}
