@@ -640,7 +640,6 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         ("process.commandLine", p.command_line().is_some()),
         ("process.apparmorProfile", p.apparmor_profile().is_some()),
         ("process.selinuxLabel", p.selinux_label().is_some()),
-        ("process.oomScoreAdj", p.oom_score_adj().is_some()),
         ("process.ioPriority", p.io_priority().is_some()),
         ("process.scheduler", p.scheduler().is_some()),
         ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
@@ -658,6 +657,15 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         a.pair2("--setenv", k, v);
     }
     a.pair("--chdir", p.cwd());
+    if let Some(n) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&n) {
+            return Err(refuse(
+                "process.oomScoreAdj",
+                format!("{n}: not in -1000..1000"),
+            ));
+        }
+        a.pair("--oom-score-adj", n.to_string());
+    }
     if let Some(mask) = p.user().umask() {
         a.pair("--umask", format!("{mask:o}"));
     }

@@ -317,6 +317,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE")]
     pub umask: Option<String>,
 
+    /// The command's OOM score adjustment, -1000 to 1000 (podman's
+    /// --oom-score-adj, OCI's oomScoreAdj); below the caller's own it
+    /// needs privileges burrow does not have.
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub oom_score_adj: Option<i32>,
+
     /// Set an environment variable.
     #[arg(long, num_args = 2, value_names = ["VAR", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub setenv: Vec<OsString>,

@@ -83,6 +83,8 @@ pub struct SandboxConfig {
     pub group_add: Vec<u32>,
     /// `--umask`: the command's, else the caller's.
     pub umask: Option<u32>,
+    /// `--oom-score-adj`: the command's, else the caller's.
+    pub oom_score_adj: Option<i32>,
     pub keep_id: bool,
     pub map_users: MapUsers,
     /// `--uidmap` and `--gidmap`, instead of the maps `keep_id` and
@@ -467,6 +469,7 @@ impl SandboxConfig {
                 (!masks.is_empty(), "--mask", own),
                 (!sysctls.is_empty(), "--sysctl", " yet"),
                 (umask_set, "--umask", " yet"),
+                (args.oom_score_adj.is_some(), "--oom-score-adj", " yet"),
             ]
             .iter()
             .find_map(|(set, f, why)| set.then_some((f, why)))
@@ -525,6 +528,7 @@ impl SandboxConfig {
             user,
             group_add: args.group_add.clone(),
             umask,
+            oom_score_adj: args.oom_score_adj,
             keep_id: args.keep_id,
             map_users: args.map_users,
             id_maps,

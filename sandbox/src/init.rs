@@ -58,6 +58,13 @@ pub fn run(
             );
         }
     }
+    // (Its own /proc file, writable while it is dumpable; the command
+    // inherits the value.)
+    if let Some(n) = cfg.oom_score_adj {
+        if let Err(msg) = sys::set_oom_score_adj(n) {
+            fail(&report_fd, EXIT_SETUP, &msg);
+        }
+    }
     // From here on the sandbox cannot ptrace pid 1 or open its /proc
     // files (/proc/1/exe is burrow's binary). Not before: burrow writes
     // the id maps through /proc of this process.

@@ -154,6 +154,12 @@ fn join_and_fork(
         let _ = nix::unistd::write(&report_w, format!("{EXIT_SETUP}\t{msg}").as_bytes());
         sys::exit_now(EXIT_SETUP)
     };
+    // (Inherited by the new process; writable only while dumpable.)
+    if let Some(n) = cfg.oom_score_adj {
+        if let Err(msg) = sys::set_oom_score_adj(n) {
+            fail(msg);
+        }
+    }
     // From here to the new process's exec, nothing in the sandbox may
     // trace these processes or reach their descriptors through /proc.
     if let Err(e) = sys::set_not_dumpable() {

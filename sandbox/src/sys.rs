@@ -648,3 +648,17 @@ pub fn close_handed_over(fd: RawFd) {
     // the number is not closed twice; nothing here uses it afterwards.
     unsafe { libc::close(fd) };
 }
+
+/// Sets this process's OOM score adjustment (its children inherit it),
+/// through its own /proc file, which it may write only while dumpable.
+pub fn set_oom_score_adj(n: i32) -> std::result::Result<(), String> {
+    std::fs::write("/proc/self/oom_score_adj", n.to_string()).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM) => {
+                "below the caller's own it needs privileges burrow does not have".to_string()
+            }
+            _ => errno_text(&e),
+        };
+        format!("--oom-score-adj {n}: {why}")
+    })
+}

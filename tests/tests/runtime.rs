@@ -82,7 +82,7 @@ fn fields_burrow_cannot_honour_are_refused_by_name() {
             c["linux"]["sysctl"] = serde_json::json!({ "net.ipv4.ip_forward": "1" })
         }),
         ("process.oomScoreAdj", |c| {
-            c["process"]["oomScoreAdj"] = 100.into()
+            c["process"]["oomScoreAdj"] = 5000.into()
         }),
         ("process.terminal", |c| {
             c["process"]["terminal"] = true.into()
@@ -722,4 +722,31 @@ fn sysctls_of_the_containers_namespaces_are_set() {
         out.stderr.contains("linux.sysctl") && out.stderr.contains("kernel.pid_max"),
         "{out:?}"
     );
+}
+
+/// process.oomScoreAdj: the command's; below the caller's own (which needs
+/// privileges no user namespace gives) create says so and leaves nothing.
+#[test]
+fn the_oom_score_adjustment_is_the_commands() {
+    let t = TempDir::new("runtime-oom");
+    bundle(t.path(), |c| {
+        c["process"]["oomScoreAdj"] = 500.into();
+        c["process"]["args"] = serde_json::json!(["cat", "/proc/self/oom_score_adj"]);
+    });
+    let out = run(t.path(), &unique_token());
+    assert_eq!((out.code, out.stdout.as_str()), (0, "500\n"), "{out:?}");
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let lower = TempDir::new("runtime-oom-lower");
+    bundle(lower.path(), |c| {
+        c["process"]["oomScoreAdj"] = (own - 100).max(-1000).into();
+    });
+    let root = lower.join("state");
+    let out = rt(&root, &["create", "--bundle", lower.s(), "low"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--oom-score-adj"), "{out:?}");
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
 }
