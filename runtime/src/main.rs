@@ -6,6 +6,7 @@
 //! `start` (see [`lifecycle`]); `run` is both, in the foreground. State is
 //! kept under `--root` (see [`container`]).
 
+mod annotations;
 mod container;
 mod exec;
 mod lifecycle;

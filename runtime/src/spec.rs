@@ -18,7 +18,7 @@ pub struct Refused {
     pub why: String,
 }
 
-fn refuse(field: impl Into<String>, why: impl Into<String>) -> Refused {
+pub(crate) fn refuse(field: impl Into<String>, why: impl Into<String>) -> Refused {
     Refused {
         field: field.into(),
         why: why.into(),
@@ -104,23 +104,26 @@ pub fn run_args(spec: &Spec, bundle: &Path) -> Result<Vec<OsString>, Refused> {
         ("vm", spec.vm().is_some()),
         ("zos", spec.zos().is_some()),
     ])?;
-    if let Some(key) = spec
-        .annotations()
-        .iter()
-        .flat_map(|m| m.keys())
-        .find(|k| k.starts_with("run.burrow."))
-    {
-        return Err(refuse(format!("annotations.{key}"), "not a burrow setting"));
-    }
     root(spec, bundle, &mut a)?;
     let linux = spec.linux().clone().unwrap_or_default();
+    let new_netns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
+    a.0.extend(crate::annotations::args(spec, new_netns)?);
     namespaces(&linux, spec.hostname().is_some(), &mut a)?;
     if let Some(h) = spec.hostname() {
         a.pair("--hostname", h);
     }
     let list = spec.mounts().as_deref().unwrap_or_default();
-    mounts(list, bundle, &mut a)?;
-    self::linux(&linux, &mut a)?;
+    let vm = spec
+        .annotations()
+        .as_ref()
+        .and_then(|m| m.get("run.burrow.vm"))
+        .is_some_and(|v| v == "true");
+    mounts(list, bundle, vm, &mut a)?;
+    self::linux(&linux, vm, &mut a)?;
     process(spec, &mut a)
 }
 
@@ -300,7 +303,8 @@ fn identity_maps(a: &mut Args) {
     }
 }
 
-fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {
+/// `vm`: see [`linux`].
+fn mounts(list: &[Mount], bundle: &Path, vm: bool, a: &mut Args) -> Result<(), Refused> {
     let (mut sys_bound, mut cgroup) = (false, None);
     for (i, m) in list.iter().enumerate() {
         let dst = m.destination();
@@ -351,7 +355,9 @@ fn mounts(list: &[Mount], bundle: &Path, a: &mut Args) -> Result<(), Refused> {
             if !opts.iter().any(|o| o == "ro") {
                 return Err(refuse(field(), "a writable /sys is not supported"));
             }
-            a.pair2("--ro-bind", "/sys", "/sys");
+            if !vm {
+                a.pair2("--ro-bind", "/sys", "/sys");
+            }
             sys_bound = true;
             continue;
         }
@@ -480,7 +486,10 @@ fn is_harmless(o: &str) -> bool {
     )
 }
 
-fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> {
+/// `vm`: the command runs in burrow's micro-VM, whose kernel makes its
+/// own /proc and /sys (the host's are not there to mask or make
+/// read-only).
+fn linux(linux: &oci_spec::runtime::Linux, vm: bool, a: &mut Args) -> Result<(), Refused> {
     none_set(&[
         (
             "linux.devices",
@@ -546,10 +555,16 @@ fn linux(linux: &oci_spec::runtime::Linux, a: &mut Args) -> Result<(), Refused> 
         })?;
         a.pair("--sysctl", arg);
     }
-    for p in linux.readonly_paths().iter().flatten() {
+    let guests = |p: &&String| vm && (p.starts_with("/proc/") || p.starts_with("/sys/"));
+    for p in linux
+        .readonly_paths()
+        .iter()
+        .flatten()
+        .filter(|p| !guests(p))
+    {
         a.pair("--remount-ro", p);
     }
-    for p in linux.masked_paths().iter().flatten() {
+    for p in linux.masked_paths().iter().flatten().filter(|p| !guests(p)) {
         a.pair("--mask", p);
     }
     Ok(())

@@ -22,7 +22,7 @@ pub fn bundle(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static (setup-host.sh)");
     for applet in [
         "sh", "echo", "hostname", "id", "wc", "grep", "touch", "ls", "readlink", "test", "tty",
-        "stty", "true", "cat", "mkdir", "sleep", "ps", "pwd",
+        "stty", "true", "cat", "mkdir", "sleep", "ps", "pwd", "wget", "ip",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }

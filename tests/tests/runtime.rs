@@ -750,3 +750,107 @@ fn the_oom_score_adjustment_is_the_commands() {
     assert!(out.stderr.contains("--oom-score-adj"), "{out:?}");
     assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
 }
+
+/// Annotations select burrow's own features: run.burrow.net=slirp (its
+/// userspace network in the container's new network namespace, here
+/// with the host's loopback as 10.0.2.2), run.burrow.landlock with
+/// run.burrow.allow-connect (Landlock's TCP rules: the one port allowed,
+/// another refused); an unknown key is refused by name.
+#[test]
+fn annotations_select_burrows_own_features() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (open, closed) = (server.local_addr().unwrap().port(), free_port());
+    std::thread::spawn(move || {
+        for conn in server.incoming().flatten() {
+            let mut conn = conn;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n",
+            );
+        }
+    });
+    let t = TempDir::new("runtime-annotations");
+    bundle(t.path(), |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "type": "network" }));
+        c["annotations"] = serde_json::json!({
+            "run.burrow.net": "slirp",
+            "run.burrow.allow-host-loopback": "true",
+            "run.burrow.landlock": "true",
+            "run.burrow.allow-connect": open.to_string(),
+        });
+        // (Where the network's resolver goes, as an image has it.)
+        std::fs::write(t.join("rootfs/etc/resolv.conf"), "").unwrap();
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            format!(
+                "ip -o -4 addr show | grep -c 10.0.2.100; wget -q -O - http://10.0.2.2:{open}/; \
+                 wget -q -O - http://10.0.2.2:{closed}/ 2>&1 | grep -c 'ermission denied'"
+            )
+        ]);
+    });
+    let out = run(t.path(), &unique_token());
+    assert_eq!(out.stdout, "1\nhello\n1\n", "{out:?}");
+
+    let bad = TempDir::new("runtime-annotations-bad");
+    bundle(bad.path(), |c| {
+        c["annotations"] = serde_json::json!({ "run.burrow.nope": "1" });
+    });
+    let out = run(bad.path(), &unique_token());
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("annotations.run.burrow.nope"),
+        "{out:?}"
+    );
+    let no_netns = TempDir::new("runtime-annotations-net");
+    bundle(no_netns.path(), |c| {
+        c["annotations"] = serde_json::json!({ "run.burrow.net": "slirp" });
+    });
+    let out = run(no_netns.path(), &unique_token());
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("annotations.run.burrow.net"), "{out:?}");
+}
+
+/// run.burrow.vm: the container's command in burrow's micro-VM, of its
+/// own kernel (the spec's masks of /proc and /sys are the guest kernel's
+/// business), its status the container's.
+#[test]
+fn the_vm_annotation_runs_the_container_in_a_micro_vm() {
+    let cache = Path::new("/var/cache/burrow-guest");
+    if !cache.join("vmlinuz").exists() || !cache.join("vm-modules/order").exists() {
+        skipped("no guest kernel and modules (scripts/setup-host.sh --vm caches them)");
+        return;
+    }
+    if !has_subordinate_ids() {
+        skipped("--vm needs subordinate id ranges for this user");
+        return;
+    }
+    let t = TempDir::new("runtime-vm");
+    bundle(t.path(), |c| {
+        // burrow's own id maps (the subordinate ranges virtiofsd needs).
+        c["linux"].as_object_mut().unwrap().remove("uidMappings");
+        c["linux"].as_object_mut().unwrap().remove("gidMappings");
+        c["annotations"] = serde_json::json!({ "run.burrow.vm": "true" });
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "cat /proc/sys/kernel/osrelease; hostname; exit 3"
+        ]);
+    });
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let out = run(t.path(), &unique_token());
+    assert_eq!(out.code, 3, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert_ne!(
+        lines[0],
+        host_kernel.trim(),
+        "the host's kernel runs it: {out:?}"
+    );
+    assert_eq!(lines[1], "runc", "{out:?}");
+}
