@@ -103,6 +103,7 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
     // The bundle is read before the ID is claimed: a bad one leaves nothing.
     let (mut cfg, spec, bundle) = sandbox_of(bundle, opts.console_socket)?;
     cfg.preserve_fds = opts.preserve_fds;
+    cfg.hooks = crate::hooks::for_sandbox(&spec, id, &bundle)?.map(Box::new);
     let (mut container, hold) = Container::claim(root, id)?;
     if let Err(e) = container.save_spec(&spec) {
         container.remove();
@@ -118,6 +119,10 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
     };
     let (init_pid, helper_pids) = (created.init, created.helpers.clone());
     let recorded = Proc::of(created.init).and_then(|init| {
+        let state = crate::hooks::state(&spec, id, &bundle, "creating", init.pid);
+        for stage in ["createRuntime", "prestart"] {
+            crate::hooks::run(&spec, stage, &state).map_err(|e| anyhow!(e))?;
+        }
         let record = Record {
             oci_version: spec.version().clone(),
             id: id.to_string(),
@@ -227,6 +232,9 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
             bail!("container {id:?} ended before it started");
         }
     }
+    let spec = container.spec()?;
+    let state = crate::hooks::state(&spec, id, &record.bundle, "running", record.init.pid);
+    crate::hooks::run_warning(&spec, "poststart", &state);
     Ok(())
 }
 
@@ -285,7 +293,12 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
             status.name()
         ),
     }
+    let spec = container.spec().ok();
     destroy(&container);
+    if let (Some(spec), Some(r)) = (spec, &container.record) {
+        let state = crate::hooks::state(&spec, id, &r.bundle, "stopped", r.init.pid);
+        crate::hooks::run_warning(&spec, "poststop", &state);
+    }
     Ok(())
 }
 

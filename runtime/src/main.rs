@@ -9,6 +9,7 @@
 mod annotations;
 mod container;
 mod exec;
+mod hooks;
 mod lifecycle;
 mod report;
 mod spec;
@@ -233,7 +234,10 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
 /// `burrow run`); its status is this process's.
 fn run(bundle: &Path, id: &str) -> anyhow::Result<i32> {
     container::check_id(id)?;
-    let (cfg, _, _) = lifecycle::sandbox_of(bundle, None)?;
+    let (cfg, spec, _) = lifecycle::sandbox_of(bundle, None)?;
+    if spec.hooks().is_some() {
+        bail!("config.json: hooks: not with run (create and start run them)");
+    }
     Ok(burrow_sandbox::launch::run(&cfg)?)
 }
 

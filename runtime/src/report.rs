@@ -279,7 +279,18 @@ pub fn features() -> Result<()> {
     let features = FeaturesBuilder::default()
         .oci_version_min("1.0.0")
         .oci_version_max(oci_spec::runtime::VERSION)
-        .hooks(Vec::<String>::new())
+        .hooks(
+            [
+                "prestart",
+                "createRuntime",
+                "createContainer",
+                "startContainer",
+                "poststart",
+                "poststop",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
         .mount_options(mount_options)
         .linux(linux)
         .annotations(HashMap::from([(

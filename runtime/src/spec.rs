@@ -97,7 +97,6 @@ pub fn run_args(spec: &Spec, bundle: &Path) -> Result<Vec<OsString>, Refused> {
         ));
     }
     none_set(&[
-        ("hooks", spec.hooks().is_some()),
         ("domainname", spec.domainname().is_some()),
         ("solaris", spec.solaris().is_some()),
         ("windows", spec.windows().is_some()),

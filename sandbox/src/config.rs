@@ -141,6 +141,8 @@ pub struct SandboxConfig {
     pub hold: Option<Hold>,
     /// Set by the OCI runtime for a spec's `process.terminal`.
     pub console: Option<Console>,
+    /// Set by the OCI runtime: the spec's hooks that run in the sandbox.
+    pub hooks: Option<Box<crate::hooks::SandboxHooks>>,
 }
 
 /// A terminal for the command (the OCI runtime's `--console-socket`): a
@@ -564,6 +566,7 @@ impl SandboxConfig {
             image_in_use: image.and_then(|i| i.in_use),
             hold: None,
             console: None,
+            hooks: None,
         })
     }
 }

@@ -36,6 +36,9 @@ pub fn run(
         sys::exit_now(EXIT_SETUP); // burrow died or could not write the id maps
     }
     drop(sync);
+    if cfg.hooks.is_some() {
+        crate::hooks::note_container_pid();
+    }
     // (burrow's own maps always map the caller: only given ones may not.)
     if let Err(e) = cfg
         .id_maps
@@ -250,8 +253,10 @@ impl Report {
 
 /// The hold point of a sandbox made by `create`: burrow is told all went
 /// well (the report pipe closes), and the command waits until `start`
-/// opens the FIFO for reading.
-fn hold(hold: &crate::config::Hold, report: &mut Report) {
+/// opens the FIFO for reading; then the startContainer hooks run, and
+/// the byte `start` waits for says they did (a command that fails before
+/// closes the FIFO without one).
+fn hold(hold: &crate::config::Hold, cfg: &SandboxConfig, report: &mut Report) {
     use std::os::fd::AsRawFd;
     // The sandbox's own /proc, of this process: no path of the host's.
     let path = format!("/proc/self/fd/{}", hold.fifo.as_raw_fd());
@@ -264,6 +269,7 @@ fn hold(hold: &crate::config::Hold, report: &mut Report) {
         nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     );
+    let opened = opened.inspect(|_| start_container_hooks(cfg, report));
     match opened.and_then(|fd| nix::unistd::write(&fd, b"0")) {
         Ok(_) => {}
         Err(e) => report.fail(EXIT_SETUP, &format!("waiting for start: {}", e.desc())),
@@ -283,8 +289,9 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
             Some(&signals::waited_set()),
             None,
         );
-        if let Some(h) = &cfg.hold {
-            hold(h, &mut report);
+        match &cfg.hold {
+            Some(h) => hold(h, cfg, &mut report),
+            None => start_container_hooks(cfg, &report),
         }
         // The supervisor reports its own errors on stderr.
         drop(report);
@@ -347,7 +354,9 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
             0 => {}
             e => cannot_exec(cfg, e, &report),
         }
-        hold(h, &mut report);
+        hold(h, cfg, &mut report);
+    } else {
+        start_container_hooks(cfg, &report);
     }
     if let Some(mask) = cfg.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
@@ -367,6 +376,16 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
         burrow_vm_init::exec::exec_search(&cfg.argv, &env),
         &report,
     )
+}
+
+/// The spec's startContainer hooks, in the command's process after the
+/// start (in the container: their paths are the container's).
+fn start_container_hooks(cfg: &SandboxConfig, report: &Report) {
+    if let Some(hooks) = &cfg.hooks {
+        if let Err(msg) = hooks.run_start_container() {
+            report.fail(EXIT_SETUP, &msg);
+        }
+    }
 }
 
 /// Says why the command cannot run (errno `e` of its exec) and exits

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod guard;
+pub mod hooks;
 pub mod idmap;
 pub mod image;
 pub mod init;

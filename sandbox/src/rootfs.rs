@@ -114,6 +114,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         for op in &cfg.mounts {
             apply(&store, &root, op)?;
         }
+        create_container_hooks(cfg)?;
         return enter_vmm_root(cfg, &store, root);
     }
 
@@ -161,7 +162,19 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     }
 
     // 5. Make /newroot the root and drop everything else.
+    create_container_hooks(cfg)?;
     pivot_into(root)
+}
+
+/// The spec's createContainer hooks: in the sandbox's namespaces, the
+/// root built, before it is entered (their paths are the host's).
+fn create_container_hooks(cfg: &SandboxConfig) -> Result<()> {
+    match &cfg.hooks {
+        Some(hooks) => hooks
+            .run_create_container(Path::new(OLDROOT))
+            .map_err(Error::usage),
+        None => Ok(()),
+    }
 }
 
 /// `--bind-rootfs`: the rootfs (with what is mounted below it) on

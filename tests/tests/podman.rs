@@ -318,6 +318,49 @@ fn podman_runs_containers_with_burrow_runtime() {
         "{out:?}"
     );
 
+    // An OCI hook of --hooks-dir (podman puts its prestart hooks in the
+    // spec) is run by burrow-runtime, given the container's state.
+    let hooks = t.join("hooks.d");
+    std::fs::create_dir(&hooks).unwrap();
+    let hook_out = t.join("hook.out");
+    std::fs::write(
+        hooks.join("state.json"),
+        serde_json::json!({
+            "version": "1.0.0",
+            "hook": { "path": "/bin/sh",
+                      "args": ["sh", "-c", format!("cat > {}", hook_out.display())] },
+            "when": { "always": true },
+            "stages": ["prestart"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cidfile = t.join("hooked.cid");
+    let out = podman.cmd(&[
+        "--runtime",
+        "burrow",
+        "--hooks-dir",
+        hooks.to_str().unwrap(),
+        "run",
+        "--rm",
+        "--pull=never",
+        "--network=none",
+        "--cidfile",
+        cidfile.to_str().unwrap(),
+        "localhost/bb:1",
+        "id",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hook_out).unwrap()).unwrap();
+    assert_eq!(state["status"], "creating", "{state}");
+    assert_eq!(
+        state["id"].as_str(),
+        Some(std::fs::read_to_string(&cidfile).unwrap().trim()),
+        "{state}"
+    );
+    assert!(state["pid"].as_i64().unwrap() > 0, "{state}");
+
     // Detached: ps, logs, and stop's SIGTERM reaching the command, whose
     // status podman records.
     let out = run(

@@ -854,3 +854,178 @@ fn the_vm_annotation_runs_the_container_in_a_micro_vm() {
     );
     assert_eq!(lines[1], "runc", "{out:?}");
 }
+
+/// A hook that appends its stage's name and the state it was given to
+/// `log` (its path the host's /bin/sh, or the container's).
+fn logging_hook(log: &Path, stage: &str) -> serde_json::Value {
+    serde_json::json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("{{ echo {stage}; cat; echo; }} >> {}", log.display())],
+        "env": ["PATH=/bin:/usr/bin"],
+    })
+}
+
+/// The stages and states a hooks log holds, in order.
+fn hook_log(log: &Path) -> Vec<(String, serde_json::Value)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|c| (c[0].to_string(), serde_json::from_str(c[1]).unwrap()))
+        .collect()
+}
+
+/// Hooks run at their points of the container's life, in order, each
+/// given the container's state: createRuntime and prestart by create
+/// (pid 1's pid, "creating"), startContainer in the container once
+/// started, poststart by start, poststop by delete; createContainer by
+/// pid 1 before it enters the root (a spec with it and createRuntime is
+/// refused: burrow cannot keep their order). A failing createRuntime
+/// hook fails create and leaves nothing; a failing poststop one is a
+/// warning.
+#[test]
+fn hooks_run_at_their_points_given_the_state() {
+    let t = TempDir::new("runtime-hooks");
+    let (b, root) = (t.join("b"), t.join("state"));
+    let log = t.join("hooks.log");
+    std::fs::create_dir_all(b.join("data")).unwrap();
+    bundle(&b, |c| {
+        bind_data(c);
+        c["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [logging_hook(&log, "createRuntime")],
+            "prestart": [logging_hook(&log, "prestart")],
+            "startContainer": [logging_hook(Path::new("/data/hooks.log"), "startContainer")],
+            "poststart": [logging_hook(&log, "poststart")],
+            "poststop": [logging_hook(&log, "poststop"),
+                         { "path": "/bin/false", "args": ["false"] }],
+        });
+    });
+    let id = unique_token();
+    let pid_file = t.join("pid");
+    let out = rt(
+        &root,
+        &[
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let stages = |l: &[(String, serde_json::Value)]| -> Vec<String> {
+        l.iter().map(|(s, _)| s.clone()).collect()
+    };
+    let created = hook_log(&log);
+    assert_eq!(stages(&created), ["createRuntime", "prestart"]);
+    for (_, state) in &created {
+        assert_eq!(
+            (
+                state["id"].as_str(),
+                state["pid"].as_i64(),
+                state["status"].as_str()
+            ),
+            (Some(id.as_str()), Some(pid), Some("creating")),
+            "{state}"
+        );
+        assert_eq!(state["bundle"].as_str(), Some(b.to_str().unwrap()));
+    }
+    assert!(
+        !b.join("data/hooks.log").exists(),
+        "startContainer ran before start"
+    );
+    assert_eq!(rt(&root, &["start", &id]).code, 0);
+    // (start returns once the startContainer hooks have run.)
+    let started = hook_log(&b.join("data/hooks.log"));
+    assert_eq!(stages(&started), ["startContainer"]);
+    assert_eq!(
+        started[0].1["pid"].as_i64(),
+        Some(pid),
+        "{:?}",
+        started[0].1
+    );
+    assert_eq!(
+        stages(&hook_log(&log)),
+        ["createRuntime", "prestart", "poststart"]
+    );
+    let out = rt(&root, &["delete", "--force", &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("warning: hooks.poststop[1] /bin/false failed"),
+        "{out:?}"
+    );
+    let all = hook_log(&log);
+    assert_eq!(
+        stages(&all),
+        ["createRuntime", "prestart", "poststart", "poststop"]
+    );
+    assert_eq!(all[3].1["status"].as_str(), Some("stopped"));
+
+    // createContainer: pid 1's, before it enters the root (the host's
+    // /bin/sh, the test's log), its state pid 1's.
+    let b2 = t.join("b2");
+    let log2 = t.join("hooks2.log");
+    bundle(&b2, |c| {
+        c["process"]["args"] = serde_json::json!(["true"]);
+        c["hooks"] = serde_json::json!({
+            "createContainer": [logging_hook(&log2, "createContainer")],
+        });
+    });
+    let id2 = unique_token();
+    let out = rt(
+        &root,
+        &[
+            "create",
+            "--bundle",
+            b2.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id2,
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let pid2: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let l = hook_log(&log2);
+    assert_eq!(stages(&l), ["createContainer"]);
+    assert_eq!(
+        (l[0].1["id"].as_str(), l[0].1["pid"].as_i64()),
+        (Some(id2.as_str()), Some(pid2)),
+        "{:?}",
+        l[0].1
+    );
+    assert_eq!(rt(&root, &["delete", "--force", &id2]).code, 0);
+
+    // Out of order, and failing.
+    for (hooks, what) in [
+        (
+            serde_json::json!({
+                "createContainer": [logging_hook(&log2, "x")],
+                "createRuntime": [logging_hook(&log2, "y")],
+            }),
+            "hooks.createContainer",
+        ),
+        (
+            serde_json::json!({
+                "createRuntime": [{ "path": "/bin/sh", "args": ["sh", "-c", "echo no way; exit 3"] }],
+            }),
+            "hooks.createRuntime[0] /bin/sh failed (exit status: 3): no way",
+        ),
+        (
+            serde_json::json!({
+                "createContainer": [{ "path": "/bin/sleep", "args": ["sleep", "100"], "timeout": 1 }],
+            }),
+            "hooks.createContainer[0] /bin/sleep: still running after its timeout of 1 s",
+        ),
+    ] {
+        let bad = t.join(&format!("bad{}", unique_token()));
+        bundle(&bad, |c| c["hooks"] = hooks);
+        let out = rt(&root, &["create", "--bundle", bad.to_str().unwrap(), "bad"]);
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains(what), "{what}: {out:?}");
+        assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
+    }
+}
