@@ -188,6 +188,23 @@ fn namespaces(
             asked.insert(t);
             continue;
         }
+        let joined = match t {
+            LinuxNamespaceType::Ipc => Some("--ipcns"),
+            LinuxNamespaceType::Uts => Some("--utsns"),
+            _ => None,
+        };
+        if let (Some(flag), Some(p)) = (joined, ns.path()) {
+            // A pod's: its infra container's namespaces.
+            if t == LinuxNamespaceType::Uts && hostname {
+                return Err(refuse(
+                    "hostname",
+                    "set with a uts namespace joined by path (its owner sets it)",
+                ));
+            }
+            a.pair(flag, p);
+            asked.insert(t);
+            continue;
+        }
         if let Some(p) = ns.path() {
             return Err(refuse(
                 "linux.namespaces",

@@ -207,6 +207,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub netns: Option<PathBuf>,
 
+    /// Join the IPC namespace at PATH (e.g. /proc/PID/ns/ipc of a pod's
+    /// infra container) instead of making one; as --netns.
+    #[arg(long, value_name = "PATH")]
+    pub ipcns: Option<PathBuf>,
+
+    /// Join the UTS namespace (hostname) at PATH instead of making one; as
+    /// --netns. Not with --hostname: the namespace's owner sets it.
+    #[arg(long, value_name = "PATH", conflicts_with = "hostname")]
+    pub utsns: Option<PathBuf>,
+
     /// Use DIR as the root filesystem's bottom layer instead of the host's /.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,

@@ -118,6 +118,10 @@ pub struct SandboxConfig {
     /// `--netns`: the network namespace to join (then `net` is `Host`:
     /// no new one is made).
     pub netns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// `--ipcns` and `--utsns`: IPC and UTS namespaces to join, as
+    /// `netns`.
+    pub ipcns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    pub utsns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The userspace stack's settings with `--net slirp`.
     pub slirp: Option<burrow_netstack::Config>,
     /// `--publish`: host address, port inside, UDP (else TCP).
@@ -187,9 +191,24 @@ impl SandboxConfig {
                         "--netns: the sandbox joins that namespace, so --net cannot also be given",
                     ));
                 }
-                Some(std::sync::Arc::new(open_netns(path)?))
+                Some(std::sync::Arc::new(open_ns(
+                    path,
+                    "--netns",
+                    libc::CLONE_NEWNET,
+                )?))
             }
         };
+        let joined = |path: &Option<PathBuf>, flag: &str, kind| -> Result<_> {
+            match path {
+                None => Ok(None),
+                Some(_) if args.vm => Err(Error::usage(format!(
+                    "{flag} is not available with --vm: the guest's kernel has its own"
+                ))),
+                Some(p) => Ok(Some(std::sync::Arc::new(open_ns(p, flag, kind)?))),
+            }
+        };
+        let ipcns = joined(&args.ipcns, "--ipcns", libc::CLONE_NEWIPC)?;
+        let utsns = joined(&args.utsns, "--utsns", libc::CLONE_NEWUTS)?;
         let id_maps = match args.uidmap.is_empty() {
             true => None,
             false => Some(crate::idmap::IdMaps::explicit(&args.uidmap, &args.gidmap)?),
@@ -461,6 +480,14 @@ impl SandboxConfig {
         let masks = paths(&args.mask, "--mask")?;
         let sysctls =
             crate::sysctl::parse(&args.sysctl, netns.is_some() || args.net != NetMode::Host)?;
+        if ipcns.is_some() {
+            if let Some(s) = sysctls.iter().find(|s| !s.name.starts_with("net.")) {
+                return Err(Error::usage(format!(
+                    "--sysctl {}: the IPC namespace is joined (--ipcns): its owner sets it",
+                    s.name
+                )));
+            }
+        }
         if args.vm {
             let umask_set = umask.is_some();
             let own = ": the guest's kernel makes its own /proc and /sys";
@@ -541,6 +568,8 @@ impl SandboxConfig {
                 args.net
             },
             netns,
+            ipcns,
+            utsns,
             rootfs,
             root,
             mounts,
@@ -711,9 +740,10 @@ fn parse_publish(spec: &str) -> Result<(std::net::SocketAddr, u16, bool)> {
     Ok((host, inside, udp))
 }
 
-/// `--netns PATH`, opened (and checked to be a network namespace).
-fn open_netns(path: &Path) -> Result<std::os::fd::OwnedFd> {
-    let bad = |why: String| Error::usage(format!("--netns {}: {why}", path.display()));
+/// A namespace to join (`flag` PATH), opened and checked to be of `kind`
+/// (CLONE_NEWNET, ...).
+fn open_ns(path: &Path, flag: &str, kind: libc::c_int) -> Result<std::os::fd::OwnedFd> {
+    let bad = |why: String| Error::usage(format!("{flag} {}: {why}", path.display()));
     let fd = nix::fcntl::open(
         path,
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -721,8 +751,8 @@ fn open_netns(path: &Path) -> Result<std::os::fd::OwnedFd> {
     )
     .map_err(|e| bad(e.desc().to_string()))?;
     match crate::sys::namespace_type(std::os::fd::AsFd::as_fd(&fd)) {
-        Ok(t) if t == libc::CLONE_NEWNET => Ok(fd),
-        Ok(_) => Err(bad("not a network namespace".into())),
+        Ok(t) if t == kind => Ok(fd),
+        Ok(_) => Err(bad("a namespace of another kind".into())),
         Err(_) => Err(bad("not a namespace file".into())),
     }
 }

@@ -203,6 +203,8 @@ fn close_handed_over(cfg: &SandboxConfig) {
         cfg.hold.as_ref().map(|h| h.fifo.as_raw_fd()),
         cfg.console.as_ref().map(|c| c.socket.as_raw_fd()),
         cfg.netns.as_ref().map(|n| n.as_raw_fd()),
+        cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
+        cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
     ];
     for fd in fds.into_iter().flatten() {
         sys::close_handed_over(fd);

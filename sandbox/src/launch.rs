@@ -219,11 +219,28 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             s.write_in_root(here.as_fd())?;
         }
     }
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS;
+    // IPC and UTS namespaces to join (a pod's): as the network's, before
+    // the sandbox's user namespace exists.
+    for (ns, flag, name) in [
+        (&cfg.ipcns, CloneFlags::CLONE_NEWIPC, "--ipcns"),
+        (&cfg.utsns, CloneFlags::CLONE_NEWUTS, "--utsns"),
+    ] {
+        if let Some(ns) = ns {
+            nix::sched::setns(ns.as_fd(), flag).map_err(|e| {
+                Error::usage(format!(
+                    "{name}: cannot join it: {} (burrow needs privileges over its user namespace)",
+                    e.desc()
+                ))
+            })?;
+        }
+    }
+    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
+    if cfg.ipcns.is_none() {
+        flags |= CloneFlags::CLONE_NEWIPC;
+    }
+    if cfg.utsns.is_none() {
+        flags |= CloneFlags::CLONE_NEWUTS;
+    }
     if cgroup.is_none() {
         // (With a cgroup of its own, pid 1 makes its cgroup namespace once
         // it is in it, so that the namespace is rooted there.)
@@ -261,6 +278,8 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 Some(hold.fifo.as_raw_fd()),
                 cfg.console.as_ref().map(|c| c.socket.as_raw_fd()),
                 cfg.netns.as_ref().map(|n| n.as_raw_fd()),
+                cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
+                cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
                 commit.as_ref().map(|c| c.as_raw_fd()),
             ],
             quiet: cfg.console.is_some(),

@@ -120,7 +120,10 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
 
     // 3. Kernel filesystems and scratch space.
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
-    limit_sysv_shm(&root, cfg.storage.store_bytes)?;
+    if cfg.ipcns.is_none() {
+        // (A joined IPC namespace is its owner's to limit.)
+        limit_sysv_shm(&root, cfg.storage.store_bytes)?;
+    }
     let joined = cfg.netns.is_some();
     for s in cfg.sysctls.iter().filter(|s| !s.of_joined_netns(joined)) {
         s.write_in_root(root.as_fd())?;
@@ -135,7 +138,9 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
         let target = mount_point(root.as_fd(), Path::new("/sys"), true)?;
         sys::move_mount_onto(sys_tree.as_fd(), target.as_fd()).ctx(|| "binding /sys")?;
     }
-    build_dev(&store, &root, cfg.storage.shm)?;
+    // (A joined IPC namespace's message queues are not this user
+    // namespace's to mount.)
+    build_dev(&store, &root, cfg.storage.shm, cfg.ipcns.is_none())?;
     if !cfg.root.bound {
         mount_tmp(&store, &root)?;
     }
@@ -257,7 +262,7 @@ fn enter_vmm_root(cfg: &SandboxConfig, store: &Store, guest: OwnedFd) -> Result<
     )
     .ctx(|| "opening the VMM's root")?;
     mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
-    build_dev(store, &root, cfg.storage.shm)?;
+    build_dev(store, &root, cfg.storage.shm, true)?;
     let kvm = Path::new(OLDROOT).join("dev/kvm");
     if let Ok(node) = sys::open_tree_clone(&kvm, false) {
         let target = mount_point(root.as_fd(), Path::new("/dev/kvm"), false)?;
@@ -405,8 +410,8 @@ fn mount_run(store: &Store, root: &OwnedFd, env: &[std::ffi::CString]) -> Result
 }
 
 /// A minimal /dev: a tmpfs with the harmless character devices bound from
-/// the host, a private devpts, shm and mqueue.
-fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
+/// the host, a private devpts, shm and (`mqueue`) the message queues.
+fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>, mqueue: bool) -> Result<()> {
     store_onto(store, root, "/dev", 0o755, NOSUID | NOEXEC)?;
     let dev = sys::open_in_root(
         root.as_fd(),
@@ -452,6 +457,9 @@ fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>) -> Result<()> {
             sized_onto(&target, shm, size, 0o1777, NOSUID | NODEV | NOEXEC)?
         }
         None => store_onto(store, root, "/dev/shm", 0o1777, NOSUID | NODEV | NOEXEC)?,
+    }
+    if !mqueue {
+        return Ok(());
     }
     mount_fresh(root, "/dev/mqueue", c"mqueue", &[], NOSUID | NODEV | NOEXEC)
 }

@@ -142,3 +142,59 @@ fn sysctls_are_the_sandboxes_own() {
         );
     }
 }
+
+/// --ipcns and --utsns join another sandbox's IPC and UTS namespaces by
+/// path (its command's /proc/PID/ns files), its others still the
+/// sandbox's own. Joining needs privileges over the namespaces' owner, as
+/// a rootless podman's runtime has in podman's user namespace: here both
+/// sandboxes run in one made by `unshare --map-root-user`. As the user
+/// alone, burrow says why it cannot; a file of another kind, or
+/// --hostname with --utsns, is refused.
+#[test]
+fn ipc_and_uts_namespaces_are_joined_by_path() {
+    let t = TempDir::new("join-ns");
+    let token = unique_token();
+    let script = format!(
+        r#"set -e
+b={burrow}; d={dir}
+$b run --hostname first --bind $d $d -- sh -c \
+  "readlink /proc/self/ns/ipc > $d/ipc.new; mv $d/ipc.new $d/ipc; exec sleep 1000 {token}" &
+while [ ! -e $d/ipc ]; do sleep 0.05; done
+pid=$(pgrep -f "^sleep 1000 {token}$")
+cat $d/ipc
+$b run --ipcns /proc/$pid/ns/ipc --utsns /proc/$pid/ns/uts -- \
+  sh -c 'readlink /proc/self/ns/ipc; hostname; readlink /proc/self/ns/mnt'
+kill $!; wait $! || true"#,
+        burrow = burrow_bin().display(),
+        dir = t.s(),
+    );
+    assert_unprivileged();
+    let out = output_within(
+        std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--", "sh", "-c", &script])
+            .stdin(std::process::Stdio::null()),
+        std::time::Duration::from_secs(60),
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert_eq!(lines[0], lines[1], "the IPC namespace: {out:?}");
+    assert_eq!(lines[2], "first", "{out:?}");
+    assert_ne!(lines[3], host_ns("mnt"));
+
+    // As the user alone, and bad arguments.
+    let own_net = format!("/proc/{}/ns/net", std::process::id());
+    let out = sh(&["--ipcns", &own_net], "true");
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("--ipcns") && out.stderr.contains("another kind"),
+        "{out:?}"
+    );
+    let own_ipc = format!("/proc/{}/ns/ipc", std::process::id());
+    let out = sh(&["--ipcns", &own_ipc], "true");
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("--ipcns: cannot join it"), "{out:?}");
+    let own_uts = format!("/proc/{}/ns/uts", std::process::id());
+    let out = sh(&["--utsns", &own_uts, "--hostname", "x"], "true");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("--hostname"), "{out:?}");
+}

@@ -520,6 +520,59 @@ fn podman_runs_containers_with_burrow_runtime() {
     );
     assert_eq!(podman.cmd(&["rm", "-f", "web"]).code, 0);
 
+    // A pod: its members join the infra container's network, IPC and UTS
+    // namespaces by path (its pid 1's), as Kubernetes' pods do; each has
+    // its own pid and mount namespaces.
+    assert_eq!(
+        podman
+            .cmd(&["--runtime", "burrow", "pod", "create", "--name", "p1"])
+            .code,
+        0
+    );
+    let ns = "hostname; for n in ipc uts net pid mnt; do readlink /proc/self/ns/$n; done";
+    let out = podman.cmd(&[
+        "--runtime",
+        "burrow",
+        "run",
+        "-d",
+        "--pull=never",
+        "--pod",
+        "p1",
+        "--name",
+        "m1",
+        "localhost/bb:1",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let first = podman.cmd(&["exec", "m1", "sh", "-c", ns]);
+    let second = podman.cmd(&[
+        "--runtime",
+        "burrow",
+        "run",
+        "--rm",
+        "--pull=never",
+        "--pod",
+        "p1",
+        "localhost/bb:1",
+        "sh",
+        "-c",
+        ns,
+    ]);
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        first.stdout.lines().collect(),
+        second.stdout.lines().collect(),
+    );
+    assert_eq!((a.len(), b.len()), (6, 6), "{first:?} {second:?}");
+    assert_eq!(
+        a[..4],
+        b[..4],
+        "hostname, ipc, uts, net: {first:?} {second:?}"
+    );
+    assert_eq!(a[0], "p1");
+    assert_ne!(a[4..], b[4..], "pid, mnt: {first:?} {second:?}");
+    assert_eq!(podman.cmd(&["pod", "rm", "-f", "-t", "0", "p1"]).code, 0);
+
     // kill, then rm -f of a running one.
     run(
         "burrow",
