@@ -105,6 +105,15 @@ pub fn exec(root: &StateRoot, opts: &ExecArgs) -> Result<i32> {
         None => from_command_line(&spec, opts)?,
     };
     spec.set_process(Some(process));
+    // The process joins the command's namespaces: those the spec names by
+    // path (a pod's, which may be gone by now) are not opened again.
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(list) = linux.namespaces_mut() {
+            for ns in list.iter_mut() {
+                ns.set_path(None);
+            }
+        }
+    }
     let mut cfg =
         lifecycle::sandbox_of_spec(&spec, &record.bundle, opts.console_socket.as_deref())?;
     cfg.preserve_fds = opts.preserve_fds;
@@ -169,7 +178,10 @@ fn from_command_line(spec: &Spec, opts: &ExecArgs) -> Result<Process> {
         };
         let mut u = p.user().clone();
         u.set_uid(num(uid)?);
-        u.set_gid(gid.map(num).transpose()?.unwrap_or(0));
+        // (Without a gid, the container's process's, as runc keeps it.)
+        if let Some(g) = gid {
+            u.set_gid(num(g)?);
+        }
         p.set_user(u);
     }
     if !opts.additional_gids.is_empty() {

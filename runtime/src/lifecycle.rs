@@ -104,6 +104,8 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
     let (mut cfg, spec, bundle) = sandbox_of(bundle, opts.console_socket)?;
     cfg.preserve_fds = opts.preserve_fds;
     cfg.hooks = crate::hooks::for_sandbox(&spec, id, &bundle)?.map(Box::new);
+    // (Before the launcher joins an engine's namespaces.)
+    let hook_runner = crate::hooks::Runner::spawn(&spec)?;
     let (mut container, hold) = Container::claim(root, id)?;
     if let Err(e) = container.save_spec(&spec) {
         container.remove();
@@ -119,9 +121,9 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
     };
     let (init_pid, helper_pids) = (created.init, created.helpers.clone());
     let recorded = Proc::of(created.init).and_then(|init| {
-        let state = crate::hooks::state(&spec, id, &bundle, "creating", init.pid);
-        for stage in ["createRuntime", "prestart"] {
-            crate::hooks::run(&spec, stage, &state).map_err(|e| anyhow!(e))?;
+        if let Some(runner) = hook_runner {
+            let state = crate::hooks::state(&spec, id, &bundle, "creating", init.pid);
+            runner.run(&state).map_err(|e| anyhow!(e))?;
         }
         let record = Record {
             oci_version: spec.version().clone(),

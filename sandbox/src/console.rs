@@ -15,17 +15,29 @@ use crate::sys;
 /// new session.
 pub fn attach(console: &Console, owner: Option<(u32, u32)>) -> Result<(), String> {
     let err = |what: &str, e: nix::Error| format!("the terminal: {what}: {}", e.desc());
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|e| err("/dev/ptmx", e))?;
+    // The sandbox's devpts, reached within its root and through no magic
+    // link (its /dev is the sandbox's to change: /dev/ptmx could lead to a
+    // descriptor of this process's), and checked to be a devpts.
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| err("/", e))?;
+    let ptmx = std::path::Path::new("dev/pts/ptmx");
+    let master = sys::open_in_root(root.as_fd(), ptmx, libc::O_RDWR | libc::O_NOCTTY)
+        .map_err(|e| err("/dev/pts/ptmx", e))?;
+    if !sys::on_devpts(master.as_fd()).map_err(|e| err("/dev/pts/ptmx", e))? {
+        return Err("the terminal: /dev/pts/ptmx is not the sandbox's devpts".to_string());
+    }
+    // SAFETY: `master` was opened on the devpts' ptmx just above: a pty
+    // master, which is what PtyMaster asks for.
+    let master = unsafe { nix::pty::PtyMaster::from_owned_fd(master) };
     nix::pty::grantpt(&master).map_err(|e| err("grantpt", e))?;
     nix::pty::unlockpt(&master).map_err(|e| err("unlockpt", e))?;
     let name = nix::pty::ptsname_r(&master).map_err(|e| err("ptsname", e))?;
-    let tty = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| err(&name, e))?;
+    // The other end by the master itself (TIOCGPTPEER), not by its name.
+    let tty = sys::pty_peer(master.as_fd()).map_err(|e| err(&name, e))?;
     if let Some((uid, gid)) = owner {
         // The command's user owns its terminal (as runc gives it), or
         // programs such as screen and script cannot use it.

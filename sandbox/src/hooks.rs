@@ -10,7 +10,7 @@
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -97,7 +97,16 @@ fn run_in(hook: &Hook, state: &str, what: &str, root: Option<&Path>) -> Result<(
     let name = format!("{what} {}", hook.path.display());
     let out = sys::memfd("burrow-hook-output").map_err(|e| format!("{name}: {e}"))?;
     let err_out = out.try_clone().map_err(|e| format!("{name}: {e}"))?;
+    // The state from a file, not a pipe: a hook that reads none of a
+    // large one cannot block the runtime.
+    let mut input = sys::memfd("burrow-hook-state").map_err(|e| format!("{name}: {e}"))?;
+    input
+        .write_all(state.as_bytes())
+        .and_then(|()| input.rewind())
+        .map_err(|e| format!("{name}: {e}"))?;
     let mut cmd = Command::new(&hook.path);
+    // A group of its own, so that a timeout ends all it started.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     if let Some((first, rest)) = hook.args.split_first() {
         std::os::unix::process::CommandExt::arg0(&mut cmd, first);
         cmd.args(rest);
@@ -124,22 +133,18 @@ fn run_in(hook: &Hook, state: &str, what: &str, root: Option<&Path>) -> Result<(
     // (std resets the signal mask and SIGPIPE in the child: pid 1's
     // blocked signals do not reach the hook.)
     let mut child = cmd
-        .stdin(Stdio::piped())
+        .stdin(input)
         .stdout(out.try_clone().map_err(|e| format!("{name}: {e}"))?)
         .stderr(err_out)
         .spawn()
         .map_err(|e| format!("{name}: {}", sys::errno_text(&e)))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that reads nothing closes its end: not an error.
-        let _ = stdin.write_all(state.as_bytes());
-    }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let ended = match sys::pidfd_open(pid) {
         Ok(fd) => sys::wait_pidfd(fd.as_fd(), hook.timeout),
         Err(_) => true,
     };
     if !ended {
-        let _ = child.kill();
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = child.wait();
         return Err(format!(
             "{name}: still running after its timeout of {} s",

@@ -153,7 +153,7 @@ pub(crate) fn enter_working_dir(cfg: &SandboxConfig) -> Result<PathBuf> {
 /// ids only), pid 1 is nobody in its namespace and could create nothing:
 /// it becomes the namespace's root, as runc's init does. (When the caller
 /// is mapped, pid 1 stays what it maps to.)
-pub(crate) fn become_root_if_unmapped() -> nix::Result<()> {
+fn become_root_if_unmapped() -> nix::Result<()> {
     let covered = |file: &str, id: u32| {
         std::fs::read_to_string(file).is_ok_and(|text| {
             text.lines().any(|l| {
@@ -255,10 +255,10 @@ impl Report {
 
 /// The hold point of a sandbox made by `create`: burrow is told all went
 /// well (the report pipe closes), and the command waits until `start`
-/// opens the FIFO for reading; then the startContainer hooks run, and
-/// the byte `start` waits for says they did (a command that fails before
-/// closes the FIFO without one).
-fn hold(hold: &crate::config::Hold, cfg: &SandboxConfig, report: &mut Report) {
+/// opens the FIFO for reading. Returns the FIFO, open: [`go_on`] writes
+/// the byte `start` waits for once the startContainer hooks have run (a
+/// command that fails before closes the FIFO without one).
+fn hold(hold: &crate::config::Hold, report: &mut Report) -> OwnedFd {
     use std::os::fd::AsRawFd;
     // The sandbox's own /proc, of this process: no path of the host's.
     let path = format!("/proc/self/fd/{}", hold.fifo.as_raw_fd());
@@ -271,13 +271,23 @@ fn hold(hold: &crate::config::Hold, cfg: &SandboxConfig, report: &mut Report) {
         nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     );
-    let opened = opened.inspect(|_| start_container_hooks(cfg, report));
-    match opened.and_then(|fd| nix::unistd::write(&fd, b"0")) {
-        Ok(_) => {}
+    // Nothing of the runtime's state but the open FIFO is left.
+    sys::close_handed_over(hold.fifo.as_raw_fd());
+    match opened {
+        Ok(fd) => fd,
         Err(e) => report.fail(EXIT_SETUP, &format!("waiting for start: {}", e.desc())),
     }
-    // Nothing of the runtime's state is left open for the exec.
-    sys::close_handed_over(hold.fifo.as_raw_fd());
+}
+
+/// After the hold: the startContainer hooks, then the byte that tells
+/// `start` the command goes on.
+fn go_on(fifo: Option<OwnedFd>, cfg: &SandboxConfig, report: &Report) {
+    start_container_hooks(cfg, report);
+    if let Some(fifo) = fifo {
+        if let Err(e) = nix::unistd::write(&fifo, b"0") {
+            report.fail(EXIT_SETUP, &format!("telling start: {}", e.desc()));
+        }
+    }
 }
 
 /// In the forked child: become the command (or, with `--vm`, the VM
@@ -291,10 +301,8 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
             Some(&signals::waited_set()),
             None,
         );
-        match &cfg.hold {
-            Some(h) => hold(h, cfg, &mut report),
-            None => start_container_hooks(cfg, &report),
-        }
+        let fifo = cfg.hold.as_ref().map(|h| hold(h, &mut report));
+        go_on(fifo, cfg, &report);
         // The supervisor reports its own errors on stderr.
         drop(report);
         // Nothing the caller left open reaches QEMU or virtiofsd (the
@@ -350,16 +358,14 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
         env = burrow_vm_init::user::with_home(env, home);
     }
 
-    if let Some(h) = &cfg.hold {
+    let fifo = cfg.hold.as_ref().map(|h| {
         // A command that is not there is told by create, not after start.
         match burrow_vm_init::exec::find_executable(&cfg.argv, &env) {
             0 => {}
             e => cannot_exec(cfg, e, &report),
         }
-        hold(h, cfg, &mut report);
-    } else {
-        start_container_hooks(cfg, &report);
-    }
+        hold(h, &mut report)
+    });
     if let Some(mask) = cfg.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -373,6 +379,12 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
         }
         Err(msg) => report.fail(EXIT_SETUP, &msg),
     }
+    // The startContainer hooks run confined as the command is (their
+    // paths the container's): what they leave behind is no more than it.
+    go_on(fifo, cfg, &report);
+    // (Changing credentials may have made it dumpable again, where
+    // fs.suid_dumpable is 1: not before the exec, which decides anew.)
+    let _ = sys::set_not_dumpable();
     cannot_exec(
         cfg,
         burrow_vm_init::exec::exec_search(&cfg.argv, &env),
@@ -381,7 +393,8 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
 }
 
 /// The spec's startContainer hooks, in the command's process after the
-/// start (in the container: their paths are the container's).
+/// start and its confinement (in the container: their paths are the
+/// container's).
 fn start_container_hooks(cfg: &SandboxConfig, report: &Report) {
     if let Some(hooks) = &cfg.hooks {
         if let Err(msg) = hooks.run_start_container() {

@@ -57,6 +57,13 @@ pub fn exec(
         return Err(Error::usage("exec: a joining process has no hold point"));
     }
     let flags = namespaces_to_join(target, target_fd)?;
+    // Whether this process's ids are left out of the container's maps
+    // (then the new process becomes the namespace's root, as pid 1 did):
+    // read here, from the host's /proc, not from the container's.
+    let unmapped = (
+        !maps_own_id(target, "uid_map", nix::unistd::getuid().as_raw()),
+        !maps_own_id(target, "gid_map", nix::unistd::getgid().as_raw()),
+    );
     let waited = signals::waited_set();
     if !detach {
         signals::block(&waited).ctx(|| "blocking signals")?;
@@ -71,7 +78,7 @@ pub fn exec(
         None => {
             drop(report_r);
             drop(pid_r);
-            join_and_fork(target_fd, flags, cfg, report_w, pid_w)
+            join_and_fork(target_fd, flags, unmapped, cfg, report_w, pid_w)
         }
     };
     drop(report_w);
@@ -146,6 +153,7 @@ fn namespaces_to_join(target: Pid, target_fd: BorrowedFd) -> Result<CloneFlags> 
 fn join_and_fork(
     target_fd: BorrowedFd,
     flags: CloneFlags,
+    unmapped: (bool, bool),
     cfg: &SandboxConfig,
     report_w: OwnedFd,
     pid_w: OwnedFd,
@@ -172,11 +180,16 @@ fn join_and_fork(
             e.desc()
         ));
     }
+    // (Joining a user namespace changes credentials, which may have made
+    // it dumpable again: where fs.suid_dumpable is 1.)
+    if let Err(e) = sys::set_not_dumpable() {
+        fail(format!("exec: not dumpable: {}", e.desc()));
+    }
     let child = match sys::fork() {
         Ok(Some(pid)) => pid,
         Ok(None) => {
             drop(pid_w);
-            in_sandbox(cfg, report_w)
+            in_sandbox(cfg, unmapped, report_w)
         }
         Err(e) => fail(format!("exec: fork: {}", e.desc())),
     };
@@ -186,9 +199,20 @@ fn join_and_fork(
 
 /// In the new process, in the sandbox's namespaces (its root and working
 /// directory the root's, as joining the mount namespace leaves them).
-fn in_sandbox(cfg: &SandboxConfig, report_w: OwnedFd) -> ! {
+fn in_sandbox(cfg: &SandboxConfig, (uid, gid): (bool, bool), report_w: OwnedFd) -> ! {
     let report = init::Report::new(report_w);
-    if let Err(e) = init::become_root_if_unmapped() {
+    let root = |unmapped: bool, set: fn() -> nix::Result<()>| if unmapped { set() } else { Ok(()) };
+    let became = root(gid, || {
+        let g = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(g, g, g)
+    })
+    .and_then(|()| {
+        root(uid, || {
+            let u = nix::unistd::Uid::from_raw(0);
+            nix::unistd::setresuid(u, u, u)
+        })
+    });
+    if let Err(e) = became {
         report.fail(
             EXIT_SETUP,
             &format!("exec: becoming root in the sandbox: {}", e.desc()),
@@ -199,4 +223,16 @@ fn in_sandbox(cfg: &SandboxConfig, report_w: OwnedFd) -> ! {
         Err(e) => report.fail(e.exit_code(), &e.to_string()),
     };
     init::exec_command(cfg, &cwd, report)
+}
+
+/// Whether `target`'s user namespace maps `id` of this process's (its
+/// `uid_map` or `gid_map` read through the host's /proc, in this
+/// process's terms).
+fn maps_own_id(target: Pid, file: &str, id: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{target}/{file}")).is_ok_and(|text| {
+        text.lines().any(|l| {
+            let f: Vec<u64> = l.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            matches!(f[..], [_, outer, count] if outer <= u64::from(id) && u64::from(id) < outer + count)
+        })
+    })
 }

@@ -174,12 +174,23 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
 /// The spec's createContainer hooks: in the sandbox's namespaces, the
 /// root built, before it is entered (their paths are the host's).
 fn create_container_hooks(cfg: &SandboxConfig) -> Result<()> {
-    match &cfg.hooks {
-        Some(hooks) => hooks
-            .run_create_container(Path::new(OLDROOT))
-            .map_err(Error::usage),
-        None => Ok(()),
-    }
+    let Some(hooks) = cfg
+        .hooks
+        .as_ref()
+        .filter(|h| !h.create_container.is_empty())
+    else {
+        return Ok(());
+    };
+    let ran = hooks.run_create_container(Path::new(OLDROOT));
+    // Nothing a hook left behind stays in the sandbox (it would hold the
+    // host's root): pid 1 ends every other process of its namespace and
+    // reaps them, before the command exists.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(-1),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    while let Ok(_) | Err(Errno::EINTR) = nix::sys::wait::waitpid(None::<nix::unistd::Pid>, None) {}
+    ran.map_err(Error::usage)
 }
 
 /// `--bind-rootfs`: the rootfs (with what is mounted below it) on

@@ -145,11 +145,71 @@ impl Security {
         if let Some(policy) = &self.landlock {
             warnings.extend(policy.restrict_self()?);
         }
+        if own_binary_exposed() {
+            confine_exec_to_root()?;
+        }
         for prog in &self.seccomp {
             crate::sys::load_seccomp(prog).map_err(|e| format!("seccomp: {}", e.desc()))?;
         }
         Ok(warnings)
     }
+}
+
+/// Whether code in the sandbox could replace burrow's own binary, the
+/// file of `/proc/self/exe` (seen from the sandbox: ids it does not map
+/// show as the overflow ids): its owner is mapped (who may chmod it), or
+/// a mapped group or anyone may write it, on a filesystem mounted
+/// writable.
+fn own_binary_exposed() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata("/proc/self/exe") else {
+        return true;
+    };
+    let read_only = nix::sys::statvfs::statvfs("/proc/self/exe")
+        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    if read_only {
+        return false;
+    }
+    let overflow = |file: &str| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(65534)
+    };
+    let owner_mapped = meta.uid() != overflow("/proc/sys/kernel/overflowuid");
+    let group_writes =
+        meta.mode() & 0o020 != 0 && meta.gid() != overflow("/proc/sys/kernel/overflowgid");
+    owner_mapped || group_writes || meta.mode() & 0o002 != 0
+}
+
+/// Where [`own_binary_exposed`]: lets the command (and all it starts)
+/// execute only files within the sandbox's root, with a Landlock ruleset
+/// that handles nothing else (Landlock also keeps a confined process from
+/// mounting: install burrow as a file the sandbox cannot write, owned by
+/// root, to keep mounts inside with CAP_SYS_ADMIN). A
+/// file reached through a magic link instead, such as `/proc/self/exe`
+/// while burrow's own binary is that (a script whose interpreter line is
+/// `#!/proc/self/exe`, the class of runc's CVE-2019-5736), is not the
+/// sandbox's, and its exec fails with EACCES. Were it run, the code in
+/// the sandbox could open that binary, the host's, through
+/// `/proc/PID/exe` and, where its user may write it, replace it. Reads
+/// and writes are left alone (a script may still write to /dev/stdout,
+/// a descriptor of the host's). Where the kernel has no Landlock this
+/// does nothing.
+fn confine_exec_to_root() -> std::result::Result<(), String> {
+    use landlock::{AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr};
+    let fail = |e: &dyn std::fmt::Display| format!("landlock (exec within the root): {e}");
+    let root = PathFd::new("/").map_err(|e| fail(&e))?;
+    Ruleset::default()
+        .handle_access(AccessFs::Execute)
+        .map_err(|e| fail(&e))?
+        .create()
+        .map_err(|e| fail(&e))?
+        .add_rule(PathBeneath::new(root, AccessFs::Execute))
+        .map_err(|e| fail(&e))?
+        .restrict_self()
+        .map_err(|e| fail(&e))?;
+    Ok(())
 }
 
 /// Switches to `id`'s uid, gid and groups, keeping the permitted

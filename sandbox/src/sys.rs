@@ -662,3 +662,24 @@ pub fn set_oom_score_adj(n: i32) -> std::result::Result<(), String> {
         format!("--oom-score-adj {n}: {why}")
     })
 }
+
+/// Whether `fd` is on a devpts filesystem.
+pub fn on_devpts(fd: BorrowedFd) -> nix::Result<bool> {
+    let t = nix::sys::statfs::fstatfs(fd)?.filesystem_type().0 as i64;
+    Ok(t == libc::DEVPTS_SUPER_MAGIC)
+}
+
+/// TIOCGPTPEER: the terminal at the other end of pty master `master`,
+/// opened read-write, no controlling terminal, close-on-exec.
+pub fn pty_peer(master: BorrowedFd) -> nix::Result<OwnedFd> {
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    // SAFETY: the ioctl takes open flags as its argument and returns a new
+    // descriptor.
+    owned(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER as _,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    } as libc::c_long)
+}

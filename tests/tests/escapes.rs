@@ -582,3 +582,70 @@ fn file_capabilities_give_a_program_nothing() {
         "True\n0000000000000000 0000000000000000 0000000000000000 0000000000000000\n"
     );
 }
+
+/// Whether the kernel enforces Landlock (else says SKIPPED).
+fn landlock_enforced() -> bool {
+    // SAFETY: with LANDLOCK_CREATE_RULESET_VERSION (1) and no attributes
+    // the call only returns the ABI version.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    if abi < 1 {
+        skipped("Landlock is not enabled in this kernel");
+    }
+    abi >= 1
+}
+
+/// A script whose interpreter is `/proc/self/exe` (runc's CVE-2019-5736)
+/// would have the process that execs it, burrow's own, run burrow's host
+/// binary inside the sandbox, where `/proc/PID/exe` hands it to the
+/// sandbox to open and, as here where the binary is the user's own (a
+/// copy this account owns, as `cargo install` leaves it), overwrite.
+/// Then the command may execute only files within its root: that exec
+/// fails with EACCES, burrow's binary never runs there, and the file is
+/// unchanged. The sandbox's own programs still run, and may still
+/// re-execute themselves through /proc/self/exe.
+#[test]
+fn burrows_binary_cannot_be_run_inside_through_proc_self_exe() {
+    assert_unprivileged();
+    if !landlock_enforced() {
+        return;
+    }
+    let t = TempDir::new("self-exe");
+    let own = t.join("bin");
+    std::fs::create_dir(&own).unwrap();
+    for b in ["burrow", "burrowfs"] {
+        std::fs::copy(burrow_bin().with_file_name(b), own.join(b)).unwrap();
+    }
+    let before = std::fs::read(own.join("burrow")).unwrap();
+    let script = t.join("x");
+    std::fs::write(&script, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| {
+        output(
+            Command::new(own.join("burrow"))
+                .arg("run")
+                .args(args)
+                .stdin(std::process::Stdio::null()),
+        )
+    };
+    let out = run(&["--bind", t.s(), "/w", "--", "/w/x"]);
+    assert_eq!(out.code, 126, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("cannot run '/w/x' in the sandbox: Permission denied"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.to_lowercase().contains("usage"),
+        "burrow ran inside: {out:?}"
+    );
+    let out = run(&["--", "sh", "-c", "exec /proc/self/exe -c 'echo again'"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "again\n"), "{out:?}");
+    assert!(std::fs::read(own.join("burrow")).unwrap() == before);
+}

@@ -157,14 +157,15 @@ fn ipc_and_uts_namespaces_are_joined_by_path() {
     let script = format!(
         r#"set -e
 b={burrow}; d={dir}
-$b run --hostname first --bind $d $d -- sh -c \
+$b run --die-with-parent --hostname first --bind $d $d -- sh -c \
   "readlink /proc/self/ns/ipc > $d/ipc.new; mv $d/ipc.new $d/ipc; exec sleep 1000 {token}" &
+first=$!
+trap 'kill $first 2>/dev/null' EXIT
 while [ ! -e $d/ipc ]; do sleep 0.05; done
 pid=$(pgrep -f "^sleep 1000 {token}$")
 cat $d/ipc
 $b run --ipcns /proc/$pid/ns/ipc --utsns /proc/$pid/ns/uts -- \
-  sh -c 'readlink /proc/self/ns/ipc; hostname; readlink /proc/self/ns/mnt'
-kill $!; wait $! || true"#,
+  sh -c 'readlink /proc/self/ns/ipc; hostname; readlink /proc/self/ns/mnt'"#,
         burrow = burrow_bin().display(),
         dir = t.s(),
     );

@@ -319,7 +319,8 @@ fn podman_runs_containers_with_burrow_runtime() {
     );
 
     // An OCI hook of --hooks-dir (podman puts its prestart hooks in the
-    // spec) is run by burrow-runtime, given the container's state.
+    // spec) is run by burrow-runtime, given the container's state, in the
+    // runtime's namespaces.
     let hooks = t.join("hooks.d");
     std::fs::create_dir(&hooks).unwrap();
     let hook_out = t.join("hook.out");
@@ -328,7 +329,8 @@ fn podman_runs_containers_with_burrow_runtime() {
         serde_json::json!({
             "version": "1.0.0",
             "hook": { "path": "/bin/sh",
-                      "args": ["sh", "-c", format!("cat > {}", hook_out.display())] },
+                      "args": ["sh", "-c", format!("cat > {0}; readlink /proc/self/ns/net > {0}.net",
+                                                   hook_out.display())] },
             "when": { "always": true },
             "stages": ["prestart"],
         })
@@ -344,7 +346,6 @@ fn podman_runs_containers_with_burrow_runtime() {
         "run",
         "--rm",
         "--pull=never",
-        "--network=none",
         "--cidfile",
         cidfile.to_str().unwrap(),
         "localhost/bb:1",
@@ -360,6 +361,17 @@ fn podman_runs_containers_with_burrow_runtime() {
         "{state}"
     );
     assert!(state["pid"].as_i64().unwrap() > 0, "{state}");
+    // In the runtime's network namespace, not the one podman gave the
+    // container (by path, which the launcher joins).
+    assert_eq!(
+        std::fs::read_to_string(hook_out.with_extension("out.net"))
+            .unwrap()
+            .trim(),
+        std::fs::read_link("/proc/self/ns/net")
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
 
     // Detached: ps, logs, and stop's SIGTERM reaching the command, whose
     // status podman records.

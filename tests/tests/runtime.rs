@@ -895,7 +895,9 @@ fn hooks_run_at_their_points_given_the_state() {
         c["hooks"] = serde_json::json!({
             "createRuntime": [logging_hook(&log, "createRuntime")],
             "prestart": [logging_hook(&log, "prestart")],
-            "startContainer": [logging_hook(Path::new("/data/hooks.log"), "startContainer")],
+            "startContainer": [logging_hook(Path::new("/data/hooks.log"), "startContainer"),
+                               { "path": "/bin/sh",
+                                 "args": ["sh", "-c", "grep CapEff /proc/self/status > /data/caps"] }],
             "poststart": [logging_hook(&log, "poststart")],
             "poststop": [logging_hook(&log, "poststop"),
                          { "path": "/bin/false", "args": ["false"] }],
@@ -947,6 +949,11 @@ fn hooks_run_at_their_points_given_the_state() {
         "{:?}",
         started[0].1
     );
+    // Confined as the command is: the spec's three capabilities only.
+    assert_eq!(
+        std::fs::read_to_string(b.join("data/caps")).unwrap(),
+        "CapEff:\t0000000020000420\n"
+    );
     assert_eq!(
         stages(&hook_log(&log)),
         ["createRuntime", "prestart", "poststart"]
@@ -966,13 +973,17 @@ fn hooks_run_at_their_points_given_the_state() {
     assert_eq!(all[3].1["status"].as_str(), Some("stopped"));
 
     // createContainer: pid 1's, before it enters the root (the host's
-    // /bin/sh, the test's log), its state pid 1's.
+    // /bin/sh, the test's log), its state pid 1's; what a hook leaves
+    // running there (it would hold the host's root) is ended.
     let b2 = t.join("b2");
     let log2 = t.join("hooks2.log");
+    let token = unique_token();
     bundle(&b2, |c| {
         c["process"]["args"] = serde_json::json!(["true"]);
         c["hooks"] = serde_json::json!({
-            "createContainer": [logging_hook(&log2, "createContainer")],
+            "createContainer": [logging_hook(&log2, "createContainer"),
+                                { "path": "/bin/sh",
+                                  "args": ["sh", "-c", format!("sleep 1000 {token} & exit 0")] }],
         });
     });
     let id2 = unique_token();
@@ -996,6 +1007,10 @@ fn hooks_run_at_their_points_given_the_state() {
         (Some(id2.as_str()), Some(pid2)),
         "{:?}",
         l[0].1
+    );
+    assert!(
+        processes_with_arg(&token).is_empty(),
+        "a hook's process was left running"
     );
     assert_eq!(rt(&root, &["delete", "--force", &id2]).code, 0);
 

@@ -243,3 +243,37 @@ fn exec_refuses_what_it_cannot_do_and_never_leaves_the_root() {
     one_line(&rt(&root, &["exec", &id, "true"]), "it is stopped");
     assert_eq!(rt(&root, &["delete", &id]).code, 0);
 }
+
+/// The attack exec invites (runc's CVE-2019-5736): the container makes a
+/// program the engine will exec (here /bin/x) a script whose interpreter
+/// is `/proc/self/exe`, which while the joining process execs it is
+/// burrow-runtime's host binary, here the user's own file (as `cargo
+/// install` leaves it). Run inside, the container could open it through
+/// /proc/PID/exe and replace it. The exec fails with EACCES instead (the
+/// process may execute only files within the root), and burrow-runtime
+/// never runs in the container.
+#[test]
+fn exec_never_runs_the_runtimes_binary_inside() {
+    let t = TempDir::new("exec-self-exe");
+    let (b, root, id) = (t.join("b"), t.join("state"), unique_token());
+    running(&b, &root, &id, |_| {});
+    let own = t.join("burrow-runtime");
+    std::fs::copy(runtime_bin(), &own).unwrap();
+    let script = b.join("rootfs/bin/x");
+    std::fs::write(&script, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = output(
+        Command::new(&own)
+            .arg("--root")
+            .arg(&root)
+            .args(["exec", &id, "/bin/x"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("Permission denied"), "{out:?}");
+    assert!(
+        !out.stderr.to_lowercase().contains("usage"),
+        "burrow-runtime ran inside: {out:?}"
+    );
+    assert_eq!(rt(&root, &["delete", "--force", &id]).code, 0);
+}
