@@ -2,8 +2,9 @@
 # The OCI runtimes side by side, same run, as an unprivileged user (the
 # burrow-test account when run as root): `run` of a bundle whose command
 # is `true` (busybox root, config.json from `runc spec --rootless`), and
-# create + start + delete --force of it as an engine drives them, by
-# burrow-runtime and by runc (crun refuses this host's hybrid cgroups).
+# create + start + delete --force of it as an engine drives them, and
+# exec of `true` into a running container, by burrow-runtime and by runc
+# (crun refuses this host's hybrid cgroups).
 #   benches/runtime.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,3 +40,30 @@ cycle() { echo "$1 create -b $B cycle && $1 start cycle && $1 delete --force cyc
   -n "burrow-runtime create+start+delete" "sh -c '$(cycle "$STAGE/burrow-runtime --root $STAGE/state")'" \
   -n "runc create+start+delete" "sh -c '$(cycle "runc --root $STAGE/runc")'"
 summary "$STAGE/cycle.json" 'create, start and delete --force of a `true` bundle' "runc create+start+delete"
+
+# exec of `true` into a running container (a second bundle whose command
+# sleeps), as `podman exec` and `ctr task exec` have the runtime do it.
+S="$STAGE/sleeper"
+mkdir -p "$S"
+cp -a "$B/rootfs" "$S/"
+ln -sf busybox "$S/rootfs/bin/sleep"
+python3 - "$B/config.json" "$S/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["args"] = ["sleep", "100000"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+chown -R "$(stat -c %u "$STAGE")" "$S"
+as_user() { "${RUNAS[@]}" env PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin XDG_RUNTIME_DIR="$STAGE" "$@"; }
+as_user "$STAGE/burrow-runtime" --root "$STAGE/state" create -b "$S" sleeper
+as_user "$STAGE/burrow-runtime" --root "$STAGE/state" start sleeper
+as_user runc --root "$STAGE/runc" create -b "$S" sleeper
+as_user runc --root "$STAGE/runc" start sleeper
+# (Both ended before the stage is removed, which common.sh's trap did.)
+trap 'as_user "$STAGE/burrow-runtime" --root "$STAGE/state" delete --force sleeper || true
+      as_user runc --root "$STAGE/runc" delete --force sleeper || true
+      rm -rf "$STAGE"' EXIT
+as_user hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$STAGE/exec.json" \
+  -n "burrow-runtime exec" "$STAGE/burrow-runtime --root $STAGE/state exec sleeper true" \
+  -n "runc exec" "runc --root $STAGE/runc exec sleeper true"
+summary "$STAGE/exec.json" 'exec of `true` into a running container' "runc exec"

@@ -18,15 +18,19 @@ use serde::{Deserialize, Serialize};
 pub struct StateRoot(PathBuf);
 
 impl StateRoot {
-    /// `--root`, else `$XDG_RUNTIME_DIR/burrow-runtime`; made (0700) if
-    /// missing. It must be the caller's and closed to others: another
-    /// user who could write there could plant a container's state.
+    /// `--root`, else `$XDG_RUNTIME_DIR/burrow-runtime`, else
+    /// `/tmp/burrow-runtime-UID`; made (0700) if missing. It must be the
+    /// caller's and closed to others: another user who could write there
+    /// (or made it first) could plant a container's state.
     pub fn open(given: Option<&Path>) -> Result<StateRoot> {
         let path = match given {
             Some(p) => p.to_path_buf(),
             None => match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
                 Some(dir) => Path::new(&dir).join("burrow-runtime"),
-                None => bail!("--root is needed: XDG_RUNTIME_DIR is not set"),
+                None => PathBuf::from(format!(
+                    "/tmp/burrow-runtime-{}",
+                    nix::unistd::geteuid().as_raw()
+                )),
             },
         };
         match std::fs::DirBuilder::new()

@@ -14,6 +14,7 @@ use burrow_sandbox::cli::{Cli, Command as BurrowCommand};
 use burrow_sandbox::config::{Console, Hold, SandboxConfig};
 use clap::{CommandFactory, FromArgMatches};
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use crate::container::{Container, Proc, Record, StateRoot, Status};
 use crate::spec;
@@ -98,7 +99,8 @@ pub struct CreateOptions<'a> {
     pub preserve_fds: u32,
 }
 
-pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -> Result<()> {
+/// Creates container `id`; returns its pid 1 (this process's child).
+pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -> Result<Pid> {
     crate::container::check_id(id)?;
     // The bundle is read before the ID is claimed: a bad one leaves nothing.
     let (mut cfg, spec, bundle) = sandbox_of(bundle, opts.console_socket)?;
@@ -158,7 +160,30 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
         container.remove();
         return Err(e);
     }
-    Ok(())
+    Ok(init_pid)
+}
+
+/// `run`: create and start; unless detached, wait for the container's
+/// pid 1 (this process's child), passing signals on to it as `burrow run`
+/// does, then delete the container. Its status is the command's.
+pub fn run(
+    root: &StateRoot,
+    bundle: &Path,
+    id: &str,
+    opts: &CreateOptions,
+    detach: bool,
+) -> Result<i32> {
+    let init = create(root, bundle, id, opts)?;
+    if let Err(e) = start(root, id) {
+        let _ = delete(root, id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = burrow_sandbox::launch::wait_for(init);
+    delete(root, id, false)?;
+    Ok(code)
 }
 
 /// `--pid-file`: the pid alone, written whole (renamed into place), as

@@ -15,7 +15,7 @@ mod report;
 mod spec;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -79,6 +79,23 @@ enum Command {
         /// The bundle: config.json and the root it names.
         #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
         bundle: PathBuf,
+        /// Write the container's pid here.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// The Unix socket to send the container's terminal to, with
+        /// process.terminal.
+        #[arg(long, value_name = "SOCKET")]
+        console_socket: Option<PathBuf>,
+        /// Pass descriptors 3 to 3+N-1 on to the command.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        preserve_fds: u32,
+        /// Accepted: burrow makes no session keyring.
+        #[arg(long)]
+        no_new_keyring: bool,
+        /// Return once the command runs (as create and start); else wait
+        /// for it, then delete the container.
+        #[arg(long, short = 'd')]
+        detach: bool,
         id: String,
     },
     /// Create container ID from a bundle; its command waits for `start`.
@@ -187,7 +204,22 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
     };
     let root = || StateRoot::open(args.root.as_deref());
     match command {
-        Command::Run { bundle, id } => return run(bundle, id),
+        Command::Run {
+            bundle,
+            pid_file,
+            console_socket,
+            preserve_fds,
+            no_new_keyring: _,
+            detach,
+            id,
+        } => {
+            let opts = lifecycle::CreateOptions {
+                pid_file: pid_file.as_deref(),
+                console_socket: console_socket.as_deref(),
+                preserve_fds: *preserve_fds,
+            };
+            return lifecycle::run(&root()?, bundle, id, &opts, *detach);
+        }
         Command::Create {
             bundle,
             pid_file,
@@ -228,17 +260,6 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
         ),
     }
     Ok(0)
-}
-
-/// `run`: the sandbox in the foreground, supervised by this process (as
-/// `burrow run`); its status is this process's.
-fn run(bundle: &Path, id: &str) -> anyhow::Result<i32> {
-    container::check_id(id)?;
-    let (cfg, spec, _) = lifecycle::sandbox_of(bundle, None)?;
-    if spec.hooks().is_some() {
-        bail!("config.json: hooks: not with run (create and start run them)");
-    }
-    Ok(burrow_sandbox::launch::run(&cfg)?)
 }
 
 /// Appends `msg` to --log, as runc writes its errors there (engines read

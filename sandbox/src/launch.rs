@@ -388,6 +388,13 @@ fn borrow_status_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+/// Waits for `init`, pid 1 of a sandbox [`create`] made (this process's
+/// child), relaying the signals this process gets to it, as `run` does;
+/// returns its status.
+pub fn wait_for(init: Pid) -> i32 {
+    supervise(init, &signals::waited_set())
+}
+
 /// Waits for pid 1 of the sandbox, relaying signals sent to burrow.
 pub(crate) fn supervise(child: Pid, waited: &SigSet) -> i32 {
     loop {

@@ -16,6 +16,8 @@ fn run(dir: &Path, id: &str) -> Output {
                 dir.join("log.json").to_str().unwrap(),
                 "--log-format",
                 "json",
+                "--root",
+                dir.join("state").to_str().unwrap(),
             ])
             .args(["run", "--bundle", dir.to_str().unwrap(), id])
             .stdin(Stdio::null()),
@@ -1043,4 +1045,48 @@ fn hooks_run_at_their_points_given_the_state() {
         assert!(out.stderr.contains(what), "{what}: {out:?}");
         assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
     }
+}
+
+/// `run` is create and start in one, its container known to the other
+/// commands while it runs (`state`, `kill` from elsewhere), its status the
+/// command's, and deleted when it ends; `run --detach` leaves it running.
+#[test]
+fn run_registers_the_container_while_it_runs() {
+    let t = TempDir::new("runtime-run");
+    let b = t.join("b");
+    bundle(&b, |c| {
+        c["process"]["args"] =
+            serde_json::json!(["sh", "-c", "trap 'exit 9' TERM; sleep 1000 & wait"]);
+    });
+    let root = t.join("state");
+    let id = unique_token();
+    let mut fg = Command::new(runtime_bin())
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle", b.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(std::time::Duration::from_secs(30), || rt(
+            &root,
+            &["state", &id]
+        )
+        .code
+            == 0
+            && status_of(&root, &id) == "running"),
+        "run's container is not known to state"
+    );
+    assert_eq!(rt(&root, &["kill", &id, "TERM"]).code, 0);
+    let status = wait_timeout(&mut fg, std::time::Duration::from_secs(30));
+    assert_eq!(exit_code(status), 9);
+    assert!(
+        rt(&root, &["list", "-q"]).stdout.is_empty(),
+        "run left its state"
+    );
+
+    let out = rt(&root, &["run", "-d", "--bundle", b.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(status_of(&root, &id), "running");
+    assert_eq!(rt(&root, &["delete", "--force", &id]).code, 0);
 }
