@@ -30,7 +30,7 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 "${RUNAS[@]}" env PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin XDG_RUNTIME_DIR="$STAGE" \
   hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$STAGE/runtime.json" \
-  -n "burrow-runtime run" "$STAGE/burrow-runtime run -b $B bench" \
+  -n "burrow-runtime run" "$STAGE/burrow-runtime --root $STAGE/state run -b $B bench" \
   -n "runc run" "runc --root $STAGE/runc run -b $B bench"
 summary "$STAGE/runtime.json" 'run of a `true` bundle' "runc run"
 

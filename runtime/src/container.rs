@@ -170,6 +170,10 @@ pub struct Record {
     /// `exec` joins (None in a record of an older burrow-runtime).
     #[serde(default)]
     pub command: Option<Proc>,
+    /// Whether the spec has hooks (`start` and `delete` read it again only
+    /// then).
+    #[serde(default)]
+    pub hooks: bool,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     /// RFC 3339.

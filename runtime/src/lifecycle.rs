@@ -138,6 +138,7 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
                 .collect(),
             // Held before its exec, the command is pid 1's one child.
             command: crate::report::processes(&init, None).get(1).copied(),
+            hooks: spec.hooks().is_some(),
             rootfs: cfg.rootfs.clone(),
             bundle: bundle.clone(),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -259,9 +260,11 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
             bail!("container {id:?} ended before it started");
         }
     }
-    let spec = container.spec()?;
-    let state = crate::hooks::state(&spec, id, &record.bundle, "running", record.init.pid);
-    crate::hooks::run_warning(&spec, "poststart", &state);
+    if record.hooks {
+        let spec = container.spec()?;
+        let state = crate::hooks::state(&spec, id, &record.bundle, "running", record.init.pid);
+        crate::hooks::run_warning(&spec, "poststart", &state);
+    }
     Ok(())
 }
 
@@ -320,7 +323,11 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
             status.name()
         ),
     }
-    let spec = container.spec().ok();
+    let spec = container
+        .record
+        .as_ref()
+        .filter(|r| r.hooks)
+        .and_then(|_| container.spec().ok());
     destroy(&container);
     if let (Some(spec), Some(r)) = (spec, &container.record) {
         let state = crate::hooks::state(&spec, id, &r.bundle, "stopped", r.init.pid);

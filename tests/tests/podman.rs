@@ -465,7 +465,10 @@ fn podman_runs_containers_with_burrow_runtime() {
         Duration::from_secs(180),
     );
     assert_eq!(out.code, 6, "{out:?}");
-    assert!(echo_free(&out.stdout).contains("/dev/pts/0\r\n20 70\r\n"), "{out:?}");
+    assert!(
+        echo_free(&out.stdout).contains("/dev/pts/0\r\n20 70\r\n"),
+        "{out:?}"
+    );
     assert_eq!(podman.cmd(&["stop", "-t", "20", "d1"]).code, 0);
     let state = podman.cmd(&[
         "inspect",
@@ -490,7 +493,10 @@ fn podman_runs_containers_with_burrow_runtime() {
         Duration::from_secs(180),
     );
     assert_eq!(out.code, 4, "{out:?}");
-    assert!(echo_free(&out.stdout).contains("/dev/pts/0\r\n33 101\r\n"), "{out:?}");
+    assert!(
+        echo_free(&out.stdout).contains("/dev/pts/0\r\n33 101\r\n"),
+        "{out:?}"
+    );
 
     // podman's default network (its namespace, joined by path, served by
     // slirp4netns; a sysctl of it set) and -p through its port handler to
