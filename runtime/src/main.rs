@@ -92,6 +92,10 @@ enum Command {
         /// Accepted: burrow makes no session keyring.
         #[arg(long)]
         no_new_keyring: bool,
+        /// Accepted: burrow always enters the root with pivot_root (runc's
+        /// --no-pivot moves it instead, which is weaker).
+        #[arg(long)]
+        no_pivot: bool,
         /// Return once the command runs (as create and start); else wait
         /// for it, then delete the container.
         #[arg(long, short = 'd')]
@@ -115,6 +119,10 @@ enum Command {
         /// Accepted: burrow makes no session keyring.
         #[arg(long)]
         no_new_keyring: bool,
+        /// Accepted: burrow always enters the root with pivot_root (runc's
+        /// --no-pivot moves it instead, which is weaker).
+        #[arg(long)]
+        no_pivot: bool,
         id: String,
     },
     /// Let a created container's command run.
@@ -210,6 +218,7 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
             console_socket,
             preserve_fds,
             no_new_keyring: _,
+            no_pivot: _,
             detach,
             id,
         } => {
@@ -226,6 +235,7 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
             console_socket,
             preserve_fds,
             no_new_keyring: _,
+            no_pivot: _,
             id,
         } => {
             let opts = lifecycle::CreateOptions {

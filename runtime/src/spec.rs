@@ -502,6 +502,52 @@ fn is_harmless(o: &str) -> bool {
     )
 }
 
+#[derive(Clone, Copy)]
+enum Lsm {
+    AppArmor,
+    SeLinux,
+}
+
+impl Lsm {
+    fn name(self) -> &'static str {
+        match self {
+            Lsm::AppArmor => "AppArmor",
+            Lsm::SeLinux => "SELinux",
+        }
+    }
+
+    /// Whether the host enforces it.
+    fn enabled(self) -> bool {
+        match self {
+            Lsm::AppArmor => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|v| v.trim() == "Y"),
+            Lsm::SeLinux => Path::new("/sys/fs/selinux/enforce").exists(),
+        }
+    }
+}
+
+/// An AppArmor profile or SELinux label (podman sends one where the host
+/// has that module): burrow applies neither, so where the host enforces
+/// the module the field is refused; where it does not, there is nothing
+/// to apply (as runc ignores them there), and it is ignored with a
+/// warning on stderr.
+fn unenforced_label(field: &str, value: &str, lsm: Lsm) -> Result<(), Refused> {
+    if lsm.enabled() {
+        return Err(refuse(
+            field,
+            format!(
+                "{value:?}: burrow applies no {} profile or label",
+                lsm.name()
+            ),
+        ));
+    }
+    eprintln!(
+        "burrow-runtime: warning: config.json: {field} {value:?} ignored: {} is not enabled on this host",
+        lsm.name()
+    );
+    Ok(())
+}
+
 /// `vm`: the command runs in burrow's micro-VM, whose kernel makes its
 /// own /proc and /sys (the host's are not there to mask or make
 /// read-only).
@@ -511,7 +557,6 @@ fn linux(linux: &oci_spec::runtime::Linux, vm: bool, a: &mut Args) -> Result<(),
             "linux.devices",
             linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
         ),
-        ("linux.mountLabel", linux.mount_label().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.personality", linux.personality().is_some()),
         ("linux.timeOffsets", linux.time_offsets().is_some()),
@@ -537,6 +582,9 @@ fn linux(linux: &oci_spec::runtime::Linux, vm: bool, a: &mut Args) -> Result<(),
         if r != oci_spec::runtime::LinuxResources::default() {
             return Err(refuse("linux.resources", "limits are not supported yet"));
         }
+    }
+    if let Some(label) = linux.mount_label() {
+        unenforced_label("linux.mountLabel", label, Lsm::SeLinux)?;
     }
     if let Some(p) = linux.rootfs_propagation() {
         if !matches!(p.as_str(), "private" | "rprivate") {
@@ -669,13 +717,17 @@ fn process(spec: &Spec, a: &mut Args) -> Result<Vec<OsString>, Refused> {
         .ok_or_else(|| refuse("process", "missing"))?;
     none_set(&[
         ("process.commandLine", p.command_line().is_some()),
-        ("process.apparmorProfile", p.apparmor_profile().is_some()),
-        ("process.selinuxLabel", p.selinux_label().is_some()),
         ("process.ioPriority", p.io_priority().is_some()),
         ("process.scheduler", p.scheduler().is_some()),
         ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
         ("process.user.username", p.user().username().is_some()),
     ])?;
+    if let Some(profile) = p.apparmor_profile() {
+        unenforced_label("process.apparmorProfile", profile, Lsm::AppArmor)?;
+    }
+    if let Some(label) = p.selinux_label() {
+        unenforced_label("process.selinuxLabel", label, Lsm::SeLinux)?;
+    }
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(refuse("process.args", "empty"));

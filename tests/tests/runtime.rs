@@ -1090,3 +1090,49 @@ fn run_registers_the_container_while_it_runs() {
     assert_eq!(status_of(&root, &id), "running");
     assert_eq!(rt(&root, &["delete", "--force", &id]).code, 0);
 }
+
+/// An AppArmor profile and SELinux labels, as podman sends them where the
+/// host has those modules: burrow applies neither, so they are refused
+/// where the host enforces the module, and ignored with a warning where
+/// it does not (as runc ignores them there); `--no-pivot` is accepted
+/// (burrow always pivots).
+#[test]
+fn security_labels_are_refused_only_where_enforced() {
+    let t = TempDir::new("runtime-labels");
+    bundle(t.path(), |c| {
+        c["process"]["apparmorProfile"] = "containers-default-0.50.0".into();
+        c["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0".into();
+        c["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0".into();
+        c["process"]["args"] = serde_json::json!(["echo", "ran"]);
+    });
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y");
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let root = t.join("state");
+    let out = rt(
+        &root,
+        &["run", "--no-pivot", "--bundle", t.s(), &unique_token()],
+    );
+    if apparmor || selinux {
+        assert_eq!(out.code, 1, "{out:?}");
+        let field = if apparmor {
+            "process.apparmorProfile"
+        } else {
+            "process.selinuxLabel"
+        };
+        assert!(out.stderr.contains(field), "{out:?}");
+    } else {
+        assert_eq!((out.code, out.stdout.as_str()), (0, "ran\n"), "{out:?}");
+        for field in [
+            "process.apparmorProfile",
+            "process.selinuxLabel",
+            "linux.mountLabel",
+        ] {
+            assert!(
+                out.stderr
+                    .contains(&format!("warning: config.json: {field}")),
+                "{field}: {out:?}"
+            );
+        }
+    }
+}
