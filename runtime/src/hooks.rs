@@ -137,6 +137,9 @@ pub fn run_warning(spec: &Spec, stage: &str, state: &Value) {
     }
 }
 
+/// What a [`Runner`] says when every hook succeeded.
+const OK: &str = "ok";
+
 /// A process forked before the sandbox is made, in the runtime's own
 /// namespaces, that runs the createRuntime and prestart hooks once it is
 /// given the state (and exits without running them if never given it).
@@ -180,7 +183,9 @@ impl Runner {
                                 .iter()
                                 .try_for_each(|stage| run(spec, stage, &state))
                         });
-                    let said = result.err().unwrap_or_default();
+                    // "ok", or what failed: never nothing, which is what a
+                    // runner killed before it finished leaves.
+                    let said = result.err().unwrap_or_else(|| OK.to_string());
                     let _ = std::io::Write::write_all(&mut output, said.as_bytes());
                 }
                 burrow_sandbox::sys::exit_now(0)
@@ -197,10 +202,10 @@ impl Runner {
         let mut said = String::new();
         std::io::Read::read_to_string(&mut self.from, &mut said)
             .map_err(|e| format!("hooks: {e}"))?;
-        if said.is_empty() {
-            Ok(())
-        } else {
-            Err(said)
+        match said.as_str() {
+            OK => Ok(()),
+            "" => Err("hooks: the process running them ended before they were done".to_string()),
+            _ => Err(said),
         }
     }
 }

@@ -379,12 +379,12 @@ pub(crate) fn exec_command(cfg: &SandboxConfig, cwd: &std::path::Path, mut repor
         }
         Err(msg) => report.fail(EXIT_SETUP, &msg),
     }
-    // The startContainer hooks run confined as the command is (their
-    // paths the container's): what they leave behind is no more than it.
-    go_on(fifo, cfg, &report);
     // (Changing credentials may have made it dumpable again, where
     // fs.suid_dumpable is 1: not before the exec, which decides anew.)
     let _ = sys::set_not_dumpable();
+    // The startContainer hooks run confined as the command is (their
+    // paths the container's): what they leave behind is no more than it.
+    go_on(fifo, cfg, &report);
     cannot_exec(
         cfg,
         burrow_vm_init::exec::exec_search(&cfg.argv, &env),

@@ -64,6 +64,11 @@ pub fn exec(
         !maps_own_id(target, "uid_map", nix::unistd::getuid().as_raw()),
         !maps_own_id(target, "gid_map", nix::unistd::getgid().as_raw()),
     );
+    // Whether the container could write this binary, judged here too: in
+    // its namespaces its code could fake /proc and the overflow ids.
+    let mut cfg = cfg.clone();
+    cfg.security.binary_exposed = Some(binary_exposed_to(target));
+    let cfg = &cfg;
     let waited = signals::waited_set();
     if !detach {
         signals::block(&waited).ctx(|| "blocking signals")?;
@@ -225,7 +230,7 @@ fn in_sandbox(cfg: &SandboxConfig, (uid, gid): (bool, bool), report_w: OwnedFd) 
     init::exec_command(cfg, &cwd, report)
 }
 
-/// Whether `target`'s user namespace maps `id` of this process's (its
+/// Whether `target`'s user namespace maps `id` (its
 /// `uid_map` or `gid_map` read through the host's /proc, in this
 /// process's terms).
 fn maps_own_id(target: Pid, file: &str, id: u32) -> bool {
@@ -235,4 +240,22 @@ fn maps_own_id(target: Pid, file: &str, id: u32) -> bool {
             matches!(f[..], [_, outer, count] if outer <= u64::from(id) && u64::from(id) < outer + count)
         })
     })
+}
+
+/// Whether code in `target`'s user namespace could write this process's
+/// binary: its owner mapped there (who may chmod it), or a mapped group
+/// or anyone may write it, on a filesystem mounted writable.
+fn binary_exposed_to(target: Pid) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata("/proc/self/exe") else {
+        return true;
+    };
+    if nix::sys::statvfs::statvfs("/proc/self/exe")
+        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+    {
+        return false;
+    }
+    maps_own_id(target, "uid_map", meta.uid())
+        || (meta.mode() & 0o020 != 0 && maps_own_id(target, "gid_map", meta.gid()))
+        || meta.mode() & 0o002 != 0
 }

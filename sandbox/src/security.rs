@@ -25,6 +25,12 @@ pub struct Security {
     pub landlock: Option<Landlock>,
     pub rlimits: Vec<Rlimit>,
     pub disable_userns: bool,
+    /// Whether burrow's own binary can be written from the sandbox (see
+    /// [`confine_exec_to_root`]): decided by the command's process from
+    /// the sandbox's view when None, or beforehand from the host's, by a
+    /// process that joins a running sandbox whose code could fake that
+    /// view.
+    pub binary_exposed: Option<bool>,
 }
 
 impl Security {
@@ -63,6 +69,7 @@ impl Security {
             landlock,
             rlimits,
             disable_userns: args.disable_userns,
+            binary_exposed: None,
         })
     }
 
@@ -91,6 +98,7 @@ impl Security {
             landlock: Some(landlock),
             rlimits: Vec::new(),
             disable_userns: false,
+            binary_exposed: None,
         })
     }
 
@@ -145,8 +153,8 @@ impl Security {
         if let Some(policy) = &self.landlock {
             warnings.extend(policy.restrict_self()?);
         }
-        if own_binary_exposed() {
-            confine_exec_to_root()?;
+        if self.binary_exposed.unwrap_or_else(own_binary_exposed) {
+            warnings.extend(confine_exec_to_root(keep)?);
         }
         for prog in &self.seccomp {
             crate::sys::load_seccomp(prog).map_err(|e| format!("seccomp: {}", e.desc()))?;
@@ -196,20 +204,41 @@ fn own_binary_exposed() -> bool {
 /// and writes are left alone (a script may still write to /dev/stdout,
 /// a descriptor of the host's). Where the kernel has no Landlock this
 /// does nothing.
-fn confine_exec_to_root() -> std::result::Result<(), String> {
-    use landlock::{AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr};
+fn confine_exec_to_root(keep: &BTreeSet<Cap>) -> std::result::Result<Vec<String>, String> {
+    use landlock::{
+        AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    };
     let fail = |e: &dyn std::fmt::Display| format!("landlock (exec within the root): {e}");
+    // Refer too (moves and links between directories), which a Landlock
+    // domain denies unless it handles and allows it: allowed beneath the
+    // root, as execution is.
+    let rights = AccessFs::Execute | AccessFs::Refer;
     let root = PathFd::new("/").map_err(|e| fail(&e))?;
-    Ruleset::default()
-        .handle_access(AccessFs::Execute)
+    let status = Ruleset::default()
+        .handle_access(rights)
         .map_err(|e| fail(&e))?
         .create()
         .map_err(|e| fail(&e))?
-        .add_rule(PathBeneath::new(root, AccessFs::Execute))
+        .add_rule(PathBeneath::new(root, rights))
         .map_err(|e| fail(&e))?
         .restrict_self()
         .map_err(|e| fail(&e))?;
-    Ok(())
+    let mut warnings = Vec::new();
+    if status.ruleset == RulesetStatus::NotEnforced {
+        warnings.push(
+            "burrow's binary can be written from the sandbox and this kernel has no Landlock to \
+             keep it from running there: install burrow owned by root"
+                .to_string(),
+        );
+    } else if keep.contains(&Cap::from(::caps::Capability::CAP_SYS_ADMIN)) {
+        warnings.push(
+            "burrow's binary can be written from the sandbox, so the command may execute only \
+             files within it (Landlock), which also denies mounts: install burrow owned by root \
+             to mount inside"
+                .to_string(),
+        );
+    }
+    Ok(warnings)
 }
 
 /// Switches to `id`'s uid, gid and groups, keeping the permitted
