@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -92,18 +92,36 @@ pub fn sandbox_of_spec(
     Ok(cfg)
 }
 
-/// What `create` takes besides the bundle.
-pub struct CreateOptions<'a> {
-    pub pid_file: Option<&'a Path>,
-    pub console_socket: Option<&'a Path>,
+/// What `create` and `run` take besides the ID (runc's flags).
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The bundle: config.json and the root it names.
+    #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container's pid here.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// The Unix socket to send the container's terminal to (the pty's
+    /// master, SCM_RIGHTS), with process.terminal.
+    #[arg(long, value_name = "SOCKET")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass descriptors 3 to 3+N-1 on to the command.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Accepted: burrow makes no session keyring.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Accepted: burrow always enters the root with pivot_root (runc's
+    /// --no-pivot moves it instead, which is weaker).
+    #[arg(long)]
+    pub no_pivot: bool,
 }
 
 /// Creates container `id`; returns its pid 1 (this process's child).
-pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -> Result<Pid> {
+pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs) -> Result<Pid> {
     crate::container::check_id(id)?;
     // The bundle is read before the ID is claimed: a bad one leaves nothing.
-    let (mut cfg, spec, bundle) = sandbox_of(bundle, opts.console_socket)?;
+    let (mut cfg, spec, bundle) = sandbox_of(&opts.bundle, opts.console_socket.as_deref())?;
     cfg.preserve_fds = opts.preserve_fds;
     cfg.hooks = crate::hooks::for_sandbox(&spec, id, &bundle)?.map(Box::new);
     // (Before the launcher joins an engine's namespaces.)
@@ -145,7 +163,7 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
             annotations: spec.annotations().clone().unwrap_or_default(),
         };
         container.save(record)?;
-        if let Some(path) = opts.pid_file {
+        if let Some(path) = &opts.pid_file {
             write_pid_file(path, init.pid)?;
         }
         // Recorded: the sandbox may outlive this process now.
@@ -167,14 +185,8 @@ pub fn create(root: &StateRoot, bundle: &Path, id: &str, opts: &CreateOptions) -
 /// `run`: create and start; unless detached, wait for the container's
 /// pid 1 (this process's child), passing signals on to it as `burrow run`
 /// does, then delete the container. Its status is the command's.
-pub fn run(
-    root: &StateRoot,
-    bundle: &Path,
-    id: &str,
-    opts: &CreateOptions,
-    detach: bool,
-) -> Result<i32> {
-    let init = create(root, bundle, id, opts)?;
+pub fn run(root: &StateRoot, id: &str, opts: &CreateArgs, detach: bool) -> Result<i32> {
+    let init = create(root, id, opts)?;
     if let Err(e) = start(root, id) {
         let _ = delete(root, id, true);
         return Err(e);

@@ -26,7 +26,8 @@ use container::StateRoot;
 #[derive(Debug, Parser)]
 #[command(name = "burrow-runtime", version, disable_version_flag = true)]
 struct Args {
-    /// Where containers' state is kept (default: $XDG_RUNTIME_DIR/burrow-runtime).
+    /// Where containers' state is kept (default: $XDG_RUNTIME_DIR/burrow-runtime, else
+    /// /tmp/burrow-runtime-UID).
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Errors are also written to FILE (as runc's --log).
@@ -73,29 +74,11 @@ enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create and run container ID from a bundle, in the foreground; exit
-    /// with its status.
+    /// Create and start container ID from a bundle; in the foreground,
+    /// wait for it, delete it and exit with its status.
     Run {
-        /// The bundle: config.json and the root it names.
-        #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
-        bundle: PathBuf,
-        /// Write the container's pid here.
-        #[arg(long, value_name = "FILE")]
-        pid_file: Option<PathBuf>,
-        /// The Unix socket to send the container's terminal to, with
-        /// process.terminal.
-        #[arg(long, value_name = "SOCKET")]
-        console_socket: Option<PathBuf>,
-        /// Pass descriptors 3 to 3+N-1 on to the command.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        preserve_fds: u32,
-        /// Accepted: burrow makes no session keyring.
-        #[arg(long)]
-        no_new_keyring: bool,
-        /// Accepted: burrow always enters the root with pivot_root (runc's
-        /// --no-pivot moves it instead, which is weaker).
-        #[arg(long)]
-        no_pivot: bool,
+        #[command(flatten)]
+        create: lifecycle::CreateArgs,
         /// Return once the command runs (as create and start); else wait
         /// for it, then delete the container.
         #[arg(long, short = 'd')]
@@ -104,25 +87,8 @@ enum Command {
     },
     /// Create container ID from a bundle; its command waits for `start`.
     Create {
-        #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
-        bundle: PathBuf,
-        /// Write the container's pid here.
-        #[arg(long, value_name = "FILE")]
-        pid_file: Option<PathBuf>,
-        /// The Unix socket to send the container's terminal to (the pty's
-        /// master, SCM_RIGHTS), with process.terminal.
-        #[arg(long, value_name = "SOCKET")]
-        console_socket: Option<PathBuf>,
-        /// Pass descriptors 3 to 3+N-1 on to the command.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        preserve_fds: u32,
-        /// Accepted: burrow makes no session keyring.
-        #[arg(long)]
-        no_new_keyring: bool,
-        /// Accepted: burrow always enters the root with pivot_root (runc's
-        /// --no-pivot moves it instead, which is weaker).
-        #[arg(long)]
-        no_pivot: bool,
+        #[command(flatten)]
+        create: lifecycle::CreateArgs,
         id: String,
     },
     /// Let a created container's command run.
@@ -212,38 +178,11 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
     };
     let root = || StateRoot::open(args.root.as_deref());
     match command {
-        Command::Run {
-            bundle,
-            pid_file,
-            console_socket,
-            preserve_fds,
-            no_new_keyring: _,
-            no_pivot: _,
-            detach,
-            id,
-        } => {
-            let opts = lifecycle::CreateOptions {
-                pid_file: pid_file.as_deref(),
-                console_socket: console_socket.as_deref(),
-                preserve_fds: *preserve_fds,
-            };
-            return lifecycle::run(&root()?, bundle, id, &opts, *detach);
+        Command::Run { create, detach, id } => {
+            return lifecycle::run(&root()?, id, create, *detach);
         }
-        Command::Create {
-            bundle,
-            pid_file,
-            console_socket,
-            preserve_fds,
-            no_new_keyring: _,
-            no_pivot: _,
-            id,
-        } => {
-            let opts = lifecycle::CreateOptions {
-                pid_file: pid_file.as_deref(),
-                console_socket: console_socket.as_deref(),
-                preserve_fds: *preserve_fds,
-            };
-            lifecycle::create(&root()?, bundle, id, &opts)?;
+        Command::Create { create, id } => {
+            lifecycle::create(&root()?, id, create)?;
         }
         Command::Start { id } => lifecycle::start(&root()?, id)?,
         Command::State { id } => report::state(&root()?, id)?,
