@@ -240,6 +240,40 @@ fn containerd_drives_burrow_runtime_as_real_root() {
     let ps = c.ctr(&["task", "ps", "c2"]);
     assert!(ps.stdout.lines().count() >= 3, "{ps:?}");
     assert_eq!(states(&runc_root), 1, "the runtime's state of c2");
+
+    // A pod as Kubernetes makes one through containerd: another container
+    // joins c2's network, IPC and UTS namespaces by path (its pid 1's).
+    let pid: i32 = c
+        .ctr(&["task", "ls"])
+        .stdout
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&"c2")).then(|| f[1].parse().ok())?
+        })
+        .expect("c2's pid in task ls");
+    let ns = |kind: &str, file: &str| format!("{kind}:/proc/{pid}/ns/{file}");
+    let link = |kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    let out = run(&[
+        "--rm",
+        "--with-ns",
+        &ns("network", "net"),
+        "--with-ns",
+        &ns("ipc", "ipc"),
+        "--with-ns",
+        &ns("uts", "uts"),
+        "localhost/bb:v1",
+        "c3",
+        "sh",
+        "-c",
+        "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done",
+    ]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    for (line, kind) in lines.iter().zip(["net", "ipc", "uts"]) {
+        assert_eq!(*line, link(kind).to_str().unwrap(), "{kind}: {out:?}");
+    }
+    assert_ne!(lines[3], link("pid").to_str().unwrap(), "{out:?}");
     let out = output_within(
         c.command("script").args([
             "-qec",
