@@ -307,14 +307,8 @@ fn identity_maps(a: &mut Args) {
         ("--gidmap", "/proc/self/gid_map"),
     ] {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        for line in text.lines() {
-            let f: Vec<u64> = line
-                .split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            if let [inner, _, count] = f[..] {
-                a.pair(flag, format!("{inner}:{inner}:{count}"));
-            }
+        for (inner, _, count) in burrow_sandbox::idmap::parse_map(&text) {
+            a.pair(flag, format!("{inner}:{inner}:{count}"));
         }
     }
 }

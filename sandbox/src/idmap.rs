@@ -18,6 +18,40 @@ pub struct IdRange {
     pub count: u32,
 }
 
+/// The ranges of a uid_map or gid_map's text (`inner outer count` a
+/// line, as /proc/PID/uid_map shows them to the reader).
+pub fn parse_map(text: &str) -> Vec<(u64, u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            match f[..] {
+                [inner, outer, count] => Some((inner, outer, count)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Whether a map's text gives `id` of the namespace inside an id.
+pub fn maps_inner(text: &str, id: u32) -> bool {
+    let id = u64::from(id);
+    parse_map(text)
+        .iter()
+        .any(|&(inner, _, count)| inner <= id && id < inner + count)
+}
+
+/// Whether a map's text gives `id` of the reader's namespace (outside)
+/// an id inside.
+pub fn maps_outer(text: &str, id: u32) -> bool {
+    let id = u64::from(id);
+    parse_map(text)
+        .iter()
+        .any(|&(_, outer, count)| outer <= id && id < outer + count)
+}
+
 /// A subordinate id range granted in /etc/subuid or /etc/subgid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubRange {
@@ -317,6 +351,19 @@ fn run_helper(helper: &Path, pid: Pid, map: &[IdRange]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_are_read_from_either_side() {
+        let podman = "         0       1001          1\n         1     100000      65536\n";
+        assert!(maps_outer(podman, 1001) && maps_outer(podman, 165535));
+        assert!(!maps_outer(podman, 0) && !maps_outer(podman, 165536));
+        assert!(maps_inner(podman, 0) && maps_inner(podman, 65536));
+        assert!(!maps_inner(podman, 65537));
+        assert!(maps_outer("         0          0 4294967295\n", 0));
+        assert!(maps_outer("1000 1001 1\n0 0 1\n", 0));
+        assert!(!maps_outer("", 0));
+        assert_eq!(parse_map("bad\n1 2 3\n"), vec![(1, 2, 3)]);
+    }
 
     #[test]
     fn parses_by_name_and_by_number() {

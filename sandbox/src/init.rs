@@ -155,12 +155,7 @@ pub(crate) fn enter_working_dir(cfg: &SandboxConfig) -> Result<PathBuf> {
 /// is mapped, pid 1 stays what it maps to.)
 fn become_root_if_unmapped() -> nix::Result<()> {
     let covered = |file: &str, id: u32| {
-        std::fs::read_to_string(file).is_ok_and(|text| {
-            text.lines().any(|l| {
-                let f: Vec<u64> = l.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-                matches!(f.as_slice(), [inner, _, count] if *inner <= u64::from(id) && u64::from(id) < inner + count)
-            })
-        })
+        std::fs::read_to_string(file).is_ok_and(|text| crate::idmap::maps_inner(&text, id))
     };
     let root_uid = nix::unistd::Uid::from_raw(0);
     let root_gid = nix::unistd::Gid::from_raw(0);

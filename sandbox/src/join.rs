@@ -234,28 +234,16 @@ fn in_sandbox(cfg: &SandboxConfig, (uid, gid): (bool, bool), report_w: OwnedFd) 
 /// `uid_map` or `gid_map` read through the host's /proc, in this
 /// process's terms).
 fn maps_own_id(target: Pid, file: &str, id: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{target}/{file}")).is_ok_and(|text| {
-        text.lines().any(|l| {
-            let f: Vec<u64> = l.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-            matches!(f[..], [_, outer, count] if outer <= u64::from(id) && u64::from(id) < outer + count)
-        })
-    })
+    std::fs::read_to_string(format!("/proc/{target}/{file}"))
+        .is_ok_and(|text| crate::idmap::maps_outer(&text, id))
 }
 
 /// Whether code in `target`'s user namespace could write this process's
 /// binary: its owner mapped there (who may chmod it), or a mapped group
 /// or anyone may write it, on a filesystem mounted writable.
 fn binary_exposed_to(target: Pid) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata("/proc/self/exe") else {
-        return true;
-    };
-    if nix::sys::statvfs::statvfs("/proc/self/exe")
-        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
-    {
-        return false;
-    }
-    maps_own_id(target, "uid_map", meta.uid())
-        || (meta.mode() & 0o020 != 0 && maps_own_id(target, "gid_map", meta.gid()))
-        || meta.mode() & 0o002 != 0
+    crate::security::binary_exposed(
+        |uid| maps_own_id(target, "uid_map", uid),
+        |gid| maps_own_id(target, "gid_map", gid),
+    )
 }

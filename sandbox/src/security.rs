@@ -169,25 +169,38 @@ impl Security {
 /// a mapped group or anyone may write it, on a filesystem mounted
 /// writable.
 fn own_binary_exposed() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata("/proc/self/exe") else {
-        return true;
-    };
-    let read_only = nix::sys::statvfs::statvfs("/proc/self/exe")
-        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
-    if read_only {
-        return false;
-    }
+    // (Ids the namespace does not map show as the overflow ids.)
     let overflow = |file: &str| {
         std::fs::read_to_string(file)
             .ok()
             .and_then(|v| v.trim().parse::<u32>().ok())
             .unwrap_or(65534)
     };
-    let owner_mapped = meta.uid() != overflow("/proc/sys/kernel/overflowuid");
-    let group_writes =
-        meta.mode() & 0o020 != 0 && meta.gid() != overflow("/proc/sys/kernel/overflowgid");
-    owner_mapped || group_writes || meta.mode() & 0o002 != 0
+    binary_exposed(
+        |uid| uid != overflow("/proc/sys/kernel/overflowuid"),
+        |gid| gid != overflow("/proc/sys/kernel/overflowgid"),
+    )
+}
+
+/// Whether this process's binary (`/proc/self/exe`) can be written by
+/// users of a namespace where `uid_mapped` and `gid_mapped` say which of
+/// its owner's ids have an id: the owner mapped (who may chmod it), or a
+/// mapped group or anyone may write it, on a filesystem mounted writable.
+/// Seen from inside the sandbox (pid 1's command) or from the host with
+/// the sandbox's maps (`exec`, whose container could fake its own view).
+pub fn binary_exposed(uid_mapped: impl Fn(u32) -> bool, gid_mapped: impl Fn(u32) -> bool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata("/proc/self/exe") else {
+        return true;
+    };
+    if nix::sys::statvfs::statvfs("/proc/self/exe")
+        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+    {
+        return false;
+    }
+    meta.mode() & 0o002 != 0
+        || uid_mapped(meta.uid())
+        || (meta.mode() & 0o020 != 0 && gid_mapped(meta.gid()))
 }
 
 /// Where [`own_binary_exposed`]: lets the command (and all it starts)

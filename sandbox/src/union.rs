@@ -179,7 +179,7 @@ fn prepare(
     // host's system shows as root's inside (see Stack::show_unmapped_as_root).
     let unmapped = |file: &str| {
         std::fs::read_to_string(format!("/proc/self/{file}"))
-            .map(|map| !maps_outer_root(&map))
+            .map(|map| !crate::idmap::maps_outer(&map, 0))
             .unwrap_or(false)
     };
     stack.show_unmapped_as_root(unmapped("uid_map"), unmapped("gid_map"));
@@ -211,31 +211,4 @@ fn prepare(
     }
     nix::sys::stat::umask(Mode::empty());
     Ok(UnionFs::new(stack, upper))
-}
-
-/// Whether a uid_map or gid_map (read from inside its namespace: inner,
-/// outer, count per line) gives the parent namespace's id 0 an id.
-fn maps_outer_root(map: &str) -> bool {
-    map.lines().any(|line| {
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        matches!(f[..], [_, outer, count] if outer == 0 && count > 0)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::maps_outer_root;
-
-    #[test]
-    fn outer_root_is_found_in_a_map() {
-        assert!(maps_outer_root("         0          0 4294967295\n"));
-        assert!(maps_outer_root("1000 1001 1\n0 0 1\n"));
-        assert!(!maps_outer_root(
-            "         0       1001          1\n         1     100000      65536\n"
-        ));
-        assert!(!maps_outer_root(""));
-    }
 }

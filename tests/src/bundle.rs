@@ -96,3 +96,34 @@ pub fn status_of(root: &Path, id: &str) -> String {
     let state: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     state["status"].as_str().unwrap().to_string()
 }
+
+/// Python for an engine's side of a terminal, as conmon serves it, put
+/// before a test's own script: `receive_master(path, start)` listens on
+/// the console socket `path`, calls `start()` (which runs the runtime and
+/// returns its Popen) and returns the terminal's name, the pty master
+/// sent over SCM_RIGHTS and the Popen; `read_terminal(fd, answer)` reads
+/// the master until the other end closes (EIO), typing `answer[1]` once
+/// the output ends with `answer[0]`, and returns it with `\r\n` as `\n`.
+pub const PY_CONSOLE: &str = r#"
+import os, socket
+def receive_master(path, start):
+    srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(1)
+    proc = start()
+    conn, _ = srv.accept()
+    name, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    return name.decode(), fds[0], proc
+def read_terminal(fd, answer=None):
+    out = b''
+    while True:
+        if answer and out.endswith(answer[0]):
+            os.write(fd, answer[1])
+            answer = None
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out.decode().replace('\r\n', '\n')
+"#;

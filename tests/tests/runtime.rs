@@ -366,27 +366,16 @@ fn features_say_what_is_recognised() {
 /// that receives the pty's master from `create`; through it the command's
 /// output is read and its input written.
 const CONSOLE: &str = r#"
-import os, socket, subprocess, sys
+import subprocess, sys
 rt, root, bundle, cid, path = sys.argv[1:]
-srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(1)
-create = subprocess.Popen([rt, '--root', root, 'create', '--bundle', bundle,
-                           '--console-socket', path, cid], stdin=subprocess.DEVNULL)
-conn, _ = srv.accept()
-name, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+name, master, create = receive_master(path, lambda: subprocess.Popen(
+    [rt, '--root', root, 'create', '--bundle', bundle, '--console-socket', path, cid],
+    stdin=subprocess.DEVNULL))
 assert create.wait() == 0
-print('sent', name.decode(), len(fds), flush=True)
-os.write(fds[0], b'typed\n')
+print('sent', name, flush=True)
+os.write(master, b'typed\n')
 assert subprocess.run([rt, '--root', root, 'start', cid]).returncode == 0
-out = b''
-while True:
-    try:
-        chunk = os.read(fds[0], 4096)
-    except OSError:  # EIO: the terminal's other end is closed
-        break
-    if not chunk:
-        break
-    out += chunk
-print(out.decode().replace('\r\n', '\n'), end='')
+print(read_terminal(master), end='')
 "#;
 
 /// process.terminal with `--console-socket`: the master of a pty of the
@@ -408,15 +397,19 @@ fn a_terminal_goes_to_the_console_socket() {
     });
     let root = t.join("state");
     let id = unique_token();
-    let out = output(Command::new("python3").args(["-c", CONSOLE]).args([
-        runtime_bin().to_str().unwrap(),
-        root.to_str().unwrap(),
-        b.to_str().unwrap(),
-        &id,
-        t.join("console.sock").to_str().unwrap(),
-    ]));
+    let out = output(
+        Command::new("python3")
+            .args(["-c", &format!("{PY_CONSOLE}{CONSOLE}")])
+            .args([
+                runtime_bin().to_str().unwrap(),
+                root.to_str().unwrap(),
+                b.to_str().unwrap(),
+                &id,
+                t.join("console.sock").to_str().unwrap(),
+            ]),
+    );
     assert_eq!(
-        out.stdout, "sent /dev/pts/0 1\ntyped\n/dev/pts/0\n33 101\ngot typed\nerr-too\n",
+        out.stdout, "sent /dev/pts/0\ntyped\n/dev/pts/0\n33 101\ngot typed\nerr-too\n",
         "{out:?}"
     );
     assert!(eventually(

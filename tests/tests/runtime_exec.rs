@@ -131,31 +131,17 @@ fn a_detached_exec_is_one_of_the_containers_processes() {
 /// process's description in a file (`--process`, runtime-spec's process
 /// object), a console socket that receives the pty's master.
 const EXEC_TTY: &str = r#"
-import json, os, socket, subprocess, sys
+import json, subprocess, sys
 rt, root, cid, path, spec = sys.argv[1:]
-srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(1)
 json.dump({'terminal': True, 'consoleSize': {'height': 21, 'width': 77},
            'user': {'uid': 0, 'gid': 0}, 'cwd': '/etc', 'env': ['PATH=/bin', 'Z=z'],
            'args': ['sh', '-c', 'tty; stty size; pwd; echo $Z; read x; echo "got $x"; exit 6']},
           open(spec, 'w'))
-ex = subprocess.Popen([rt, '--root', root, 'exec', '--process', spec, '--tty',
-                       '--console-socket', path, cid], stdin=subprocess.DEVNULL)
-conn, _ = srv.accept()
-name, fds, _, _ = socket.recv_fds(conn, 1024, 1)
-out, typed = b'', False
-while True:
-    if not typed and out.endswith(b'z\r\n'):
-        # (Typed once asked for: the terminal's echo comes next.)
-        os.write(fds[0], b'typed\n')
-        typed = True
-    try:
-        chunk = os.read(fds[0], 4096)
-    except OSError:  # EIO: the terminal's other end is closed
-        break
-    if not chunk:
-        break
-    out += chunk
-print(out.decode().replace('\r\n', '\n'), end='')
+_, master, ex = receive_master(path, lambda: subprocess.Popen(
+    [rt, '--root', root, 'exec', '--process', spec, '--tty', '--console-socket', path, cid],
+    stdin=subprocess.DEVNULL))
+# (Typed once asked for: the terminal's echo comes next.)
+print(read_terminal(master, (b'z\r\n', b'typed\n')), end='')
 print('status', ex.wait())
 "#;
 
@@ -165,13 +151,15 @@ fn exec_with_a_process_file_gets_a_terminal_of_its_own() {
     let (b, root, id) = (t.join("b"), t.join("state"), unique_token());
     running(&b, &root, &id, |_| {});
     let out = output_within(
-        Command::new("python3").args(["-c", EXEC_TTY]).args([
-            runtime_bin().to_str().unwrap(),
-            root.to_str().unwrap(),
-            &id,
-            t.join("console.sock").to_str().unwrap(),
-            t.join("process.json").to_str().unwrap(),
-        ]),
+        Command::new("python3")
+            .args(["-c", &format!("{PY_CONSOLE}{EXEC_TTY}")])
+            .args([
+                runtime_bin().to_str().unwrap(),
+                root.to_str().unwrap(),
+                &id,
+                t.join("console.sock").to_str().unwrap(),
+                t.join("process.json").to_str().unwrap(),
+            ]),
         Duration::from_secs(60),
     );
     assert_eq!(
