@@ -1048,8 +1048,11 @@ fn run_registers_the_container_while_it_runs() {
     let t = TempDir::new("runtime-run");
     let b = t.join("b");
     bundle(&b, |c| {
-        c["process"]["args"] =
-            serde_json::json!(["sh", "-c", "trap 'exit 9' TERM; sleep 1000 & wait"]);
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; echo ready; sleep 1000 & wait"
+        ]);
     });
     let root = t.join("state");
     let id = unique_token();
@@ -1058,8 +1061,18 @@ fn run_registers_the_container_while_it_runs() {
         .arg(&root)
         .args(["run", "--bundle", b.to_str().unwrap(), &id])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // The command says when its trap is set: a SIGTERM before that would
+    // end the shell with 143, not the trap's 9.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(fg.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
     assert!(
         eventually(std::time::Duration::from_secs(30), || rt(
             &root,
