@@ -174,6 +174,10 @@ pub struct Record {
     /// then).
     #[serde(default)]
     pub hooks: bool,
+    /// The container's cgroup, in the subtree delegated to the caller
+    /// (None: it has none of its own).
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     /// RFC 3339.
@@ -186,6 +190,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Frozen by `pause`.
+    Paused,
     Stopped,
 }
 
@@ -195,6 +201,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -312,6 +319,13 @@ impl Container {
             None => Status::Creating,
             Some(r) if !r.init.alive() => Status::Stopped,
             Some(_) if self.dir.join(Hold::FIFO).exists() => Status::Created,
+            Some(r)
+                if r.cgroup
+                    .as_deref()
+                    .is_some_and(burrow_sandbox::cgroup::is_frozen) =>
+            {
+                Status::Paused
+            }
             Some(_) => Status::Running,
         }
     }

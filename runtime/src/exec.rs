@@ -61,7 +61,7 @@ pub struct ExecArgs {
     /// Refused: burrow applies no AppArmor profile.
     #[arg(long, value_name = "PROFILE")]
     pub apparmor: Option<String>,
-    /// Refused: burrow-runtime places containers in no cgroup.
+    /// Refused: the process joins the container's own cgroup.
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
     pub id: String,
@@ -80,7 +80,7 @@ pub fn exec(root: &StateRoot, opts: &ExecArgs) -> Result<i32> {
         bail!("exec --apparmor: burrow applies no AppArmor profile");
     }
     if opts.cgroup.is_some() {
-        bail!("exec --cgroup: burrow-runtime places containers in no cgroup");
+        bail!("exec --cgroup: the process joins the container's own cgroup, not one under it");
     }
     let container = Container::load(root, id)?;
     let status = container.status();
@@ -129,6 +129,7 @@ pub fn exec(root: &StateRoot, opts: &ExecArgs) -> Result<i32> {
     Ok(burrow_sandbox::join::exec(
         Pid::from_raw(command.pid),
         pidfd.as_fd(),
+        record.cgroup.as_deref(),
         &cfg,
         opts.detach,
         started,

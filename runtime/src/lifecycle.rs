@@ -118,11 +118,28 @@ pub struct CreateArgs {
 }
 
 /// Creates container `id`; returns its pid 1 (this process's child).
-pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs) -> Result<Pid> {
+/// With `cgroups` (not `--cgroup-manager disabled`), the container gets a
+/// cgroup of its own where one can be had (see [`crate::resources`]).
+pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs, cgroups: bool) -> Result<Pid> {
     crate::container::check_id(id)?;
     // The bundle is read before the ID is claimed: a bad one leaves nothing.
     let (mut cfg, spec, bundle) = sandbox_of(&opts.bundle, opts.console_socket.as_deref())?;
     cfg.preserve_fds = opts.preserve_fds;
+    let limits = match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        Some(r) => crate::resources::limits(r, crate::resources::Use::Create)?,
+        None => Default::default(),
+    };
+    if !cgroups {
+        if !limits.is_empty() {
+            eprintln!(
+                "burrow-runtime: warning: config.json: linux.resources ignored                  (--cgroup-manager disabled)"
+            );
+        }
+    } else if let Some(placement) = crate::resources::placement(&limits)? {
+        cfg.limits = limits;
+        cfg.cgroup_subtree = Some(placement);
+        cfg.cgroup_name = Some(format!("burrow-runtime-{id}"));
+    }
     cfg.hooks = crate::hooks::for_sandbox(&spec, id, &bundle)?.map(Box::new);
     // (Before the launcher joins an engine's namespaces.)
     let hook_runner = crate::hooks::Runner::spawn(&spec)?;
@@ -140,6 +157,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs) -> Result<Pid> {
         }
     };
     let (init_pid, helper_pids) = (created.init, created.helpers.clone());
+    let cgroup = created.cgroup.clone();
     let recorded = Proc::of(created.init).and_then(|init| {
         if let Some(runner) = hook_runner {
             let state = crate::hooks::state(&spec, id, &bundle, "creating", init.pid);
@@ -157,6 +175,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs) -> Result<Pid> {
             // Held before its exec, the command is pid 1's one child.
             command: crate::report::processes(&init, None).get(1).copied(),
             hooks: spec.hooks().is_some(),
+            cgroup: created.cgroup.clone(),
             rootfs: cfg.rootfs.clone(),
             bundle: bundle.clone(),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -176,6 +195,9 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs) -> Result<Pid> {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
         }
+        if let Some(cg) = &cgroup {
+            let _ = burrow_sandbox::cgroup::remove(cg);
+        }
         container.remove();
         return Err(e);
     }
@@ -185,8 +207,14 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs) -> Result<Pid> {
 /// `run`: create and start; unless detached, wait for the container's
 /// pid 1 (this process's child), passing signals on to it as `burrow run`
 /// does, then delete the container. Its status is the command's.
-pub fn run(root: &StateRoot, id: &str, opts: &CreateArgs, detach: bool) -> Result<i32> {
-    let init = create(root, id, opts)?;
+pub fn run(
+    root: &StateRoot,
+    id: &str,
+    opts: &CreateArgs,
+    cgroups: bool,
+    detach: bool,
+) -> Result<i32> {
+    let init = create(root, id, opts, cgroups)?;
     if let Err(e) = start(root, id) {
         let _ = delete(root, id, true);
         return Err(e);
@@ -290,7 +318,7 @@ pub fn parse_signal(text: &str) -> Result<i32> {
 pub fn kill(root: &StateRoot, id: &str, sig: i32, all: bool) -> Result<()> {
     let container = Container::load(root, id)?;
     let status = container.status();
-    if !matches!(status, Status::Created | Status::Running) {
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
         bail!("container {id:?} is not running: it is {}", status.name());
     }
     let record = container.record()?;
@@ -328,7 +356,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     match container.status() {
         Status::Stopped => {}
         Status::Created => {}
-        Status::Running if force => {}
+        Status::Running | Status::Paused if force => {}
         Status::Creating if force => {}
         status => bail!(
             "cannot delete container {id:?} that is not stopped: it is {}",
@@ -353,6 +381,10 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 fn destroy(container: &Container) {
     if let Some(r) = &container.record {
         let _ = r.init.signal(libc::SIGKILL);
+        // (A paused container's processes end once thawed.)
+        if let Some(cg) = &r.cgroup {
+            let _ = burrow_sandbox::cgroup::freeze(cg, false);
+        }
         r.init.wait_end(END_TIMEOUT);
         for h in &r.helpers {
             // They end with pid 1; a stuck one is ended.
@@ -361,6 +393,55 @@ fn destroy(container: &Container) {
                 h.wait_end(END_TIMEOUT);
             }
         }
+        if let Some(cg) = &r.cgroup {
+            if let Err(e) = burrow_sandbox::cgroup::remove(cg) {
+                eprintln!(
+                    "burrow-runtime: warning: removing the cgroup {}: {}",
+                    cg.display(),
+                    burrow_sandbox::sys::errno_text(&e)
+                );
+            }
+        }
     }
     container.remove();
+}
+
+/// The cgroup of container `id`, whose status is `want`; `doing` names
+/// the command for errors.
+fn cgroup_of(root: &StateRoot, id: &str, want: &[Status], doing: &str) -> Result<PathBuf> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if !want.contains(&status) {
+        bail!("cannot {doing} container {id:?}: it is {}", status.name());
+    }
+    container.record()?.cgroup.clone().ok_or_else(|| {
+        anyhow!(
+            "cannot {doing} container {id:?}: it has no cgroup of its own (none was delegated \
+             to this user when it was created, or --cgroup-manager was disabled)"
+        )
+    })
+}
+
+/// `pause` (freeze every process of the container) and `resume`.
+pub fn freeze(root: &StateRoot, id: &str, frozen: bool) -> Result<()> {
+    let (want, doing) = if frozen {
+        (Status::Running, "pause")
+    } else {
+        (Status::Paused, "resume")
+    };
+    let cg = cgroup_of(root, id, &[want], doing)?;
+    Ok(burrow_sandbox::cgroup::freeze(&cg, frozen)?)
+}
+
+/// `update`: writes the limits `r` sets into the container's cgroup.
+pub fn update(root: &StateRoot, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let limits = crate::resources::limits(r, crate::resources::Use::Update)
+        .map_err(|e| anyhow!("update: {}: {}", e.field, e.why))?;
+    let cg = cgroup_of(
+        root,
+        id,
+        &[Status::Created, Status::Running, Status::Paused],
+        "update",
+    )?;
+    Ok(burrow_sandbox::cgroup::write_limits(&cg, &limits)?)
 }

@@ -12,12 +12,12 @@ mod exec;
 mod hooks;
 mod lifecycle;
 mod report;
+mod resources;
 mod spec;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use anyhow::bail;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use container::StateRoot;
@@ -38,12 +38,14 @@ struct Args {
     /// Accepted for runc's command line; burrow-runtime says nothing more.
     #[arg(long, global = true)]
     debug: bool,
-    /// runc's: containers are not placed in cgroups by burrow-runtime (as
-    /// crun's --cgroup-manager disabled), so this changes nothing.
+    /// runc's: accepted; burrow-runtime makes each container's cgroup
+    /// itself, in the cgroup v2 subtree delegated to the caller, whichever
+    /// manager is named.
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// crun's; burrow-runtime places containers in no cgroup (disabled)
-    /// whichever is named.
+    /// crun's: disabled places containers in no cgroup of their own (and
+    /// ignores config.json's limits, with a warning); cgroupfs and systemd
+    /// are as --systemd-cgroup says.
     #[arg(long, global = true, value_enum)]
     cgroup_manager: Option<CgroupManager>,
     /// Print the version (runc's format).
@@ -131,22 +133,81 @@ enum Command {
     Features,
     /// Run another process in a running container.
     Exec(Box<exec::ExecArgs>),
-    /// Not supported: says why.
-    #[command(hide = true)]
-    Pause {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
-    },
-    #[command(hide = true)]
-    Resume {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
-    },
-    #[command(hide = true)]
-    Update {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
-    },
+    /// Freeze every process of a container (its cgroup's freezer).
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a container's limits (its cgroup's).
+    Update(Box<UpdateArgs>),
+}
+
+/// runc's `update`: runtime-spec's resources object from a file (`-` for
+/// stdin), and the flags for the limits burrow sets.
+#[derive(Debug, clap::Args)]
+struct UpdateArgs {
+    #[arg(long, short = 'r', value_name = "FILE")]
+    resources: Option<PathBuf>,
+    /// Memory limit in bytes (-1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<i64>,
+    /// Memory plus swap, in bytes (-1: no swap limit).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<i64>,
+    /// Most processes (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// CPU time per period, in microseconds (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// cgroup v1's shares (2 to 262144), as v2's weight.
+    #[arg(long)]
+    cpu_share: Option<u64>,
+    /// cgroup v1's blkio weight (10 to 1000), as v2's io.weight.
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    id: String,
+}
+
+impl UpdateArgs {
+    /// The resources asked for: the file's, with the flags' over them.
+    fn resources(&self) -> anyhow::Result<oci_spec::runtime::LinuxResources> {
+        use anyhow::Context;
+        let mut r: serde_json::Value = match &self.resources {
+            None => serde_json::json!({}),
+            Some(path) => {
+                let text = if path.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin().lock().take(1 << 20))?
+                } else {
+                    burrow_sandbox::sys::read_bounded(path, 1 << 20)
+                        .map_err(|e| anyhow::anyhow!("--resources {}: {e}", path.display()))?
+                };
+                serde_json::from_str(&text)
+                    .with_context(|| format!("--resources {}", path.display()))?
+            }
+        };
+        let mut set = |section: &str, key: &str, value: serde_json::Value| {
+            if !r[section].is_object() {
+                r[section] = serde_json::json!({});
+            }
+            r[section][key] = value;
+        };
+        for (section, key, value) in [
+            ("memory", "limit", self.memory.map(Into::into)),
+            ("memory", "swap", self.memory_swap.map(Into::into)),
+            ("pids", "limit", self.pids_limit.map(Into::into)),
+            ("cpu", "quota", self.cpu_quota.map(Into::into)),
+            ("cpu", "period", self.cpu_period.map(Into::into)),
+            ("cpu", "shares", self.cpu_share.map(Into::into)),
+            ("blockIO", "weight", self.blkio_weight.map(Into::into)),
+        ] {
+            if let Some(v) = value {
+                set(section, key, v);
+            }
+        }
+        serde_json::from_value(r).context("update: the resources")
+    }
 }
 
 fn main() {
@@ -177,12 +238,13 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
         return Ok(2);
     };
     let root = || StateRoot::open(args.root.as_deref());
+    let cgroups = !matches!(args.cgroup_manager, Some(CgroupManager::Disabled));
     match command {
         Command::Run { create, detach, id } => {
-            return lifecycle::run(&root()?, id, create, *detach);
+            return lifecycle::run(&root()?, id, create, cgroups, *detach);
         }
         Command::Create { create, id } => {
-            lifecycle::create(&root()?, id, create)?;
+            lifecycle::create(&root()?, id, create, cgroups)?;
         }
         Command::Start { id } => lifecycle::start(&root()?, id)?,
         Command::State { id } => report::state(&root()?, id)?,
@@ -199,14 +261,9 @@ fn real_main(args: &Args) -> anyhow::Result<i32> {
         } => report::ps(&root()?, id, *format == Format::Json, ps_args)?,
         Command::Features => report::features()?,
         Command::Exec(args) => return exec::exec(&root()?, args),
-        Command::Pause { .. } | Command::Resume { .. } => bail!(
-            "pause and resume need a cgroup v2 freezer in a delegated subtree, and \
-             burrow-runtime places containers in no cgroup"
-        ),
-        Command::Update { .. } => bail!(
-            "update: burrow-runtime places containers in no cgroup, so there are no \
-             resources to update"
-        ),
+        Command::Pause { id } => lifecycle::freeze(&root()?, id, true)?,
+        Command::Resume { id } => lifecycle::freeze(&root()?, id, false)?,
+        Command::Update(u) => lifecycle::update(&root()?, &u.id, &u.resources()?)?,
     }
     Ok(0)
 }

@@ -236,7 +236,7 @@ pub fn features() -> Result<()> {
         .cgroup(
             CgroupBuilder::default()
                 .v1(false)
-                .v2(false)
+                .v2(true)
                 .systemd(false)
                 .systemd_user(false)
                 .rdma(false)

@@ -557,25 +557,10 @@ fn linux(linux: &oci_spec::runtime::Linux, vm: bool, a: &mut Args) -> Result<(),
         ("linux.netDevices", linux.net_devices().is_some()),
         ("linux.memoryPolicy", linux.memory_policy().is_some()),
     ])?;
+    // (Applied by create, in a cgroup of the container's own; checked
+    // here for every use of the spec.)
     if let Some(r) = linux.resources() {
-        let mut r = r.clone();
-        if devices_are_burrows(r.devices().as_deref().unwrap_or_default()) {
-            r.set_devices(None);
-        }
-        // The kernel's default weight (containerd's and Docker's cpu
-        // shares) is no limit.
-        if r.cpu().as_ref().is_some_and(|c| {
-            let mut c = c.clone();
-            if c.shares() == Some(1024) {
-                c.set_shares(None);
-            }
-            c == oci_spec::runtime::LinuxCpu::default()
-        }) {
-            r.set_cpu(None);
-        }
-        if r != oci_spec::runtime::LinuxResources::default() {
-            return Err(refuse("linux.resources", "limits are not supported yet"));
-        }
+        crate::resources::limits(r, crate::resources::Use::Create)?;
     }
     if let Some(label) = linux.mount_label() {
         unenforced_label("linux.mountLabel", label, Lsm::SeLinux)?;
@@ -626,43 +611,6 @@ fn linux(linux: &oci_spec::runtime::Linux, vm: bool, a: &mut Args) -> Result<(),
         a.pair("--mask", p);
     }
     Ok(())
-}
-
-/// Whether a device cgroup's rules allow no more than burrow's minimal
-/// /dev has: all denied first (runc spec's default), then at most the
-/// devices every runtime gives (null, zero, full, random, urandom, tty,
-/// console, ptmx and the pty slaves, as containerd's and Docker's rules
-/// allow them). burrow makes no other device node, and a user namespace
-/// can make none, so those rules are what the sandbox is already.
-fn devices_are_burrows(rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> bool {
-    use oci_spec::runtime::LinuxDeviceType;
-    const STANDARD: [(i64, Option<i64>); 9] = [
-        (1, Some(3)),
-        (1, Some(5)),
-        (1, Some(7)),
-        (1, Some(8)),
-        (1, Some(9)),
-        (5, Some(0)),
-        (5, Some(1)),
-        (5, Some(2)),
-        (136, None),
-    ];
-    let Some((first, rest)) = rules.split_first() else {
-        return true;
-    };
-    let denies_all = |d: &oci_spec::runtime::LinuxDeviceCgroup| {
-        !d.allow()
-            && matches!(d.typ(), None | Some(LinuxDeviceType::A))
-            && d.major().is_none()
-            && d.minor().is_none()
-    };
-    denies_all(first)
-        && rest.iter().all(|d| {
-            !d.allow()
-                || (d.typ() == Some(LinuxDeviceType::C)
-                    && d.major()
-                        .is_some_and(|major| STANDARD.contains(&(major, d.minor()))))
-        })
 }
 
 /// `linux.seccomp` as the text of a profile for the launcher's

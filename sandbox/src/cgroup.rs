@@ -309,6 +309,24 @@ fn has_controllers(dir: &Path, needed: &[(&str, &str)]) -> bool {
 /// controllers `limits` need. `Ok(None)` when there is none and `--limits
 /// best-effort` allows doing without.
 pub fn find_subtree(limits: &Limits) -> Result<Option<Placement>> {
+    match locate(limits) {
+        Ok(p) => Ok(Some(p)),
+        Err(_) if limits.best_effort => Ok(None),
+        Err(u) => Err(no_delegation(u.flag, u.why)),
+    }
+}
+
+/// Why no delegated subtree can hold the limits: the flag that first
+/// needs what is missing, and what is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelegated {
+    pub flag: &'static str,
+    pub why: String,
+}
+
+/// Where a cgroup with `limits` can go, or why nowhere (for front ends
+/// that word the error their own way).
+pub fn locate(limits: &Limits) -> std::result::Result<Placement, Undelegated> {
     if let Some((mount, rel)) = own_cgroup() {
         let own = mount.join(&rel);
         if own != mount
@@ -316,22 +334,16 @@ pub fn find_subtree(limits: &Limits) -> Result<Option<Placement>> {
             && only_me(&own)
             && has_controllers(&own, &limits.controllers())
         {
-            return Ok(Some(Placement::Leaf(own)));
+            return Ok(Placement::Leaf(own));
         }
     }
-    find_top(limits).map(|t| t.map(Placement::Top))
+    find_top(limits).map(Placement::Top)
 }
 
-fn find_top(limits: &Limits) -> Result<Option<PathBuf>> {
+fn find_top(limits: &Limits) -> std::result::Result<PathBuf, Undelegated> {
     let needed = limits.controllers();
     let flag = needed.first().map_or("--stats", |(_, f)| *f);
-    let missing = |flag: &str, what: String| {
-        if limits.best_effort {
-            Ok(None)
-        } else {
-            Err(no_delegation(flag, what))
-        }
-    };
+    let missing = |flag: &'static str, why: String| Err(Undelegated { flag, why });
     let Some((mount, rel)) = own_cgroup() else {
         return missing(flag, "no cgroup v2 hierarchy holds this process".into());
     };
@@ -363,13 +375,19 @@ fn find_top(limits: &Limits) -> Result<Option<PathBuf>> {
             format!("the {c} controller is not delegated to {}", top.display()),
         );
     }
-    Ok(Some(top))
+    Ok(top)
 }
 
 impl Cgroup {
     /// Makes the sandbox's cgroup where `placement` says and writes the
     /// limits.
-    pub fn create(placement: &Placement, limits: &Limits) -> Result<Cgroup> {
+    ///
+    /// `name`: the OCI runtime's container cgroup, named for the container
+    /// instead of this process. Every delegated controller of the four is
+    /// enabled for it (so that `update` may set any limit later), and an
+    /// empty one of that name, left by a create that was killed, is
+    /// removed first.
+    pub fn create(placement: &Placement, limits: &Limits, name: Option<&str>) -> Result<Cgroup> {
         let needed = limits.controllers();
         let flag = needed.first().map_or("--stats", |(_, f)| *f);
         let sys_err = |what: String, e: std::io::Error| {
@@ -405,13 +423,29 @@ impl Cgroup {
                 )
             })?;
         }
+        if name.is_some() {
+            let available =
+                std::fs::read_to_string(top.join("cgroup.controllers")).unwrap_or_default();
+            for c in CONTROLLERS {
+                if available.split_whitespace().any(|a| a == c) {
+                    let _ = std::fs::write(top.join("cgroup.subtree_control"), format!("+{c}"));
+                }
+            }
+        }
         let added: Vec<String> = needed
             .iter()
             .filter(|(c, _)| !before.split_whitespace().any(|b| b == *c))
             .map(|(c, _)| c.to_string())
             .collect();
         let restore = matches!(placement, Placement::Leaf(_)).then(|| (top.to_path_buf(), added));
-        let path = top.join(format!("burrow-{}", std::process::id()));
+        let path = match name {
+            Some(name) => {
+                let path = top.join(name);
+                let _ = std::fs::remove_dir(&path);
+                path
+            }
+            None => top.join(format!("burrow-{}", std::process::id())),
+        };
         std::fs::create_dir(&path).map_err(|e| {
             Error::usage(format!(
                 "creating {}: {}",
@@ -424,46 +458,18 @@ impl Cgroup {
             memory_max: limits.memory,
             restore,
         };
-        cg.write_limits(limits)?;
+        write_limits(&cg.path, limits)?;
         Ok(cg)
     }
 
-    fn write_limits(&self, l: &Limits) -> Result<()> {
-        let set = |file: &str, value: String| -> Result<()> {
-            std::fs::write(self.path.join(file), &value).map_err(|e| {
-                Error::usage(format!(
-                    "cgroup {file} = {value}: {}",
-                    crate::sys::errno_text(&e)
-                ))
-            })
-        };
-        if let Some(m) = l.memory {
-            set("memory.max", m.to_string())?;
-            let swap = l.memory_swap.map_or(0, |s| s - m);
-            // Without swap accounting the file is missing: nothing to cap.
-            if self.path.join("memory.swap.max").exists() {
-                set("memory.swap.max", swap.to_string())?;
-            }
-        }
-        if let Some(p) = l.pids {
-            set("pids.max", p.to_string())?;
-        }
-        if let Some(c) = l.cpus {
-            set(
-                "cpu.max",
-                format!("{} 100000", (c * 100000.0).round() as u64),
-            )?;
-        }
-        if let Some(w) = l.cpu_weight {
-            set("cpu.weight", w.to_string())?;
-        }
-        if let Some(w) = l.io_weight {
-            set("io.weight", format!("default {w}"))?;
-        }
-        for line in &l.io_max {
-            set("io.max", line.clone())?;
-        }
-        Ok(())
+    /// Leaves the cgroup in place when this is dropped (the OCI runtime's
+    /// container outlives the launcher; `delete` removes it with
+    /// [`remove`]); its path.
+    pub fn keep(mut self) -> PathBuf {
+        self.restore = None;
+        let path = std::mem::take(&mut self.path);
+        std::mem::forget(self);
+        path
     }
 
     /// Puts process `pid` in the cgroup.
@@ -521,14 +527,7 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        // Every process in it is gone with the pid namespace; the kernel
-        // may take a moment to notice.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let _ = remove(&self.path);
         // Put burrow's own cgroup back as it was: the controllers off
         // again, burrow back in it, its leaf gone.
         if let Some((own, added)) = self.restore.take() {
@@ -543,6 +542,138 @@ impl Drop for Cgroup {
             }
         }
     }
+}
+
+/// The controllers burrow sets limits with.
+const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "io"];
+
+/// A limit's value: `u64::MAX` is none ("max": how the OCI runtime's
+/// `update` lifts a limit).
+fn amount(n: u64) -> String {
+    if n == u64::MAX {
+        "max".into()
+    } else {
+        n.to_string()
+    }
+}
+
+/// Writes the limits `l` sets into the cgroup at `path` (the others are
+/// left as they are).
+pub fn write_limits(path: &Path, l: &Limits) -> Result<()> {
+    let set = |file: &str, value: String| -> Result<()> {
+        std::fs::write(path.join(file), &value).map_err(|e| {
+            Error::usage(format!(
+                "cgroup {file} = {value}: {}",
+                crate::sys::errno_text(&e)
+            ))
+        })
+    };
+    if let Some(m) = l.memory {
+        set("memory.max", amount(m))?;
+        let swap = match l.memory_swap {
+            _ if m == u64::MAX => u64::MAX,
+            Some(s) if s == u64::MAX => u64::MAX,
+            Some(s) => s - m,
+            None => 0,
+        };
+        // Without swap accounting the file is missing: nothing to cap.
+        if path.join("memory.swap.max").exists() {
+            set("memory.swap.max", amount(swap))?;
+        }
+    }
+    if let Some(p) = l.pids {
+        set("pids.max", amount(p))?;
+    }
+    if let Some(c) = l.cpus {
+        let quota = if c.is_finite() {
+            ((c * 100000.0).round() as u64).to_string()
+        } else {
+            "max".into()
+        };
+        set("cpu.max", format!("{quota} 100000"))?;
+    }
+    if let Some(w) = l.cpu_weight {
+        set("cpu.weight", w.to_string())?;
+    }
+    if let Some(w) = l.io_weight {
+        set("io.weight", format!("default {w}"))?;
+    }
+    for line in &l.io_max {
+        set("io.max", line.clone())?;
+    }
+    Ok(())
+}
+
+/// Removes the cgroup at `path` and every cgroup under it (code in the
+/// sandbox may have made some in its own), deepest first, once the
+/// kernel has seen their processes go. Only cgroupfs directories are
+/// walked: it has no symbolic links.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove(&entry.path())?;
+        }
+    }
+    // Every process in it is gone with the pid namespace; the kernel may
+    // take a moment to notice.
+    let mut last = Ok(());
+    for _ in 0..100 {
+        last = std::fs::remove_dir(path);
+        match &last {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    last
+}
+
+/// Freezes (`true`) or thaws the cgroup at `path` and everything under
+/// it, and waits until the kernel says it is done (`cgroup.events`).
+pub fn freeze(path: &Path, frozen: bool) -> Result<()> {
+    let fail = |what: &str, e: std::io::Error| {
+        Error::usage(format!(
+            "{what} {}: {}",
+            path.display(),
+            crate::sys::errno_text(&e)
+        ))
+    };
+    std::fs::write(path.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+        .map_err(|e| fail("cgroup.freeze in", e))?;
+    let events =
+        std::fs::File::open(path.join("cgroup.events")).map_err(|e| fail("cgroup.events in", e))?;
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut &events, &mut text)
+            .map_err(|e| fail("reading cgroup.events in", e))?;
+        if text.lines().any(|l| l == want) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Error::usage(format!(
+                "{} did not become {} within 10 s",
+                path.display(),
+                if frozen { "frozen" } else { "thawed" }
+            )));
+        }
+        // The kernel flags a change of cgroup.events as POLLPRI.
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            events.as_fd(),
+            nix::poll::PollFlags::POLLPRI,
+        )];
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+        std::io::Seek::rewind(&mut &events).map_err(|e| fail("reading cgroup.events in", e))?;
+    }
+}
+
+/// Whether the cgroup at `path` is frozen (asked to be, by `pause`).
+pub fn is_frozen(path: &Path) -> bool {
+    std::fs::read_to_string(path.join("cgroup.freeze")).is_ok_and(|v| v.trim() == "1")
 }
 
 fn human(n: u64) -> String {

@@ -132,6 +132,9 @@ pub struct SandboxConfig {
     /// cgroup; with limits, best effort as rlimits).
     pub limits: crate::cgroup::Limits,
     pub cgroup_subtree: Option<crate::cgroup::Placement>,
+    /// Set by the OCI runtime: its container's cgroup is named so (see
+    /// [`crate::cgroup::Cgroup::create`]), and outlives `create`.
+    pub cgroup_name: Option<String>,
     /// Said once at start when limits fall back to rlimits.
     pub limits_warning: Option<String>,
     /// `--vm`: the command runs in a micro-VM.
@@ -590,6 +593,7 @@ impl SandboxConfig {
             limits,
             cgroup_subtree,
             limits_warning,
+            cgroup_name: None,
             vm,
             storage,
             image_in_use: image.and_then(|i| i.in_use),

@@ -41,9 +41,11 @@ const NAMESPACES: [(&str, libc::c_int); 8] = [
 /// has exec'd. Detached, returns 0 then, and the process is re-parented
 /// to the caller's subreaper (an engine's monitor); else this process
 /// becomes its subreaper, relays signals to it and returns its status.
+/// With `cgroup` (the sandbox's own), the new process is placed in it.
 pub fn exec(
     target: Pid,
     target_fd: BorrowedFd,
+    cgroup: Option<&std::path::Path>,
     cfg: &SandboxConfig,
     detach: bool,
     started: impl FnOnce(Pid) -> std::result::Result<(), String>,
@@ -83,7 +85,7 @@ pub fn exec(
         None => {
             drop(report_r);
             drop(pid_r);
-            join_and_fork(target_fd, flags, unmapped, cfg, report_w, pid_w)
+            join_and_fork(target_fd, flags, cgroup, unmapped, cfg, report_w, pid_w)
         }
     };
     drop(report_w);
@@ -158,6 +160,7 @@ fn namespaces_to_join(target: Pid, target_fd: BorrowedFd) -> Result<CloneFlags> 
 fn join_and_fork(
     target_fd: BorrowedFd,
     flags: CloneFlags,
+    cgroup: Option<&std::path::Path>,
     unmapped: (bool, bool),
     cfg: &SandboxConfig,
     report_w: OwnedFd,
@@ -167,6 +170,17 @@ fn join_and_fork(
         let _ = nix::unistd::write(&report_w, format!("{EXIT_SETUP}\t{msg}").as_bytes());
         sys::exit_now(EXIT_SETUP)
     };
+    // Into the sandbox's cgroup first (its limits, and the root of the
+    // cgroup namespace about to be joined); the new process inherits it.
+    if let Some(cg) = cgroup {
+        if let Err(e) = std::fs::write(cg.join("cgroup.procs"), "0") {
+            fail(format!(
+                "exec: joining the cgroup {}: {}",
+                cg.display(),
+                sys::errno_text(&e)
+            ));
+        }
+    }
     // (Inherited by the new process; writable only while dumpable.)
     if let Some(n) = cfg.oom_score_adj {
         if let Err(msg) = sys::set_oom_score_adj(n) {

@@ -55,6 +55,9 @@ pub fn run(cfg: &SandboxConfig) -> Result<i32> {
 pub struct Created {
     pub init: Pid,
     pub helpers: Vec<Pid>,
+    /// The sandbox's cgroup, which the caller removes
+    /// ([`crate::cgroup::remove`]) once the sandbox has ended.
+    pub cgroup: Option<std::path::PathBuf>,
     commit: OwnedFd,
 }
 
@@ -88,9 +91,6 @@ pub fn create(cfg: &SandboxConfig) -> Result<Created> {
     if cfg.hold.is_none() {
         return Err(Error::usage("create: no hold point was given"));
     }
-    if cfg.cgroup_subtree.is_some() {
-        return refuse("cgroup limits");
-    }
     if cfg.json_status_fd.is_some() {
         return refuse("--json-status");
     }
@@ -112,6 +112,7 @@ pub fn create(cfg: &SandboxConfig) -> Result<Created> {
     Ok(Created {
         init: started.child,
         helpers,
+        cgroup: started.cgroup.take().map(crate::cgroup::Cgroup::keep),
         commit,
     })
 }
@@ -158,7 +159,11 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     }
     // The sandbox's cgroup, limits written, before anything runs in it.
     let cgroup = match &cfg.cgroup_subtree {
-        Some(top) => Some(crate::cgroup::Cgroup::create(top, &cfg.limits)?),
+        Some(top) => Some(crate::cgroup::Cgroup::create(
+            top,
+            &cfg.limits,
+            cfg.cgroup_name.as_deref(),
+        )?),
         None => None,
     };
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;

@@ -19,7 +19,7 @@ R=$WORK/root
 mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,tmp,root,home/user,newroot,modules,usr/bin,usr/sbin}
 cp /bin/busybox "$R/bin/busybox"
 # burrow's binaries and the shared libraries they need.
-for b in burrow burrowfs burrow-net; do
+for b in burrow burrowfs burrow-net burrow-runtime; do
   [ -x "$BINDIR/$b" ] || continue
   # Without debug information: a tenth of the size to unpack in the guest.
   strip --strip-debug -o "$R/usr/bin/$b" "$BINDIR/$b" 2>/dev/null || cp "$BINDIR/$b" "$R/usr/bin/$b"

@@ -2,6 +2,7 @@
 //! cgroup v2 and every controller, where an unprivileged user owns a
 //! delegated subtree — which these build machines do not have.
 
+use burrow_tests::bundle::*;
 use burrow_tests::*;
 
 #[test]
@@ -116,4 +117,119 @@ true
         ["burrow-", "burrow-.supervisor", "33554432", "0", "0"],
         "{text}"
     );
+}
+
+/// burrow-runtime where a cgroup v2 subtree is delegated to its user: a
+/// container's `linux.resources` become its own cgroup's limits; `exec`
+/// joins that cgroup; `pause` freezes it and `resume` thaws it (state
+/// says "paused" between); `update` changes the limits of a running
+/// container (from flags, and runtime-spec JSON on stdin, where -1 lifts
+/// one); a memory hog is OOM-killed; `delete` of a paused container with
+/// --force ends it and removes its cgroup.
+#[test]
+fn runtime_limits_pause_and_update_in_a_delegated_subtree() {
+    // runc's rootless config.json, made here, for the guest's user 1000.
+    let t = TempDir::new("guest-runtime");
+    bundle(t.path(), |c| {
+        c["root"]["readonly"] = true.into();
+        c["process"]["args"] = serde_json::json!(["sh", "-c", "sleep 1000 & wait"]);
+        c["linux"]["uidMappings"] =
+            serde_json::json!([{ "containerID": 0, "hostID": 1000, "size": 1 }]);
+        c["linux"]["gidMappings"] =
+            serde_json::json!([{ "containerID": 0, "hostID": 1000, "size": 1 }]);
+        c["linux"]["resources"] = serde_json::json!({
+            "memory": { "limit": 67108864, "swap": 67108864 },
+            "pids": { "limit": 30 },
+            "cpu": { "quota": 50000, "period": 100000 },
+        });
+    });
+    let config = std::fs::read_to_string(t.join("config.json")).unwrap();
+    let Some(out) = in_guest(&format!(
+        r#"mkdir -p /tmp/b/rootfs/bin /tmp/b/rootfs/proc /tmp/b/rootfs/dev /tmp/b/rootfs/sys /tmp/b/rootfs/tmp
+cp /bin/busybox /tmp/b/rootfs/bin/
+for a in sh sleep cat true dd; do ln -s busybox /tmp/b/rootfs/bin/$a; done
+cat > /tmp/b/config.json <<'CONFIG'
+{config}
+CONFIG
+R="timeout 60 burrow-runtime --root /tmp/state"
+CG=/sys/fs/cgroup/user.slice/burrow-runtime-c1
+status() {{ $R state c1 | tr -d ' \n' | grep -o '"status":"[a-z]*"'; }}
+echo "== create"
+$R create --bundle /tmp/b --pid-file /tmp/c1.pid c1; echo "rc=$?"
+cat $CG/memory.max $CG/memory.swap.max $CG/pids.max $CG/cpu.max
+$R start c1; echo "rc=$?"
+$R exec c1 cat /proc/self/cgroup
+grep -qx "$(cat /tmp/c1.pid)" $CG/cgroup.procs && echo "pid 1 is in it"
+echo "== pause"
+$R pause c1; echo "rc=$?"
+status
+grep frozen $CG/cgroup.events
+$R exec c1 true 2>&1; echo "rc=$?"
+$R resume c1; echo "rc=$?"
+status
+grep frozen $CG/cgroup.events
+echo "== update"
+$R update --memory 33554432 --pids-limit 10 c1; echo "rc=$?"
+cat $CG/memory.max $CG/pids.max
+echo '{{"memory": {{"limit": -1}}, "cpu": {{"quota": 25000}}}}' | $R update --resources - c1; echo "rc=$?"
+cat $CG/memory.max $CG/cpu.max $CG/pids.max
+echo "== delete"
+$R pause c1
+$R delete --force c1; echo "rc=$?"
+ls /sys/fs/cgroup/user.slice | grep -c burrow-runtime
+$R list -q | grep -c .
+echo "== oom"
+sed 's/"sleep 1000 & wait"/"dd if=\/dev\/zero of=\/dev\/null bs=200M count=1"/' /tmp/b/config.json > /tmp/b/oom.json
+mv /tmp/b/oom.json /tmp/b/config.json
+$R run --bundle /tmp/b c2 >/dev/null 2>&1; echo "rc=$?"
+ls /sys/fs/cgroup/user.slice | grep -c burrow-runtime
+true
+"#
+    )) else {
+        return;
+    };
+    let text = out.ok();
+    assert_eq!(
+        section(text, "create"),
+        [
+            "rc=0",
+            "67108864",
+            "0",
+            "30",
+            "50000 100000",
+            "rc=0",
+            "0::/",
+            "pid 1 is in it"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        section(text, "pause"),
+        [
+            "rc=0",
+            "\"status\":\"paused\"",
+            "frozen 1",
+            "burrow-runtime: cannot exec in container \"c1\": it is paused, not running",
+            "rc=1",
+            "rc=0",
+            "\"status\":\"running\"",
+            "frozen 0"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        section(text, "update"),
+        [
+            "rc=0",
+            "33554432",
+            "10",
+            "rc=0",
+            "max",
+            "25000 100000",
+            "10"
+        ],
+        "{text}"
+    );
+    assert_eq!(section(text, "delete"), ["rc=0", "0", "0"], "{text}");
+    assert_eq!(section(text, "oom"), ["rc=137", "0"], "{text}");
 }

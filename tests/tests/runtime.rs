@@ -1142,3 +1142,124 @@ fn security_labels_are_refused_only_where_enforced() {
         }
     }
 }
+
+/// Whether this process's cgroup v2 is its own to manage (then the
+/// runtime would find a delegated subtree, and the test below has nothing
+/// to show).
+fn own_cgroup_delegated() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(rel) = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+    else {
+        return false;
+    };
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .any(|m| {
+            std::fs::metadata(format!("{m}{rel}"))
+                .is_ok_and(|md| md.uid() == nix::unistd::getuid().as_raw() && rel != "/")
+        })
+}
+
+/// Without a cgroup v2 subtree delegated to the user, a spec's limits are
+/// an error naming the field (nothing left behind), or, with crun's
+/// `--cgroup-manager disabled`, ignored with a warning; a field burrow
+/// cannot set is refused by name either way; `pause` and `update` of a
+/// container that has no cgroup say why. (Where a subtree is delegated:
+/// tests/tests/guest.rs.)
+#[test]
+fn limits_without_a_delegated_cgroup_are_refused_or_ignored_when_disabled() {
+    if own_cgroup_delegated() {
+        skipped("this account owns its cgroup: the runtime would place containers in it");
+        return;
+    }
+    let t = TempDir::new("runtime-limits");
+    let b = t.join("b");
+    bundle(&b, |c| {
+        c["process"]["args"] = serde_json::json!(["echo", "ran"]);
+        c["linux"]["resources"] = serde_json::json!({
+            "memory": { "limit": 67108864 }, "pids": { "limit": 30 }
+        });
+    });
+    let root = t.join("state");
+    let bundle_arg = b.to_str().unwrap();
+    let out = rt(&root, &["run", "--bundle", bundle_arg, &unique_token()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("burrow-runtime: config.json: linux.resources.memory.limit: ")
+            && out.stderr.contains("delegated")
+            && out.stderr.lines().count() == 1,
+        "{out:?}"
+    );
+    assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
+
+    let out = rt(
+        &root,
+        &[
+            "--cgroup-manager",
+            "disabled",
+            "run",
+            "--bundle",
+            bundle_arg,
+            &unique_token(),
+        ],
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (0, "ran\n"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("warning: config.json: linux.resources ignored"),
+        "{out:?}"
+    );
+
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    config["linux"]["resources"]["cpu"] = serde_json::json!({ "cpus": "0" });
+    std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+    let out = rt(
+        &root,
+        &[
+            "--cgroup-manager",
+            "disabled",
+            "run",
+            "--bundle",
+            bundle_arg,
+            &unique_token(),
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("linux.resources.cpu.cpus: not supported"),
+        "{out:?}"
+    );
+
+    // A container without limits has no cgroup of its own here.
+    let b2 = t.join("b2");
+    bundle(&b2, |c| {
+        c["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    });
+    let id = unique_token();
+    let out = rt(&root, &["run", "-d", "--bundle", b2.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for args in [
+        vec!["pause", id.as_str()],
+        vec!["update", "--memory", "1000000", id.as_str()],
+    ] {
+        let out = rt(&root, &args);
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stderr.contains("it has no cgroup of its own"),
+            "{args:?}: {out:?}"
+        );
+    }
+    let out = rt(&root, &["resume", &id]);
+    assert!(
+        out.code == 1 && out.stderr.contains("it is running"),
+        "{out:?}"
+    );
+    assert_eq!(status_of(&root, &id), "running");
+    assert_eq!(rt(&root, &["delete", "--force", &id]).code, 0);
+}
