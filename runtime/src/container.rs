@@ -56,6 +56,15 @@ impl StateRoot {
         Ok(StateRoot(path))
     }
 
+    /// A short name for this root, which the cgroups of its containers
+    /// carry: two roots' containers of one ID are not confused.
+    pub fn tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.0.hash(&mut h);
+        format!("{:08x}", h.finish() as u32)
+    }
+
     pub fn dir_of(&self, id: &str) -> PathBuf {
         self.0.join(id)
     }
@@ -318,7 +327,6 @@ impl Container {
         match &self.record {
             None => Status::Creating,
             Some(r) if !r.init.alive() => Status::Stopped,
-            Some(_) if self.dir.join(Hold::FIFO).exists() => Status::Created,
             Some(r)
                 if r.cgroup
                     .as_deref()
@@ -326,6 +334,7 @@ impl Container {
             {
                 Status::Paused
             }
+            Some(_) if self.dir.join(Hold::FIFO).exists() => Status::Created,
             Some(_) => Status::Running,
         }
     }

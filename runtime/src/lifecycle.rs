@@ -138,7 +138,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs, cgroups: bool) -> R
     } else if let Some(placement) = crate::resources::placement(&limits)? {
         cfg.limits = limits;
         cfg.cgroup_subtree = Some(placement);
-        cfg.cgroup_name = Some(format!("burrow-runtime-{id}"));
+        cfg.cgroup_name = Some(format!("burrow-runtime-{}-{id}", root.tag()));
     }
     cfg.hooks = crate::hooks::for_sandbox(&spec, id, &bundle)?.map(Box::new);
     // (Before the launcher joins an engine's namespaces.)
@@ -424,12 +424,12 @@ fn cgroup_of(root: &StateRoot, id: &str, want: &[Status], doing: &str) -> Result
 
 /// `pause` (freeze every process of the container) and `resume`.
 pub fn freeze(root: &StateRoot, id: &str, frozen: bool) -> Result<()> {
-    let (want, doing) = if frozen {
-        (Status::Running, "pause")
+    let (want, doing): (&[Status], _) = if frozen {
+        (&[Status::Created, Status::Running], "pause")
     } else {
-        (Status::Paused, "resume")
+        (&[Status::Paused], "resume")
     };
-    let cg = cgroup_of(root, id, &[want], doing)?;
+    let cg = cgroup_of(root, id, want, doing)?;
     Ok(burrow_sandbox::cgroup::freeze(&cg, frozen)?)
 }
 

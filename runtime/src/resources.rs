@@ -38,7 +38,10 @@ pub fn limits(r: &LinuxResources, usage: Use) -> Result<Limits, Refused> {
         (true, Use::Update) => Some(u64::MAX),
         (false, _) => Some(v as u64),
     };
-    let mut l = Limits::default();
+    let mut l = Limits {
+        keep_swap: true,
+        ..Limits::default()
+    };
     if r.devices()
         .as_ref()
         .is_some_and(|d| !devices_are_burrows(d))
@@ -69,12 +72,16 @@ pub fn limits(r: &LinuxResources, usage: Use) -> Result<Limits, Refused> {
         }
         // (0 is no limit too, as runc reads it.)
         l.memory = m.limit().filter(|&v| v != 0).and_then(amount);
-        l.memory_swap = m.swap().filter(|&v| v != 0).and_then(amount);
+        // (-1: no swap limit, written as such.)
+        l.memory_swap = m
+            .swap()
+            .filter(|&v| v != 0)
+            .map(|v| u64::try_from(v).unwrap_or(u64::MAX));
         match (l.memory, l.memory_swap) {
-            (None, Some(_)) => {
+            (None, Some(s)) if s != u64::MAX => {
                 return Err(refuse(field("memory.swap"), "needs memory.limit"));
             }
-            (Some(m), Some(s)) if s < m => {
+            (Some(m), Some(s)) if s < m && m != u64::MAX => {
                 return Err(refuse(
                     field("memory.swap"),
                     "memory plus swap: it cannot be below memory.limit",
@@ -99,18 +106,25 @@ pub fn limits(r: &LinuxResources, usage: Use) -> Result<Limits, Refused> {
                 return Err(unsupported(name));
             }
         }
-        let period = c.period().filter(|&p| p > 0).unwrap_or(100_000);
+        let period = c.period().filter(|&p| p > 0);
         l.cpus = match c.quota() {
-            Some(q) if q > 0 => Some(q as f64 / period as f64),
+            Some(q) if q > 0 => Some(q as f64 / period.unwrap_or(100_000) as f64),
             Some(q) if q < 0 && usage == Use::Update => Some(f64::INFINITY),
             _ => None,
         };
+        if period.is_some() && c.quota().is_none() && usage == Use::Update {
+            return Err(refuse(field("cpu.period"), "give cpu.quota with it"));
+        }
+        l.cpu_period = period;
         // cgroup v1's shares (2 to 262144) as v2's weight (1 to 10000),
-        // as runc converts them; 1024, the kernel's default, is no limit.
-        l.cpu_weight = c
-            .shares()
-            .filter(|&s| s != 1024 && s != 0)
-            .map(|s| (1 + (s.clamp(2, 262_144) - 2) * 9999 / 262_142) as u32);
+        // as runc converts them; 1024, the kernel's default, is v2's
+        // default weight (left as it is by a create).
+        l.cpu_weight = match c.shares() {
+            None | Some(0) => None,
+            Some(1024) if usage == Use::Create => None,
+            Some(1024) => Some(100),
+            Some(s) => Some((1 + (s.clamp(2, 262_144) - 2) * 9999 / 262_142) as u32),
+        };
     }
     if let Some(b) = r.block_io() {
         for (name, set) in [
@@ -257,7 +271,8 @@ mod tests {
         assert_eq!(l.memory, Some(64 << 20));
         assert_eq!(l.memory_swap, Some(128 << 20));
         assert_eq!(l.pids, Some(50));
-        assert_eq!(l.cpus, Some(0.5));
+        assert_eq!((l.cpus, l.cpu_period), (Some(0.5), Some(100_000)));
+        assert!(l.keep_swap);
         assert_eq!(l.cpu_weight, Some(20));
         assert_eq!(l.io_weight, Some(4950));
         assert_eq!(l.io_max, ["8:0 rbps=1048576"]);
@@ -266,13 +281,19 @@ mod tests {
     #[test]
     fn no_limit_is_unset_at_create_and_lifted_by_update() {
         let r = resources(serde_json::json!({
-            "memory": { "limit": -1 }, "pids": { "limit": -1 }, "cpu": { "quota": -1, "shares": 1024 }
+            "memory": { "limit": -1, "swap": -1 }, "pids": { "limit": -1 }, "cpu": { "quota": -1, "shares": 1024 }
         }));
         assert!(limits(&r, Use::Create).unwrap().is_empty());
         let l = limits(&r, Use::Update).unwrap();
         assert_eq!(
-            (l.memory, l.pids, l.cpus, l.cpu_weight),
-            (Some(u64::MAX), Some(u64::MAX), Some(f64::INFINITY), None)
+            (l.memory, l.memory_swap, l.pids, l.cpus, l.cpu_weight),
+            (
+                Some(u64::MAX),
+                Some(u64::MAX),
+                Some(u64::MAX),
+                Some(f64::INFINITY),
+                Some(100)
+            )
         );
     }
 

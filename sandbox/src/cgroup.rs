@@ -20,9 +20,17 @@ use crate::rlimits::Rlimit;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
     pub memory: Option<u64>,
+    /// Memory plus swap. Without it, `--memory` allows no swap, unless
+    /// `keep_swap`.
     pub memory_swap: Option<u64>,
+    /// The OCI runtime's: without `memory_swap`, the swap limit is left
+    /// as it is (runc's), not set to none.
+    pub keep_swap: bool,
     pub pids: Option<u64>,
     pub cpus: Option<f64>,
+    /// The period `cpus` is measured over, in microseconds (default
+    /// 100000).
+    pub cpu_period: Option<u64>,
     pub cpu_weight: Option<u32>,
     pub io_weight: Option<u32>,
     /// `MAJ:MIN key=value...` lines for io.max.
@@ -100,8 +108,10 @@ impl Limits {
         Ok(Limits {
             memory,
             memory_swap,
+            keep_swap: false,
             pids: args.pids,
             cpus: args.cpus,
+            cpu_period: None,
             cpu_weight: args.cpu_weight,
             io_weight: args.io_weight,
             io_max,
@@ -403,6 +413,12 @@ impl Cgroup {
                     .map_err(|e| sys_err(format!("creating {}", leaf.display()), e))?;
                 std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
                     .map_err(|e| sys_err(format!("moving burrow into {}", leaf.display()), e))?;
+                // (And what it forked since it looked: the OCI runtime's
+                // hook runner.)
+                let procs = std::fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.split_whitespace() {
+                    let _ = std::fs::write(leaf.join("cgroup.procs"), pid);
+                }
                 own.clone()
             }
         };
@@ -571,13 +587,13 @@ pub fn write_limits(path: &Path, l: &Limits) -> Result<()> {
     if let Some(m) = l.memory {
         set("memory.max", amount(m))?;
         let swap = match l.memory_swap {
-            _ if m == u64::MAX => u64::MAX,
-            Some(s) if s == u64::MAX => u64::MAX,
-            Some(s) => s - m,
-            None => 0,
+            Some(s) if s == u64::MAX || m == u64::MAX => Some(u64::MAX),
+            Some(s) => Some(s.saturating_sub(m)),
+            None if l.keep_swap => None,
+            None => Some(0),
         };
         // Without swap accounting the file is missing: nothing to cap.
-        if path.join("memory.swap.max").exists() {
+        if let Some(swap) = swap.filter(|_| path.join("memory.swap.max").exists()) {
             set("memory.swap.max", amount(swap))?;
         }
     }
@@ -585,12 +601,13 @@ pub fn write_limits(path: &Path, l: &Limits) -> Result<()> {
         set("pids.max", amount(p))?;
     }
     if let Some(c) = l.cpus {
+        let period = l.cpu_period.unwrap_or(100_000);
         let quota = if c.is_finite() {
-            ((c * 100000.0).round() as u64).to_string()
+            ((c * period as f64).round() as u64).to_string()
         } else {
             "max".into()
         };
-        set("cpu.max", format!("{quota} 100000"))?;
+        set("cpu.max", format!("{quota} {period}"))?;
     }
     if let Some(w) = l.cpu_weight {
         set("cpu.weight", w.to_string())?;
@@ -606,26 +623,70 @@ pub fn write_limits(path: &Path, l: &Limits) -> Result<()> {
 
 /// Removes the cgroup at `path` and every cgroup under it (code in the
 /// sandbox may have made some in its own), deepest first, once the
-/// kernel has seen their processes go. Only cgroupfs directories are
-/// walked: it has no symbolic links.
+/// kernel has seen their processes go. The tree is walked from directory
+/// descriptors (a tree nested deeper than a path can name is removed
+/// too); an error is the first met, after everything that could go went.
 pub fn remove(path: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(path)?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            remove(&entry.path())?;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    const DIR: OFlag = OFlag::O_RDONLY
+        .union(OFlag::O_DIRECTORY)
+        .union(OFlag::O_NOFOLLOW)
+        .union(OFlag::O_CLOEXEC);
+    fn empty(dir: &mut nix::dir::Dir) -> std::io::Result<()> {
+        let names: Vec<std::ffi::CString> = dir
+            .iter()
+            .flatten()
+            .filter(|e| e.file_type() == Some(nix::dir::Type::Directory))
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect();
+        let mut first = Ok(());
+        for name in names {
+            let fd = dir.as_fd();
+            let done = nix::dir::Dir::openat(fd, name.as_c_str(), DIR, Mode::empty())
+                .map_err(std::io::Error::from)
+                .and_then(|mut child| empty(&mut child))
+                .and_then(|()| {
+                    retry(|| {
+                        nix::unistd::unlinkat(
+                            fd,
+                            name.as_c_str(),
+                            nix::unistd::UnlinkatFlags::RemoveDir,
+                        )
+                    })
+                });
+            if first.is_ok() {
+                first = done;
+            }
         }
+        first
     }
     // Every process in it is gone with the pid namespace; the kernel may
     // take a moment to notice.
-    let mut last = Ok(());
-    for _ in 0..100 {
-        last = std::fs::remove_dir(path);
-        match &last {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+    fn retry(f: impl Fn() -> nix::Result<()>) -> std::io::Result<()> {
+        let mut last = Ok(());
+        for _ in 0..100 {
+            last = f();
+            match last {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
         }
+        last.map_err(std::io::Error::from)
     }
-    last
+    let mut dir = match nix::dir::Dir::open(path, DIR, Mode::empty()) {
+        Ok(d) => d,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let inner = empty(&mut dir);
+    let own = retry(|| {
+        std::fs::remove_dir(path)
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    });
+    inner.and(own)
 }
 
 /// Freezes (`true`) or thaws the cgroup at `path` and everything under
@@ -640,6 +701,22 @@ pub fn freeze(path: &Path, frozen: bool) -> Result<()> {
     };
     std::fs::write(path.join("cgroup.freeze"), if frozen { "1" } else { "0" })
         .map_err(|e| fail("cgroup.freeze in", e))?;
+    let waited = wait_frozen(path, frozen);
+    if waited.is_err() && frozen {
+        // Not left half paused.
+        let _ = std::fs::write(path.join("cgroup.freeze"), "0");
+    }
+    waited
+}
+
+fn wait_frozen(path: &Path, frozen: bool) -> Result<()> {
+    let fail = |what: &str, e: std::io::Error| {
+        Error::usage(format!(
+            "{what} {}: {}",
+            path.display(),
+            crate::sys::errno_text(&e)
+        ))
+    };
     let events =
         std::fs::File::open(path.join("cgroup.events")).map_err(|e| fail("cgroup.events in", e))?;
     let want = if frozen { "frozen 1" } else { "frozen 0" };
@@ -669,6 +746,16 @@ pub fn freeze(path: &Path, frozen: bool) -> Result<()> {
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
         std::io::Seek::rewind(&mut &events).map_err(|e| fail("reading cgroup.events in", e))?;
     }
+}
+
+/// The cgroup of process `pid`, as a path under the cgroup v2 mount.
+pub fn of_process(pid: i32) -> Option<PathBuf> {
+    let (mount, _) = own_cgroup()?;
+    let rel = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))?;
+    Some(mount.join(rel.trim_start_matches('/')))
 }
 
 /// Whether the cgroup at `path` is frozen (asked to be, by `pause`).

@@ -59,6 +59,18 @@ pub fn exec(
         return Err(Error::usage("exec: a joining process has no hold point"));
     }
     let flags = namespaces_to_join(target, target_fd)?;
+    // The sandbox's cgroup; where the sandbox manages it itself (it
+    // enabled controllers there, so no process may be in it: EBUSY), the
+    // cgroup its command is in now, as runc falls back, if that is within
+    // the sandbox's.
+    let cgroups: Vec<std::path::PathBuf> = cgroup
+        .into_iter()
+        .flat_map(|cg| {
+            let theirs =
+                crate::cgroup::of_process(target.as_raw()).filter(|p| p.starts_with(cg) && p != cg);
+            std::iter::once(cg.to_path_buf()).chain(theirs)
+        })
+        .collect();
     // Whether this process's ids are left out of the container's maps
     // (then the new process becomes the namespace's root, as pid 1 did):
     // read here, from the host's /proc, not from the container's.
@@ -85,7 +97,7 @@ pub fn exec(
         None => {
             drop(report_r);
             drop(pid_r);
-            join_and_fork(target_fd, flags, cgroup, unmapped, cfg, report_w, pid_w)
+            join_and_fork(target_fd, flags, &cgroups, unmapped, cfg, report_w, pid_w)
         }
     };
     drop(report_w);
@@ -160,7 +172,7 @@ fn namespaces_to_join(target: Pid, target_fd: BorrowedFd) -> Result<CloneFlags> 
 fn join_and_fork(
     target_fd: BorrowedFd,
     flags: CloneFlags,
-    cgroup: Option<&std::path::Path>,
+    cgroups: &[std::path::PathBuf],
     unmapped: (bool, bool),
     cfg: &SandboxConfig,
     report_w: OwnedFd,
@@ -172,14 +184,23 @@ fn join_and_fork(
     };
     // Into the sandbox's cgroup first (its limits, and the root of the
     // cgroup namespace about to be joined); the new process inherits it.
-    if let Some(cg) = cgroup {
-        if let Err(e) = std::fs::write(cg.join("cgroup.procs"), "0") {
-            fail(format!(
-                "exec: joining the cgroup {}: {}",
-                cg.display(),
-                sys::errno_text(&e)
-            ));
+    // (The next is tried only where the first is busy: see exec.)
+    let mut joined = Ok(());
+    for cg in cgroups {
+        joined = std::fs::write(cg.join("cgroup.procs"), "0");
+        if !joined
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+        {
+            break;
         }
+    }
+    if let (Err(e), Some(cg)) = (joined, cgroups.first()) {
+        fail(format!(
+            "exec: joining the cgroup {}: {}",
+            cg.display(),
+            sys::errno_text(&e)
+        ));
     }
     // (Inherited by the new process; writable only while dumpable.)
     if let Some(n) = cfg.oom_score_adj {

@@ -152,10 +152,10 @@ cat > /tmp/b/config.json <<'CONFIG'
 {config}
 CONFIG
 R="timeout 60 burrow-runtime --root /tmp/state"
-CG=/sys/fs/cgroup/user.slice/burrow-runtime-c1
 status() {{ $R state c1 | tr -d ' \n' | grep -o '"status":"[a-z]*"'; }}
 echo "== create"
 $R create --bundle /tmp/b --pid-file /tmp/c1.pid c1; echo "rc=$?"
+CG=$(echo /sys/fs/cgroup/user.slice/burrow-runtime-*-c1)
 cat $CG/memory.max $CG/memory.swap.max $CG/pids.max $CG/cpu.max
 $R start c1; echo "rc=$?"
 $R exec c1 cat /proc/self/cgroup
@@ -173,6 +173,14 @@ $R update --memory 33554432 --pids-limit 10 c1; echo "rc=$?"
 cat $CG/memory.max $CG/pids.max
 echo '{{"memory": {{"limit": -1}}, "cpu": {{"quota": 25000}}}}' | $R update --resources - c1; echo "rc=$?"
 cat $CG/memory.max $CG/cpu.max $CG/pids.max
+echo "== own"
+mkdir $CG/inner
+for p in $(cat $CG/cgroup.procs); do echo $p > $CG/inner/cgroup.procs; done
+echo +pids > $CG/cgroup.subtree_control
+$R exec c1 cat /proc/self/cgroup
+timeout 60 burrow-runtime --root /tmp/state2 create --bundle /tmp/b c1; echo "rc=$?"
+ls -d /sys/fs/cgroup/user.slice/burrow-runtime-*-c1 | wc -l
+timeout 60 burrow-runtime --root /tmp/state2 delete c1; echo "rc=$?"
 echo "== delete"
 $R pause c1
 $R delete --force c1; echo "rc=$?"
@@ -228,6 +236,15 @@ true
             "25000 100000",
             "10"
         ],
+        "{text}"
+    );
+    // A container that manages its cgroup itself (its processes in a
+    // cgroup under its own, a controller enabled for it): exec joins the
+    // command's. Another --root's container of the same ID has a cgroup
+    // of its own.
+    assert_eq!(
+        section(text, "own"),
+        ["0::/inner", "rc=0", "2", "rc=0"],
         "{text}"
     );
     assert_eq!(section(text, "delete"), ["rc=0", "0", "0"], "{text}");
