@@ -474,6 +474,18 @@ impl Cgroup {
             memory_max: limits.memory,
             restore,
         };
+        if name.is_some() {
+            // The container may make cgroups of its own under it (with
+            // nsdelegate it cannot change these bounds, on its namespace's
+            // root): a tree `remove` walks in bounded depth and breadth.
+            for (file, bound) in [
+                ("cgroup.max.depth", MAX_DEPTH),
+                ("cgroup.max.descendants", MAX_DESCENDANTS),
+            ] {
+                std::fs::write(cg.path.join(file), bound.to_string())
+                    .map_err(|e| sys_err(format!("{file} in {}", cg.path.display()), e))?;
+            }
+        }
         write_limits(&cg.path, limits)?;
         Ok(cg)
     }
@@ -559,6 +571,10 @@ impl Drop for Cgroup {
         }
     }
 }
+
+/// How deep and how many cgroups a container may make under its own.
+const MAX_DEPTH: u32 = 32;
+const MAX_DESCENDANTS: u32 = 4096;
 
 /// The controllers burrow sets limits with.
 const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "io"];

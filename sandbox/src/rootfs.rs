@@ -156,6 +156,21 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     for op in &cfg.mounts {
         apply(&store, &root, op)?;
     }
+    // A sandbox with a cgroup of its own sees that cgroup (the root of its
+    // cgroup namespace) at /sys/fs/cgroup, read-only, as engines show a
+    // container its limits: not the host's tree, where the caller's other
+    // cgroups are.
+    if cfg.cgroup_subtree.is_some()
+        && sys::open_in_root(root.as_fd(), Path::new("sys/fs/cgroup"), libc::O_PATH).is_ok()
+    {
+        mount_fresh(
+            &root,
+            "/sys/fs/cgroup",
+            c"cgroup2",
+            &[],
+            RO | NOSUID | NODEV | NOEXEC,
+        )?;
+    }
     for dst in &cfg.remount_ro {
         crate::masks::remount_ro(&root, dst)?;
     }

@@ -51,6 +51,7 @@ $B --cpus 0.2 --stats /tmp/cpu.json -- timeout 2 sh -c 'while :; do :; done'; ec
 cat /tmp/cpu.json
 echo "== namespace"
 $B --memory 1G -- cat /proc/self/cgroup
+$B --memory 1G -- sh -c 'cat /sys/fs/cgroup/memory.max; ls /sys/fs/cgroup | grep -c burrow-; touch /sys/fs/cgroup/x 2>&1 | grep -c Read-only'
 echo "== left"
 ls /sys/fs/cgroup/user.slice | grep -c burrow-
 $B --memory 1G -- sleep 30 &
@@ -103,7 +104,9 @@ true
     );
     assert_eq!(json_number(cpus[1], "oom_kills"), Some(0.0));
     // The sandbox's cgroup namespace is rooted at its own cgroup.
-    assert_eq!(section(text, "namespace"), ["0::/"]);
+    // It sees that cgroup at /sys/fs/cgroup, read-only: its own limits,
+    // not the user's other cgroups.
+    assert_eq!(section(text, "namespace"), ["0::/", "1073741824", "0", "1"]);
     // None left after a normal exit; after kill -9, until `burrow gc`.
     assert_eq!(
         section(text, "left"),
@@ -156,9 +159,10 @@ status() {{ $R state c1 | tr -d ' \n' | grep -o '"status":"[a-z]*"'; }}
 echo "== create"
 $R create --bundle /tmp/b --pid-file /tmp/c1.pid c1; echo "rc=$?"
 CG=$(echo /sys/fs/cgroup/user.slice/burrow-runtime-*-c1)
-cat $CG/memory.max $CG/memory.swap.max $CG/pids.max $CG/cpu.max
+cat $CG/memory.max $CG/memory.swap.max $CG/pids.max $CG/cpu.max $CG/cgroup.max.depth
 $R start c1; echo "rc=$?"
 $R exec c1 cat /proc/self/cgroup
+$R exec c1 cat /sys/fs/cgroup/pids.max
 grep -qx "$(cat /tmp/c1.pid)" $CG/cgroup.procs && echo "pid 1 is in it"
 echo "== pause"
 $R pause c1; echo "rc=$?"
@@ -205,8 +209,10 @@ true
             "0",
             "30",
             "50000 100000",
+            "32",
             "rc=0",
             "0::/",
+            "30",
             "pid 1 is in it"
         ],
         "{text}"
