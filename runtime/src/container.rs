@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -229,6 +230,8 @@ const STATE: &str = "state.json";
 /// `exec` takes the container's settings from here, not from a bundle
 /// that may have changed since.
 const CONFIG: &str = "config.json";
+/// The path of the container's cgroup, from before it was made.
+const PENDING_CGROUP: &str = "cgroup";
 
 impl Container {
     /// The container `id`; an unknown one's error says it "does not
@@ -315,6 +318,21 @@ impl Container {
     pub fn save_spec(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
         spec.save(self.dir.join(CONFIG))
             .map_err(|e| anyhow!("container {:?}: keeping its config.json: {e}", self.id))
+    }
+
+    /// Where the container's cgroup is to be, written before it is made.
+    pub fn save_pending_cgroup(&self, path: &Path) -> Result<()> {
+        std::fs::write(
+            self.dir.join(PENDING_CGROUP),
+            path.as_os_str().as_encoded_bytes(),
+        )
+        .with_context(|| format!("container {:?}: writing its cgroup's name", self.id))
+    }
+
+    /// What [`Container::save_pending_cgroup`] wrote.
+    pub fn pending_cgroup(&self) -> Option<PathBuf> {
+        let bytes = std::fs::read(self.dir.join(PENDING_CGROUP)).ok()?;
+        Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
     }
 
     /// The spec `create` kept.

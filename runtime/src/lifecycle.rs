@@ -140,11 +140,24 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs, cgroups: bool) -> R
         cfg.cgroup_subtree = Some(placement);
         cfg.cgroup_name = Some(format!("burrow-runtime-{}-{id}", root.tag()));
     }
+    let cgroup_path = cfg
+        .cgroup_subtree
+        .as_ref()
+        .zip(cfg.cgroup_name.as_ref())
+        .map(|(p, name)| p.parent().join(name));
     cfg.hooks = crate::hooks::for_sandbox(&spec, id, &bundle)?.map(Box::new);
     // (Before the launcher joins an engine's namespaces.)
     let hook_runner = crate::hooks::Runner::spawn(&spec)?;
     let (mut container, hold) = Container::claim(root, id)?;
-    if let Err(e) = container.save_spec(&spec) {
+    // (Where the cgroup will be, before it is: a create killed before its
+    // record leaves the name for `delete --force`.)
+    let saved = container
+        .save_spec(&spec)
+        .and_then(|()| match &cgroup_path {
+            Some(path) => container.save_pending_cgroup(path),
+            None => Ok(()),
+        });
+    if let Err(e) = saved {
         container.remove();
         return Err(e);
     }
@@ -393,14 +406,20 @@ fn destroy(container: &Container) {
                 h.wait_end(END_TIMEOUT);
             }
         }
-        if let Some(cg) = &r.cgroup {
-            if let Err(e) = burrow_sandbox::cgroup::remove(cg) {
-                eprintln!(
-                    "burrow-runtime: warning: removing the cgroup {}: {}",
-                    cg.display(),
-                    burrow_sandbox::sys::errno_text(&e)
-                );
-            }
+    }
+    let cgroup = match &container.record {
+        Some(r) => r.cgroup.clone(),
+        // Still being created (or its create was killed): the cgroup it
+        // was to have.
+        None => container.pending_cgroup(),
+    };
+    if let Some(cg) = &cgroup {
+        if let Err(e) = burrow_sandbox::cgroup::remove(cg) {
+            eprintln!(
+                "burrow-runtime: warning: removing the cgroup {}: {}",
+                cg.display(),
+                burrow_sandbox::sys::errno_text(&e)
+            );
         }
     }
     container.remove();

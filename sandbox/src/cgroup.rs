@@ -301,6 +301,15 @@ pub enum Placement {
     Top(PathBuf),
 }
 
+impl Placement {
+    /// The cgroup the sandbox's goes in.
+    pub fn parent(&self) -> &Path {
+        match self {
+            Placement::Leaf(dir) | Placement::Top(dir) => dir,
+        }
+    }
+}
+
 /// Whether burrow is the only process in cgroup `dir`.
 fn only_me(dir: &Path) -> bool {
     let me = std::process::id().to_string();

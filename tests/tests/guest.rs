@@ -147,12 +147,23 @@ fn runtime_limits_pause_and_update_in_a_delegated_subtree() {
         });
     });
     let config = std::fs::read_to_string(t.join("config.json")).unwrap();
+    // The same, with a createRuntime hook that says it runs and waits:
+    // the container's cgroup is made, its record not yet written.
+    let mut held: serde_json::Value = serde_json::from_str(&config).unwrap();
+    held["root"]["path"] = "/tmp/b/rootfs".into();
+    held["hooks"] = serde_json::json!({ "createRuntime": [{
+        "path": "/bin/sh", "args": ["sh", "-c", "touch /tmp/hooked; exec sleep 100"]
+    }]});
     let Some(out) = in_guest(&format!(
         r#"mkdir -p /tmp/b/rootfs/bin /tmp/b/rootfs/proc /tmp/b/rootfs/dev /tmp/b/rootfs/sys /tmp/b/rootfs/tmp
 cp /bin/busybox /tmp/b/rootfs/bin/
 for a in sh sleep cat true dd; do ln -s busybox /tmp/b/rootfs/bin/$a; done
 cat > /tmp/b/config.json <<'CONFIG'
 {config}
+CONFIG
+mkdir /tmp/b3
+cat > /tmp/b3/config.json <<'CONFIG'
+{held}
 CONFIG
 R="timeout 60 burrow-runtime --root /tmp/state"
 status() {{ $R state c1 | tr -d ' \n' | grep -o '"status":"[a-z]*"'; }}
@@ -190,6 +201,15 @@ $R pause c1
 $R delete --force c1; echo "rc=$?"
 ls /sys/fs/cgroup/user.slice | grep -c burrow-runtime
 $R list -q | grep -c .
+echo "== killed"
+burrow-runtime --root /tmp/state create --bundle /tmp/b3 c3 &
+while [ ! -e /tmp/hooked ]; do sleep 0.1; done
+$R state c3 | tr -d ' \n' | grep -o '"status":"[a-z]*"'
+ls -d /sys/fs/cgroup/user.slice/burrow-runtime-*-c3 | wc -l
+kill -9 $!
+wait
+$R delete --force c3; echo "rc=$?"
+ls -d /sys/fs/cgroup/user.slice/burrow-runtime-*-c3 2>/dev/null | wc -l
 echo "== oom"
 sed 's/"sleep 1000 & wait"/"dd if=\/dev\/zero of=\/dev\/null bs=200M count=1"/' /tmp/b/config.json > /tmp/b/oom.json
 mv /tmp/b/oom.json /tmp/b/config.json
@@ -254,5 +274,12 @@ true
         "{text}"
     );
     assert_eq!(section(text, "delete"), ["rc=0", "0", "0"], "{text}");
+    // A create killed before its record (in a createRuntime hook): the
+    // cgroup made for it goes with `delete --force`.
+    assert_eq!(
+        section(text, "killed"),
+        ["\"status\":\"creating\"", "1", "rc=0", "0"],
+        "{text}"
+    );
     assert_eq!(section(text, "oom"), ["rc=137", "0"], "{text}");
 }
