@@ -191,6 +191,7 @@ fn namespaces(
         let joined = match t {
             LinuxNamespaceType::Ipc => Some("--ipcns"),
             LinuxNamespaceType::Uts => Some("--utsns"),
+            LinuxNamespaceType::User => Some("--userns"),
             _ => None,
         };
         if let (Some(flag), Some(p)) = (joined, ns.path()) {
@@ -241,8 +242,18 @@ fn namespaces(
         a.pair("--net", "host");
     }
     // Without a user namespace in the spec (a root engine's), the
-    // container still gets one: burrow never runs as the host's root.
-    id_maps(linux, a)?;
+    // container still gets one: burrow never runs as the host's root. One
+    // joined by path (a pod's) has its maps: burrow's is made inside it,
+    // mapping its ids each to itself, and the spec's maps (the pod's own,
+    // as podman repeats them) are not written again.
+    let joins_user = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+    if !joins_user {
+        id_maps(linux, a)?;
+    }
     Ok(())
 }
 

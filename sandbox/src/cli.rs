@@ -196,6 +196,15 @@ pub struct RunArgs {
           requires = "uidmap")]
     pub gidmap: Vec<String>,
 
+    /// Place the sandbox in the user namespace at PATH (a pod's infra
+    /// container's /proc/PID/ns/user): the sandbox's own user namespace
+    /// is made inside it, mapping every id it maps to itself, so that the
+    /// sandbox's ids are that namespace's. burrow needs privileges over
+    /// it (its owner, as rootless podman's runtime is).
+    #[arg(long, value_name = "PATH",
+          conflicts_with_all = ["keep_id", "map_users", "uidmap"])]
+    pub userns: Option<PathBuf>,
+
     /// Network of the sandbox.
     #[arg(long, value_enum, default_value_t = NetMode::None)]
     pub net: NetMode,

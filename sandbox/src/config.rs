@@ -121,6 +121,8 @@ pub struct SandboxConfig {
     /// `--ipcns` and `--utsns`: IPC and UTS namespaces to join, as
     /// `netns`.
     pub ipcns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// `--userns`: the user namespace the sandbox's own is made in.
+    pub userns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     pub utsns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The userspace stack's settings with `--net slirp`.
     pub slirp: Option<burrow_netstack::Config>,
@@ -212,6 +214,7 @@ impl SandboxConfig {
         };
         let ipcns = joined(&args.ipcns, "--ipcns", libc::CLONE_NEWIPC)?;
         let utsns = joined(&args.utsns, "--utsns", libc::CLONE_NEWUTS)?;
+        let userns = joined(&args.userns, "--userns", libc::CLONE_NEWUSER)?;
         let id_maps = match args.uidmap.is_empty() {
             true => None,
             false => Some(crate::idmap::IdMaps::explicit(&args.uidmap, &args.gidmap)?),
@@ -572,6 +575,7 @@ impl SandboxConfig {
             },
             netns,
             ipcns,
+            userns,
             utsns,
             rootfs,
             root,

@@ -129,6 +129,9 @@ pub struct IdMaps {
     pub gid: Vec<IdRange>,
     /// newuidmap and newgidmap, when subordinate ranges are used.
     pub helpers: Option<(PathBuf, PathBuf)>,
+    /// Written by an owner of the parent namespace (`--userns`): it may
+    /// leave setgroups to the sandbox, as root may.
+    pub owner: bool,
 }
 
 impl IdMaps {
@@ -143,6 +146,7 @@ impl IdMaps {
             uid: single(uid),
             gid: single(gid),
             helpers: None,
+            owner: false,
         };
         if !use_subids || nix::unistd::geteuid().is_root() {
             return maps;
@@ -246,7 +250,37 @@ impl IdMaps {
                 }
             }
         };
-        Ok(IdMaps { uid, gid, helpers })
+        Ok(IdMaps {
+            uid,
+            gid,
+            helpers,
+            owner: false,
+        })
+    }
+
+    /// Every id this process's user namespace maps, each to itself (for a
+    /// namespace made inside one joined with `--userns`, whose owner this
+    /// process is).
+    pub fn identity_of_own_ns() -> IdMaps {
+        let identity = |file: &str| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            parse_map(&text)
+                .into_iter()
+                .filter_map(|(inner, _, count)| {
+                    Some(IdRange {
+                        inner: u32::try_from(inner).ok()?,
+                        outer: u32::try_from(inner).ok()?,
+                        count: u32::try_from(count).ok()?,
+                    })
+                })
+                .collect()
+        };
+        IdMaps {
+            uid: identity("/proc/self/uid_map"),
+            gid: identity("/proc/self/gid_map"),
+            helpers: None,
+            owner: true,
+        }
     }
 
     /// The maps as one line: `uid INNER:OUTER:COUNT,... gid ...`.
@@ -281,7 +315,7 @@ impl IdMaps {
                 // Without newgidmap an unprivileged gid_map needs setgroups
                 // denied; root (where it runs) may leave setgroups to the
                 // sandbox.
-                if !nix::unistd::geteuid().is_root() {
+                if !self.owner && !nix::unistd::geteuid().is_root() {
                     write_proc(&proc.join("setgroups"), "deny")?;
                 }
                 write_proc(&proc.join("gid_map"), &map_text(&self.gid))?;

@@ -143,7 +143,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             ));
         }
     }
-    let maps = cfg
+    let mut maps = cfg
         .id_maps
         .clone()
         .unwrap_or_else(|| IdMaps::for_caller(cfg.keep_id, cfg.map_users == MapUsers::Auto));
@@ -239,6 +239,17 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             })?;
         }
     }
+    if let Some(ns) = &cfg.userns {
+        // Last: inside it, burrow has no privileges over the namespaces
+        // joined above (owned by its parent).
+        nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| {
+            Error::usage(format!(
+                "--userns: cannot join it: {} (burrow must own it, and run single-threaded)",
+                e.desc()
+            ))
+        })?;
+        maps = IdMaps::identity_of_own_ns();
+    }
     let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
     if cfg.ipcns.is_none() {
         flags |= CloneFlags::CLONE_NEWIPC;
@@ -285,6 +296,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 cfg.netns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
+                cfg.userns.as_ref().map(|n| n.as_raw_fd()),
                 commit.as_ref().map(|c| c.as_raw_fd()),
             ],
             quiet: cfg.console.is_some(),

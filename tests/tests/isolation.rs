@@ -143,6 +143,60 @@ fn sysctls_are_the_sandboxes_own() {
     }
 }
 
+/// --userns: the sandbox's user namespace is made inside the one at PATH
+/// (here one the user made with `unshare --user --map-root-user`, so
+/// theirs), mapping its ids each to itself: the sandbox's ids are that
+/// namespace's (its root, the user), and the kernel names it as the
+/// sandbox's parent. The namespace burrow runs in cannot be joined; it
+/// does not go with the flags that give burrow's own maps.
+#[test]
+fn a_user_namespace_is_joined_by_path() {
+    let t = TempDir::new("join-userns");
+    let (owner_token, token) = (unique_token(), unique_token());
+    let script = format!(
+        r#"set -e
+b={burrow}; d={dir}
+unshare --user --map-root-user sleep 1000 {owner_token} &
+owner=$!
+trap 'kill $owner $sandbox 2>/dev/null' EXIT
+while ! pid=$(pgrep -f "^sleep 1000 {owner_token}$"); do sleep 0.05; done
+readlink /proc/$pid/ns/user | tr -dc 0-9; echo
+$b run --die-with-parent --userns /proc/$pid/ns/user --bind $d $d -- sh -c   "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch $d/made; > $d/ready; exec sleep 1000 {token}" &
+sandbox=$!
+while [ ! -e $d/ready ]; do sleep 0.05; done
+lsns -t user -n -o PNS -p $(pgrep -f "^sleep 1000 {token}$")
+stat -c %u $d/made"#,
+        burrow = burrow_bin().display(),
+        dir = t.s(),
+    );
+    assert_unprivileged();
+    let out = output_within(
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null()),
+        std::time::Duration::from_secs(60),
+    );
+    let lines: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let me = nix::unistd::getuid().to_string();
+    assert_eq!(lines.len(), 6, "{out:?}");
+    assert_eq!(lines[1..4], ["0 0 1", "0 0 1", "0"], "{out:?}");
+    assert_eq!(lines[4], lines[0], "the parent user namespace: {out:?}");
+    assert_eq!(lines[5], me, "{out:?}");
+
+    // The one burrow runs in; not with burrow's own maps.
+    let own = format!("/proc/{}/ns/user", std::process::id());
+    let out = sh(&["--userns", &own], "true");
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("--userns: cannot join it"), "{out:?}");
+    let out = sh(&["--userns", &own, "--keep-id"], "true");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("--keep-id"), "{out:?}");
+}
+
 /// --ipcns and --utsns join another sandbox's IPC and UTS namespaces by
 /// path (its command's /proc/PID/ns files), its others still the
 /// sandbox's own. Joining needs privileges over the namespaces' owner, as

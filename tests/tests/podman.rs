@@ -598,6 +598,89 @@ fn podman_runs_containers_with_burrow_runtime() {
     assert_ne!(a[4..], b[4..], "pid, mnt: {first:?} {second:?}");
     assert_eq!(podman.cmd(&["pod", "rm", "-f", "-t", "0", "p1"]).code, 0);
 
+    // A pod with a user namespace of its own (--userns keep-id): its
+    // members join it by path. Each member's user namespace is made inside
+    // the infra container's, mapping its ids each to itself: a file each
+    // writes in a shared volume is the caller's on the host.
+    let vol = t.join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let volume = format!("{}:/data", vol.display());
+    let rt_pod = |args: &[&str]| {
+        let mut all = vec!["--runtime", "burrow"];
+        all.extend_from_slice(args);
+        podman.cmd(&all)
+    };
+    let out = rt_pod(&["pod", "create", "--userns", "keep-id", "--name", "p2"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = rt_pod(&[
+        "run",
+        "-d",
+        "--pull=never",
+        "--pod",
+        "p2",
+        "--name",
+        "u1",
+        "-v",
+        &volume,
+        "localhost/bb:1",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(podman.cmd(&["exec", "u1", "touch", "/data/a"]).code, 0);
+    let out = rt_pod(&[
+        "run",
+        "--rm",
+        "--pull=never",
+        "--pod",
+        "p2",
+        "-v",
+        &volume,
+        "localhost/bb:1",
+        "sh",
+        "-c",
+        "touch /data/b; cat /proc/self/uid_map",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let identity = out.stdout.lines().all(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() == 3 && f[0] == f[1]
+    });
+    assert!(identity && !out.stdout.is_empty(), "{out:?}");
+    let me = nix::unistd::getuid().as_raw();
+    for f in ["a", "b"] {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(vol.join(f)).unwrap().uid(), me, "{f}");
+    }
+    // (The kernel's word for where u1's user namespace is: inside the
+    // infra container's.)
+    let pid_of = |name: &str| {
+        podman
+            .cmd(&["inspect", name, "--format", "{{.State.Pid}}"])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let infra = podman
+        .cmd(&["pod", "inspect", "p2", "--format", "{{.InfraContainerID}}"])
+        .stdout
+        .trim()
+        .to_string();
+    let userns = |pid: &str| {
+        let out = podman
+            .command("lsns")
+            .args(["-t", "user", "-n", "-o", "NS,PNS", "-p", pid])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (member, pod) = (userns(&pid_of("u1")), userns(&pid_of(&infra)));
+    assert_eq!(member.get(1), pod.first(), "{member:?} {pod:?}");
+    assert_eq!(podman.cmd(&["pod", "rm", "-f", "-t", "0", "p2"]).code, 0);
+
     // kill, then rm -f of a running one.
     run(
         "burrow",
