@@ -45,6 +45,10 @@ impl StateRoot {
         }
         let meta = std::fs::symlink_metadata(&path)
             .map_err(|e| anyhow!("--root {}: {}", path.display(), sys::errno_text(&e)))?;
+        // (Absolute, so that its tag names it whatever the working
+        // directory.)
+        let path = std::path::absolute(&path)
+            .map_err(|e| anyhow!("--root {}: {}", path.display(), sys::errno_text(&e)))?;
         if !meta.is_dir() {
             bail!("--root {}: not a directory", path.display());
         }

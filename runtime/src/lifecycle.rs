@@ -410,8 +410,11 @@ fn destroy(container: &Container) {
     let cgroup = match &container.record {
         Some(r) => r.cgroup.clone(),
         // Still being created (or its create was killed): the cgroup it
-        // was to have.
-        None => container.pending_cgroup(),
+        // was to have, if nothing runs there (a create still at work, or
+        // another container's of the same name).
+        None => container
+            .pending_cgroup()
+            .filter(|cg| burrow_sandbox::cgroup::is_empty(cg)),
     };
     if let Some(cg) = &cgroup {
         if let Err(e) = burrow_sandbox::cgroup::remove(cg) {

@@ -483,17 +483,15 @@ impl Cgroup {
             memory_max: limits.memory,
             restore,
         };
-        if name.is_some() {
-            // The container may make cgroups of its own under it (with
-            // nsdelegate it cannot change these bounds, on its namespace's
-            // root): a tree `remove` walks in bounded depth and breadth.
-            for (file, bound) in [
-                ("cgroup.max.depth", MAX_DEPTH),
-                ("cgroup.max.descendants", MAX_DESCENDANTS),
-            ] {
-                std::fs::write(cg.path.join(file), bound.to_string())
-                    .map_err(|e| sys_err(format!("{file} in {}", cg.path.display()), e))?;
-            }
+        // The sandbox may make cgroups of its own under it (with nsdelegate
+        // it cannot change these bounds, on its namespace's root): a tree
+        // `remove` walks in bounded depth and breadth.
+        for (file, bound) in [
+            ("cgroup.max.depth", MAX_DEPTH),
+            ("cgroup.max.descendants", MAX_DESCENDANTS),
+        ] {
+            std::fs::write(cg.path.join(file), bound.to_string())
+                .map_err(|e| sys_err(format!("{file} in {}", cg.path.display()), e))?;
         }
         write_limits(&cg.path, limits)?;
         Ok(cg)
@@ -581,7 +579,7 @@ impl Drop for Cgroup {
     }
 }
 
-/// How deep and how many cgroups a container may make under its own.
+/// How deep and how many cgroups a sandbox may make under its own.
 const MAX_DEPTH: u32 = 32;
 const MAX_DESCENDANTS: u32 = 4096;
 
@@ -781,6 +779,12 @@ pub fn of_process(pid: i32) -> Option<PathBuf> {
         .lines()
         .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))?;
     Some(mount.join(rel.trim_start_matches('/')))
+}
+
+/// Whether the cgroup at `path` holds no process, in it or under it.
+pub fn is_empty(path: &Path) -> bool {
+    std::fs::read_to_string(path.join("cgroup.events"))
+        .is_ok_and(|e| e.lines().any(|l| l == "populated 0"))
 }
 
 /// Whether the cgroup at `path` is frozen (asked to be, by `pause`).

@@ -198,11 +198,12 @@ pub struct RunArgs {
 
     /// Place the sandbox in the user namespace at PATH (a pod's infra
     /// container's /proc/PID/ns/user): the sandbox's own user namespace
-    /// is made inside it, mapping every id it maps to itself, so that the
-    /// sandbox's ids are that namespace's. burrow needs privileges over
-    /// it (its owner, as rootless podman's runtime is).
+    /// is made inside it by its root, mapping every id it maps to itself,
+    /// so that the sandbox's ids are that namespace's. burrow needs
+    /// privileges over it (its owner, as rootless podman's runtime is),
+    /// and it must map root.
     #[arg(long, value_name = "PATH",
-          conflicts_with_all = ["keep_id", "map_users", "uidmap"])]
+          conflicts_with_all = ["keep_id", "map_users", "uidmap", "image"])]
     pub userns: Option<PathBuf>,
 
     /// Network of the sandbox.

@@ -129,8 +129,9 @@ pub struct IdMaps {
     pub gid: Vec<IdRange>,
     /// newuidmap and newgidmap, when subordinate ranges are used.
     pub helpers: Option<(PathBuf, PathBuf)>,
-    /// Written by an owner of the parent namespace (`--userns`): it may
-    /// leave setgroups to the sandbox, as root may.
+    /// Written by the root of the parent namespace (`--userns`), which
+    /// has CAP_SETGID there: setgroups is left as the parent has it (a
+    /// namespace inherits its parent's "deny", which cannot be undone).
     pub owner: bool,
 }
 

@@ -200,6 +200,7 @@ fn close_handed_over(cfg: &SandboxConfig) {
         cfg.netns.as_ref().map(|n| n.as_raw_fd()),
         cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
         cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
+        cfg.userns.as_ref().map(|n| n.as_raw_fd()),
     ];
     for fd in fds.into_iter().flatten() {
         sys::close_handed_over(fd);

@@ -143,7 +143,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             ));
         }
     }
-    let mut maps = cfg
+    let maps = cfg
         .id_maps
         .clone()
         .unwrap_or_else(|| IdMaps::for_caller(cfg.keep_id, cfg.map_users == MapUsers::Auto));
@@ -239,17 +239,6 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             })?;
         }
     }
-    if let Some(ns) = &cfg.userns {
-        // Last: inside it, burrow has no privileges over the namespaces
-        // joined above (owned by its parent).
-        nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| {
-            Error::usage(format!(
-                "--userns: cannot join it: {} (burrow must own it, and run single-threaded)",
-                e.desc()
-            ))
-        })?;
-        maps = IdMaps::identity_of_own_ns();
-    }
     let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
     if cfg.ipcns.is_none() {
         flags |= CloneFlags::CLONE_NEWIPC;
@@ -265,8 +254,15 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     if cfg.net != NetMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let child = match sys::clone_into(flags) {
-        Err(e) => return Err(namespace_error(e)),
+    // (In a user namespace joined by path, after the namespaces above:
+    // inside it, burrow has no privileges over those, owned by its
+    // parent.)
+    let cloned = match &cfg.userns {
+        None => sys::clone_into(flags).map_err(namespace_error),
+        Some(ns) => crate::userns::clone_inside(ns.as_fd(), flags),
+    };
+    let child = match cloned {
+        Err(e) => return Err(e),
         Ok(None) => {
             drop(sync_w);
             drop(report_r);
@@ -308,7 +304,12 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     if let Some(cg) = &cgroup {
         cg.add(child).map_err(|e| abort(child, e))?;
     }
-    if let Err(e) = maps.apply(child) {
+    // (Written already from inside a joined user namespace.)
+    let applied = match cfg.userns {
+        None => maps.apply(child),
+        Some(_) => Ok(()),
+    };
+    if let Err(e) = applied {
         let _ = kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);
         return Err(e);

@@ -31,6 +31,7 @@ pub mod storage;
 pub mod sys;
 pub mod sysctl;
 pub mod union;
+pub mod userns;
 pub mod vm;
 
 pub use error::{Error, Result};

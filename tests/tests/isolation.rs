@@ -146,8 +146,8 @@ fn sysctls_are_the_sandboxes_own() {
 /// --userns: the sandbox's user namespace is made inside the one at PATH
 /// (here one the user made with `unshare --user --map-root-user`, so
 /// theirs), mapping its ids each to itself: the sandbox's ids are that
-/// namespace's (its root, the user), and the kernel names it as the
-/// sandbox's parent. The namespace burrow runs in cannot be joined; it
+/// namespace's (its root, the user), setgroups stays as that namespace
+/// has it (denied), and the kernel names it as the sandbox's parent. The namespace burrow runs in cannot be joined; it
 /// does not go with the flags that give burrow's own maps.
 #[test]
 fn a_user_namespace_is_joined_by_path() {
@@ -161,7 +161,7 @@ owner=$!
 trap 'kill $owner $sandbox 2>/dev/null' EXIT
 while ! pid=$(pgrep -f "^sleep 1000 {owner_token}$"); do sleep 0.05; done
 readlink /proc/$pid/ns/user | tr -dc 0-9; echo
-$b run --die-with-parent --userns /proc/$pid/ns/user --bind $d $d -- sh -c   "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch $d/made; > $d/ready; exec sleep 1000 {token}" &
+$b run --die-with-parent --userns /proc/$pid/ns/user --bind $d $d -- sh -c   "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; id -u; touch $d/made; > $d/ready; exec sleep 1000 {token}" &
 sandbox=$!
 while [ ! -e $d/ready ]; do sleep 0.05; done
 lsns -t user -n -o PNS -p $(pgrep -f "^sleep 1000 {token}$")
@@ -182,10 +182,12 @@ stat -c %u $d/made"#,
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     let me = nix::unistd::getuid().to_string();
-    assert_eq!(lines.len(), 6, "{out:?}");
-    assert_eq!(lines[1..4], ["0 0 1", "0 0 1", "0"], "{out:?}");
-    assert_eq!(lines[4], lines[0], "the parent user namespace: {out:?}");
-    assert_eq!(lines[5], me, "{out:?}");
+    assert_eq!(lines.len(), 7, "{out:?}");
+    // (setgroups stays denied, as `unshare` set it in the namespace
+    // joined: the sandbox cannot shed the user's groups.)
+    assert_eq!(lines[1..5], ["0 0 1", "0 0 1", "deny", "0"], "{out:?}");
+    assert_eq!(lines[5], lines[0], "the parent user namespace: {out:?}");
+    assert_eq!(lines[6], me, "{out:?}");
 
     // The one burrow runs in; not with burrow's own maps.
     let own = format!("/proc/{}/ns/user", std::process::id());

@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use burrow_tests::bundle::first_subordinate;
 use burrow_tests::podman::{podman_usable, Podman};
 use burrow_tests::*;
 
@@ -679,6 +680,24 @@ fn podman_runs_containers_with_burrow_runtime() {
     };
     let (member, pod) = (userns(&pid_of("u1")), userns(&pid_of(&infra)));
     assert_eq!(member.get(1), pod.first(), "{member:?} {pod:?}");
+    // Made by the pod's root (its uid 0 is podman's 1, the first
+    // subordinate uid), not by the user's uid there: the kernel's
+    // NS_GET_OWNER_UID of the member's user namespace.
+    let owner = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl, os, struct, sys\n\
+             fd = os.open('/proc/%s/ns/user' % sys.argv[1], os.O_RDONLY)\n\
+             print(struct.unpack('I', fcntl.ioctl(fd, 0xb704, bytes(4)))[0])",
+            &pid_of("u1"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&owner.stdout).trim(),
+        first_subordinate("/etc/subuid").to_string(),
+        "{owner:?}"
+    );
     assert_eq!(podman.cmd(&["pod", "rm", "-f", "-t", "0", "p2"]).code, 0);
 
     // kill, then rm -f of a running one.
