@@ -188,6 +188,10 @@ pub struct Record {
     /// then).
     #[serde(default)]
     pub hooks: bool,
+    /// Whether its pid namespace is a pod's, joined by path (shared with
+    /// other containers).
+    #[serde(default)]
+    pub shares_pids: bool,
     /// The container's cgroup, in the subtree delegated to the caller
     /// (None: it has none of its own).
     #[serde(default)]
@@ -197,6 +201,15 @@ pub struct Record {
     /// RFC 3339.
     pub created: String,
     pub annotations: HashMap<String, String>,
+}
+
+impl Record {
+    /// The command, whose pid namespace holds every process of the
+    /// container, where that namespace is the container's own (else
+    /// None: the container's processes are pid 1's tree).
+    pub fn own_pid_ns(&self) -> Option<&Proc> {
+        self.command.as_ref().filter(|_| !self.shares_pids)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

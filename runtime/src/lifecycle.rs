@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use crate::container::{Container, Proc, Record, StateRoot, Status};
 use crate::spec;
+use oci_spec::runtime::LinuxNamespaceType;
 
 /// How long `delete` waits for a killed container's processes to end.
 const END_TIMEOUT: Duration = Duration::from_secs(10);
@@ -188,6 +189,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs, cgroups: bool) -> R
             // Held before its exec, the command is pid 1's one child.
             command: crate::report::processes(&init, None).get(1).copied(),
             hooks: spec.hooks().is_some(),
+            shares_pids: crate::spec::joins(&spec, LinuxNamespaceType::Pid),
             cgroup: created.cgroup.clone(),
             rootfs: cfg.rootfs.clone(),
             bundle: bundle.clone(),
@@ -336,10 +338,13 @@ pub fn kill(root: &StateRoot, id: &str, sig: i32, all: bool) -> Result<()> {
     }
     let record = container.record()?;
     let init = record.init;
-    if all {
+    // In a pod's pid namespace, nothing ends the container's processes
+    // with its pid 1: SIGKILL goes to every one (as runc kills a
+    // container's cgroup where its pid namespace is shared).
+    if all || (record.shares_pids && sig == libc::SIGKILL) {
         // Every process of the container; pid 1 last, whose end ends the
         // others.
-        let every = crate::report::processes(&init, record.command.as_ref());
+        let every = crate::report::processes(&init, record.own_pid_ns());
         for p in every.into_iter().rev() {
             let _ = p.signal(sig);
         }
@@ -393,6 +398,12 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 /// waited for) and removes its state.
 fn destroy(container: &Container) {
     if let Some(r) = &container.record {
+        if r.shares_pids {
+            // (See kill: pid 1's tree, pid 1 last.)
+            for p in crate::report::processes(&r.init, None).into_iter().rev() {
+                let _ = p.signal(libc::SIGKILL);
+            }
+        }
         let _ = r.init.signal(libc::SIGKILL);
         // (A paused container's processes end once thawed.)
         if let Some(cg) = &r.cgroup {

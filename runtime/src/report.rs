@@ -170,7 +170,7 @@ pub fn ps(root: &StateRoot, id: &str, json_format: bool, ps_args: &[String]) -> 
         bail!("container {id:?} is not running: it is stopped");
     }
     let pids: Vec<i32> = match &c.record {
-        Some(r) => processes(&r.init, r.command.as_ref())
+        Some(r) => processes(&r.init, r.own_pid_ns())
             .iter()
             .map(|p| p.pid)
             .collect(),

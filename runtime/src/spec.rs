@@ -192,6 +192,7 @@ fn namespaces(
             LinuxNamespaceType::Ipc => Some("--ipcns"),
             LinuxNamespaceType::Uts => Some("--utsns"),
             LinuxNamespaceType::User => Some("--userns"),
+            LinuxNamespaceType::Pid => Some("--pidns"),
             _ => None,
         };
         if let (Some(flag), Some(p)) = (joined, ns.path()) {
@@ -246,15 +247,23 @@ fn namespaces(
     // joined by path (a pod's) has its maps: burrow's is made inside it,
     // mapping its ids each to itself, and the spec's maps (the pod's own,
     // as podman repeats them) are not written again.
-    let joins_user = linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
-    if !joins_user {
+    if !joins_linux(linux, LinuxNamespaceType::User) {
         id_maps(linux, a)?;
     }
     Ok(())
+}
+
+/// Whether the spec joins a namespace of kind `t` by path.
+pub fn joins(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux().as_ref().is_some_and(|l| joins_linux(l, t))
+}
+
+fn joins_linux(linux: &oci_spec::runtime::Linux, t: LinuxNamespaceType) -> bool {
+    linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == t && n.path().is_some())
 }
 
 /// uidMappings and gidMappings: none (burrow's own, the caller as root

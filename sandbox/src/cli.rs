@@ -227,6 +227,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "hostname")]
     pub utsns: Option<PathBuf>,
 
+    /// Join the pid namespace at PATH (a pod's infra container's
+    /// /proc/PID/ns/pid) instead of making one: the sandbox sees, and is
+    /// seen by, the pod's processes. burrow's pid 1 is then one of them,
+    /// not the namespace's init: it reaps its own tree and ends what is
+    /// left of it when the command ends. As --netns, burrow needs
+    /// privileges over the namespace's owner and where it runs.
+    #[arg(long, value_name = "PATH")]
+    pub pidns: Option<PathBuf>,
+
     /// Use DIR as the root filesystem's bottom layer instead of the host's /.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,

@@ -123,6 +123,10 @@ pub struct SandboxConfig {
     pub ipcns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// `--userns`: the user namespace the sandbox's own is made in.
     pub userns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// `--pidns`: the pid namespace to join, and a proc mount of it
+    /// (detached) for the sandbox's /proc.
+    pub pidns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    pub proc_mount: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     pub utsns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The userspace stack's settings with `--net slirp`.
     pub slirp: Option<burrow_netstack::Config>,
@@ -215,6 +219,14 @@ impl SandboxConfig {
         let ipcns = joined(&args.ipcns, "--ipcns", libc::CLONE_NEWIPC)?;
         let utsns = joined(&args.utsns, "--utsns", libc::CLONE_NEWUTS)?;
         let userns = joined(&args.userns, "--userns", libc::CLONE_NEWUSER)?;
+        let pidns = joined(&args.pidns, "--pidns", libc::CLONE_NEWPID)?;
+        // Its /proc, made now by a helper with privileges over its owner.
+        let proc_mount = match &pidns {
+            Some(ns) => Some(std::sync::Arc::new(crate::pidns::proc_mount(
+                std::os::fd::AsFd::as_fd(&**ns),
+            )?)),
+            None => None,
+        };
         let id_maps = match args.uidmap.is_empty() {
             true => None,
             false => Some(crate::idmap::IdMaps::explicit(&args.uidmap, &args.gidmap)?),
@@ -576,6 +588,8 @@ impl SandboxConfig {
             netns,
             ipcns,
             userns,
+            pidns,
+            proc_mount,
             utsns,
             rootfs,
             root,

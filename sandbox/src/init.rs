@@ -31,6 +31,11 @@ pub fn run(
     let _ = signals::block(&signals::init_set());
     // If burrow dies, so does pid 1, and with it the whole pid namespace.
     let _ = sys::set_parent_death_signal(Signal::SIGKILL);
+    // In a pid namespace joined (a pod's), pid 1 is not its init: what its
+    // tree leaves behind comes to it rather than to the pod's.
+    if cfg.pidns.is_some() {
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
     let mut byte = [0u8; 1];
     if !matches!(nix::unistd::read(&sync, &mut byte), Ok(1)) {
         sys::exit_now(EXIT_SETUP); // burrow died or could not write the id maps
@@ -107,7 +112,44 @@ pub fn run(
     } else {
         cfg.stop_signal
     };
-    sys::exit_now(reap_until_exit(child, cfg.new_session, stop))
+    let code = reap_until_exit(child, cfg.new_session, stop);
+    if cfg.pidns.is_some() {
+        // Nothing of the sandbox's outlives it in the pod's namespace.
+        end_own_tree();
+    }
+    sys::exit_now(code)
+}
+
+/// Kills and reaps every process of this one's tree (it is their
+/// subreaper: orphans come to it), until none is left.
+pub(crate) fn end_own_tree() {
+    let me = nix::unistd::getpid().as_raw();
+    for _ in 0..1000 {
+        let kids: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                        == Some(me)
+                })
+            })
+            .collect();
+        if kids.is_empty() {
+            return;
+        }
+        for &kid in &kids {
+            let _ = sys::kill_raw(Pid::from_raw(kid), libc::SIGKILL);
+        }
+        // (Their own children come to this process as they die: the next
+        // look finds them.)
+        for kid in kids {
+            let _ = waitpid(Pid::from_raw(kid), None);
+        }
+    }
 }
 
 fn setup(
@@ -201,6 +243,8 @@ fn close_handed_over(cfg: &SandboxConfig) {
         cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
         cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
         cfg.userns.as_ref().map(|n| n.as_raw_fd()),
+        cfg.pidns.as_ref().map(|n| n.as_raw_fd()),
+        cfg.proc_mount.as_ref().map(|n| n.as_raw_fd()),
     ];
     for fd in fds.into_iter().flatten() {
         sys::close_handed_over(fd);

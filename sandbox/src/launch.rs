@@ -239,7 +239,10 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             })?;
         }
     }
-    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
+    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
+    if cfg.pidns.is_none() {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
     if cfg.ipcns.is_none() {
         flags |= CloneFlags::CLONE_NEWIPC;
     }
@@ -254,12 +257,16 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     if cfg.net != NetMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    // (In a user namespace joined by path, after the namespaces above:
-    // inside it, burrow has no privileges over those, owned by its
-    // parent.)
-    let cloned = match &cfg.userns {
-        None => sys::clone_into(flags).map_err(namespace_error),
-        Some(ns) => crate::userns::clone_inside(ns.as_fd(), flags),
+    // (In a pid or user namespace joined by path: see inside.rs. The user
+    // namespace after the namespaces above: inside it, burrow has no
+    // privileges over those, owned by its parent.)
+    let cloned = match (&cfg.pidns, &cfg.userns) {
+        (None, None) => sys::clone_into(flags).map_err(namespace_error),
+        (pidns, userns) => crate::inside::clone_inside(
+            pidns.as_ref().map(|n| n.as_fd()),
+            userns.as_ref().map(|n| n.as_fd()),
+            flags,
+        ),
     };
     let child = match cloned {
         Err(e) => return Err(e),
@@ -293,6 +300,8 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.userns.as_ref().map(|n| n.as_raw_fd()),
+                cfg.pidns.as_ref().map(|n| n.as_raw_fd()),
+                cfg.proc_mount.as_ref().map(|n| n.as_raw_fd()),
                 commit.as_ref().map(|c| c.as_raw_fd()),
             ],
             quiet: cfg.console.is_some(),

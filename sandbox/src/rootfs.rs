@@ -119,7 +119,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     }
 
     // 3. Kernel filesystems and scratch space.
-    mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
+    mount_proc(cfg, &root)?;
     if cfg.ipcns.is_none() {
         // (A joined IPC namespace is its owner's to limit.)
         limit_sysv_shm(&root, cfg.storage.store_bytes)?;
@@ -199,12 +199,19 @@ fn create_container_hooks(cfg: &SandboxConfig) -> Result<()> {
     let ran = hooks.run_create_container(Path::new(OLDROOT));
     // Nothing a hook left behind stays in the sandbox (it would hold the
     // host's root): pid 1 ends every other process of its namespace and
-    // reaps them, before the command exists.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(-1),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    while let Ok(_) | Err(Errno::EINTR) = nix::sys::wait::waitpid(None::<nix::unistd::Pid>, None) {}
+    // reaps them, before the command exists; in a pod's namespace, every
+    // process of its own tree (it is their subreaper).
+    if cfg.pidns.is_some() {
+        crate::init::end_own_tree();
+    } else {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-1),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        while let Ok(_) | Err(Errno::EINTR) =
+            nix::sys::wait::waitpid(None::<nix::unistd::Pid>, None)
+        {}
+    }
     ran.map_err(Error::usage)
 }
 
@@ -287,7 +294,7 @@ fn enter_vmm_root(cfg: &SandboxConfig, store: &Store, guest: OwnedFd) -> Result<
         Mode::empty(),
     )
     .ctx(|| "opening the VMM's root")?;
-    mount_fresh(&root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC)?;
+    mount_proc(cfg, &root)?;
     build_dev(store, &root, cfg.storage.shm, true)?;
     let kvm = Path::new(OLDROOT).join("dev/kvm");
     if let Ok(node) = sys::open_tree_clone(&kvm, false) {
@@ -325,6 +332,18 @@ fn mount_fresh(
     let target = mount_point(root.as_fd(), Path::new(dst), true)?;
     let mnt = sys::new_mount(fstype, opts, attr).ctx(what)?;
     sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
+}
+
+/// A proc of the sandbox's pid namespace on /proc (one made for a pod's
+/// namespace by a helper, with --pidns).
+fn mount_proc(cfg: &SandboxConfig, root: &OwnedFd) -> Result<()> {
+    match &cfg.proc_mount {
+        None => mount_fresh(root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC),
+        Some(m) => {
+            let target = mount_point(root.as_fd(), Path::new("/proc"), true)?;
+            sys::move_mount_onto(m.as_fd(), target.as_fd()).ctx(|| "attaching --pidns's /proc")
+        }
+    }
 }
 
 /// A directory of the store, with `mode`, on `dst` in the new root.

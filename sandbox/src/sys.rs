@@ -336,7 +336,7 @@ pub enum HelperLife {
     /// terminal's engine waits for the end of the runtime's output).
     Sandbox {
         init: Pid,
-        close: [Option<RawFd>; 7],
+        close: [Option<RawFd>; 9],
         quiet: bool,
     },
 }
@@ -384,6 +384,13 @@ pub fn fork_helper(life: HelperLife) -> nix::Result<Helper> {
 pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
     owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
+}
+
+/// The user namespace that owns the namespace `ns` (ioctl NS_GET_USERNS).
+pub fn ns_owner(ns: BorrowedFd) -> nix::Result<OwnedFd> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    owned(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) } as libc::c_long)
 }
 
 /// `pidfd_send_signal(2)` of signal number `signo` (real-time ones too).

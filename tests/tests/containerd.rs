@@ -242,7 +242,8 @@ fn containerd_drives_burrow_runtime_as_real_root() {
     assert_eq!(states(&runc_root), 1, "the runtime's state of c2");
 
     // A pod as Kubernetes makes one through containerd: another container
-    // joins c2's network, IPC and UTS namespaces by path (its pid 1's).
+    // joins c2's network, IPC and UTS namespaces by path (its pid 1's),
+    // then one its pid namespace.
     let pid: i32 = c
         .ctr(&["task", "ls"])
         .stdout
@@ -274,6 +275,23 @@ fn containerd_drives_burrow_runtime_as_real_root() {
         assert_eq!(*line, link(kind).to_str().unwrap(), "{kind}: {out:?}");
     }
     assert_ne!(lines[3], link("pid").to_str().unwrap(), "{out:?}");
+    // And its pid namespace too (Kubernetes' shareProcessNamespace): the
+    // new container sees c2's command.
+    let out = run(&[
+        "--rm",
+        "--with-ns",
+        &ns("pid", "pid"),
+        "localhost/bb:v1",
+        "c4",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/pid; for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done | grep -c \"^sh -c trap 'exit 7'\"",
+    ]);
+    assert_eq!(
+        out.stdout,
+        format!("{}\n1\n", link("pid").display()),
+        "{out:?}"
+    );
     let out = output_within(
         c.command("script").args([
             "-qec",

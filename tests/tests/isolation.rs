@@ -199,6 +199,51 @@ stat -c %u $d/made"#,
     assert!(out.stderr.contains("--keep-id"), "{out:?}");
 }
 
+/// --pidns joins another sandbox's pid namespace by path: each sees the
+/// other's processes, in one namespace; what the second's command leaves
+/// running ends with it (its pid 1 is not the namespace's init, but ends
+/// its own tree), and the first goes on. As --ipcns, joining needs
+/// privileges over the namespace's owner: both run in a namespace made
+/// by `unshare --map-root-user`. Its /proc is the namespace's.
+#[test]
+fn a_pid_namespace_is_joined_by_path() {
+    let t = TempDir::new("join-pidns");
+    let (first_token, left_token) = (unique_token(), unique_token());
+    let script = format!(
+        r#"set -e
+b={burrow}; d={dir}
+$b run --die-with-parent --bind $d $d -- sh -c "> $d/ready; exec sleep 1000 {first_token}" &
+first=$!
+trap 'kill $first 2>/dev/null' EXIT
+while [ ! -e $d/ready ]; do sleep 0.05; done
+pid=$(pgrep -f "^sleep 1000 {first_token}$")
+readlink /proc/$pid/ns/pid
+$b run --pidns /proc/$pid/ns/pid -- sh -c \
+  'readlink /proc/self/ns/pid; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 1000 {first_token} $"; sleep 1000 {left_token} & echo started'
+pgrep -f "^sleep 1000 {left_token}$" | wc -l
+pgrep -f "^sleep 1000 {first_token}$" | wc -l"#,
+        burrow = burrow_bin().display(),
+        dir = t.s(),
+    );
+    assert_unprivileged();
+    let out = output_within(
+        std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--", "sh", "-c", &script])
+            .stdin(std::process::Stdio::null()),
+        std::time::Duration::from_secs(60),
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{out:?}");
+    assert_eq!(lines[0], lines[1], "the pid namespace: {out:?}");
+    assert_eq!(lines[2..], ["1", "started", "0", "1"], "{out:?}");
+
+    // As the user alone: not its to join.
+    let own = format!("/proc/{}/ns/pid", std::process::id());
+    let out = sh(&["--pidns", &own], "true");
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("--pidns"), "{out:?}");
+}
+
 /// --ipcns and --utsns join another sandbox's IPC and UTS namespaces by
 /// path (its command's /proc/PID/ns files), its others still the
 /// sandbox's own. Joining needs privileges over the namespaces' owner, as

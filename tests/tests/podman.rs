@@ -700,6 +700,67 @@ fn podman_runs_containers_with_burrow_runtime() {
     );
     assert_eq!(podman.cmd(&["pod", "rm", "-f", "-t", "0", "p2"]).code, 0);
 
+    // A pod sharing its pid namespace too (--share pid, as Kubernetes'
+    // shareProcessNamespace): a member sees the infra container's
+    // catatonit and the other member's command; stopping a member ends its
+    // processes alone, the pod goes on.
+    let out = rt_pod(&[
+        "pod",
+        "create",
+        "--share",
+        "pid,ipc,net,uts",
+        "--name",
+        "p3",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let token = unique_token();
+    let out = rt_pod(&[
+        "run",
+        "-d",
+        "--pull=never",
+        "--pod",
+        "p3",
+        "--name",
+        "s1",
+        "localhost/bb:1",
+        "sleep",
+        &token,
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let seen = rt_pod(&[
+        "run",
+        "--rm",
+        "--pull=never",
+        "--pod",
+        "p3",
+        "localhost/bb:1",
+        "sh",
+        "-c",
+        "cat /proc/[0-9]*/cmdline | tr '\\0' ' '",
+    ]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(
+        seen.stdout.contains(&format!("sleep {token}")) && seen.stdout.contains("catatonit"),
+        "{seen:?}"
+    );
+    assert_eq!(podman.cmd(&["stop", "-t", "0", "s1"]).code, 0);
+    // (SIGKILLed by the runtime with its pid 1: gone once the kernel is
+    // done with it.)
+    assert!(
+        eventually(Duration::from_secs(10), || processes_with_arg(&token)
+            .is_empty()),
+        "s1's sleep outlived it"
+    );
+    let infra = podman.cmd(&["pod", "inspect", "p3", "--format", "{{.InfraContainerID}}"]);
+    let infra_state = podman.cmd(&[
+        "inspect",
+        infra.stdout.trim(),
+        "--format",
+        "{{.State.Status}}",
+    ]);
+    assert_eq!(infra_state.stdout.trim(), "running", "{infra_state:?}");
+    assert_eq!(podman.cmd(&["pod", "rm", "-f", "-t", "0", "p3"]).code, 0);
+
     // kill, then rm -f of a running one.
     run(
         "burrow",

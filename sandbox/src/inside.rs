@@ -1,11 +1,15 @@
-//! `--userns PATH`: the sandbox's user namespace made inside another one
-//! (a pod's). An intermediate process joins that namespace, becomes its
-//! root, and clones the sandbox from there as the launcher's own child
-//! (CLONE_PARENT); it writes the sandbox's maps (every id the namespace
-//! maps, each to itself) and exits. The new namespace is so owned by the
-//! joined one's root, as the sandbox's own root would be there, not by
-//! whichever id the caller happens to have in it; and the launcher itself
-//! stays where it was.
+//! The sandbox made inside namespaces joined by path: `--pidns` (a pod's
+//! pid namespace) and `--userns` (its user namespace, inside which the
+//! sandbox's own is made). An intermediate process joins them and clones
+//! the sandbox from there as the launcher's own child (CLONE_PARENT), then
+//! exits: the launcher itself, and the helpers it makes after, stay where
+//! they were (a process cannot go back to its own pid namespace without
+//! privileges over its owner, and a helper in the pod's could not see the
+//! launcher). In a joined user namespace the intermediate becomes its
+//! root first, and writes the sandbox's maps (every id the namespace maps,
+//! each to itself): the new namespace is so owned by the joined one's
+//! root, as the sandbox's own root would be there, not by whichever id
+//! the caller happens to have in it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -18,15 +22,20 @@ use crate::idmap::IdMaps;
 use crate::sys;
 
 /// As [`sys::clone_into`] with `flags` (which make a new user namespace),
-/// from inside the user namespace `ns`: `None` in the sandbox's process,
-/// its pid in the caller's, once its maps are written.
-pub fn clone_inside(ns: BorrowedFd, flags: CloneFlags) -> Result<Option<Pid>> {
+/// from inside the pid namespace `pidns` and the user namespace `userns`:
+/// `None` in the sandbox's process, its pid in the caller's (with
+/// `userns`, once its maps are written).
+pub fn clone_inside(
+    pidns: Option<BorrowedFd>,
+    userns: Option<BorrowedFd>,
+    flags: CloneFlags,
+) -> Result<Option<Pid>> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     let middle = match sys::fork().ctx(|| "fork")? {
         Some(pid) => pid,
         None => {
             drop(r);
-            return intermediate(ns, flags, w);
+            return intermediate(pidns, userns, flags, w);
         }
     };
     drop(w);
@@ -45,7 +54,7 @@ pub fn clone_inside(ns: BorrowedFd, flags: CloneFlags) -> Result<Option<Pid>> {
             Err(Error::usage(msg.to_string()))
         }
         None => Err(Error::usage(if said.is_empty() {
-            "--userns: the process joining the namespace ended".to_string()
+            "the process joining the namespaces ended".to_string()
         } else {
             said
         })),
@@ -53,11 +62,27 @@ pub fn clone_inside(ns: BorrowedFd, flags: CloneFlags) -> Result<Option<Pid>> {
 }
 
 /// The intermediate process: returns (`None`) only in the sandbox's.
-fn intermediate(ns: BorrowedFd, flags: CloneFlags, w: OwnedFd) -> Result<Option<Pid>> {
+fn intermediate(
+    pidns: Option<BorrowedFd>,
+    userns: Option<BorrowedFd>,
+    flags: CloneFlags,
+    w: OwnedFd,
+) -> Result<Option<Pid>> {
     let tell = |text: String| {
         let _ = nix::unistd::write(&w, text.as_bytes());
     };
-    let maps = match join_as_root(ns) {
+    if let Some(ns) = pidns {
+        // (For the processes this one makes.)
+        if let Err(e) = nix::sched::setns(ns, CloneFlags::CLONE_NEWPID) {
+            tell(format!(
+                "-\t--pidns: cannot join it: {} (burrow needs privileges over its user \
+                 namespace)",
+                e.desc()
+            ));
+            sys::exit_now(1)
+        }
+    }
+    let maps = match userns.map(join_as_root).transpose() {
         Ok(maps) => maps,
         Err(msg) => {
             tell(format!("-\t{msg}"));
@@ -70,7 +95,7 @@ fn intermediate(ns: BorrowedFd, flags: CloneFlags, w: OwnedFd) -> Result<Option<
             Ok(None)
         }
         Ok(Some(pid)) => {
-            match maps.apply(pid) {
+            match maps.map_or(Ok(()), |m| m.apply(pid)) {
                 Ok(()) => tell(format!("ok\t{pid}")),
                 Err(e) => {
                     let _ = sys::kill_raw(pid, libc::SIGKILL);
@@ -81,7 +106,7 @@ fn intermediate(ns: BorrowedFd, flags: CloneFlags, w: OwnedFd) -> Result<Option<
         }
         Err(e) => {
             tell(format!(
-                "-\t--userns: making the sandbox's namespaces inside it: {}",
+                "-\tmaking the sandbox's namespaces inside those joined: {}",
                 e.desc()
             ));
             sys::exit_now(1)
