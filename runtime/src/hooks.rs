@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use burrow_sandbox::hooks::{Hook, SandboxHooks};
+use oci_spec::runtime::LinuxNamespaceType;
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
@@ -97,6 +98,13 @@ pub fn for_sandbox(spec: &Spec, id: &str, bundle: &Path) -> Result<Option<Sandbo
             "hooks.createContainer",
             "with createRuntime or prestart hooks too: burrow builds the root in one pass, \
              so it cannot run createContainer after them",
+        ));
+    }
+    if !create_container.is_empty() && crate::spec::joins(spec, LinuxNamespaceType::Pid) {
+        return Err(refuse(
+            "hooks.createContainer",
+            "with a pid namespace joined by path: what they leave running would be the pod's, \
+             beyond the container's reach",
         ));
     }
     if create_container.is_empty() && start_container.is_empty() {

@@ -341,6 +341,11 @@ pub fn kill(root: &StateRoot, id: &str, sig: i32, all: bool) -> Result<()> {
     // In a pod's pid namespace, nothing ends the container's processes
     // with its pid 1: SIGKILL goes to every one (as runc kills a
     // container's cgroup where its pid namespace is shared).
+    if record.shares_pids && sig == libc::SIGKILL {
+        if let Some(cg) = &record.cgroup {
+            let _ = burrow_sandbox::cgroup::kill(cg);
+        }
+    }
     if all || (record.shares_pids && sig == libc::SIGKILL) {
         // Every process of the container; pid 1 last, whose end ends the
         // others.
@@ -398,6 +403,11 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 /// waited for) and removes its state.
 fn destroy(container: &Container) {
     if let Some(r) = &container.record {
+        // Every process of its cgroup, where it has one (also what left
+        // pid 1's tree).
+        if let Some(cg) = &r.cgroup {
+            let _ = burrow_sandbox::cgroup::kill(cg);
+        }
         if r.shares_pids {
             // (See kill: pid 1's tree, pid 1 last.)
             for p in crate::report::processes(&r.init, None).into_iter().rev() {

@@ -781,6 +781,12 @@ pub fn of_process(pid: i32) -> Option<PathBuf> {
     Some(mount.join(rel.trim_start_matches('/')))
 }
 
+/// Kills every process in the cgroup at `path` and under it
+/// (`cgroup.kill`): what has left a sandbox's process tree too.
+pub fn kill(path: &Path) -> std::io::Result<()> {
+    std::fs::write(path.join("cgroup.kill"), "1")
+}
+
 /// Whether the cgroup at `path` holds no process, in it or under it.
 pub fn is_empty(path: &Path) -> bool {
     std::fs::read_to_string(path.join("cgroup.events"))

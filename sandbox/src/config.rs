@@ -220,6 +220,14 @@ impl SandboxConfig {
         let utsns = joined(&args.utsns, "--utsns", libc::CLONE_NEWUTS)?;
         let userns = joined(&args.userns, "--userns", libc::CLONE_NEWUSER)?;
         let pidns = joined(&args.pidns, "--pidns", libc::CLONE_NEWPID)?;
+        if (pidns.is_some() || userns.is_some())
+            && matches!(args.net, NetMode::Slirp4netns | NetMode::Pasta)
+        {
+            return Err(Error::usage(
+                "--net slirp4netns or pasta: not with --pidns or --userns (their helper reaches \
+                 the sandbox through its /proc files, closed to it there)",
+            ));
+        }
         // Its /proc, made now by a helper with privileges over its owner.
         let proc_mount = match &pidns {
             Some(ns) => Some(std::sync::Arc::new(crate::pidns::proc_mount(

@@ -3,11 +3,12 @@
 //! ends in the namespace and relays signals to the command until the
 //! command exits, whose status it exits with.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -84,6 +85,19 @@ pub fn run(
     };
     drop(fs_server);
     drop(net_stack);
+    // In a pod's pid namespace: its /proc, as mounted, for ending pid 1's
+    // tree later (the command may mount over the path).
+    let proc_dir = match cfg.pidns {
+        Some(_) => match nix::fcntl::open(
+            "/proc",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => Some(fd),
+            Err(e) => fail(&report_fd, EXIT_SETUP, &format!("/proc: {}", e.desc())),
+        },
+        None => None,
+    };
     let child = match sys::fork() {
         Ok(Some(pid)) => pid,
         Ok(None) => exec_command(cfg, &cwd, Report(Some(report_fd))),
@@ -113,30 +127,44 @@ pub fn run(
         cfg.stop_signal
     };
     let code = reap_until_exit(child, cfg.new_session, stop);
-    if cfg.pidns.is_some() {
+    if let Some(proc) = &proc_dir {
         // Nothing of the sandbox's outlives it in the pod's namespace.
-        end_own_tree();
+        end_own_tree(proc.as_fd());
     }
     sys::exit_now(code)
 }
 
 /// Kills and reaps every process of this one's tree (it is their
-/// subreaper: orphans come to it), until none is left.
-pub(crate) fn end_own_tree() {
+/// subreaper: orphans come to it), until none is left; `proc` is the
+/// namespace's /proc.
+fn end_own_tree(proc: BorrowedFd) {
     let me = nix::unistd::getpid().as_raw();
-    for _ in 0..1000 {
-        let kids: Vec<i32> = std::fs::read_dir("/proc")
-            .into_iter()
+    let parent_of = |pid: i32| -> Option<i32> {
+        let fd = nix::fcntl::openat(
+            proc,
+            format!("{pid}/stat").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        let text = std::io::read_to_string(std::fs::File::from(fd)).ok()?;
+        let (_, rest) = text.rsplit_once(')')?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    };
+    for _ in 0..10_000 {
+        let Ok(mut dir) = nix::dir::Dir::openat(
+            proc,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) else {
+            return;
+        };
+        let kids: Vec<i32> = dir
+            .iter()
             .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-                        == Some(me)
-                })
-            })
+            .filter_map(|e| e.file_name().to_str().ok()?.parse::<i32>().ok())
+            .filter(|&pid| parent_of(pid) == Some(me))
             .collect();
         if kids.is_empty() {
             return;

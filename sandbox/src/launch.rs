@@ -261,14 +261,18 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     // namespace after the namespaces above: inside it, burrow has no
     // privileges over those, owned by its parent.)
     let cloned = match (&cfg.pidns, &cfg.userns) {
-        (None, None) => sys::clone_into(flags).map_err(namespace_error),
+        (None, None) => sys::clone_into(flags)
+            .map(|c| c.map(|pid| (pid, None)))
+            .map_err(namespace_error),
         (pidns, userns) => crate::inside::clone_inside(
             pidns.as_ref().map(|n| n.as_fd()),
             userns.as_ref().map(|n| n.as_fd()),
+            &maps,
             flags,
-        ),
+        )
+        .map(|c| c.map(|(pid, ns)| (pid, Some(ns)))),
     };
-    let child = match cloned {
+    let (child, namespaces) = match cloned {
         Err(e) => return Err(e),
         Ok(None) => {
             drop(sync_w);
@@ -282,7 +286,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 commit_socks.map(|(_, inner)| inner),
             )
         }
-        Ok(Some(pid)) => pid,
+        Ok(Some(made)) => made,
     };
     drop(sync_r);
     drop(report_w);
@@ -313,10 +317,11 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     if let Some(cg) = &cgroup {
         cg.add(child).map_err(|e| abort(child, e))?;
     }
-    // (Written already from inside a joined user namespace.)
-    let applied = match cfg.userns {
-        None => maps.apply(child),
-        Some(_) => Ok(()),
+    // (Written already where the sandbox is made inside namespaces
+    // joined.)
+    let applied = match (&cfg.userns, &cfg.pidns) {
+        (None, None) => maps.apply(child),
+        _ => Ok(()),
     };
     if let Err(e) = applied {
         let _ = kill(child, Signal::SIGKILL);
@@ -340,7 +345,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 })
                 .collect();
             Some(
-                union::spawn_server(root, hidden, child, sock, life)
+                union::spawn_server(root, hidden, child, namespaces.as_ref(), sock, life)
                     .map_err(|e| abort(child, e))?,
             )
         }
@@ -349,8 +354,15 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     let server = ServerGuard(server);
     let stack = match (&cfg.slirp, net_sock) {
         (Some(net), Some(sock)) => Some(
-            crate::net::spawn_helper(net.clone(), &cfg.publish, child, sock, life)
-                .map_err(|e| abort(child, e))?,
+            crate::net::spawn_helper(
+                net.clone(),
+                &cfg.publish,
+                child,
+                namespaces.as_ref(),
+                sock,
+                life,
+            )
+            .map_err(|e| abort(child, e))?,
         ),
         _ => None,
     };

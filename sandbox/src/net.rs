@@ -84,6 +84,7 @@ pub fn spawn_helper(
     cfg: burrow_netstack::Config,
     publish: &[(SocketAddr, u16, bool)],
     init: Pid,
+    namespaces: Option<&crate::inside::Namespaces>,
     sock: OwnedFd,
     life: sys::HelperLife,
 ) -> Result<Pid> {
@@ -109,10 +110,18 @@ pub fn spawn_helper(
     }
     // Opened now, while pid 1 waits for its id maps (later it is not
     // dumpable and its /proc files are closed to us).
+    // (Made inside namespaces joined, pid 1 never was dumpable: they
+    // were handed over.)
     let ns = |kind: &str| {
-        std::fs::File::open(format!("/proc/{init}/ns/{kind}"))
-            .map(OwnedFd::from)
-            .map_err(|e| Error::usage(format!("opening the sandbox's {kind} namespace: {e}")))
+        let given = namespaces.and_then(|n| match kind {
+            "user" => Some(&n.user),
+            _ => n.net.as_ref(),
+        });
+        match given {
+            Some(fd) => fd.try_clone(),
+            None => std::fs::File::open(format!("/proc/{init}/ns/{kind}")).map(OwnedFd::from),
+        }
+        .map_err(|e| Error::usage(format!("opening the sandbox's {kind} namespace: {e}")))
     };
     let namespaces = if ports.is_empty() {
         None

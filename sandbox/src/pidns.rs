@@ -9,7 +9,7 @@
 //! the owner, makes the mount there, detached, and hands it over; pid 1
 //! attaches it in the new root.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
@@ -45,7 +45,19 @@ pub fn proc_mount(ns: BorrowedFd) -> Result<OwnedFd> {
     };
     drop(theirs);
     drop(err_w);
-    let fds = sys::recv_fds(sock.as_fd());
+    // (A helper stopped by another process of the pod is not waited for
+    // for ever.)
+    let mut ready = [nix::poll::PollFd::new(
+        sock.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let fds = match nix::poll::poll(&mut ready, nix::poll::PollTimeout::from(10_000u16)) {
+        Ok(n) if n > 0 => sys::recv_fds(sock.as_fd()),
+        _ => {
+            let _ = nix::sys::signal::kill(helper, nix::sys::signal::Signal::SIGKILL);
+            Err(nix::errno::Errno::ETIMEDOUT)
+        }
+    };
     let said = String::from_utf8_lossy(&crate::launch::read_all(&err_r)).into_owned();
     let _ = nix::sys::wait::waitpid(helper, None);
     match fds.ok().and_then(|f| f.into_iter().next()) {
@@ -63,11 +75,24 @@ fn make(owner: BorrowedFd, ns: BorrowedFd, to: BorrowedFd, err: OwnedFd) -> ! {
         let _ = nix::unistd::write(&err, format!("{what}: {}", e.desc()).as_bytes());
         sys::exit_now(1)
     };
-    if let Err(e) = nix::sched::setns(owner, CloneFlags::CLONE_NEWUSER) {
-        fail("joining its user namespace", e)
+    // Nothing of the caller's for the pod to reach here: not dumpable,
+    // and (below) an empty root and no descriptor but those it needs.
+    if let Err(e) = sys::set_not_dumpable() {
+        fail("not dumpable", e)
+    }
+    if !sys::same_ns(owner, "user") {
+        if let Err(e) = nix::sched::setns(owner, CloneFlags::CLONE_NEWUSER) {
+            fail("joining its user namespace", e)
+        }
     }
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS) {
         fail("a mount namespace of its user namespace", e)
+    }
+    if let Err(e) = empty_root() {
+        fail("an empty root", e)
+    }
+    if let Err(e) = sys::close_all_but(&[to.as_raw_fd(), err.as_raw_fd(), ns.as_raw_fd()]) {
+        fail("closing descriptors", e)
     }
     // (Only a child of this process is in the namespace joined.)
     if let Err(e) = nix::sched::setns(ns, CloneFlags::CLONE_NEWPID) {
@@ -84,7 +109,7 @@ fn make(owner: BorrowedFd, ns: BorrowedFd, to: BorrowedFd, err: OwnedFd) -> ! {
             match sys::new_mount(c"proc", &[], attr) {
                 Err(e) => fail("mounting proc for it", e),
                 Ok(m) => {
-                    if let Err(e) = sys::send_fds(to, &[std::os::fd::AsRawFd::as_raw_fd(&m)]) {
+                    if let Err(e) = sys::send_fds(to, &[m.as_raw_fd()]) {
                         fail("handing its /proc over", e)
                     }
                 }
@@ -92,4 +117,26 @@ fn make(owner: BorrowedFd, ns: BorrowedFd, to: BorrowedFd, err: OwnedFd) -> ! {
             sys::exit_now(0)
         }
     }
+}
+
+/// Makes an empty tmpfs this process's root and working directory (in a
+/// mount namespace of its own).
+fn empty_root() -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4k,mode=0500"),
+    )?;
+    nix::unistd::chdir("/tmp")?;
+    nix::unistd::chroot(".")
 }

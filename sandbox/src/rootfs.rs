@@ -196,22 +196,22 @@ fn create_container_hooks(cfg: &SandboxConfig) -> Result<()> {
     else {
         return Ok(());
     };
+    // (What they leave behind could not be ended in a pod's pid namespace,
+    // where it would be the pod's: see below.)
+    if cfg.pidns.is_some() {
+        return Err(Error::usage(
+            "createContainer hooks: not in a pid namespace joined (--pidns)",
+        ));
+    }
     let ran = hooks.run_create_container(Path::new(OLDROOT));
     // Nothing a hook left behind stays in the sandbox (it would hold the
     // host's root): pid 1 ends every other process of its namespace and
-    // reaps them, before the command exists; in a pod's namespace, every
-    // process of its own tree (it is their subreaper).
-    if cfg.pidns.is_some() {
-        crate::init::end_own_tree();
-    } else {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(-1),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        while let Ok(_) | Err(Errno::EINTR) =
-            nix::sys::wait::waitpid(None::<nix::unistd::Pid>, None)
-        {}
-    }
+    // reaps them, before the command exists.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(-1),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    while let Ok(_) | Err(Errno::EINTR) = nix::sys::wait::waitpid(None::<nix::unistd::Pid>, None) {}
     ran.map_err(Error::usage)
 }
 

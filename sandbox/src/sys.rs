@@ -599,6 +599,36 @@ pub fn killed_with_parent(cmd: &mut std::process::Command) -> &mut std::process:
     }
 }
 
+/// Closes every descriptor from 3 up but those in `keep`.
+pub fn close_all_but(keep: &[RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > from {
+            let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+            // SAFETY: close_range takes integers only; the descriptors
+            // it closes are not used again by this process.
+            check(unsafe { libc::syscall(libc::SYS_close_range, from, last, 0) })?;
+        }
+        from = from.max(fd.saturating_add(1));
+    }
+    Ok(())
+}
+
+/// Whether the namespace `ns` is this process's own of `kind` (a name
+/// under /proc/self/ns).
+pub fn same_ns(ns: BorrowedFd, kind: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(own) = std::fs::metadata(format!("/proc/self/ns/{kind}")) else {
+        return false;
+    };
+    nix::sys::stat::fstat(ns).is_ok_and(|st| st.st_dev == own.dev() && st.st_ino == own.ino())
+}
+
 /// Marks every descriptor from `first` up close-on-exec.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
     // SAFETY: close_range takes integers only; with CLOSE_RANGE_CLOEXEC it

@@ -90,13 +90,19 @@ pub fn spawn_server(
     root: &Root,
     hidden: Vec<PathBuf>,
     init: Pid,
+    namespaces: Option<&crate::inside::Namespaces>,
     sock: OwnedFd,
     life: sys::HelperLife,
 ) -> Result<Pid> {
     // Opened now, while pid 1 waits for its id maps: once it runs it makes
-    // itself non-dumpable, and its /proc files are closed to us.
-    let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))
-        .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
+    // itself non-dumpable, and its /proc files are closed to us. (Made
+    // inside namespaces joined, it never was dumpable: they were handed
+    // over.)
+    let userns = match namespaces {
+        Some(ns) => ns.user.try_clone().map(std::fs::File::from),
+        None => std::fs::File::open(format!("/proc/{init}/ns/user")),
+    }
+    .map_err(|e| Error::usage(format!("opening the sandbox's user namespace: {e}")))?;
     match sys::fork_helper(life).ctx(|| "fork")? {
         sys::Helper::Parent(pid) => Ok(pid),
         sys::Helper::Child(sandbox) => sys::exit_now(serve(root, hidden, userns, sock, sandbox)),

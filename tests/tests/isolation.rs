@@ -204,11 +204,12 @@ stat -c %u $d/made"#,
 /// running ends with it (its pid 1 is not the namespace's init, but ends
 /// its own tree), and the first goes on. As --ipcns, joining needs
 /// privileges over the namespace's owner: both run in a namespace made
-/// by `unshare --map-root-user`. Its /proc is the namespace's.
+/// by `unshare --map-root-user`. Its /proc is the namespace's, also for
+/// one owned by the user namespace burrow runs in.
 #[test]
 fn a_pid_namespace_is_joined_by_path() {
     let t = TempDir::new("join-pidns");
-    let (first_token, left_token) = (unique_token(), unique_token());
+    let (first_token, left_token, own_token) = (unique_token(), unique_token(), unique_token());
     let script = format!(
         r#"set -e
 b={burrow}; d={dir}
@@ -221,7 +222,12 @@ readlink /proc/$pid/ns/pid
 $b run --pidns /proc/$pid/ns/pid -- sh -c \
   'readlink /proc/self/ns/pid; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 1000 {first_token} $"; sleep 1000 {left_token} & echo started'
 pgrep -f "^sleep 1000 {left_token}$" | wc -l
-pgrep -f "^sleep 1000 {first_token}$" | wc -l"#,
+pgrep -f "^sleep 1000 {first_token}$" | wc -l
+unshare --pid --fork sleep 1000 {own_token} &
+while ! other=$(pgrep -f "^sleep 1000 {own_token}$"); do sleep 0.05; done
+$b run --pidns /proc/$other/ns/pid -- sh -c \
+  'for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 1000 {own_token} $"'
+kill -9 $other"#,
         burrow = burrow_bin().display(),
         dir = t.s(),
     );
@@ -233,9 +239,12 @@ pgrep -f "^sleep 1000 {first_token}$" | wc -l"#,
         std::time::Duration::from_secs(60),
     );
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 6, "{out:?}");
+    assert_eq!(lines.len(), 7, "{out:?}");
     assert_eq!(lines[0], lines[1], "the pid namespace: {out:?}");
-    assert_eq!(lines[2..], ["1", "started", "0", "1"], "{out:?}");
+    assert_eq!(lines[2..6], ["1", "started", "0", "1"], "{out:?}");
+    // One whose owner is the user namespace burrow runs in (made by
+    // `unshare --pid` there).
+    assert_eq!(lines[6], "1", "{out:?}");
 
     // As the user alone: not its to join.
     let own = format!("/proc/{}/ns/pid", std::process::id());
