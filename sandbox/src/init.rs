@@ -69,7 +69,10 @@ pub fn run(
     }
     // (Its own /proc file, writable while it is dumpable; the command
     // inherits the value.)
-    if let Some(n) = cfg.oom_score_adj {
+    // (Made inside namespaces joined, pid 1 inherits it from the process
+    // that made it: see inside.rs.)
+    let made_inside = cfg.pidns.is_some() || cfg.userns.is_some();
+    if let Some(n) = cfg.oom_score_adj.filter(|_| !made_inside) {
         if let Err(msg) = sys::set_oom_score_adj(n) {
             fail(&report_fd, EXIT_SETUP, &msg);
         }

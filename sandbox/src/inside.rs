@@ -51,6 +51,7 @@ pub fn clone_inside(
     userns: Option<BorrowedFd>,
     maps: &IdMaps,
     flags: CloneFlags,
+    oom_score_adj: Option<i32>,
 ) -> Result<Option<(Pid, Namespaces)>> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     let (sock, theirs) = nix::sys::socket::socketpair(
@@ -65,7 +66,8 @@ pub fn clone_inside(
         None => {
             drop(r);
             drop(sock);
-            return intermediate(pidns, userns, maps, flags, w, theirs).map(|_| None);
+            return intermediate(pidns, userns, maps, (flags, oom_score_adj), w, theirs)
+                .map(|_| None);
         }
     };
     drop(w);
@@ -77,12 +79,15 @@ pub fn clone_inside(
         Some(("ok", pid)) => {
             let pid = pid_of(pid)
                 .ok_or_else(|| Error::usage("no sandbox was made in the namespaces joined"))?;
-            let mut fds = sys::recv_fds(sock.as_fd())
-                .ctx(|| "receiving the sandbox's namespaces")?
-                .into_iter();
-            let user = fds
-                .next()
-                .ok_or_else(|| Error::usage("the sandbox's namespaces were not handed over"))?;
+            let mut fds = sys::recv_fds(sock.as_fd()).unwrap_or_default().into_iter();
+            let Some(user) = fds.next() else {
+                // (pid 1 ends at the end of its sync pipe; reaped here.)
+                let _ = sys::kill_raw(pid, libc::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(Error::usage(
+                    "the sandbox's namespaces were not handed over",
+                ));
+            };
             Ok(Some((
                 pid,
                 Namespaces {
@@ -105,7 +110,7 @@ fn intermediate(
     pidns: Option<BorrowedFd>,
     userns: Option<BorrowedFd>,
     maps: &IdMaps,
-    flags: CloneFlags,
+    (flags, oom_score_adj): (CloneFlags, Option<i32>),
     w: OwnedFd,
     to: OwnedFd,
 ) -> Result<()> {
@@ -190,7 +195,13 @@ fn intermediate(
     }
     drop(handed);
     drop(to);
-    // 6.
+    // 6. (pid 1 inherits the OOM score; once not dumpable, its own file
+    // may be closed to it.)
+    if let Some(n) = oom_score_adj {
+        if let Err(msg) = sys::set_oom_score_adj(n) {
+            fail(msg)
+        }
+    }
     if let Err(e) = sys::set_not_dumpable() {
         fail(format!("not dumpable: {}", e.desc()))
     }

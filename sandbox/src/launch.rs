@@ -269,6 +269,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             userns.as_ref().map(|n| n.as_fd()),
             &maps,
             flags,
+            cfg.oom_score_adj,
         )
         .map(|c| c.map(|(pid, ns)| (pid, Some(ns)))),
     };

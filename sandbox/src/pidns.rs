@@ -105,6 +105,9 @@ fn make(owner: BorrowedFd, ns: BorrowedFd, to: BorrowedFd, err: OwnedFd) -> ! {
             sys::exit_now(0)
         }
         Ok(None) => {
+            // Ends with the helper, even stopped by the pod (the launcher
+            // waits for its pipes to close).
+            let _ = sys::set_parent_death_signal(nix::sys::signal::Signal::SIGKILL);
             let attr = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
             match sys::new_mount(c"proc", &[], attr) {
                 Err(e) => fail("mounting proc for it", e),

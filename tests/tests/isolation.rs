@@ -219,8 +219,8 @@ trap 'kill $first 2>/dev/null' EXIT
 while [ ! -e $d/ready ]; do sleep 0.05; done
 pid=$(pgrep -f "^sleep 1000 {first_token}$")
 readlink /proc/$pid/ns/pid
-$b run --pidns /proc/$pid/ns/pid -- sh -c \
-  'readlink /proc/self/ns/pid; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 1000 {first_token} $"; sleep 1000 {left_token} & echo started'
+$b run --pidns /proc/$pid/ns/pid --oom-score-adj 500 -- sh -c \
+  'readlink /proc/self/ns/pid; cat /proc/self/oom_score_adj; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 1000 {first_token} $"; sleep 1000 {left_token} & echo started'
 pgrep -f "^sleep 1000 {left_token}$" | wc -l
 pgrep -f "^sleep 1000 {first_token}$" | wc -l
 unshare --pid --fork sleep 1000 {own_token} &
@@ -239,12 +239,13 @@ kill -9 $other"#,
         std::time::Duration::from_secs(60),
     );
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 7, "{out:?}");
+    assert_eq!(lines.len(), 8, "{out:?}");
     assert_eq!(lines[0], lines[1], "the pid namespace: {out:?}");
-    assert_eq!(lines[2..6], ["1", "started", "0", "1"], "{out:?}");
+    // (The OOM score is set before pid 1 exists, which is never dumpable.)
+    assert_eq!(lines[2..7], ["500", "1", "started", "0", "1"], "{out:?}");
     // One whose owner is the user namespace burrow runs in (made by
     // `unshare --pid` there).
-    assert_eq!(lines[6], "1", "{out:?}");
+    assert_eq!(lines[7], "1", "{out:?}");
 
     // As the user alone: not its to join.
     let own = format!("/proc/{}/ns/pid", std::process::id());
