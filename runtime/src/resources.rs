@@ -188,6 +188,10 @@ pub fn limits(r: &LinuxResources, usage: Use) -> Result<Limits, Refused> {
 /// made in a hybrid host's tree, which its init manages). Limits without a
 /// subtree are an error naming the field.
 pub fn placement(limits: &Limits) -> Result<Option<Placement>> {
+    // (No search where no cgroup would be made.)
+    if limits.is_empty() && !unified_host() {
+        return Ok(None);
+    }
     match burrow_sandbox::cgroup::locate(limits) {
         Ok(p) if !limits.is_empty() || unified_host() => Ok(Some(p)),
         Ok(_) => Ok(None),

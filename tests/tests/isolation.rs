@@ -231,13 +231,7 @@ kill -9 $other"#,
         burrow = burrow_bin().display(),
         dir = t.s(),
     );
-    assert_unprivileged();
-    let out = output_within(
-        std::process::Command::new("unshare")
-            .args(["--user", "--map-root-user", "--", "sh", "-c", &script])
-            .stdin(std::process::Stdio::null()),
-        std::time::Duration::from_secs(60),
-    );
+    let out = in_unshared_userns(&script);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 8, "{out:?}");
     assert_eq!(lines[0], lines[1], "the pid namespace: {out:?}");
@@ -280,13 +274,7 @@ $b run --ipcns /proc/$pid/ns/ipc --utsns /proc/$pid/ns/uts -- \
         burrow = burrow_bin().display(),
         dir = t.s(),
     );
-    assert_unprivileged();
-    let out = output_within(
-        std::process::Command::new("unshare")
-            .args(["--user", "--map-root-user", "--", "sh", "-c", &script])
-            .stdin(std::process::Stdio::null()),
-        std::time::Duration::from_secs(60),
-    );
+    let out = in_unshared_userns(&script);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{out:?}");
     assert_eq!(lines[0], lines[1], "the IPC namespace: {out:?}");
@@ -309,4 +297,17 @@ $b run --ipcns /proc/$pid/ns/ipc --utsns /proc/$pid/ns/uts -- \
     let out = sh(&["--utsns", &own_uts, "--hostname", "x"], "true");
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("--hostname"), "{out:?}");
+}
+
+/// Runs `script` as the unprivileged account, as root of a user namespace
+/// of its own (`unshare --map-root-user`): where joining another
+/// sandbox's namespaces needs privileges over their owner.
+fn in_unshared_userns(script: &str) -> Output {
+    assert_unprivileged();
+    output_within(
+        std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--", "sh", "-c", script])
+            .stdin(std::process::Stdio::null()),
+        std::time::Duration::from_secs(60),
+    )
 }

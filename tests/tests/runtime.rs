@@ -1196,17 +1196,21 @@ fn limits_without_a_delegated_cgroup_are_refused_or_ignored_when_disabled() {
     );
     assert!(rt(&root, &["list", "-q"]).stdout.is_empty());
 
-    let out = rt(
-        &root,
-        &[
-            "--cgroup-manager",
-            "disabled",
-            "run",
-            "--bundle",
-            bundle_arg,
-            &unique_token(),
-        ],
-    );
+    // (crun's --cgroup-manager disabled.)
+    let run_disabled = || {
+        rt(
+            &root,
+            &[
+                "--cgroup-manager",
+                "disabled",
+                "run",
+                "--bundle",
+                bundle_arg,
+                &unique_token(),
+            ],
+        )
+    };
+    let out = run_disabled();
     assert_eq!((out.code, out.stdout.as_str()), (0, "ran\n"), "{out:?}");
     assert!(
         out.stderr
@@ -1218,17 +1222,7 @@ fn limits_without_a_delegated_cgroup_are_refused_or_ignored_when_disabled() {
         serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
     config["linux"]["resources"]["cpu"] = serde_json::json!({ "cpus": "0" });
     std::fs::write(b.join("config.json"), config.to_string()).unwrap();
-    let out = rt(
-        &root,
-        &[
-            "--cgroup-manager",
-            "disabled",
-            "run",
-            "--bundle",
-            bundle_arg,
-            &unique_token(),
-        ],
-    );
+    let out = run_disabled();
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr
