@@ -13,14 +13,14 @@ PACKAGES=(
   uidmap          # newuidmap/newgidmap for subordinate id ranges
   fuse3           # fusermount3, mount.fuse3
   libfuse3-dev pkg-config libseccomp-dev
-  bubblewrap fuse-overlayfs  # peers for benchmarks
+  bubblewrap fuse-overlayfs crun  # peers for benchmarks
   bc              # the shared union benchmark script
   hyperfine       # benchmark driver
   slirp4netns passt iperf3  # network peers and driver
   iproute2 util-linux bsdutils procps bash coreutils
   python3 python3-pip  # tests: escape attempts written in Python; pip inside the sandbox
   qemu-system-x86 busybox-static cpio  # burrow run --vm; the guest test harness (tests/guest)
-  podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups)
+  podman runc catatonit  # tests: burrowfs as podman's mount_program (runc: crun refuses hybrid cgroups; the tests name runc)
   containerd      # tests: burrow-runtime under containerd's runc shim (ctr run --runc-binary)
   skopeo docker-registry apache2-utils openssl  # tests: images from skopeo, a local registry with htpasswd or token auth
   umoci time      # benches/pull.sh: skopeo copy + umoci unpack --rootless beside burrow pull; peak RSS
