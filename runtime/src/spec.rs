@@ -193,6 +193,7 @@ fn namespaces(
             LinuxNamespaceType::Uts => Some("--utsns"),
             LinuxNamespaceType::User => Some("--userns"),
             LinuxNamespaceType::Pid => Some("--pidns"),
+            LinuxNamespaceType::Cgroup => Some("--cgroupns"),
             _ => None,
         };
         if let (Some(flag), Some(p)) = (joined, ns.path()) {
@@ -208,10 +209,12 @@ fn namespaces(
             continue;
         }
         if let Some(p) = ns.path() {
+            // (mount: burrow builds the root in a mount namespace of its
+            // own; time: not made either.)
             return Err(refuse(
                 "linux.namespaces",
                 format!(
-                    "{t} at {}: joining a namespace is not supported yet",
+                    "{t} at {}: joining a {t} namespace is not supported",
                     p.display()
                 ),
             ));

@@ -279,6 +279,10 @@ pub struct Cgroup {
     /// With a leaf placement: burrow's own cgroup and the controllers
     /// enabled there, to put back as they were.
     restore: Option<(PathBuf, Vec<String>)>,
+    /// Its `cgroup.procs`, opened where the cgroup was made: the kernel
+    /// checks a move against the cgroup namespace of the file's opener,
+    /// and the launcher may join another (`--cgroupns`) before the move.
+    procs: Option<std::fs::File>,
 }
 
 /// Where limits cannot be had: one line saying what is missing.
@@ -478,10 +482,22 @@ impl Cgroup {
                 crate::sys::errno_text(&e)
             ))
         })?;
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path.join("cgroup.procs"))
+            .map_err(|e| {
+                let _ = std::fs::remove_dir(&path);
+                Error::usage(format!(
+                    "opening {}/cgroup.procs: {}",
+                    path.display(),
+                    crate::sys::errno_text(&e)
+                ))
+            })?;
         let cg = Cgroup {
             path,
             memory_max: limits.memory,
             restore,
+            procs: Some(procs),
         };
         // The sandbox may make cgroups of its own under it (with nsdelegate
         // it cannot change these bounds, on its namespace's root): a tree
@@ -502,6 +518,7 @@ impl Cgroup {
     /// [`remove`]); its path.
     pub fn keep(mut self) -> PathBuf {
         self.restore = None;
+        drop(self.procs.take());
         let path = std::mem::take(&mut self.path);
         std::mem::forget(self);
         path
@@ -509,7 +526,10 @@ impl Cgroup {
 
     /// Puts process `pid` in the cgroup.
     pub fn add(&self, pid: nix::unistd::Pid) -> Result<()> {
-        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).map_err(|e| {
+        use std::io::Write;
+        let procs = self.procs.as_ref().expect("a cgroup not kept");
+        let mut procs: &std::fs::File = procs;
+        procs.write_all(pid.to_string().as_bytes()).map_err(|e| {
             Error::usage(format!(
                 "moving the sandbox into {}: {}",
                 self.path.display(),

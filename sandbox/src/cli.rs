@@ -227,6 +227,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "hostname")]
     pub utsns: Option<PathBuf>,
 
+    /// Join the cgroup namespace at PATH instead of making one; as --netns.
+    /// The sandbox's processes then see cgroups from that namespace's root,
+    /// and /sys/fs/cgroup is not one of the sandbox's own.
+    #[arg(long, value_name = "PATH")]
+    pub cgroupns: Option<PathBuf>,
+
     /// Join the pid namespace at PATH (a pod's infra container's
     /// /proc/PID/ns/pid) instead of making one: the sandbox sees, and is
     /// seen by, the pod's processes. burrow's pid 1 is then one of them,

@@ -121,6 +121,8 @@ pub struct SandboxConfig {
     /// `--ipcns` and `--utsns`: IPC and UTS namespaces to join, as
     /// `netns`.
     pub ipcns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// `--cgroupns`: the cgroup namespace to join, as `netns`.
+    pub cgroupns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// `--userns`: the user namespace the sandbox's own is made in.
     pub userns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// `--pidns`: the pid namespace to join, and a proc mount of it
@@ -218,6 +220,7 @@ impl SandboxConfig {
         };
         let ipcns = joined(&args.ipcns, "--ipcns", libc::CLONE_NEWIPC)?;
         let utsns = joined(&args.utsns, "--utsns", libc::CLONE_NEWUTS)?;
+        let cgroupns = joined(&args.cgroupns, "--cgroupns", libc::CLONE_NEWCGROUP)?;
         let userns = joined(&args.userns, "--userns", libc::CLONE_NEWUSER)?;
         let pidns = joined(&args.pidns, "--pidns", libc::CLONE_NEWPID)?;
         if (pidns.is_some() || userns.is_some())
@@ -595,6 +598,7 @@ impl SandboxConfig {
             },
             netns,
             ipcns,
+            cgroupns,
             userns,
             pidns,
             proc_mount,

@@ -57,7 +57,7 @@ pub fn run(
             &format!("becoming root in the sandbox: {}", e.desc()),
         );
     }
-    if cfg.cgroup_subtree.is_some() {
+    if cfg.cgroup_subtree.is_some() && cfg.cgroupns.is_none() {
         // Now in the sandbox's cgroup: a cgroup namespace rooted there.
         if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
             fail(
@@ -273,6 +273,7 @@ fn close_handed_over(cfg: &SandboxConfig) {
         cfg.netns.as_ref().map(|n| n.as_raw_fd()),
         cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
         cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
+        cfg.cgroupns.as_ref().map(|n| n.as_raw_fd()),
         cfg.userns.as_ref().map(|n| n.as_raw_fd()),
         cfg.pidns.as_ref().map(|n| n.as_raw_fd()),
         cfg.proc_mount.as_ref().map(|n| n.as_raw_fd()),

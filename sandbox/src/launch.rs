@@ -224,11 +224,13 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
             s.write_in_root(here.as_fd())?;
         }
     }
-    // IPC and UTS namespaces to join (a pod's): as the network's, before
-    // the sandbox's user namespace exists.
+    // IPC, UTS and cgroup namespaces to join (a pod's): as the network's,
+    // before the sandbox's user namespace exists. (The sandbox's own
+    // cgroup, if any, takes pid 1 through a file opened before.)
     for (ns, flag, name) in [
         (&cfg.ipcns, CloneFlags::CLONE_NEWIPC, "--ipcns"),
         (&cfg.utsns, CloneFlags::CLONE_NEWUTS, "--utsns"),
+        (&cfg.cgroupns, CloneFlags::CLONE_NEWCGROUP, "--cgroupns"),
     ] {
         if let Some(ns) = ns {
             nix::sched::setns(ns.as_fd(), flag).map_err(|e| {
@@ -249,7 +251,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     if cfg.utsns.is_none() {
         flags |= CloneFlags::CLONE_NEWUTS;
     }
-    if cgroup.is_none() {
+    if cgroup.is_none() && cfg.cgroupns.is_none() {
         // (With a cgroup of its own, pid 1 makes its cgroup namespace once
         // it is in it, so that the namespace is rooted there.)
         flags |= CloneFlags::CLONE_NEWCGROUP;
@@ -304,6 +306,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
                 cfg.netns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.ipcns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.utsns.as_ref().map(|n| n.as_raw_fd()),
+                cfg.cgroupns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.userns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.pidns.as_ref().map(|n| n.as_raw_fd()),
                 cfg.proc_mount.as_ref().map(|n| n.as_raw_fd()),

@@ -159,8 +159,10 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     // A sandbox with a cgroup of its own sees that cgroup (the root of its
     // cgroup namespace) at /sys/fs/cgroup, read-only, as engines show a
     // container its limits: not the host's tree, where the caller's other
-    // cgroups are.
+    // cgroups are. (In one joined, burrow has no privileges over its
+    // owner to mount it.)
     if cfg.cgroup_subtree.is_some()
+        && cfg.cgroupns.is_none()
         && sys::open_in_root(root.as_fd(), Path::new("sys/fs/cgroup"), libc::O_PATH).is_ok()
     {
         mount_fresh(

@@ -336,7 +336,7 @@ pub enum HelperLife {
     /// terminal's engine waits for the end of the runtime's output).
     Sandbox {
         init: Pid,
-        close: [Option<RawFd>; 9],
+        close: [Option<RawFd>; 10],
         quiet: bool,
     },
 }

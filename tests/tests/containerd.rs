@@ -242,8 +242,8 @@ fn containerd_drives_burrow_runtime_as_real_root() {
     assert_eq!(states(&runc_root), 1, "the runtime's state of c2");
 
     // A pod as Kubernetes makes one through containerd: another container
-    // joins c2's network, IPC and UTS namespaces by path (its pid 1's),
-    // then one its pid namespace.
+    // joins c2's network, IPC, UTS and cgroup namespaces by path (its pid
+    // 1's), then one its pid namespace.
     let pid: i32 = c
         .ctr(&["task", "ls"])
         .stdout
@@ -263,18 +263,20 @@ fn containerd_drives_burrow_runtime_as_real_root() {
         &ns("ipc", "ipc"),
         "--with-ns",
         &ns("uts", "uts"),
+        "--with-ns",
+        &ns("cgroup", "cgroup"),
         "localhost/bb:v1",
         "c3",
         "sh",
         "-c",
-        "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done",
+        "for n in net ipc uts cgroup pid; do readlink /proc/self/ns/$n; done",
     ]);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{out:?}");
-    for (line, kind) in lines.iter().zip(["net", "ipc", "uts"]) {
+    assert_eq!(lines.len(), 5, "{out:?}");
+    for (line, kind) in lines.iter().zip(["net", "ipc", "uts", "cgroup"]) {
         assert_eq!(*line, link(kind).to_str().unwrap(), "{kind}: {out:?}");
     }
-    assert_ne!(lines[3], link("pid").to_str().unwrap(), "{out:?}");
+    assert_ne!(lines[4], link("pid").to_str().unwrap(), "{out:?}");
     // And its pid namespace too (Kubernetes' shareProcessNamespace): the
     // new container sees c2's command.
     let out = run(&[

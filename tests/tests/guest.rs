@@ -52,6 +52,15 @@ cat /tmp/cpu.json
 echo "== namespace"
 $B --memory 1G -- cat /proc/self/cgroup
 $B --memory 1G -- sh -c 'cat /sys/fs/cgroup/memory.max; ls /sys/fs/cgroup | grep -c burrow-; touch /sys/fs/cgroup/x 2>&1 | grep -c Read-only'
+echo "== joined"
+mkdir /tmp/j
+unshare --user --map-root-user sh -c '
+$0 --memory 1G --bind /tmp/j /tmp/j -- sh -c "readlink /proc/self/ns/cgroup > /tmp/j/ns.new; mv /tmp/j/ns.new /tmp/j/ns; exec sleep 1000" &
+for i in $(seq 300); do [ -e /tmp/j/ns ] && break; sleep 0.1; done
+cat /tmp/j/ns
+$0 --memory 1G --cgroupns /proc/$(pidof sleep)/ns/cgroup -- \
+  sh -c "readlink /proc/self/ns/cgroup; sed s/[0-9]//g /proc/self/cgroup; cat /sys/fs/cgroup/memory.max 2>&1 | grep -c No.such"
+kill $(pidof sleep); wait' "$B"
 echo "== left"
 ls /sys/fs/cgroup/user.slice | grep -c burrow-
 $B --memory 1G -- sleep 30 &
@@ -107,6 +116,15 @@ true
     // It sees that cgroup at /sys/fs/cgroup, read-only: its own limits,
     // not the user's other cgroups.
     assert_eq!(section(text, "namespace"), ["0::/", "1073741824", "0", "1"]);
+    // One joined (--cgroupns; both sandboxes in one user namespace, as an
+    // engine's pod, where burrow has privileges over the namespace's
+    // owner): the sandbox in a cgroup of its own, beside the namespace's
+    // root (moved there by a file opened before joining, as nsdelegate
+    // requires), and /sys/fs/cgroup not one of its own.
+    let joined = section(text, "joined");
+    assert_eq!(joined.len(), 4, "{text}");
+    assert_eq!(joined[0], joined[1], "{text}");
+    assert_eq!(joined[2..], ["::/../burrow-", "1"], "{text}");
     // None left after a normal exit; after kill -9, until `burrow gc`.
     assert_eq!(
         section(text, "left"),

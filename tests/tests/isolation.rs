@@ -248,38 +248,42 @@ kill -9 $other"#,
     assert!(out.stderr.contains("--pidns"), "{out:?}");
 }
 
-/// --ipcns and --utsns join another sandbox's IPC and UTS namespaces by
-/// path (its command's /proc/PID/ns files), its others still the
-/// sandbox's own. Joining needs privileges over the namespaces' owner, as
+/// --ipcns, --utsns and --cgroupns join another sandbox's IPC, UTS and
+/// cgroup namespaces by path (its command's /proc/PID/ns files), its
+/// others still the sandbox's own. Joining needs privileges over the namespaces' owner, as
 /// a rootless podman's runtime has in podman's user namespace: here both
 /// sandboxes run in one made by `unshare --map-root-user`. As the user
 /// alone, burrow says why it cannot; a file of another kind, or
 /// --hostname with --utsns, is refused.
 #[test]
-fn ipc_and_uts_namespaces_are_joined_by_path() {
+fn ipc_uts_and_cgroup_namespaces_are_joined_by_path() {
     let t = TempDir::new("join-ns");
     let token = unique_token();
     let script = format!(
         r#"set -e
 b={burrow}; d={dir}
 $b run --die-with-parent --hostname first --bind $d $d -- sh -c \
-  "readlink /proc/self/ns/ipc > $d/ipc.new; mv $d/ipc.new $d/ipc; exec sleep 1000 {token}" &
+  "readlink /proc/self/ns/ipc /proc/self/ns/cgroup > $d/ns.new; mv $d/ns.new $d/ns; exec sleep 1000 {token}" &
 first=$!
 trap 'kill $first 2>/dev/null' EXIT
-while [ ! -e $d/ipc ]; do sleep 0.05; done
+while [ ! -e $d/ns ]; do sleep 0.05; done
 pid=$(pgrep -f "^sleep 1000 {token}$")
-cat $d/ipc
-$b run --ipcns /proc/$pid/ns/ipc --utsns /proc/$pid/ns/uts -- \
-  sh -c 'readlink /proc/self/ns/ipc; hostname; readlink /proc/self/ns/mnt'"#,
+cat $d/ns
+readlink /proc/self/ns/cgroup
+$b run --ipcns /proc/$pid/ns/ipc --utsns /proc/$pid/ns/uts --cgroupns /proc/$pid/ns/cgroup -- \
+  sh -c 'readlink /proc/self/ns/ipc /proc/self/ns/cgroup; hostname; readlink /proc/self/ns/mnt'"#,
         burrow = burrow_bin().display(),
         dir = t.s(),
     );
     let out = in_unshared_userns(&script);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{out:?}");
-    assert_eq!(lines[0], lines[1], "the IPC namespace: {out:?}");
-    assert_eq!(lines[2], "first", "{out:?}");
-    assert_ne!(lines[3], host_ns("mnt"));
+    assert_eq!(lines.len(), 7, "{out:?}");
+    assert_eq!(lines[0], lines[3], "the IPC namespace: {out:?}");
+    // (The first sandbox's cgroup namespace is its own.)
+    assert_ne!(lines[1], lines[2], "{out:?}");
+    assert_eq!(lines[1], lines[4], "the cgroup namespace: {out:?}");
+    assert_eq!(lines[5], "first", "{out:?}");
+    assert_ne!(lines[6], host_ns("mnt"));
 
     // As the user alone, and bad arguments.
     let own_net = format!("/proc/{}/ns/net", std::process::id());
@@ -293,6 +297,10 @@ $b run --ipcns /proc/$pid/ns/ipc --utsns /proc/$pid/ns/uts -- \
     let out = sh(&["--ipcns", &own_ipc], "true");
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("--ipcns: cannot join it"), "{out:?}");
+    let own_cgroup = format!("/proc/{}/ns/cgroup", std::process::id());
+    let out = sh(&["--cgroupns", &own_cgroup], "true");
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("--cgroupns: cannot join it"), "{out:?}");
     let own_uts = format!("/proc/{}/ns/uts", std::process::id());
     let out = sh(&["--utsns", &own_uts, "--hostname", "x"], "true");
     assert_ne!(out.code, 0, "{out:?}");
