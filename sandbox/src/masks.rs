@@ -59,8 +59,14 @@ pub fn mask(root: &OwnedFd, dst: &Path, host_null: &Path) -> Result<()> {
     };
     let st = nix::sys::stat::fstat(&at).ctx(what)?;
     let cover = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        crate::storage::new_tmpfs(Some(4096), Some(1), "555", RO | NOSUID | NODEV | NOEXEC)
-            .ctx(what)?
+        crate::storage::new_tmpfs(
+            c"tmpfs",
+            Some(4096),
+            Some(1),
+            "555",
+            RO | NOSUID | NODEV | NOEXEC,
+        )
+        .ctx(what)?
     } else {
         let null = sys::open_tree_clone(host_null, false).ctx(what)?;
         sys::mount_setattr(null.as_fd(), RO | NOSUID | NOEXEC, false).ctx(what)?;

@@ -365,8 +365,15 @@ fn store_onto(store: &Store, root: &OwnedFd, dst: &str, mode: u32, attr: u64) ->
 fn sized_onto(target: &OwnedFd, dst: &Path, size: u64, mode: u32, attr: u64) -> Result<()> {
     let what = || format!("mounting tmpfs on {}", dst.display());
     let inodes = crate::storage::inodes_for(size);
-    let mnt = crate::storage::new_tmpfs(Some(size), Some(inodes), &format!("{mode:o}"), attr)
-        .ctx(what)?;
+    // (Named as engines name theirs.)
+    let source = if dst == Path::new("/dev/shm") {
+        c"shm"
+    } else {
+        c"tmpfs"
+    };
+    let mnt =
+        crate::storage::new_tmpfs(source, Some(size), Some(inodes), &format!("{mode:o}"), attr)
+            .ctx(what)?;
     sys::move_mount_onto(mnt.as_fd(), target.as_fd()).ctx(what)
 }
 

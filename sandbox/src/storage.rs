@@ -11,7 +11,7 @@
 //! budget, so the total still holds.
 
 use std::cell::Cell;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -109,7 +109,7 @@ impl Store {
     /// the scratch root, detached with it at the end).
     pub fn mount(bytes: u64, inodes: u64, at: &Path) -> Result<Store> {
         let what = || "mounting the sandbox's tmpfs store";
-        let mnt = new_tmpfs(Some(bytes), Some(inodes), "0755", 0).ctx(what)?;
+        let mnt = new_tmpfs(c"tmpfs", Some(bytes), Some(inodes), "0755", 0).ctx(what)?;
         nix::unistd::mkdir(at, Mode::from_bits_truncate(0o755)).ctx(what)?;
         sys::move_mount_to_path(mnt.as_fd(), at).ctx(what)?;
         let root = nix::fcntl::open(
@@ -171,8 +171,9 @@ impl Store {
     }
 }
 
-/// A new, detached tmpfs.
+/// A new, detached tmpfs named `source`.
 pub fn new_tmpfs(
+    source: &CStr,
     bytes: Option<u64>,
     inodes: Option<u64>,
     mode: &str,
@@ -181,7 +182,10 @@ pub fn new_tmpfs(
     let number = |n: u64| CString::new(n.to_string()).expect("digits have no NUL");
     let (size, nr) = (bytes.map(number), inodes.map(number));
     let mode = CString::new(mode).expect("a mode has no NUL");
-    let mut opts = vec![FsOption::Value(c"mode", &mode)];
+    let mut opts = vec![
+        FsOption::Value(c"source", source),
+        FsOption::Value(c"mode", &mode),
+    ];
     if let Some(s) = &size {
         opts.push(FsOption::Value(c"size", s));
     }

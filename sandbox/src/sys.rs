@@ -164,6 +164,8 @@ pub enum FsOption<'a> {
 }
 
 /// A new, detached mount of filesystem `fstype` (fsopen, fsconfig, fsmount).
+/// Its source (the name mountinfo shows) is `fstype` unless `options` name
+/// one, as `mount -t proc proc /proc` and engines name theirs.
 pub fn new_mount(fstype: &CStr, options: &[FsOption], attr: u64) -> nix::Result<OwnedFd> {
     // SAFETY: `fstype` is a valid C string.
     let fs =
@@ -172,6 +174,16 @@ pub fn new_mount(fstype: &CStr, options: &[FsOption], attr: u64) -> nix::Result<
         // SAFETY: `fs` is a valid fs context; key and value are null or valid C strings.
         check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
     };
+    if !options
+        .iter()
+        .any(|o| matches!(o, FsOption::Value(k, _) if k.to_bytes() == b"source"))
+    {
+        config(
+            libc::FSCONFIG_SET_STRING,
+            c"source".as_ptr(),
+            fstype.as_ptr(),
+        )?;
+    }
     for opt in options {
         match opt {
             FsOption::Flag(k) => config(libc::FSCONFIG_SET_FLAG, k.as_ptr(), std::ptr::null())?,

@@ -28,7 +28,7 @@ fn run(dir: &Path, id: &str) -> Output {
 /// command): its hostname, the caller as root, its three capabilities and
 /// open-file limit, a read-only root, /proc/sys read-only and /proc/keys
 /// masked, the host's network namespace (it asks for none), a umask, /dev/shm
-/// noexec and of its size; environment values that look like flags stay
+/// noexec and of its size, its filesystems named as the spec names them; environment values that look like flags stay
 /// values; a relative bind source is the bundle's; the exit status is the
 /// command's.
 #[test]
@@ -44,6 +44,8 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
              ulimit -n; grep CapEff /proc/self/status; readlink /proc/self/ns/net; \
              echo from-the-bundle > /data/out; echo \"$A $B\"; \
              grep ' /dev/shm ' /proc/self/mountinfo | grep -q 'noexec.*size=65536k' && echo shm-as-asked; \
+             for m in /proc /dev /dev/pts /dev/shm /dev/mqueue; do \
+               grep \" $m \" /proc/self/mountinfo | grep -o ' - [^ ]* [^ ]*'; done; \
              umask; \
              exit 3"
         ]);
@@ -63,7 +65,8 @@ fn a_bundle_of_runc_spec_runs_as_its_config_says() {
         out.stdout,
         format!(
             "hello\nrunc\n0\nkeys-masked\n1\nroot-ro\n1024\nCapEff:\t0000000020000420\n{}\n\
-             -x --\nshm-as-asked\n0027\n",
+             -x --\nshm-as-asked\n - proc proc\n - tmpfs tmpfs\n - devpts devpts\n - tmpfs shm\n \
+             - mqueue mqueue\n0027\n",
             host_net.display()
         ),
         "{out:?}"
