@@ -283,6 +283,9 @@ pub struct Cgroup {
     /// checks a move against the cgroup namespace of the file's opener,
     /// and the launcher may join another (`--cgroupns`) before the move.
     procs: Option<std::fs::File>,
+    /// With a leaf placement, burrow's own cgroup's `cgroup.procs`, opened
+    /// as `procs` is, to step back into it.
+    own_procs: Option<std::fs::File>,
 }
 
 /// Where limits cannot be had: one line saying what is missing.
@@ -467,6 +470,12 @@ impl Cgroup {
             .map(|(c, _)| c.to_string())
             .collect();
         let restore = matches!(placement, Placement::Leaf(_)).then(|| (top.to_path_buf(), added));
+        let own_procs = restore.as_ref().and_then(|(own, _)| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(own.join("cgroup.procs"))
+                .ok()
+        });
         let path = match name {
             Some(name) => {
                 let path = top.join(name);
@@ -498,6 +507,7 @@ impl Cgroup {
             memory_max: limits.memory,
             restore,
             procs: Some(procs),
+            own_procs,
         };
         // The sandbox may make cgroups of its own under it (with nsdelegate
         // it cannot change these bounds, on its namespace's root): a tree
@@ -519,16 +529,20 @@ impl Cgroup {
     pub fn keep(mut self) -> PathBuf {
         self.restore = None;
         drop(self.procs.take());
+        drop(self.own_procs.take());
         let path = std::mem::take(&mut self.path);
         std::mem::forget(self);
         path
     }
 
     /// Puts process `pid` in the cgroup.
-    pub fn add(&self, pid: nix::unistd::Pid) -> Result<()> {
-        use std::io::Write;
-        let procs = self.procs.as_ref().expect("a cgroup not kept");
-        let mut procs: &std::fs::File = procs;
+    /// Once: the descriptor used is closed then, so that the helpers forked
+    /// after do not hold it.
+    pub fn add(&mut self, pid: nix::unistd::Pid) -> Result<()> {
+        let mut procs = self
+            .procs
+            .take()
+            .ok_or_else(|| Error::usage("the sandbox's cgroup took its process already"))?;
         procs.write_all(pid.to_string().as_bytes()).map_err(|e| {
             Error::usage(format!(
                 "moving the sandbox into {}: {}",
@@ -590,7 +604,12 @@ impl Drop for Cgroup {
                 let off: Vec<String> = added.iter().map(|c| format!("-{c}")).collect();
                 let _ = std::fs::write(own.join("cgroup.subtree_control"), off.join(" "));
             }
-            if std::fs::write(own.join("cgroup.procs"), std::process::id().to_string()).is_ok() {
+            let me = std::process::id().to_string();
+            let back = match self.own_procs.take() {
+                Some(mut f) => f.write_all(me.as_bytes()),
+                None => std::fs::write(own.join("cgroup.procs"), &me),
+            };
+            if back.is_ok() {
                 let _ = std::fs::remove_dir(
                     own.join(format!("burrow-{}.supervisor", std::process::id())),
                 );

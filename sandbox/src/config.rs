@@ -404,6 +404,18 @@ impl SandboxConfig {
             }
             found
         };
+        // In a cgroup namespace of its own, rooted at its cgroup, the
+        // kernel (nsdelegate) keeps the sandbox from writing its own limits;
+        // in one joined, only /sys's read-only mount does, which
+        // CAP_SYS_ADMIN could undo.
+        let admin = crate::caps::Cap::from(caps::Capability::CAP_SYS_ADMIN);
+        if cgroupns.is_some() && cgroup_subtree.is_some() && security.caps.contains(&admin) {
+            return Err(Error::usage(
+                "--cgroupns: not with limits and CAP_SYS_ADMIN (the sandbox could remount \
+                 /sys/fs/cgroup and raise its own limits: in a cgroup namespace of its own the \
+                 kernel keeps it from that)",
+            ));
+        }
         let storage = Storage::from_args(&args, &mounts)?;
         let slirp = slirp_config(&args)?;
         let publish = args

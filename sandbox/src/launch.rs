@@ -158,7 +158,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
         eprintln!("burrow: warning: {}", crate::error::one_line(w));
     }
     // The sandbox's cgroup, limits written, before anything runs in it.
-    let cgroup = match &cfg.cgroup_subtree {
+    let mut cgroup = match &cfg.cgroup_subtree {
         Some(top) => Some(crate::cgroup::Cgroup::create(
             top,
             &cfg.limits,
@@ -318,7 +318,7 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
     let server_sock = fs_socks.map(|(outer, _)| outer);
     let net_sock = net_socks.map(|(outer, _)| outer);
 
-    if let Some(cg) = &cgroup {
+    if let Some(cg) = &mut cgroup {
         cg.add(child).map_err(|e| abort(child, e))?;
     }
     // (Written already where the sandbox is made inside namespaces

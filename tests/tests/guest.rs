@@ -60,6 +60,7 @@ for i in $(seq 300); do [ -e /tmp/j/ns ] && break; sleep 0.1; done
 cat /tmp/j/ns
 $0 --memory 1G --cgroupns /proc/$(pidof sleep)/ns/cgroup -- \
   sh -c "readlink /proc/self/ns/cgroup; sed s/[0-9]//g /proc/self/cgroup; cat /sys/fs/cgroup/memory.max 2>&1 | grep -c No.such"
+$0 --memory 1G --cap-add SYS_ADMIN --cgroupns /proc/$(pidof sleep)/ns/cgroup -- true 2>&1 | grep -c "not with limits and CAP_SYS_ADMIN"
 kill $(pidof sleep); wait' "$B"
 echo "== left"
 ls /sys/fs/cgroup/user.slice | grep -c burrow-
@@ -120,11 +121,13 @@ true
     // engine's pod, where burrow has privileges over the namespace's
     // owner): the sandbox in a cgroup of its own, beside the namespace's
     // root (moved there by a file opened before joining, as nsdelegate
-    // requires), and /sys/fs/cgroup not one of its own.
+    // requires), and /sys/fs/cgroup not one of its own. Not with
+    // CAP_SYS_ADMIN, which could remount it writable: no namespace root
+    // of its own guards its limits there.
     let joined = section(text, "joined");
-    assert_eq!(joined.len(), 4, "{text}");
+    assert_eq!(joined.len(), 5, "{text}");
     assert_eq!(joined[0], joined[1], "{text}");
-    assert_eq!(joined[2..], ["::/../burrow-", "1"], "{text}");
+    assert_eq!(joined[2..], ["::/../burrow-", "1", "1"], "{text}");
     // None left after a normal exit; after kill -9, until `burrow gc`.
     assert_eq!(
         section(text, "left"),
