@@ -183,7 +183,8 @@ fn join_and_fork(
         sys::exit_now(EXIT_SETUP)
     };
     // Into the sandbox's cgroup first (its limits, and the root of the
-    // cgroup namespace about to be joined); the new process inherits it.
+    // cgroup namespace about to be joined, unless the sandbox joined one
+    // by path); the new process inherits it.
     // (The next is tried only where the first is busy: see exec.)
     let mut joined = Ok(());
     for cg in cgroups {
