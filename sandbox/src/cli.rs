@@ -141,6 +141,15 @@ pub enum VmAccel {
     Tcg,
 }
 
+/// A namespace of the sandbox's own, or the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Share {
+    /// A new one.
+    Private,
+    /// The caller's (no isolation of that kind).
+    Host,
+}
+
 /// The sandbox's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetMode {
@@ -209,6 +218,27 @@ pub struct RunArgs {
     /// Network of the sandbox.
     #[arg(long, value_enum, default_value_t = NetMode::None)]
     pub net: NetMode,
+
+    /// Pid namespace: `host` shares the caller's (as MPI ranks on one
+    /// node need: Open MPI's shared memory tells peers apart by pid). The
+    /// sandbox then sees, and may signal, the caller's other processes; its
+    /// /proc is the host's. Not with --pidns or --vm.
+    #[arg(long, value_enum, default_value_t = Share::Private, conflicts_with = "pidns")]
+    pub pid: Share,
+
+    /// IPC namespace: `host` shares the caller's SysV IPC and POSIX message
+    /// queues (no /dev/mqueue of the sandbox's own). Not with --ipcns or
+    /// --vm.
+    #[arg(long, value_enum, default_value_t = Share::Private, conflicts_with = "ipcns")]
+    pub ipc: Share,
+
+    /// HPC: the preset for a job's task (Apptainer's defaults): --keep-id,
+    /// --net host, --pid host, --ipc host, the caller's $HOME, /tmp,
+    /// /dev/shm and $SCRATCH (where set) bound, and with --image the job's
+    /// SLURM_*, PMI*, PMIX_* and OMPI_* variables passed on. Flags given
+    /// on the command line win.
+    #[arg(long)]
+    pub hpc: bool,
 
     /// Join the network namespace at PATH (a namespace file such as
     /// /run/netns/NAME or /proc/PID/ns/net) instead of making one (OCI's

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use clap::ArgMatches;
 
-use crate::cli::{MapUsers, NetMode, RunArgs};
+use crate::cli::{MapUsers, NetMode, RunArgs, Share};
 use crate::error::{Error, Result};
 
 /// One mount requested on the command line, applied in command-line order.
@@ -121,6 +121,9 @@ pub struct SandboxConfig {
     /// `--ipcns` and `--utsns`: IPC and UTS namespaces to join, as
     /// `netns`.
     pub ipcns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// `--pid host` and `--ipc host`: the caller's pid and IPC namespaces.
+    pub pid_host: bool,
+    pub ipc_host: bool,
     /// `--cgroupns`: the cgroup namespace to join, as `netns`.
     pub cgroupns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// `--userns`: the user namespace the sandbox's own is made in.
@@ -191,6 +194,17 @@ impl Hold {
 pub const DEFAULT_COMMAND: &str = "/bin/sh";
 
 impl SandboxConfig {
+    /// Whether the sandbox has a pid namespace of its own (not `--pidns`,
+    /// not `--pid host`): pid 1 is then its init.
+    pub fn own_pid_ns(&self) -> bool {
+        self.pidns.is_none() && !self.pid_host
+    }
+
+    /// Whether the sandbox has an IPC namespace of its own.
+    pub fn own_ipc_ns(&self) -> bool {
+        self.ipcns.is_none() && !self.ipc_host
+    }
+
     /// Validates `args`; `matches` gives the command-line positions so that
     /// mounts and environment edits apply in the order the user wrote them.
     pub fn from_args(mut args: RunArgs, matches: &ArgMatches, stdin_is_tty: bool) -> Result<Self> {
@@ -221,6 +235,12 @@ impl SandboxConfig {
         let ipcns = joined(&args.ipcns, "--ipcns", libc::CLONE_NEWIPC)?;
         let utsns = joined(&args.utsns, "--utsns", libc::CLONE_NEWUTS)?;
         let cgroupns = joined(&args.cgroupns, "--cgroupns", libc::CLONE_NEWCGROUP)?;
+        let (pid_host, ipc_host) = (args.pid == Share::Host, args.ipc == Share::Host);
+        if args.vm && (pid_host || ipc_host) {
+            return Err(Error::usage(
+                "--pid host and --ipc host are not available with --vm: the guest's kernel has its own",
+            ));
+        }
         let userns = joined(&args.userns, "--userns", libc::CLONE_NEWUSER)?;
         let pidns = joined(&args.pidns, "--pidns", libc::CLONE_NEWPID)?;
         if (pidns.is_some() || userns.is_some())
@@ -521,10 +541,10 @@ impl SandboxConfig {
         let masks = paths(&args.mask, "--mask")?;
         let sysctls =
             crate::sysctl::parse(&args.sysctl, netns.is_some() || args.net != NetMode::Host)?;
-        if ipcns.is_some() {
+        if ipcns.is_some() || ipc_host {
             if let Some(s) = sysctls.iter().find(|s| !s.name.starts_with("net.")) {
                 return Err(Error::usage(format!(
-                    "--sysctl {}: the IPC namespace is joined (--ipcns): its owner sets it",
+                    "--sysctl {}: the IPC namespace is not the sandbox's (--ipcns, --ipc host): its owner sets it",
                     s.name
                 )));
             }
@@ -611,6 +631,8 @@ impl SandboxConfig {
             netns,
             ipcns,
             cgroupns,
+            pid_host,
+            ipc_host,
             userns,
             pidns,
             proc_mount,
@@ -1012,7 +1034,18 @@ fn build_env(
     let mut env: BTreeMap<OsString, OsString> = if args.clearenv {
         BTreeMap::new()
     } else if let Some(env) = image_env {
-        env.into_iter().collect()
+        let mut env: BTreeMap<_, _> = env.into_iter().collect();
+        if args.hpc {
+            // The job's own, over the image's: how its task finds its rank
+            // and its launcher.
+            env.extend(std::env::vars_os().filter(|(k, _)| {
+                let k = k.as_encoded_bytes();
+                [&b"SLURM_"[..], b"PMI", b"PMIX_", b"OMPI_"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            }));
+        }
+        env
     } else {
         std::env::vars_os().collect()
     };

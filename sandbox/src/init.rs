@@ -32,9 +32,10 @@ pub fn run(
     let _ = signals::block(&signals::init_set());
     // If burrow dies, so does pid 1, and with it the whole pid namespace.
     let _ = sys::set_parent_death_signal(Signal::SIGKILL);
-    // In a pid namespace joined (a pod's), pid 1 is not its init: what its
-    // tree leaves behind comes to it rather than to the pod's.
-    if cfg.pidns.is_some() {
+    // In a pid namespace joined (a pod's) or the host's, pid 1 is not its
+    // init: what its tree leaves behind comes to it rather than to that
+    // namespace's.
+    if !cfg.own_pid_ns() {
         let _ = nix::sys::prctl::set_child_subreaper(true);
     }
     let mut byte = [0u8; 1];
@@ -88,10 +89,10 @@ pub fn run(
     };
     drop(fs_server);
     drop(net_stack);
-    // In a pod's pid namespace: its /proc, as mounted, for ending pid 1's
-    // tree later (the command may mount over the path).
-    let proc_dir = match cfg.pidns {
-        Some(_) => match nix::fcntl::open(
+    // In a pod's pid namespace or the host's: its /proc, as mounted, for
+    // ending pid 1's tree later (the command may mount over the path).
+    let proc_dir = match !cfg.own_pid_ns() {
+        true => match nix::fcntl::open(
             "/proc",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
@@ -99,7 +100,7 @@ pub fn run(
             Ok(fd) => Some(fd),
             Err(e) => fail(&report_fd, EXIT_SETUP, &format!("/proc: {}", e.desc())),
         },
-        None => None,
+        false => None,
     };
     let child = match sys::fork() {
         Ok(Some(pid)) => pid,

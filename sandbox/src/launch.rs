@@ -242,10 +242,10 @@ fn start(cfg: &SandboxConfig) -> Result<Started> {
         }
     }
     let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
-    if cfg.pidns.is_none() {
+    if cfg.own_pid_ns() {
         flags |= CloneFlags::CLONE_NEWPID;
     }
-    if cfg.ipcns.is_none() {
+    if cfg.own_ipc_ns() {
         flags |= CloneFlags::CLONE_NEWIPC;
     }
     if cfg.utsns.is_none() {

@@ -28,10 +28,10 @@ use crate::cli::Cli;
 /// the key and the problem.
 pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     // Most starts have no profile: no second parse of the command line.
-    if !args
-        .iter()
-        .any(|a| a.as_encoded_bytes().starts_with(b"--profile"))
-    {
+    if !args.iter().any(|a| {
+        let a = a.as_encoded_bytes();
+        a.starts_with(b"--profile") || a == b"--hpc"
+    }) {
         return Ok(args);
     }
     // Errors are left for the full parse: an option the profile supplies
@@ -45,9 +45,11 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let Some(("run", sub)) = matches.subcommand() else {
         return Ok(args);
     };
-    let Some(file) = sub.get_one::<std::path::PathBuf>("profile") else {
+    let file = sub.get_one::<std::path::PathBuf>("profile");
+    let hpc = sub.get_flag("hpc");
+    if file.is_none() && !hpc {
         return Ok(args);
-    };
+    }
     let has_command = sub.get_many::<OsString>("command").is_some();
     // Options the command line sets itself: a single-valued one replaces
     // the profile's (repeating one on the command line is clap's error).
@@ -56,7 +58,16 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
         .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
         .map(|id| id.as_str().to_string())
         .collect();
-    let (flags, command) = read(file, &given)?;
+    let (mut flags, command) = match file {
+        Some(file) => read(file, &given)?,
+        None => (Vec::new(), None),
+    };
+    if hpc {
+        // (After the profile's: a profile's single-valued flags win too.)
+        let mut taken = given.clone();
+        taken.extend(profile_ids(&flags));
+        flags.extend(flags_of(&hpc_preset(), "--hpc", &taken)?);
+    }
     let run_at = args
         .iter()
         .position(|a| a == "run")
@@ -91,16 +102,72 @@ fn read(file: &Path, given: &[String]) -> Result<(Vec<OsString>, Option<Vec<OsSt
     let Value::Object(table) = doc else {
         return Err(format!("profile {name}: expected a table of options"));
     };
+    let command =
+        match table.get("command") {
+            Some(v) => Some(command_words(v).ok_or_else(|| {
+                format!("profile {name}: key 'command': expected a list of strings")
+            })?),
+            None => None,
+        };
+    let flags = flags_of(&table, &format!("profile {name}"), given)?;
+    Ok((flags, command))
+}
+
+/// `--hpc`: the options it stands for, as a profile's table.
+fn hpc_preset() -> serde_json::Map<String, Value> {
+    let mut binds: Vec<Value> = Vec::new();
+    let mut bind = |p: &std::path::Path| {
+        if p.is_absolute() && p.is_dir() {
+            let s = p.to_string_lossy().into_owned();
+            binds.push(Value::from(vec![s.clone(), s]));
+        }
+    };
+    for var in ["HOME", "SCRATCH"] {
+        if let Some(dir) = std::env::var_os(var) {
+            bind(Path::new(&dir));
+        }
+    }
+    bind(Path::new("/tmp"));
+    bind(Path::new("/dev/shm"));
+    let mut t = serde_json::Map::new();
+    t.insert("net".into(), "host".into());
+    t.insert("pid".into(), "host".into());
+    t.insert("ipc".into(), "host".into());
+    t.insert("bind".into(), binds.into());
+    t.insert("keep-id".into(), true.into());
+    t
+}
+
+/// The ids of the single-valued options `flags` sets.
+fn profile_ids(flags: &[OsString]) -> Vec<String> {
+    let cmd = Cli::command();
+    let run = cmd
+        .find_subcommand("run")
+        .expect("burrow has a run command");
+    flags
+        .iter()
+        .filter_map(|f| f.to_str()?.strip_prefix("--"))
+        .filter_map(|long| run.get_arguments().find(|a| a.get_long() == Some(long)))
+        .map(|a| a.get_id().as_str().to_string())
+        .collect()
+}
+
+/// The flags `table` stands for (less the single-valued ones whose ids are
+/// in `given`, and `command`), checked as the command line's are; errors
+/// name `name` and the key.
+fn flags_of(
+    table: &serde_json::Map<String, Value>,
+    name: &str,
+    given: &[String],
+) -> Result<Vec<OsString>, String> {
     let cmd = Cli::command();
     let run = cmd
         .find_subcommand("run")
         .expect("burrow has a run command");
     let mut flags: Vec<OsString> = Vec::new();
-    let mut command = None;
-    for (key, value) in &table {
-        let bad = |why: &str| format!("profile {name}: key '{key}': {why}");
+    for (key, value) in table {
+        let bad = |why: &str| format!("{name}: key '{key}': {why}");
         if key == "command" {
-            command = Some(command_words(value).ok_or_else(|| bad("expected a list of strings"))?);
             continue;
         }
         let long = key.replace('_', "-");
@@ -111,6 +178,15 @@ fn read(file: &Path, given: &[String]) -> Result<(Vec<OsString>, Option<Vec<OsSt
         let flag = OsString::from(format!("--{long}"));
         let single = !matches!(arg.get_action(), ArgAction::Append);
         if single && given.iter().any(|id| id == arg.get_id().as_str()) {
+            continue;
+        }
+        // (A flag that conflicts with one given, as --keep-id with
+        // --map-users, is left out too.)
+        let conflicts = run.get_arg_conflicts_with(arg);
+        if conflicts
+            .iter()
+            .any(|c| given.iter().any(|id| id == c.get_id().as_str()))
+        {
             continue;
         }
         match arg.get_action() {
@@ -149,11 +225,11 @@ fn read(file: &Path, given: &[String]) -> Result<(Vec<OsString>, Option<Vec<OsSt
     if let Err(e) = Cli::command().try_get_matches_from(alone) {
         let msg = e.to_string();
         return Err(format!(
-            "profile {name}: {}",
+            "{name}: {}",
             one_line(msg.trim_start_matches("error: "))
         ));
     }
-    Ok((flags, command))
+    Ok(flags)
 }
 
 /// `command`: a list of strings (or one string), nothing else.

@@ -120,7 +120,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
 
     // 3. Kernel filesystems and scratch space.
     mount_proc(cfg, &root)?;
-    if cfg.ipcns.is_none() {
+    if cfg.own_ipc_ns() {
         // (A joined IPC namespace is its owner's to limit.)
         limit_sysv_shm(&root, cfg.storage.store_bytes)?;
     }
@@ -140,7 +140,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     }
     // (A joined IPC namespace's message queues are not this user
     // namespace's to mount.)
-    build_dev(&store, &root, cfg.storage.shm, cfg.ipcns.is_none())?;
+    build_dev(&store, &root, cfg.storage.shm, cfg.own_ipc_ns())?;
     if !cfg.root.bound {
         mount_tmp(&store, &root)?;
     }
@@ -200,9 +200,9 @@ fn create_container_hooks(cfg: &SandboxConfig) -> Result<()> {
     };
     // (What they leave behind could not be ended in a pod's pid namespace,
     // where it would be the pod's: see below.)
-    if cfg.pidns.is_some() {
+    if !cfg.own_pid_ns() {
         return Err(Error::usage(
-            "createContainer hooks: not in a pid namespace joined (--pidns)",
+            "createContainer hooks: not in a pid namespace joined (--pidns) or the host's",
         ));
     }
     let ran = hooks.run_create_container(Path::new(OLDROOT));
@@ -337,9 +337,18 @@ fn mount_fresh(
 }
 
 /// A proc of the sandbox's pid namespace on /proc (one made for a pod's
-/// namespace by a helper, with --pidns).
+/// namespace by a helper, with --pidns; with --pid host the host's own,
+/// and what is mounted below it, which a user namespace may not mount
+/// anew).
 fn mount_proc(cfg: &SandboxConfig, root: &OwnedFd) -> Result<()> {
     match &cfg.proc_mount {
+        None if cfg.pid_host => {
+            let what = || "binding the host's /proc (--pid host)";
+            let tree = sys::open_tree_clone(&host_path(Path::new("/proc")), true).ctx(what)?;
+            sys::mount_setattr(tree.as_fd(), NOSUID | NODEV | NOEXEC, true).ctx(what)?;
+            let target = mount_point(root.as_fd(), Path::new("/proc"), true)?;
+            sys::move_mount_onto(tree.as_fd(), target.as_fd()).ctx(what)
+        }
         None => mount_fresh(root, "/proc", c"proc", &[], NOSUID | NODEV | NOEXEC),
         Some(m) => {
             let target = mount_point(root.as_fd(), Path::new("/proc"), true)?;

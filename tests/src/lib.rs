@@ -139,6 +139,15 @@ pub fn sh(flags: &[&str], script: &str) -> Output {
     output(burrow_run().args(flags).args(["--", "sh", "-c", script]))
 }
 
+/// The test process's own namespace of `kind` (/proc/self/ns/KIND's
+/// link, `kind:[inode]`): the host's, as the sandbox's are compared with.
+pub fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Prints the skip line the test runner counts; the test then returns
 /// without asserting.
 pub fn skipped(reason: &str) {

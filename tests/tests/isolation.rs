@@ -4,13 +4,6 @@ use burrow_tests::*;
 
 const KINDS: [&str; 7] = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"];
 
-fn host_ns(kind: &str) -> String {
-    std::fs::read_link(format!("/proc/self/ns/{kind}"))
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
 fn sandbox_ns(flags: &[&str]) -> Vec<String> {
     let script = KINDS
         .map(|k| format!("readlink /proc/self/ns/{k}"))

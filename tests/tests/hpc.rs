@@ -1,0 +1,168 @@
+//! HPC: `--hpc` (a job's task as Apptainer runs it: the caller's ids, the
+//! host's network, pid and IPC namespaces, home, /tmp and /dev/shm), and
+//! MPI ranks each in a sandbox of its own, driven by Debian's Open MPI.
+
+use burrow_tests::*;
+use std::process::Command;
+use std::time::Duration;
+
+/// Two ranks, each `burrow run --hpc`, started by Open MPI's `mpirun`
+/// and restricted to its shared-memory transport (`--mca btl
+/// self,vader`: no TCP between ranks), pass 1 MiB each way: rank 1 turns
+/// every byte it receives and sends it back. Each rank runs in the
+/// host's pid and IPC namespaces as the caller, in a user namespace of its
+/// own. Without --hpc (pid namespaces of their own, /dev/shm of their
+/// own) the same job fails: Open MPI tells peers apart by pid, and finds
+/// their memory in /dev/shm.
+#[test]
+fn mpi_ranks_in_sandboxes_exchange_messages_over_shared_memory() {
+    assert_unprivileged();
+    for tool in ["mpicc", "mpirun"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            skipped(&format!(
+                "{tool} is not installed (scripts/setup-host.sh installs Open MPI)"
+            ));
+            return;
+        }
+    }
+    let t = TempDir::new("mpi");
+    std::fs::write(t.join("ping.c"), PING).unwrap();
+    let cc = output_within(
+        Command::new("mpicc")
+            .args(["-O2", "-o"])
+            .arg(t.join("ping"))
+            .arg(t.join("ping.c")),
+        Duration::from_secs(120),
+    );
+    assert_eq!(cc.code, 0, "{cc:?}");
+    let job = |flags: &[&str]| {
+        let mut cmd = Command::new("mpirun");
+        cmd.args(["--mca", "btl", "self,vader", "-np", "2"])
+            .arg(burrow_bin())
+            .arg("run")
+            .args(flags)
+            .args(["--", "sh", "-c"])
+            .arg(format!(
+                "{} && readlink /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/user && id -u",
+                t.join("ping").display()
+            ))
+            .current_dir(t.path())
+            .stdin(std::process::Stdio::null());
+        output_within(&mut cmd, Duration::from_secs(120))
+    };
+    let out = job(&["--hpc"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines.contains(&"rank 0 of 2: 1048576 bytes came back turned"),
+        "{out:?}"
+    );
+    assert!(
+        lines.contains(&"rank 1 of 2: 1048576 bytes turned"),
+        "{out:?}"
+    );
+    let me = nix::unistd::getuid().to_string();
+    let (pid, ipc, user) = (host_ns("pid"), host_ns("ipc"), host_ns("user"));
+    assert_eq!(lines.iter().filter(|l| **l == pid).count(), 2, "{out:?}");
+    assert_eq!(lines.iter().filter(|l| **l == ipc).count(), 2, "{out:?}");
+    assert_eq!(lines.iter().filter(|l| **l == me).count(), 2, "{out:?}");
+    // Each rank in a user namespace of its own.
+    let users: Vec<&&str> = lines.iter().filter(|l| l.starts_with("user:[")).collect();
+    assert_eq!(users.len(), 2, "{out:?}");
+    assert!(users.iter().all(|u| **u != user), "{out:?}");
+
+    let out = job(&["--keep-id", "--net", "host"]);
+    assert_ne!(out.code, 0, "{out:?}");
+}
+
+/// What --hpc sets, and that the command line wins over it; --pid host
+/// and --ipc host alone; what is refused.
+#[test]
+fn hpc_shares_the_hosts_pid_and_ipc_namespaces_and_the_command_line_wins() {
+    let home = std::env::var("HOME").expect("HOME");
+    let me = nix::unistd::getuid().to_string();
+    let shm = format!("/dev/shm/burrow-hpc-{}", unique_token());
+    let script = format!(
+        "id -u; readlink /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/net; \
+         test -d {home} && echo home; cat /proc/1/comm; touch {shm} && echo shm"
+    );
+    let out = sh(&["--hpc"], &script);
+    let on_host = std::fs::remove_file(&shm).is_ok();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(on_host, "{shm} made in the sandbox is the host's: {out:?}");
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "{me}\n{}\n{}\n{}\nhome\n{init}shm\n",
+            host_ns("pid"),
+            host_ns("ipc"),
+            host_ns("net")
+        ),
+        "{out:?}"
+    );
+    // The command line's --net wins over the preset's; the rest stays.
+    let out = sh(
+        &["--hpc", "--net", "none"],
+        "id -u; readlink /proc/self/ns/net",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert_eq!(lines[0], me, "{out:?}");
+    assert_ne!(lines[1], host_ns("net"), "{out:?}");
+    // Alone, and not with what they replace.
+    let out = sh(
+        &["--pid", "host"],
+        "readlink /proc/self/ns/pid /proc/self/ns/ipc",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>()[0],
+        host_ns("pid"),
+        "{out:?}"
+    );
+    assert_ne!(out.stdout.lines().collect::<Vec<_>>()[1], host_ns("ipc"));
+    let out = sh(&["--ipc", "host", "--sysctl", "kernel.msgmax=4096"], "true");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("--sysctl kernel.msgmax"), "{out:?}");
+    let own = format!("/proc/{}/ns/pid", std::process::id());
+    let out = sh(&["--pid", "host", "--pidns", &own], "true");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("--pidns"), "{out:?}");
+}
+
+/// One rank sends 1 MiB to the other, which turns each byte and sends it
+/// back.
+const PING: &str = r#"
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    int rank, size;
+    const int n = 1 << 20;
+    char *buf = malloc(n);
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank == 0) {
+        memset(buf, 'x', n);
+        MPI_Send(buf, n, MPI_CHAR, 1, 7, MPI_COMM_WORLD);
+        MPI_Recv(buf, n, MPI_CHAR, 1, 8, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        int turned = 0;
+        for (int i = 0; i < n; i++) turned += buf[i] == 'y';
+        printf("rank 0 of %d: %d bytes came back turned\n", size, turned);
+    } else if (rank == 1) {
+        MPI_Recv(buf, n, MPI_CHAR, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        int turned = 0;
+        for (int i = 0; i < n; i++) turned += buf[i] == 'x';
+        memset(buf, 'y', n);
+        MPI_Send(buf, n, MPI_CHAR, 0, 8, MPI_COMM_WORLD);
+        printf("rank 1 of %d: %d bytes turned\n", size, turned);
+    }
+    fflush(stdout);
+    MPI_Finalize();
+    return 0;
+}
+"#;
