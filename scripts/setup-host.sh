@@ -25,6 +25,7 @@ PACKAGES=(
   skopeo docker-registry apache2-utils openssl  # tests: images from skopeo, a local registry with htpasswd or token auth
   umoci time      # benches/pull.sh: skopeo copy + umoci unpack --rootless beside burrow pull; peak RSS
   openmpi-bin libopenmpi-dev  # tests: MPI ranks each in a sandbox (burrow run --hpc)
+  slurmctld slurmd slurm-client munge  # tests: a one-node Slurm cluster of the test's own runs jobs in sandboxes
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}
