@@ -66,6 +66,10 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
         // (After the profile's: a profile's single-valued flags win too.)
         let mut taken = given.clone();
         taken.extend(profile_ids(&flags));
+        // (A network namespace given is the network: not --net host.)
+        if taken.iter().any(|id| id == "netns") {
+            taken.push("net".into());
+        }
         flags.extend(flags_of(&hpc_preset(), "--hpc", &taken)?);
     }
     let run_at = args
@@ -117,7 +121,7 @@ fn read(file: &Path, given: &[String]) -> Result<(Vec<OsString>, Option<Vec<OsSt
 fn hpc_preset() -> serde_json::Map<String, Value> {
     let mut binds: Vec<Value> = Vec::new();
     let mut bind = |p: &std::path::Path| {
-        if p.is_absolute() && p.is_dir() {
+        if p.is_absolute() && p.is_dir() && p != Path::new("/") {
             let s = p.to_string_lossy().into_owned();
             binds.push(Value::from(vec![s.clone(), s]));
         }
@@ -135,6 +139,15 @@ fn hpc_preset() -> serde_json::Map<String, Value> {
     t.insert("ipc".into(), "host".into());
     t.insert("bind".into(), binds.into());
     t.insert("keep-id".into(), true.into());
+    // A PMI launcher's descriptor (srun --mpi=pmi2, MPICH's Hydra): kept
+    // open for the task, with those below it.
+    if let Some(fd) = std::env::var("PMI_FD")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|fd| *fd >= 3)
+    {
+        t.insert("preserve-fds".into(), (fd - 2).into());
+    }
     t
 }
 
@@ -173,7 +186,9 @@ fn flags_of(
         let long = key.replace('_', "-");
         let arg = run
             .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()) && long != "profile" && long != "help")
+            .find(|a| {
+                a.get_long() == Some(long.as_str()) && !["profile", "help", "hpc"].contains(&&*long)
+            })
             .ok_or_else(|| bad("not an option of burrow run"))?;
         let flag = OsString::from(format!("--{long}"));
         let single = !matches!(arg.get_action(), ArgAction::Append);
@@ -181,12 +196,22 @@ fn flags_of(
             continue;
         }
         // (A flag that conflicts with one given, as --keep-id with
-        // --map-users, is left out too.)
-        let conflicts = run.get_arg_conflicts_with(arg);
-        if conflicts
-            .iter()
-            .any(|c| given.iter().any(|id| id == c.get_id().as_str()))
-        {
+        // --uidmap, is left out too: whichever of the two declares it.)
+        let id = arg.get_id().as_str();
+        let conflicting = given.iter().any(|g| {
+            run.get_arg_conflicts_with(arg)
+                .iter()
+                .any(|c| c.get_id().as_str() == g)
+                || run
+                    .get_arguments()
+                    .find(|a| a.get_id().as_str() == g)
+                    .is_some_and(|a| {
+                        run.get_arg_conflicts_with(a)
+                            .iter()
+                            .any(|c| c.get_id().as_str() == id)
+                    })
+        });
+        if conflicting {
             continue;
         }
         match arg.get_action() {
@@ -351,6 +376,49 @@ command = ["echo", "from-profile"]
         assert!(!out.iter().any(|a| a == "from-profile"));
     }
 
+    /// --hpc's flags, less those the command line (or a profile) sets or
+    /// conflicts with, whichever of the two declares the conflict.
+    #[test]
+    fn hpc_expands_to_its_flags_and_gives_way() {
+        let flags = |list: &[&str]| -> Vec<String> {
+            expand(args(list))
+                .unwrap()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let out = flags(&["burrow", "run", "--hpc", "--", "true"]);
+        for f in ["--keep-id", "--net", "--pid", "--ipc", "--bind"] {
+            assert!(out.iter().any(|a| a == f), "{f}: {out:?}");
+        }
+        assert!(
+            out.windows(3).any(|w| w == ["--bind", "/tmp", "/tmp"]),
+            "{out:?}"
+        );
+        // --net given wins; --uidmap (which declares the conflict) and
+        // --netns leave out --keep-id and --net.
+        let out = flags(&["burrow", "run", "--hpc", "--net", "none", "--", "true"]);
+        assert_eq!(out.iter().filter(|a| *a == "--net").count(), 1, "{out:?}");
+        let out = flags(&[
+            "burrow",
+            "run",
+            "--hpc",
+            "--uidmap",
+            "0:1:1",
+            "--gidmap",
+            "0:1:1",
+            "--netns",
+            "/proc/self/ns/net",
+            "--",
+            "true",
+        ]);
+        assert!(
+            !out.iter().any(|a| a == "--keep-id" || a == "--net"),
+            "{out:?}"
+        );
+        assert!(out.iter().any(|a| a == "--pid"), "{out:?}");
+    }
+
     #[test]
     fn bad_profiles_name_the_key_and_the_problem() {
         for (text, want) in [
@@ -366,6 +434,8 @@ command = ["echo", "from-profile"]
                 "command = [1, 2]",
                 "key 'command': expected a list of strings",
             ),
+            // (A preset, not a flag a profile may hold.)
+            ("hpc = true", "key 'hpc': not an option of burrow run"),
         ] {
             let p = write("bad.toml", text);
             let e = expand(args(&["burrow", "run", "--profile", p.to_str().unwrap()])).unwrap_err();

@@ -359,6 +359,9 @@ pub enum HelperLife {
 /// helper would be an orphan no signal reaches, so it exits at once. With
 /// [`HelperLife::Sandbox`] it holds a pidfd of pid 1 (opened before the
 /// fork, while pid 1 waits for its id maps, so it is that process).
+/// The helper is not dumpable: it joins the sandbox's user namespace, and
+/// a command that sees its pid (`--pid host`) could otherwise trace it,
+/// or reach the host's root and its descriptors through its /proc files.
 pub fn fork_helper(life: HelperLife) -> nix::Result<Helper> {
     let parent = nix::unistd::getpid();
     let sandbox = match life {
@@ -368,6 +371,9 @@ pub fn fork_helper(life: HelperLife) -> nix::Result<Helper> {
     Ok(match fork()? {
         Some(pid) => Helper::Parent(pid),
         None => {
+            if set_not_dumpable().is_err() {
+                exit_now(1);
+            }
             match life {
                 HelperLife::Launcher => die_with(parent),
                 HelperLife::Sandbox { close, quiet, .. } => {

@@ -166,3 +166,37 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#;
+
+/// With the host's pid namespace the command sees burrow's own processes.
+/// Even with every capability, it cannot reach through their /proc files
+/// the host's root they hold: the launcher is in a user namespace above
+/// the sandbox's, and its helpers (the root's FUSE server), which join the
+/// sandbox's, are not dumpable. Its own /proc files it does reach.
+#[test]
+fn with_the_hosts_pid_namespace_burrows_processes_stay_out_of_reach() {
+    let script = r#"
+launcher=$(cut -d' ' -f4 /proc/$PPID/stat)
+for p in /proc/[0-9]*; do
+  [ "$(cut -d' ' -f4 $p/stat 2>/dev/null)" = "$launcher" ] || continue
+  [ "${p#/proc/}" = "$PPID" ] && continue
+  echo helper
+  ls $p/root/ >/dev/null 2>&1 && echo helper-root-reached
+  ls $p/fd/ >/dev/null 2>&1 && echo helper-fds-reached
+done
+ls /proc/$launcher/root/ >/dev/null 2>&1 && echo launcher-reached
+ls /proc/$PPID/root/ >/dev/null 2>&1 && echo init-reached
+ls /proc/self/root/ >/dev/null 2>&1 && echo self-reached
+true"#;
+    let out = sh(&["--pid", "host", "--cap-add", "ALL"], script);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines.contains(&"helper"),
+        "the FUSE server is seen: {out:?}"
+    );
+    assert!(
+        lines.iter().all(|l| *l == "helper" || *l == "self-reached"),
+        "{out:?}"
+    );
+    assert!(lines.contains(&"self-reached"), "{out:?}");
+}

@@ -7,6 +7,7 @@
 
 use burrow_tests::*;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -103,6 +104,16 @@ impl Cluster {
     }
 
     fn spawn(&mut self, name: &str, cmd: &mut Command) {
+        // SAFETY: prctl is async-signal-safe; nothing is allocated. (The
+        // daemons end with this test, however it ends.)
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(self.dir.join(format!("{name}.out"))).unwrap())
@@ -116,26 +127,41 @@ impl Cluster {
     /// configuration (and its home, for --hpc).
     fn as_user(&self, program: &str, args: &[&str]) -> Output {
         output_within(
-            Command::new("runuser")
-                .args(["-u", USER, "--", "env", "-i"])
-                .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-                .arg(format!("HOME={}", home_of(USER)))
-                .arg(format!(
-                    "SLURM_CONF={}",
-                    self.dir.join("slurm.conf").display()
-                ))
-                .arg("LANG=C.UTF-8")
-                .arg(program)
-                .args(args)
-                .current_dir(self.dir.join("jobs")),
+            &mut self.user_command(program, args),
             Duration::from_secs(120),
         )
+    }
+
+    fn user_command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", USER, "--", "env", "-i"])
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .arg(format!("HOME={}", home_of(USER)))
+            .arg(format!(
+                "SLURM_CONF={}",
+                self.dir.join("slurm.conf").display()
+            ))
+            .arg("LANG=C.UTF-8")
+            .arg(program)
+            .args(args)
+            .current_dir(self.dir.join("jobs"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Whether the queue is empty (an error is not).
+    fn queue_empty(&self) -> bool {
+        self.user_command("squeue", &["-h"])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.as_user("scancel", &["--user", USER]);
+        // (Nothing here may panic: this runs on a failed test's way out.)
+        let _ = self.user_command("scancel", &["--user", USER]).output();
+        let _ = eventually(Duration::from_secs(30), || self.queue_empty());
         for d in self.daemons.iter_mut().rev() {
             let _ = d.kill();
             let _ = d.wait();
@@ -256,7 +282,7 @@ fn slurm_runs_each_task_in_a_sandbox_as_real_root() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         eventually(Duration::from_secs(60), || {
-            processes_of_user_with(&token) == 0 && burrows_of_user() == 0
+            c.queue_empty() && processes_of_user_with(&token) == 0 && burrows_of_user() == 0
         }),
         "processes left after scancel: {}",
         output(Command::new("pgrep").args(["-a", "-u", USER])).stdout
