@@ -240,6 +240,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub hpc: bool,
 
+    /// Bind the host's device node PATH (under /dev: a GPU's, an
+    /// InfiniBand port's) at the same path, with its owner and mode (the
+    /// host decides who may open it). Repeatable. Not with --vm.
+    #[arg(long, value_name = "PATH")]
+    pub device: Vec<PathBuf>,
+
     /// Join the network namespace at PATH (a namespace file such as
     /// /run/netns/NAME or /proc/PID/ns/net) instead of making one (OCI's
     /// namespace path). burrow needs privileges over it: where it runs as

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 
 use clap::ArgMatches;
@@ -103,6 +104,8 @@ pub struct SandboxConfig {
     /// `--remount-noexec`: after `remount_ro`.
     pub remount_noexec: Vec<PathBuf>,
     pub masks: Vec<PathBuf>,
+    /// `--device`: host device nodes under /dev, bound at the same path.
+    pub devices: Vec<PathBuf>,
     /// `--sysctl`: in pid 1 once /proc is mounted, or (net.* of a
     /// namespace joined with --netns) by the launcher.
     pub sysctls: Vec<crate::sysctl::Sysctl>,
@@ -539,6 +542,10 @@ impl SandboxConfig {
         let remount_ro = paths(&args.remount_ro, "--remount-ro")?;
         let remount_noexec = paths(&args.remount_noexec, "--remount-noexec")?;
         let masks = paths(&args.mask, "--mask")?;
+        let devices = paths(&args.device, "--device")?
+            .into_iter()
+            .map(|p| device_node(p, args.vm))
+            .collect::<Result<Vec<_>>>()?;
         let sysctls =
             crate::sysctl::parse(&args.sysctl, netns.is_some() || args.net != NetMode::Host)?;
         if ipcns.is_some() || ipc_host {
@@ -643,6 +650,7 @@ impl SandboxConfig {
             remount_ro,
             remount_noexec,
             masks,
+            devices,
             sysctls,
             chdir,
             fallback_dirs,
@@ -1105,6 +1113,23 @@ fn canonical(path: &Path, flag: &str) -> Result<PathBuf> {
 }
 
 /// A path inside the sandbox: absolute, normalised, not `/` itself.
+/// A `--device` path (normalised): a character or block device under
+/// /dev on the host, not reached through a symlink.
+fn device_node(path: PathBuf, vm: bool) -> Result<PathBuf> {
+    let bad = |why: &str| Err(Error::usage(format!("--device {}: {why}", path.display())));
+    if vm {
+        return bad("not with --vm (the guest's kernel has its own devices)");
+    }
+    if !path.starts_with("/dev") || path == Path::new("/dev") {
+        return bad("not under /dev");
+    }
+    match std::fs::symlink_metadata(&path) {
+        Err(e) => bad(&crate::sys::errno_text(&e)),
+        Ok(m) if m.file_type().is_char_device() || m.file_type().is_block_device() => Ok(path),
+        Ok(_) => bad("not a device node"),
+    }
+}
+
 fn sandbox_path(path: &Path, flag: &str) -> Result<PathBuf> {
     if !path.is_absolute() {
         return Err(Error::usage(format!(

@@ -141,6 +141,7 @@ pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
     // (A joined IPC namespace's message queues are not this user
     // namespace's to mount.)
     build_dev(&store, &root, cfg.storage.shm, cfg.own_ipc_ns())?;
+    bind_devices(&root, &cfg.devices)?;
     if !cfg.root.bound {
         mount_tmp(&store, &root)?;
     }
@@ -474,6 +475,18 @@ fn mount_run(store: &Store, root: &OwnedFd, env: &[std::ffi::CString]) -> Result
 
 /// A minimal /dev: a tmpfs with the harmless character devices bound from
 /// the host, a private devpts, shm and (`mqueue`) the message queues.
+/// `--device`: each host node (checked a device when the options were
+/// read) bound at its path, not followed if it became a link since.
+fn bind_devices(root: &OwnedFd, devices: &[PathBuf]) -> Result<()> {
+    for dst in devices {
+        let what = || format!("--device {}", dst.display());
+        let node = sys::open_tree_clone_nofollow(&host_path(dst)).ctx(what)?;
+        let target = mount_point(root.as_fd(), dst, false)?;
+        sys::move_mount_onto(node.as_fd(), target.as_fd()).ctx(what)?;
+    }
+    Ok(())
+}
+
 fn build_dev(store: &Store, root: &OwnedFd, shm: Option<u64>, mqueue: bool) -> Result<()> {
     store_onto(store, root, "/dev", 0o755, NOSUID | NOEXEC)?;
     let dev = sys::open_in_root(

@@ -83,6 +83,24 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> nix::Result<OwnedFd> {
     owned(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })
 }
 
+/// As [`open_tree_clone`] of one file, not following `path` if it is a
+/// symlink (an error then).
+pub fn open_tree_clone_nofollow(path: &Path) -> nix::Result<OwnedFd> {
+    let c = path_cstr(path)?;
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
+    // SAFETY: `c` is a valid NUL-terminated path; the result is a new fd.
+    let fd =
+        owned(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    // (open_tree of a symlink with AT_SYMLINK_NOFOLLOW binds the link
+    // itself: refused, as a device was asked for.)
+    let kind = nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFCHR && kind != libc::S_IFBLK {
+        return Err(nix::errno::Errno::ENODEV);
+    }
+    Ok(fd)
+}
+
 /// A detached copy of the mount at `dir` (open_tree with AT_EMPTY_PATH): a
 /// bind of that directory or file alone, or with `recursive` with the
 /// mounts below it too.

@@ -200,3 +200,46 @@ true"#;
     );
     assert!(lines.contains(&"self-reached"), "{out:?}");
 }
+
+/// --device binds a host device node at its path under /dev, with its
+/// kind, numbers and mode (the host decides who may open it), also in a
+/// directory of /dev the sandbox lacks; what is not a device node under
+/// /dev (or is a link to one) is refused by name.
+#[test]
+fn devices_are_bound_at_their_path_as_the_host_has_them() {
+    let nodes = ["/dev/fuse", "/dev/net/tun"];
+    let stat = |p: &str| format!("{p} {}", stat_of(p));
+    let out = sh(
+        &["--device", nodes[0], "--device", nodes[1]],
+        "for d in /dev/fuse /dev/net/tun; do echo $d $(stat -c '%F %t:%T %a' $d); done; \
+         exec 3<>/dev/fuse && echo opened",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("{}\n{}\nopened\n", stat(nodes[0]), stat(nodes[1])),
+        "{out:?}"
+    );
+    for (path, why) in [
+        ("/dev/shm", "not a device node"),
+        ("/etc/passwd", "not under /dev"),
+        ("/dev/no-such-node", "No such file or directory"),
+        ("/dev/stdin", "not a device node"),
+    ] {
+        let out = sh(&["--device", path], "true");
+        assert_eq!(out.code, 125, "{path}: {out:?}");
+        assert_eq!(
+            out.stderr,
+            format!("burrow: --device {path}: {why}\n"),
+            "{out:?}"
+        );
+    }
+}
+
+fn stat_of(path: &str) -> String {
+    let out = std::process::Command::new("stat")
+        .args(["-c", "%F %t:%T %a", path])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
