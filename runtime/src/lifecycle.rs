@@ -127,7 +127,11 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateArgs, cgroups: bool) -> R
     let (mut cfg, spec, bundle) = sandbox_of(&opts.bundle, opts.console_socket.as_deref())?;
     cfg.preserve_fds = opts.preserve_fds;
     let limits = match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        Some(r) => crate::resources::limits(r, crate::resources::Use::Create)?,
+        Some(r) => crate::resources::limits(
+            r,
+            crate::resources::Use::Create,
+            &crate::spec::device_nodes(&spec),
+        )?,
         None => Default::default(),
     };
     if !cgroups {
@@ -478,7 +482,7 @@ pub fn freeze(root: &StateRoot, id: &str, frozen: bool) -> Result<()> {
 
 /// `update`: writes the limits `r` sets into the container's cgroup.
 pub fn update(root: &StateRoot, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
-    let limits = crate::resources::limits(r, crate::resources::Use::Update)
+    let limits = crate::resources::limits(r, crate::resources::Use::Update, &[])
         .map_err(|e| anyhow!("update: {}: {}", e.field, e.why))?;
     let cg = cgroup_of(
         root,

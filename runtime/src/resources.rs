@@ -28,8 +28,13 @@ pub enum Use {
     Update,
 }
 
+/// A device node the container is given (`linux.devices`): its type
+/// and numbers, which its cgroup's rules may allow.
+pub type Node = (oci_spec::runtime::LinuxDeviceType, i64, i64);
+
 /// The limits `r` sets. A field burrow cannot set is refused by name.
-pub fn limits(r: &LinuxResources, usage: Use) -> Result<Limits, Refused> {
+/// `nodes`: the devices the spec gives beyond burrow's own.
+pub fn limits(r: &LinuxResources, usage: Use, nodes: &[Node]) -> Result<Limits, Refused> {
     let field = |f: &str| format!("linux.resources.{f}");
     let unsupported = |f: &str| refuse(field(f), "not supported");
     // -1 (or another negative): no limit.
@@ -44,11 +49,11 @@ pub fn limits(r: &LinuxResources, usage: Use) -> Result<Limits, Refused> {
     };
     if r.devices()
         .as_ref()
-        .is_some_and(|d| !devices_are_burrows(d))
+        .is_some_and(|d| !devices_are_burrows(d, nodes))
     {
         return Err(refuse(
             field("devices"),
-            "only the standard devices may be allowed (burrow's /dev has no others)",
+            "only the standard devices and linux.devices may be allowed (burrow's /dev has no others)",
         ));
     }
     if let Some(m) = r.memory() {
@@ -219,9 +224,10 @@ fn unified_host() -> bool {
 /// /dev has: all denied first (runc spec's default), then at most the
 /// devices every runtime gives (null, zero, full, random, urandom, tty,
 /// console, ptmx and the pty slaves, as containerd's and Docker's rules
-/// allow them). burrow makes no other device node, and a user namespace
-/// can make none, so those rules are what the sandbox is already.
-fn devices_are_burrows(rules: &[LinuxDeviceCgroup]) -> bool {
+/// allow them), and the `nodes` the spec gives (bound from the host).
+/// burrow makes no other device node, and a user namespace can make none,
+/// so those rules are what the sandbox is already.
+fn devices_are_burrows(rules: &[LinuxDeviceCgroup], nodes: &[Node]) -> bool {
     use oci_spec::runtime::LinuxDeviceType;
     const STANDARD: [(i64, Option<i64>); 9] = [
         (1, Some(3)),
@@ -249,6 +255,9 @@ fn devices_are_burrows(rules: &[LinuxDeviceCgroup]) -> bool {
                 || (d.typ() == Some(LinuxDeviceType::C)
                     && d.major()
                         .is_some_and(|major| STANDARD.contains(&(major, d.minor()))))
+                || nodes.iter().any(|&(t, major, minor)| {
+                    d.typ() == Some(t) && d.major() == Some(major) && d.minor() == Some(minor)
+                })
         })
 }
 
@@ -271,7 +280,7 @@ mod tests {
             "blockIO": { "weight": 500, "throttleReadBpsDevice": [{ "major": 8, "minor": 0, "rate": 1048576 }] },
             "devices": [{ "allow": false, "access": "rwm" }]
         }));
-        let l = limits(&r, Use::Create).unwrap();
+        let l = limits(&r, Use::Create, &[]).unwrap();
         assert_eq!(l.memory, Some(64 << 20));
         assert_eq!(l.memory_swap, Some(128 << 20));
         assert_eq!(l.pids, Some(50));
@@ -287,8 +296,8 @@ mod tests {
         let r = resources(serde_json::json!({
             "memory": { "limit": -1, "swap": -1 }, "pids": { "limit": -1 }, "cpu": { "quota": -1, "shares": 1024 }
         }));
-        assert!(limits(&r, Use::Create).unwrap().is_empty());
-        let l = limits(&r, Use::Update).unwrap();
+        assert!(limits(&r, Use::Create, &[]).unwrap().is_empty());
+        let l = limits(&r, Use::Update, &[]).unwrap();
         assert_eq!(
             (l.memory, l.memory_swap, l.pids, l.cpus, l.cpu_weight),
             (
@@ -333,7 +342,7 @@ mod tests {
                 "linux.resources.devices",
             ),
         ] {
-            let e = limits(&resources(json.clone()), Use::Create).unwrap_err();
+            let e = limits(&resources(json.clone()), Use::Create, &[]).unwrap_err();
             assert_eq!(e.field, field, "{json}");
         }
     }

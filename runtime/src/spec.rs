@@ -256,6 +256,57 @@ fn namespaces(
     Ok(())
 }
 
+/// `linux.devices[i]`: the host's node at its path, bound (`--device`),
+/// where the host has that very node: a user namespace can make none, so
+/// the host's is what the container gets, with the host's owner and mode
+/// (the spec's fileMode, uid and gid are not applied, as a rootless runc
+/// binds them too).
+fn device(i: usize, d: &oci_spec::runtime::LinuxDevice) -> Result<PathBuf, Refused> {
+    use oci_spec::runtime::LinuxDeviceType;
+    use std::os::unix::fs::FileTypeExt;
+    let field = format!("linux.devices[{i}] ({})", d.path().display());
+    if !d.path().starts_with("/dev") || d.path().components().any(|c| c.as_os_str() == "..") {
+        return Err(refuse(field, "only nodes under /dev"));
+    }
+    let host = std::fs::metadata(d.path()).ok();
+    let kind = host.as_ref().map(|m| m.file_type());
+    let same_kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => kind.is_some_and(|k| k.is_char_device()),
+        LinuxDeviceType::B => kind.is_some_and(|k| k.is_block_device()),
+        _ => false,
+    };
+    let rdev = host.as_ref().map(std::os::unix::fs::MetadataExt::rdev);
+    let numbers = rdev.map(|r| (libc::major(r) as i64, libc::minor(r) as i64));
+    if !same_kind || numbers != Some((d.major(), d.minor())) {
+        return Err(refuse(
+            field,
+            "the host has no such node at that path (burrow binds the host's node)",
+        ));
+    }
+    Ok(d.path().clone())
+}
+
+/// The device nodes `linux.devices` gives (for the cgroup's rules).
+fn nodes_of(linux: &oci_spec::runtime::Linux) -> Vec<crate::resources::Node> {
+    linux
+        .devices()
+        .iter()
+        .flatten()
+        .map(|d| match d.typ() {
+            // (An unbuffered character device is a character device.)
+            oci_spec::runtime::LinuxDeviceType::U => {
+                (oci_spec::runtime::LinuxDeviceType::C, d.major(), d.minor())
+            }
+            t => (t, d.major(), d.minor()),
+        })
+        .collect()
+}
+
+/// [`nodes_of`] the spec's.
+pub fn device_nodes(spec: &Spec) -> Vec<crate::resources::Node> {
+    spec.linux().as_ref().map(nodes_of).unwrap_or_default()
+}
+
 /// Whether the spec joins a namespace of kind `t` by path.
 pub fn joins(spec: &Spec, t: LinuxNamespaceType) -> bool {
     spec.linux().as_ref().is_some_and(|l| joins_linux(l, t))
@@ -570,20 +621,19 @@ fn unenforced_label(field: &str, value: &str, lsm: Lsm) -> Result<(), Refused> {
 /// read-only).
 fn linux(linux: &oci_spec::runtime::Linux, vm: bool, a: &mut Args) -> Result<(), Refused> {
     none_set(&[
-        (
-            "linux.devices",
-            linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
-        ),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.personality", linux.personality().is_some()),
         ("linux.timeOffsets", linux.time_offsets().is_some()),
         ("linux.netDevices", linux.net_devices().is_some()),
         ("linux.memoryPolicy", linux.memory_policy().is_some()),
     ])?;
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        a.pair("--device", device(i, d)?);
+    }
     // (Applied by create, in a cgroup of the container's own; checked
     // here for every use of the spec.)
     if let Some(r) = linux.resources() {
-        crate::resources::limits(r, crate::resources::Use::Create)?;
+        crate::resources::limits(r, crate::resources::Use::Create, &nodes_of(linux))?;
     }
     if let Some(label) = linux.mount_label() {
         unenforced_label("linux.mountLabel", label, Lsm::SeLinux)?;
