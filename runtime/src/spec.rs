@@ -268,7 +268,7 @@ fn device(i: usize, d: &oci_spec::runtime::LinuxDevice) -> Result<PathBuf, Refus
     if !d.path().starts_with("/dev") || d.path().components().any(|c| c.as_os_str() == "..") {
         return Err(refuse(field, "only nodes under /dev"));
     }
-    let host = std::fs::metadata(d.path()).ok();
+    let host = std::fs::symlink_metadata(d.path()).ok();
     let kind = host.as_ref().map(|m| m.file_type());
     let same_kind = match d.typ() {
         LinuxDeviceType::C | LinuxDeviceType::U => kind.is_some_and(|k| k.is_char_device()),
