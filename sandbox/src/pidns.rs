@@ -126,13 +126,7 @@ fn make(owner: BorrowedFd, ns: BorrowedFd, to: BorrowedFd, err: OwnedFd) -> ! {
 /// mount namespace of its own).
 fn empty_root() -> nix::Result<()> {
     use nix::mount::{mount, MsFlags};
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
+    sys::make_mounts_private()?;
     mount(
         Some("tmpfs"),
         "/tmp",

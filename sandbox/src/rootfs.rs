@@ -41,14 +41,7 @@ const NOEXEC: u64 = libc::MOUNT_ATTR_NOEXEC;
 /// Builds the root described by `cfg` and pivots into it. `fs_server` is
 /// the socket to the union's server when the root is a union.
 pub fn enter(cfg: &SandboxConfig, fs_server: Option<&OwnedFd>) -> Result<()> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| {
+    sys::make_mounts_private().map_err(|e| {
         let hint = if e == Errno::EPERM {
             ": the sandbox's user namespace has no privileges here (restricted, e.g. by \
              AppArmor's kernel.apparmor_restrict_unprivileged_userns)"

@@ -547,6 +547,20 @@ pub fn recv_fds(sock: BorrowedFd) -> nix::Result<Vec<OwnedFd>> {
     Ok(out)
 }
 
+/// Makes every mount of this process's mount namespace private
+/// (recursively), so that nothing it mounts reaches the namespace it was
+/// copied from, nor the other way.
+pub fn make_mounts_private() -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+}
+
 /// Sets no_new_privs: exec can no longer grant privileges (setuid bits,
 /// file capabilities), and unprivileged seccomp and Landlock are allowed.
 pub fn set_no_new_privs() -> nix::Result<()> {
