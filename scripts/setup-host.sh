@@ -26,6 +26,7 @@ PACKAGES=(
   umoci time      # benches/pull.sh: skopeo copy + umoci unpack --rootless beside burrow pull; peak RSS
   openmpi-bin libopenmpi-dev  # tests: MPI ranks each in a sandbox (burrow run --hpc)
   slurmctld slurmd slurm-client munge  # tests: a one-node Slurm cluster of the test's own runs jobs in sandboxes
+  squashfs-tools squashfuse  # tests: squashfs images as layers (mksquashfs); benches: squashfuse_ll beside burrowfs
 )
 TEST_USER=${BURROW_TEST_USER:-burrow-test}
 SUB_START=${BURROW_TEST_SUBID_START:-524288}

@@ -121,12 +121,8 @@ impl<W: Write> Packer<W> {
             Error::Layer(format!("layer entry {:?}: {why}", at.join(name)))
         };
         let mut items = Vec::new();
-        for entry in dir.list().map_err(fail(OsStr::new("")))?.iter() {
-            let entry = entry.map_err(|e| fail(OsStr::new(""))(e.into()))?;
-            let name = OsStr::from_bytes(entry.file_name().to_bytes());
-            if name == "." || name == ".." {
-                continue;
-            }
+        for name in dir.names().map_err(fail(OsStr::new("")))? {
+            let name = name.as_os_str();
             // In an upper layer `.wh.` names are a user's files; in an OCI
             // layer they would hide what lies below.
             if self.markers == Markers::Overlay && rank(name) < 2 {
@@ -331,6 +327,7 @@ impl<W: Write> Packer<W> {
                 self.left -= item.disk.size;
                 let file = dir
                     .open_regular(&item.name, OFlag::O_RDONLY, Some(id))
+                    .and_then(burrow_unionfs::layer_file::LayerFile::into_file)
                     .map_err(io_err(format!("layer entry {path:?}")))?;
                 h.set_size(item.disk.size);
                 // Exactly the size the header says, however the file

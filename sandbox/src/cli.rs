@@ -278,7 +278,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub pidns: Option<PathBuf>,
 
-    /// Use DIR as the root filesystem's bottom layer instead of the host's /.
+    /// Use DIR as the root filesystem's bottom layer instead of the host's /;
+    /// squashfs:FILE or sif:FILE: a squashfs image file (an Apptainer SIF's
+    /// system partition), read in place.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
 
@@ -286,7 +288,8 @@ pub struct RunArgs {
     /// Entrypoint, Cmd, Env and WorkingDir as defaults (REF:
     /// docker://HOST[:PORT]/NAME[:TAG|@DIGEST], pulled unless in the store;
     /// HOST[:PORT]/NAME[:TAG] pulled before; oci:DIR[:TAG],
-    /// oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]).
+    /// oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]); or
+    /// squashfs:FILE, sif:FILE: an image file as --rootfs reads it).
     #[arg(long, value_name = "REF", conflicts_with = "rootfs")]
     pub image: Option<String>,
 
@@ -299,7 +302,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
 
-    /// Add DIR as a read-only layer above the rootfs (later layers on top).
+    /// Add DIR (or squashfs:FILE, sif:FILE) as a read-only layer above the
+    /// rootfs (later layers on top).
     #[arg(long, value_name = "DIR", action = ArgAction::Append)]
     pub layer: Vec<PathBuf>,
 

@@ -11,6 +11,7 @@ use clap::ArgMatches;
 
 use crate::cli::{MapUsers, NetMode, RunArgs, Share};
 use crate::error::{Error, Result};
+use burrow_unionfs::layers::Lower;
 
 /// One mount requested on the command line, applied in command-line order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub enum UpperLayer {
 /// caller hands over a directory to be the root, as an OCI engine does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
-    pub lowers: Vec<PathBuf>,
+    pub lowers: Vec<Lower>,
     pub upper: Option<UpperLayer>,
     /// Whether files show as their `user.containers.override_stat` xattrs
     /// say (an image's owners, set-id bits and device nodes).
@@ -265,20 +266,23 @@ impl SandboxConfig {
             true => None,
             false => Some(crate::idmap::IdMaps::explicit(&args.uidmap, &args.gidmap)?),
         };
+        if let Some(file) = args.image.as_deref().filter(|r| Lower::parse(r).is_image()) {
+            // An image file is a root filesystem, with nothing else to apply.
+            args.rootfs = Some(PathBuf::from(file));
+            args.image = None;
+        }
         let image = crate::image::resolve(&mut args)?;
         let rootfs = match &args.rootfs {
-            None => PathBuf::from("/"),
-            Some(dir) => {
-                let canon = canonical(dir, "--rootfs")?;
-                if !canon.is_dir() {
-                    return Err(Error::usage(format!(
-                        "--rootfs {}: not a directory",
-                        dir.display()
-                    )));
-                }
-                canon
-            }
+            None => Lower::Dir(PathBuf::from("/")),
+            Some(dir) => lower_of(dir, "--rootfs")?,
         };
+        if args.bind_rootfs && rootfs.is_image() {
+            return Err(Error::usage(format!(
+                "--bind-rootfs: {rootfs} is an image file, not a directory to bind"
+            )));
+        }
+        let rootfs_layer = rootfs.clone();
+        let rootfs = rootfs.path().to_path_buf();
 
         if args.bind_rootfs && rootfs == Path::new("/") {
             // The host's root writable, its sockets and files reachable:
@@ -287,7 +291,7 @@ impl SandboxConfig {
                 "--bind-rootfs: not with the host's / as the rootfs",
             ));
         }
-        let mut root = root_layout(&args, &rootfs)?;
+        let mut root = root_layout(&args, rootfs_layer)?;
         root.override_stat = image.is_some();
 
         let mut ordered: Vec<(usize, MountOp)> = Vec::new();
@@ -833,20 +837,32 @@ fn open_ns(path: &Path, flag: &str, kind: libc::c_int) -> Result<std::os::fd::Ow
     }
 }
 
+/// A layer named on the command line: a directory, or (squashfs:FILE,
+/// sif:FILE) an image file; canonical.
+fn lower_of(given: &Path, flag: &str) -> Result<Lower> {
+    let lower = Lower::parse(given);
+    let canon = canonical(lower.path(), flag)?;
+    let (fits, what) = match lower {
+        Lower::Dir(_) => (canon.is_dir(), "not a directory"),
+        _ => (canon.is_file(), "not an image file"),
+    };
+    if !fits {
+        return Err(Error::usage(format!("{flag} {}: {what}", given.display())));
+    }
+    let lower = lower.at(canon);
+    lower
+        .check()
+        .map_err(|e| Error::usage(format!("{flag} {e}")))?;
+    Ok(lower)
+}
+
 /// The union's layers from --rootfs, --layer, --upper and --read-only.
-fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
+fn root_layout(args: &RunArgs, rootfs: Lower) -> Result<Root> {
     let mut lowers = Vec::new();
     for layer in args.layer.iter().rev() {
-        let dir = canonical(layer, "--layer")?;
-        if !dir.is_dir() {
-            return Err(Error::usage(format!(
-                "--layer {}: not a directory",
-                layer.display()
-            )));
-        }
-        lowers.push(dir);
+        lowers.push(lower_of(layer, "--layer")?);
     }
-    lowers.push(rootfs.to_path_buf());
+    lowers.push(rootfs);
     let upper = match (&args.upper, args.read_only) {
         _ if args.bind_rootfs => None,
         (_, true) => None,
@@ -864,7 +880,7 @@ fn root_layout(args: &RunArgs, rootfs: &Path) -> Result<Root> {
 
 /// `--upper DIR`: DIR (created when missing) and its work directory, a
 /// hidden sibling on the same filesystem.
-fn upper_dir(dir: &Path, lowers: &[PathBuf]) -> Result<UpperLayer> {
+fn upper_dir(dir: &Path, lowers: &[Lower]) -> Result<UpperLayer> {
     let fail = |e: std::io::Error| {
         Error::usage(format!(
             "--upper {}: {}",
@@ -874,7 +890,10 @@ fn upper_dir(dir: &Path, lowers: &[PathBuf]) -> Result<UpperLayer> {
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     let upper = std::fs::canonicalize(dir).map_err(fail)?;
-    for lower in lowers {
+    for lower in lowers.iter().filter_map(|l| match l {
+        Lower::Dir(d) => Some(d),
+        _ => None,
+    }) {
         // The host root holds everything; only refuse a real nesting.
         if lower != Path::new("/") && (upper.starts_with(lower) || lower.starts_with(&upper)) {
             return Err(Error::usage(format!(

@@ -136,7 +136,10 @@ fn read_small(stack: &Stack, rel: &Path) -> Option<String> {
         )
         .ok()?;
     let mut text = String::new();
-    file.take(MAX_FILE).read_to_string(&mut text).ok()?;
+    file.reader()
+        .take(MAX_FILE)
+        .read_to_string(&mut text)
+        .ok()?;
     Some(text)
 }
 

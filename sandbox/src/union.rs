@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use burrow_unionfs::fs::{serve_mounted, UnionFs};
+use burrow_unionfs::layers::Lower;
 use burrow_unionfs::upper::Upper;
 use burrow_unionfs::Stack;
 use nix::fcntl::OFlag;
@@ -189,7 +190,10 @@ fn prepare(
             .unwrap_or(false)
     };
     stack.show_unmapped_as_root(unmapped("uid_map"), unmapped("gid_map"));
-    if lowers.last().is_some_and(|l| l == Path::new("/")) {
+    if lowers
+        .last()
+        .is_some_and(|l| *l == Lower::Dir(PathBuf::from("/")))
+    {
         // The sandbox gets its own of these: the host's are not shown.
         stack.seal_top(SEALED.iter().map(std::ffi::OsString::from));
     }

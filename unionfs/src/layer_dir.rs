@@ -16,12 +16,15 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
-use crate::layers::Stat;
+use crate::layer_file::{ImageFile, LayerFile};
+use crate::layers::{Kind, Stat};
+use crate::squashfs::Image;
 use crate::sys;
 
 fn errno(e: nix::errno::Errno) -> io::Error {
@@ -32,19 +35,85 @@ fn errno(e: nix::errno::Errno) -> io::Error {
 /// of any length inside the union can be walked.
 const WALK_PIECE: usize = 3072;
 
-/// A directory of a layer, open as an O_PATH descriptor.
-#[derive(Debug)]
-pub struct Dir {
-    fd: OwnedFd,
+fn os_err(n: i32) -> io::Error {
+    io::Error::from_raw_os_error(n)
 }
 
-impl AsFd for Dir {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
+/// A directory of a layer: open as an O_PATH descriptor, or a directory of
+/// an image layer (read-only: every change is EROFS).
+#[derive(Debug)]
+pub struct Dir {
+    at: At,
+}
+
+#[derive(Debug)]
+enum At {
+    Fd(OwnedFd),
+    Image(Arc<Image>, u32),
 }
 
 impl Dir {
+    fn of_fd(fd: OwnedFd) -> Dir {
+        Dir { at: At::Fd(fd) }
+    }
+
+    /// The root directory of image layer `image`.
+    pub fn image_root(image: Arc<Image>) -> Dir {
+        Dir {
+            at: At::Image(image, Image::ROOT),
+        }
+    }
+
+    /// The image and node, for a directory of an image layer.
+    pub fn image(&self) -> Option<(&Arc<Image>, u32)> {
+        match &self.at {
+            At::Image(image, n) => Some((image, *n)),
+            At::Fd(_) => None,
+        }
+    }
+
+    /// The descriptor: EROFS for a directory of an image layer, which
+    /// nothing changes.
+    fn fd(&self) -> io::Result<&OwnedFd> {
+        match &self.at {
+            At::Fd(fd) => Ok(fd),
+            At::Image(..) => Err(os_err(libc::EROFS)),
+        }
+    }
+
+    fn borrowed(&self) -> io::Result<BorrowedFd<'_>> {
+        Ok(self.fd()?.as_fd())
+    }
+
+    /// The node `name` names in image directory `n`.
+    fn image_child(image: &Image, n: u32, name: &OsStr) -> io::Result<u32> {
+        if name == "." {
+            return Ok(n); // (a place for the directory itself)
+        }
+        image.child(n, name).ok_or_else(|| os_err(libc::ENOENT))
+    }
+
+    /// The directory `rel` below node `n` of `image`, as an O_PATH walk
+    /// would find it: ELOOP at a symlink, ENOTDIR at another non-directory.
+    fn image_walk(image: &Arc<Image>, mut n: u32, rel: &Path) -> io::Result<Dir> {
+        for c in rel.components() {
+            let name = match c {
+                Component::Normal(name) => name,
+                Component::RootDir | Component::CurDir => continue,
+                _ => return Err(os_err(libc::EINVAL)),
+            };
+            n = Self::image_child(image, n, name)?;
+            match image.kind(n) {
+                Kind::Dir => {}
+                Kind::Symlink => return Err(os_err(libc::ELOOP)),
+                _ => return Err(os_err(libc::ENOTDIR)),
+            }
+        }
+        Ok(Dir {
+            at: At::Image(image.clone(), n),
+        })
+    }
+
     /// Opens the directory `path` names: a layer's root, as the user gave
     /// it (symlinks on the way there are the user's own, followed once).
     pub fn open(path: &Path) -> io::Result<Dir> {
@@ -54,7 +123,7 @@ impl Dir {
             Mode::empty(),
         )
         .map_err(errno)?;
-        Ok(Dir { fd })
+        Ok(Dir::of_fd(fd))
     }
 
     /// Opens directory `path` (as [`Dir::open`]) for reading too, and takes
@@ -77,7 +146,7 @@ impl Dir {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Dir { fd })
+        Ok(Dir::of_fd(fd))
     }
 
     /// The directory `rel` below this one, reached without following any
@@ -90,6 +159,9 @@ impl Dir {
     /// [`Dir::sub`]; without `cross`, no mount is crossed on the way either
     /// (EXDEV).
     pub fn sub_crossing(&self, rel: &Path, cross: bool) -> io::Result<Dir> {
+        if let At::Image(image, n) = &self.at {
+            return Self::image_walk(image, *n, rel);
+        }
         let mut cur: Option<Dir> = None;
         let mut piece: Vec<u8> = Vec::new();
         for c in rel.components() {
@@ -117,6 +189,9 @@ impl Dir {
 
     /// The directory `name` in this one.
     pub fn child(&self, name: &OsStr) -> io::Result<Dir> {
+        if let At::Image(image, n) = &self.at {
+            return Self::image_walk(image, *n, Path::new(name));
+        }
         self.beneath(name, true)
     }
 
@@ -130,13 +205,22 @@ impl Dir {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
             .resolve(resolve);
-        let fd = nix::fcntl::openat2(&self.fd, rel, how).map_err(errno)?;
-        Ok(Dir { fd })
+        let fd = nix::fcntl::openat2(self.fd()?, rel, how).map_err(errno)?;
+        Ok(Dir::of_fd(fd))
     }
 
     /// Whether `rel` (a relative path of several names) exists below this
     /// directory, found without following a symlink.
     pub fn has(&self, rel: &OsStr) -> bool {
+        if let At::Image(image, n) = &self.at {
+            let rel = Path::new(rel);
+            let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+                return false;
+            };
+            return Self::image_walk(image, *n, parent)
+                .is_ok_and(|d| d.image().and_then(|(i, p)| i.child(p, name)).is_some());
+        }
+        let Ok(fd) = self.fd() else { return false };
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
             .resolve(
@@ -144,7 +228,7 @@ impl Dir {
                     | ResolveFlag::RESOLVE_NO_SYMLINKS
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS,
             );
-        nix::fcntl::openat2(&self.fd, rel, how).is_ok()
+        nix::fcntl::openat2(fd, rel, how).is_ok()
     }
 
     /// Where `rel` (below this directory) is: its parent directory and its
@@ -169,25 +253,34 @@ impl Dir {
 
     pub fn try_clone(&self) -> io::Result<Dir> {
         Ok(Dir {
-            fd: self.fd.try_clone()?,
+            at: match &self.at {
+                At::Fd(fd) => At::Fd(fd.try_clone()?),
+                At::Image(image, n) => At::Image(image.clone(), *n),
+            },
         })
     }
 
     /// The directory's own attributes.
     pub fn stat_self(&self) -> io::Result<Stat> {
-        sys::stat_at(self.as_fd(), OsStr::new(""))
+        match &self.at {
+            At::Image(image, n) => Ok(image.stat(*n)),
+            At::Fd(fd) => sys::stat_at(fd.as_fd(), OsStr::new("")),
+        }
     }
 
     /// The attributes of `name` (a symlink's own).
     pub fn stat(&self, name: &OsStr) -> io::Result<Stat> {
-        sys::stat_at(self.as_fd(), name)
+        match &self.at {
+            At::Image(image, n) => Ok(image.stat(Self::image_child(image, *n, name)?)),
+            At::Fd(fd) => sys::stat_at(fd.as_fd(), name),
+        }
     }
 
     /// Opens `name` with `flags` (O_NOFOLLOW always: a symlink put there
     /// is refused, ELOOP).
     pub fn open_file(&self, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<File> {
         let fd = nix::fcntl::openat(
-            &self.fd,
+            self.fd()?,
             name,
             flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(mode),
@@ -205,7 +298,15 @@ impl Dir {
         name: &OsStr,
         flags: OFlag,
         expect: Option<(u64, u64)>,
-    ) -> io::Result<File> {
+    ) -> io::Result<LayerFile> {
+        if let At::Image(..) = self.at {
+            let f = self.open_read(name, flags)?;
+            let st = f.stat()?;
+            if expect.is_some_and(|id| id != (st.dev, st.ino)) {
+                return Err(os_err(libc::ESTALE));
+            }
+            return Ok(f);
+        }
         let f = self.open_file(name, flags | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, 0)?;
         let st = sys::stat_at(f.as_fd(), OsStr::new(""))?;
         if st.mode & libc::S_IFMT != libc::S_IFREG
@@ -214,13 +315,57 @@ impl Dir {
             return Err(io::Error::from_raw_os_error(libc::ESTALE));
         }
         // (O_NONBLOCK changes nothing for a regular file: it stays.)
-        Ok(f)
+        Ok(f.into())
+    }
+
+    /// Opens `name` for reading (as [`Dir::open_file`]; in an image layer,
+    /// a regular file only, and EROFS for any access that could write).
+    pub fn open_read(&self, name: &OsStr, flags: OFlag) -> io::Result<LayerFile> {
+        let At::Image(image, n) = &self.at else {
+            return Ok(self.open_file(name, flags, 0)?.into());
+        };
+        let writes = OFlag::O_WRONLY | OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC;
+        if flags.intersects(writes) {
+            return Err(os_err(libc::EROFS));
+        }
+        let node = Self::image_child(image, *n, name)?;
+        match image.kind(node) {
+            Kind::File => Ok(LayerFile::Image(ImageFile::open(image.clone(), node)?)),
+            Kind::Symlink => Err(os_err(libc::ELOOP)),
+            Kind::Dir => Err(os_err(libc::EISDIR)),
+            _ => Err(os_err(libc::ENXIO)),
+        }
+    }
+
+    /// statvfs(2) of the directory's filesystem (of an image layer's: of
+    /// the filesystem holding the image file).
+    pub fn statvfs(&self) -> nix::Result<nix::sys::statvfs::Statvfs> {
+        match &self.at {
+            At::Fd(fd) => nix::sys::statvfs::fstatvfs(fd),
+            At::Image(image, _) => nix::sys::statvfs::fstatvfs(image.file()),
+        }
+    }
+
+    /// The names in this directory (without `.` and `..`).
+    pub fn names(&self) -> io::Result<Vec<OsString>> {
+        if let At::Image(image, n) = &self.at {
+            return Ok(image.names_in(*n).map(OsStr::to_os_string).collect());
+        }
+        let mut out = Vec::new();
+        for e in self.list()?.iter() {
+            let e = e.map_err(errno)?;
+            let name = OsStr::from_bytes(e.file_name().to_bytes());
+            if name != "." && name != ".." {
+                out.push(name.to_os_string());
+            }
+        }
+        Ok(out)
     }
 
     /// This directory opened for listing.
-    pub fn list(&self) -> io::Result<nix::dir::Dir> {
+    fn list(&self) -> io::Result<nix::dir::Dir> {
         nix::dir::Dir::openat(
-            &self.fd,
+            self.fd()?,
             ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
@@ -229,20 +374,23 @@ impl Dir {
     }
 
     pub fn mkdir(&self, name: &OsStr, mode: u32) -> io::Result<()> {
-        nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)).map_err(errno)
+        nix::sys::stat::mkdirat(self.fd()?, name, Mode::from_bits_truncate(mode)).map_err(errno)
     }
 
     pub fn mknod(&self, name: &OsStr, kind: SFlag, mode: u32, rdev: u64) -> io::Result<()> {
-        nix::sys::stat::mknodat(&self.fd, name, kind, Mode::from_bits_truncate(mode), rdev)
+        nix::sys::stat::mknodat(self.fd()?, name, kind, Mode::from_bits_truncate(mode), rdev)
             .map_err(errno)
     }
 
     pub fn symlink(&self, target: &Path, name: &OsStr) -> io::Result<()> {
-        nix::unistd::symlinkat(target, &self.fd, name).map_err(errno)
+        nix::unistd::symlinkat(target, self.fd()?, name).map_err(errno)
     }
 
     pub fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
-        nix::fcntl::readlinkat(&self.fd, name)
+        if let At::Image(image, n) = &self.at {
+            return image.link_target(Self::image_child(image, *n, name)?);
+        }
+        nix::fcntl::readlinkat(self.fd()?, name)
             .map(PathBuf::from)
             .map_err(errno)
     }
@@ -251,9 +399,9 @@ impl Dir {
     /// not its target).
     pub fn hard_link(&self, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Result<()> {
         nix::unistd::linkat(
-            &self.fd,
+            self.fd()?,
             name,
-            &to.fd,
+            to.fd()?,
             to_name,
             nix::fcntl::AtFlags::empty(),
         )
@@ -261,12 +409,13 @@ impl Dir {
     }
 
     pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
-        nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        nix::unistd::unlinkat(self.fd()?, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
             .map_err(errno)
     }
 
     pub fn rmdir(&self, name: &OsStr) -> io::Result<()> {
-        nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(errno)
+        nix::unistd::unlinkat(self.fd()?, name, nix::unistd::UnlinkatFlags::RemoveDir)
+            .map_err(errno)
     }
 
     /// renameat2(2) of `name` to `to_name` in `to`.
@@ -277,16 +426,23 @@ impl Dir {
         to_name: &OsStr,
         flags: nix::fcntl::RenameFlags,
     ) -> io::Result<()> {
-        nix::fcntl::renameat2(&self.fd, name, &to.fd, to_name, flags).map_err(errno)
+        nix::fcntl::renameat2(self.fd()?, name, to.fd()?, to_name, flags).map_err(errno)
     }
 
     /// Xattr `key` of `name` (empty: of this directory).
     pub fn get_xattr(&self, name: &OsStr, key: &str) -> io::Result<Option<Vec<u8>>> {
-        sys::get_xattr_at(self.as_fd(), name, OsStr::new(key))
+        if let At::Image(image, n) = &self.at {
+            // (An image layer has no xattrs: see crate::squashfs.)
+            if !name.is_empty() {
+                Self::image_child(image, *n, name)?;
+            }
+            return Ok(None);
+        }
+        sys::get_xattr_at(self.borrowed()?, name, OsStr::new(key))
     }
 
     pub fn set_xattr(&self, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
-        sys::set_xattr_at(self.as_fd(), name, OsStr::new(key), value, 0)
+        sys::set_xattr_at(self.borrowed()?, name, OsStr::new(key), value, 0)
     }
 
     /// Removes `name`, and for a directory everything in it, without
@@ -312,14 +468,7 @@ impl Dir {
             return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }
         let sub = self.child(name)?;
-        let names: Vec<OsString> = sub
-            .list()?
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-            .filter(|n| n != "." && n != "..")
-            .collect();
-        for n in names {
+        for n in sub.names()? {
             sub.remove_at_depth(&n, depth + 1)?;
         }
         self.rmdir(name)
@@ -393,7 +542,7 @@ impl Place {
     /// The object at this place, held (a symlink itself, not its target).
     pub fn hold(&self) -> io::Result<Object> {
         let fd = nix::fcntl::openat(
-            &self.dir.fd,
+            self.dir.fd()?,
             self.name.as_os_str(),
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
@@ -435,17 +584,29 @@ impl Place {
         self.dir.open_file(&self.name, flags, mode)
     }
 
+    /// The file here, open for reading (see [`Dir::open_read`]).
+    pub fn open_read(&self, flags: OFlag) -> io::Result<LayerFile> {
+        self.dir.open_read(&self.name, flags)
+    }
+
     pub fn read_link(&self) -> io::Result<PathBuf> {
         self.dir.read_link(&self.name)
     }
 
     pub fn get_xattr(&self, key: &OsStr) -> io::Result<Option<Vec<u8>>> {
-        sys::get_xattr_at(self.dir.as_fd(), &self.name, key)
+        if self.dir.image().is_some() {
+            return self.dir.get_xattr(&self.name, "");
+        }
+        sys::get_xattr_at(self.dir.borrowed()?, &self.name, key)
     }
 
     /// The names of the file's xattrs.
     pub fn list_xattrs(&self) -> io::Result<Vec<OsString>> {
-        let raw = sys::list_xattr_at(self.dir.as_fd(), &self.name)?;
+        if self.dir.image().is_some() {
+            self.dir.get_xattr(&self.name, "")?;
+            return Ok(Vec::new());
+        }
+        let raw = sys::list_xattr_at(self.dir.borrowed()?, &self.name)?;
         Ok(raw
             .split(|b| *b == 0)
             .filter(|n| !n.is_empty())
@@ -454,11 +615,11 @@ impl Place {
     }
 
     pub fn set_xattr(&self, key: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
-        sys::set_xattr_at(self.dir.as_fd(), &self.name, key, value, flags)
+        sys::set_xattr_at(self.dir.borrowed()?, &self.name, key, value, flags)
     }
 
     pub fn remove_xattr(&self, key: &OsStr) -> io::Result<()> {
-        sys::remove_xattr_at(self.dir.as_fd(), &self.name, key)
+        sys::remove_xattr_at(self.dir.borrowed()?, &self.name, key)
     }
 }
 

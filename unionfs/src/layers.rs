@@ -235,6 +235,87 @@ pub enum StackError {
     },
     #[error("{role} {path}: not a directory")]
     NotDir { role: &'static str, path: PathBuf },
+    #[error(transparent)]
+    Image(#[from] crate::squashfs::ImageError),
+    #[error(transparent)]
+    Sif(#[from] crate::sif::SifError),
+}
+
+/// A lower layer as named: a directory, or an image file read in place
+/// (`squashfs:FILE`, or `sif:FILE` for the squashfs partition of an
+/// Apptainer SIF).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lower {
+    Dir(PathBuf),
+    Squashfs(PathBuf),
+    Sif(PathBuf),
+}
+
+impl Lower {
+    /// `squashfs:FILE`, `sif:FILE`, or a directory.
+    pub fn parse(s: impl Into<PathBuf>) -> Lower {
+        let s: PathBuf = s.into();
+        let bytes = s.as_os_str().as_bytes();
+        if let Some(rest) = bytes.strip_prefix(b"squashfs:") {
+            Lower::Squashfs(PathBuf::from(OsStr::from_bytes(rest)))
+        } else if let Some(rest) = bytes.strip_prefix(b"sif:") {
+            Lower::Sif(PathBuf::from(OsStr::from_bytes(rest)))
+        } else {
+            Lower::Dir(s)
+        }
+    }
+
+    /// The directory or image file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Lower::Dir(p) | Lower::Squashfs(p) | Lower::Sif(p) => p,
+        }
+    }
+
+    /// The same kind of layer at `path`.
+    pub fn at(&self, path: PathBuf) -> Lower {
+        match self {
+            Lower::Dir(_) => Lower::Dir(path),
+            Lower::Squashfs(_) => Lower::Squashfs(path),
+            Lower::Sif(_) => Lower::Sif(path),
+        }
+    }
+
+    /// Whether it is an image file.
+    pub fn is_image(&self) -> bool {
+        !matches!(self, Lower::Dir(_))
+    }
+}
+
+impl Lower {
+    /// For an image file: that it holds an image the union can read (its
+    /// SIF header, the squashfs superblock), to refuse a wrong file early.
+    pub fn check(&self) -> Result<(), StackError> {
+        match self {
+            Lower::Dir(_) => Ok(()),
+            Lower::Squashfs(p) => Ok(crate::squashfs::Image::check(p, 0)?),
+            Lower::Sif(p) => Ok(crate::squashfs::Image::check(
+                p,
+                crate::sif::squashfs_offset(p)?,
+            )?),
+        }
+    }
+}
+
+impl From<PathBuf> for Lower {
+    fn from(p: PathBuf) -> Lower {
+        Lower::Dir(p)
+    }
+}
+
+impl std::fmt::Display for Lower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lower::Dir(p) => write!(f, "{}", p.display()),
+            Lower::Squashfs(p) => write!(f, "squashfs:{}", p.display()),
+            Lower::Sif(p) => write!(f, "sif:{}", p.display()),
+        }
+    }
 }
 
 /// One layer: its directory as named (for messages and for telling which
@@ -244,6 +325,7 @@ pub enum StackError {
 struct Layer {
     path: PathBuf,
     root: Dir,
+    image: bool,
 }
 
 /// The layers, top first: the upper (when writable) then the lowers in
@@ -301,7 +383,11 @@ pub struct DirEntry {
 
 impl Stack {
     /// Opens every layer, which must be a readable directory.
-    pub fn new(lowers: Vec<PathBuf>, upper: Option<PathBuf>) -> Result<Stack, StackError> {
+    pub fn new<L: Into<Lower>>(
+        lowers: impl IntoIterator<Item = L>,
+        upper: Option<PathBuf>,
+    ) -> Result<Stack, StackError> {
+        let lowers: Vec<Lower> = lowers.into_iter().map(Into::into).collect();
         if lowers.is_empty() {
             return Err(StackError::NoLower);
         }
@@ -309,9 +395,33 @@ impl Stack {
         let mut layers = Vec::with_capacity(lowers.len() + 1);
         let roles = upper
             .into_iter()
-            .map(|u| ("upperdir", u))
+            .map(|u| ("upperdir", Lower::Dir(u)))
             .chain(lowers.into_iter().map(|l| ("lowerdir", l)));
-        for (role, path) in roles {
+        for (role, lower) in roles {
+            let path = match lower {
+                Lower::Dir(path) => path,
+                Lower::Squashfs(path) => {
+                    let image = crate::squashfs::Image::open(&path, 0)?;
+                    let root = Dir::image_root(image);
+                    layers.push(Layer {
+                        path,
+                        root,
+                        image: true,
+                    });
+                    continue;
+                }
+                Lower::Sif(path) => {
+                    let offset = crate::sif::squashfs_offset(&path)?;
+                    let image = crate::squashfs::Image::open(&path, offset)?;
+                    let root = Dir::image_root(image);
+                    layers.push(Layer {
+                        path,
+                        root,
+                        image: true,
+                    });
+                    continue;
+                }
+            };
             let unusable = |source| StackError::Unusable {
                 role,
                 path: path.clone(),
@@ -322,13 +432,17 @@ impl Stack {
                 return Err(StackError::NotDir { role, path });
             }
             let root = Dir::open(&path).map_err(unusable)?;
-            root.list().map_err(unusable)?;
-            layers.push(Layer { path, root });
+            root.names().map_err(unusable)?;
+            layers.push(Layer {
+                path,
+                root,
+                image: false,
+            });
         }
         let roots = layers
             .iter()
             .enumerate()
-            .map(|(i, l)| (i > 0 || !has_upper).then(|| l.path.clone()))
+            .map(|(i, l)| ((i > 0 || !has_upper) && !l.image).then(|| l.path.clone()))
             .collect();
         let mut stack = Stack {
             layers,
@@ -480,7 +594,12 @@ impl Stack {
             && self.hidden.contains(&(meta.dev, meta.ino))
     }
 
-    /// Directory of layer `idx`, as it was named.
+    /// Whether layer `idx` is an image file's.
+    pub fn is_image(&self, idx: usize) -> bool {
+        self.layers[idx].image
+    }
+
+    /// Directory (or image file) of layer `idx`, as it was named.
     pub fn layer_dir(&self, idx: usize) -> &Path {
         &self.layers[idx].path
     }
@@ -833,17 +952,8 @@ impl Stack {
             // (Only asked for an empty file: whether it is an xattr whiteout.)
             let mark = || format::dir_mark(&dir, OsStr::new(""), false);
             let mut hidden_below = Vec::new();
-            // The directory open, its entries stat'ed relative to it.
-            let mut handle = dir.list()?;
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&handle);
-            // SAFETY: `handle` owns the descriptor and outlives `dirfd`.
-            let dirfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            for item in handle.iter() {
-                let item = item.map_err(io::Error::from)?;
-                let name = OsStr::from_bytes(item.file_name().to_bytes());
-                if name == "." || name == ".." {
-                    continue;
-                }
+            for name in dir.names()? {
+                let name = name.as_os_str();
                 let text = name.to_string_lossy();
                 if oci && text == format::OCI_OPAQUE_MARKER {
                     continue;
@@ -858,7 +968,7 @@ impl Stack {
                 let mount = self.mount_at(l, rel, name);
                 let stat = match mount {
                     Some(MountView::Untouched(id)) => Ok(Self::untouched_mount(id)),
-                    _ => crate::sys::stat_at(dirfd, name),
+                    _ => dir.stat(name),
                 };
                 let meta = match stat {
                     Ok(m) => m,

@@ -9,11 +9,14 @@ pub mod format;
 pub mod fs;
 pub mod idmap;
 pub mod layer_dir;
+pub mod layer_file;
 pub mod layers;
 pub mod mounts;
 mod node_files;
 pub mod options;
 pub mod override_stat;
+pub mod sif;
+pub mod squashfs;
 mod sys;
 pub mod upper;
 

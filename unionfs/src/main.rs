@@ -59,7 +59,7 @@ fn run(args: Vec<String>) -> Result<()> {
     let lowers = opts
         .lowers
         .iter()
-        .map(|l| canonical(l, "lowerdir"))
+        .map(|l| Ok(l.at(canonical(l.path(), "lowerdir")?)))
         .collect::<Result<Vec<_>>>()?;
     let (upper, work) = match (&opts.upper, &opts.work) {
         (Some(u), Some(w)) => (
@@ -69,7 +69,7 @@ fn run(args: Vec<String>) -> Result<()> {
         _ => (None, None),
     };
     if let (Some(u), Some(w)) = (&upper, &work) {
-        for l in &lowers {
+        for l in lowers.iter().filter(|l| !l.is_image()).map(|l| l.path()) {
             if is_within(u, l) || is_within(l, u) {
                 bail!(
                     "upperdir {} and lowerdir {} overlap",

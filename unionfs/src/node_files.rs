@@ -10,8 +10,8 @@
 //! until the kernel forgets the node, which it does only once nothing has
 //! the file open.
 
+use crate::layer_file::LayerFile;
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::Arc;
 
 /// How many unpinned files stay open at most: 4096, or a quarter of the
@@ -28,7 +28,7 @@ fn cached_at_most() -> usize {
 }
 
 struct NodeFile {
-    file: Arc<File>,
+    file: Arc<LayerFile>,
     read: bool,
     write: bool,
     pinned: bool,
@@ -44,18 +44,18 @@ pub(crate) struct NodeFiles {
 }
 
 /// Files taken out of the table, to be closed once its lock is released.
-pub(crate) type Closing = Vec<Arc<File>>;
+pub(crate) type Closing = Vec<Arc<LayerFile>>;
 
 impl NodeFiles {
     /// `node`'s file if it was opened for what is asked.
-    pub(crate) fn get(&self, node: u64, write: bool) -> Option<Arc<File>> {
+    pub(crate) fn get(&self, node: u64, write: bool) -> Option<Arc<LayerFile>> {
         let f = self.map.get(&node)?;
         let fits = if write { f.write } else { f.read };
         fits.then(|| f.file.clone())
     }
 
     /// `node`'s file, however it was opened.
-    pub(crate) fn any(&self, node: u64) -> Option<Arc<File>> {
+    pub(crate) fn any(&self, node: u64) -> Option<Arc<LayerFile>> {
         self.map.get(&node).map(|f| f.file.clone())
     }
 
@@ -63,7 +63,7 @@ impl NodeFiles {
     pub(crate) fn insert(
         &mut self,
         node: u64,
-        file: Arc<File>,
+        file: Arc<LayerFile>,
         read: bool,
         write: bool,
     ) -> Closing {
@@ -123,13 +123,13 @@ impl NodeFiles {
 
     /// `node`'s file if it is a lower layer's, pinned once its last name
     /// went.
-    pub(crate) fn pinned_lower(&self, node: u64) -> Option<Arc<File>> {
+    pub(crate) fn pinned_lower(&self, node: u64) -> Option<Arc<LayerFile>> {
         let f = self.map.get(&node)?;
         (f.pinned && f.lower).then(|| f.file.clone())
     }
 
     /// Drops `node`'s file, pinned or not.
-    pub(crate) fn remove(&mut self, node: u64) -> Option<Arc<File>> {
+    pub(crate) fn remove(&mut self, node: u64) -> Option<Arc<LayerFile>> {
         let f = self.map.remove(&node)?;
         if !f.pinned {
             self.unpinned -= 1;
@@ -142,8 +142,8 @@ impl NodeFiles {
 mod tests {
     use super::*;
 
-    fn file() -> Arc<File> {
-        Arc::new(File::open("/dev/null").unwrap())
+    fn file() -> Arc<LayerFile> {
+        Arc::new(std::fs::File::open("/dev/null").unwrap().into())
     }
 
     #[test]

@@ -3,13 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::layers::Lower;
+
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub source: String,
     pub mountpoint: PathBuf,
-    /// Top first (the leftmost of `lowerdir=`).
-    pub lowers: Vec<PathBuf>,
+    /// Top first (the leftmost of `lowerdir=`). An entry `squashfs` or
+    /// `sif` makes the next one an image file: `lowerdir=squashfs:/i.sqfs:/d`
+    /// (write `./squashfs` for a directory of that name).
+    pub lowers: Vec<Lower>,
     pub upper: Option<PathBuf>,
     pub work: Option<PathBuf>,
     pub foreground: bool,
@@ -216,8 +220,9 @@ fn split_options(s: &str) -> Vec<String> {
     out
 }
 
-/// `A:B:C`, with `\:` for a colon inside a name.
-fn split_lowers(s: &str) -> Vec<PathBuf> {
+/// `A:B:C`, with `\:` for a colon inside a name; `squashfs:FILE` and
+/// `sif:FILE` name image files.
+fn split_lowers(s: &str) -> Vec<Lower> {
     let mut out = vec![String::new()];
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -231,10 +236,23 @@ fn split_lowers(s: &str) -> Vec<PathBuf> {
             c => out.last_mut().unwrap().push(c),
         }
     }
-    out.into_iter()
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .collect()
+    let mut lowers = Vec::new();
+    let mut names = out.into_iter().filter(|p| !p.is_empty());
+    while let Some(name) = names.next() {
+        let image = match name.as_str() {
+            "squashfs" => Lower::Squashfs,
+            "sif" => Lower::Sif,
+            _ => {
+                lowers.push(Lower::Dir(PathBuf::from(name)));
+                continue;
+            }
+        };
+        match names.next() {
+            Some(file) => lowers.push(image(PathBuf::from(file))),
+            None => lowers.push(Lower::Dir(PathBuf::from(name))),
+        }
+    }
+    lowers
 }
 
 /// Whether `inner` is `outer` or lies below it (both canonical).
@@ -253,7 +271,7 @@ mod tests {
     #[test]
     fn fuse_overlayfs_command_line() {
         let o = parse(&["-o", "lowerdir=/a:/b,upperdir=/u,workdir=/w", "/m"]).unwrap();
-        assert_eq!(o.lowers, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(o.lowers, [dir("/a"), dir("/b")]);
         assert_eq!(o.upper.as_deref(), Some(Path::new("/u")));
         assert_eq!(o.mountpoint, PathBuf::from("/m"));
         assert!(!o.foreground);
@@ -305,12 +323,27 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(
-            split_lowers(r"/a\:b:/c"),
-            [PathBuf::from("/a:b"), PathBuf::from("/c")]
-        );
+        assert_eq!(split_lowers(r"/a\:b:/c"), [dir("/a:b"), dir("/c")]);
         assert_eq!(split_options(r"a\,b,c"), ["a,b", "c"]);
         let o = parse(&["-o", r"lowerdir=/a\:b:/c", "/m"]).unwrap();
-        assert_eq!(o.lowers, [PathBuf::from("/a:b"), PathBuf::from("/c")]);
+        assert_eq!(o.lowers, [dir("/a:b"), dir("/c")]);
+    }
+
+    fn dir(p: &str) -> Lower {
+        Lower::Dir(PathBuf::from(p))
+    }
+
+    #[test]
+    fn image_files_are_marked_in_lowerdir() {
+        assert_eq!(
+            split_lowers("squashfs:/i.sqfs:/d:sif:/c.sif:./squashfs:squashfs"),
+            [
+                Lower::Squashfs(PathBuf::from("/i.sqfs")),
+                dir("/d"),
+                Lower::Sif(PathBuf::from("/c.sif")),
+                dir("./squashfs"),
+                dir("squashfs"),
+            ]
+        );
     }
 }

@@ -18,6 +18,7 @@ use nix::sys::time::TimeSpec;
 
 use crate::format::{self, DirMark};
 use crate::layer_dir::{Dir, Object, Place};
+use crate::layer_file::LayerFile;
 use crate::layers::{Attrs, Kind, Stat};
 
 /// Name of burrowfs' (and kernel overlayfs') scratch directory in `workdir`.
@@ -171,7 +172,7 @@ impl Upper {
     /// truncate copies no more than it keeps), mode, owner (when permitted)
     /// and xattrs, for the writes that only the open descriptors can still
     /// make.
-    pub fn copy_orphan(&self, from: &File, up_to: u64) -> io::Result<File> {
+    pub fn copy_orphan(&self, from: &LayerFile, up_to: u64) -> io::Result<File> {
         use xattr::FileExt;
         let tmp = self.temp();
         let to =
@@ -183,9 +184,11 @@ impl Upper {
         }
         copy_data(from, &to, up_to)?;
         let copy = Object::of_file(&to)?;
-        let names = from.list_xattr().map(|n| n.collect());
-        copy_xattrs_of(names, |n| from.get_xattr(n), &copy)?;
-        copy_metadata(&Stat::from_metadata(&from.metadata()?), &copy)?;
+        if let Ok(from) = from.os() {
+            let names = from.list_xattr().map(|n| n.collect());
+            copy_xattrs_of(names, |n| from.get_xattr(n), &copy)?;
+        }
+        copy_metadata(&from.stat()?, &copy)?;
         Ok(to)
     }
 
@@ -305,6 +308,24 @@ impl Upper {
     }
 }
 
+/// [`copy_data`] from an image layer's file: read and written.
+fn copy_read(from: &LayerFile, to: &File, up_to: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let size = from.stat()?.size.min(up_to);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        let want = (size - at).min(buf.len() as u64) as usize;
+        let n = from.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        to.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Copies a regular file's data to `tmp` in the work directory, keeping
 /// holes. Returns the copy's device and inode.
 /// A `meta` of size 0 copies no data and opens nothing (an empty file
@@ -326,7 +347,11 @@ fn copy_file_data(src: &Place, meta: &Stat, work: &Dir, tmp: &OsStr) -> io::Resu
 
 /// Copies the data of `from` (its first `up_to` bytes at most) into the
 /// empty file `to`, leaving holes where `from` has them.
-fn copy_data(from: &File, to: &File, up_to: u64) -> io::Result<()> {
+fn copy_data(from: &LayerFile, to: &File, up_to: u64) -> io::Result<()> {
+    let from = match from {
+        LayerFile::Os(f) => f,
+        LayerFile::Image(_) => return copy_read(from, to, up_to),
+    };
     let size = from.metadata()?.len().min(up_to) as i64;
     let mut pos: i64 = 0;
     while pos < size {

@@ -32,6 +32,7 @@ use nix::sys::stat::SFlag;
 
 use crate::idmap::Ids;
 use crate::layer_dir::{Dir, Place};
+use crate::layer_file::LayerFile;
 use crate::layers::{Attrs, Entry, Kind, Stack, Stat};
 use crate::node_files::NodeFiles;
 use crate::upper::{self, Upper};
@@ -132,18 +133,6 @@ fn without_suidgid(mode: u32) -> u32 {
         mode &= !libc::S_ISGID;
     }
     mode
-}
-
-/// Whether `f` was opened for reading and for writing.
-fn access_of(f: &File) -> (bool, bool) {
-    match nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL) {
-        Ok(fl) => match fl & libc::O_ACCMODE {
-            libc::O_RDONLY => (true, false),
-            libc::O_WRONLY => (false, true),
-            _ => (true, true),
-        },
-        Err(_) => (false, false),
-    }
 }
 
 fn attr_of(ino: u64, m: &impl Attrs) -> FileAttr {
@@ -265,13 +254,18 @@ impl UnionFs {
         &self,
         st: &mut State,
         node: u64,
-        file: &File,
+        file: &LayerFile,
         make: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
     ) -> Result<Option<std::sync::Arc<fuser::BackingId>>, Errno> {
         if !self.passthrough {
             return Ok(None);
         }
         let io = st.node_io.entry(node).or_default();
+        let LayerFile::Os(file) = file else {
+            // An image's file has no descriptor to pass through.
+            io.served += 1;
+            return Ok(None);
+        };
         let meta = file.metadata().map_err(err)?;
         let id = (meta.dev(), meta.ino());
         if io.served == 0 {
@@ -340,8 +334,17 @@ impl UnionFs {
 
     /// [`UnionFs::shown`] for an open file's own attributes, whose layer
     /// is not known.
-    fn shown_file(&self, node: u64, f: &File) -> io::Result<FileAttr> {
+    fn shown_file(&self, node: u64, f: &LayerFile) -> io::Result<FileAttr> {
         use std::os::unix::fs::MetadataExt;
+        let f = match f {
+            LayerFile::Os(f) => f,
+            LayerFile::Image(_) => {
+                let m = f.stat()?;
+                let mut attr = attr_of(node, &m);
+                (attr.uid, attr.gid) = self.stack.file_owner(m.dev, attr.uid, attr.gid);
+                return Ok(self.shown(attr));
+            }
+        };
         let m = f.metadata()?;
         let mut attr = attr_of(node, &m);
         (attr.uid, attr.gid) = self.stack.file_owner(m.dev(), attr.uid, attr.gid);
@@ -354,7 +357,7 @@ impl UnionFs {
     }
 
     /// The open file behind handle `fh`.
-    fn open_file_of(&self, fh: FileHandle) -> Option<std::sync::Arc<File>> {
+    fn open_file_of(&self, fh: FileHandle) -> Option<std::sync::Arc<LayerFile>> {
         self.handles().file(fh.0).cloned()
     }
 
@@ -393,7 +396,7 @@ impl UnionFs {
         node: u64,
         fh: FileHandle,
         write: bool,
-    ) -> Result<std::sync::Arc<File>, Errno> {
+    ) -> Result<std::sync::Arc<LayerFile>, Errno> {
         if fh.0 != 0 {
             return self.open_file_of(fh).ok_or(Errno::EBADF);
         }
@@ -411,11 +414,7 @@ impl UnionFs {
         };
         let file = std::sync::Arc::new(self.open_file(&mut st, node, flags).map_err(err)?);
         // Opened for writing, it may have been opened for reading too.
-        let (read, write) = if write {
-            access_of(&file)
-        } else {
-            (true, false)
-        };
+        let (read, write) = if write { file.access() } else { (true, false) };
         let closing = self.node_files().insert(node, file.clone(), read, write);
         drop(st);
         drop(closing);
@@ -477,7 +476,7 @@ impl UnionFs {
         _st: &mut State,
         node: u64,
         up_to: u64,
-    ) -> io::Result<std::sync::Arc<File>> {
+    ) -> io::Result<std::sync::Arc<LayerFile>> {
         if let Some(f) = self.node_files().get(node, true) {
             return Ok(f);
         }
@@ -488,7 +487,7 @@ impl UnionFs {
         // An upper file kept read-only may not be written; with nothing
         // kept, the node is no file any more.
         let lower = lower.ok_or_else(|| os_err(if kept { libc::EACCES } else { libc::ENOENT }))?;
-        let copy = std::sync::Arc::new(self.upper()?.copy_orphan(&lower, up_to)?);
+        let copy = std::sync::Arc::new(LayerFile::from(self.upper()?.copy_orphan(&lower, up_to)?));
         let closing = self.node_files().insert(node, copy.clone(), true, true);
         drop(closing);
         Ok(copy)

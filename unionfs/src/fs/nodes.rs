@@ -2,9 +2,9 @@
 //! knows, the names each is known by (paths are rebuilt from them), and
 //! the open files and directories the kernel holds handles to.
 
+use crate::layer_file::LayerFile;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::PathBuf;
@@ -87,7 +87,7 @@ impl Index {
 pub(super) enum Handle {
     /// An open file, and the node it was opened as. Shared so that reads
     /// and writes run without the state lock.
-    File(std::sync::Arc<File>, u64),
+    File(std::sync::Arc<LayerFile>, u64),
     /// An open directory's listing, taken when it was opened.
     Dir(std::sync::Arc<Vec<DirItem>>),
 }
@@ -352,7 +352,7 @@ impl Handles {
         self.next
     }
 
-    pub(super) fn file(&self, fh: u64) -> Option<&std::sync::Arc<File>> {
+    pub(super) fn file(&self, fh: u64) -> Option<&std::sync::Arc<LayerFile>> {
         match self.map.get(&fh) {
             Some(Handle::File(f, _)) => Some(f),
             _ => None,
@@ -363,8 +363,8 @@ impl Handles {
     pub(super) fn file_of_node(
         &self,
         node: u64,
-        pick: impl Fn(&File) -> bool,
-    ) -> Option<std::sync::Arc<File>> {
+        pick: impl Fn(&LayerFile) -> bool,
+    ) -> Option<std::sync::Arc<LayerFile>> {
         self.map.values().find_map(|h| match h {
             Handle::File(f, n) if *n == node && pick(f) => Some(f.clone()),
             _ => None,

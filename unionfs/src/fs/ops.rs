@@ -3,7 +3,6 @@
 //! (reached through [`crate::layer_dir`]) and the node table.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
@@ -14,6 +13,7 @@ use nix::fcntl::OFlag;
 use super::nodes::{DirItem, Key, State};
 use super::*;
 use crate::layer_dir::{Dir, Object, Place};
+use crate::layer_file::LayerFile;
 use crate::layers::Kind;
 use crate::override_stat;
 
@@ -435,7 +435,7 @@ impl UnionFs {
         Ok(())
     }
 
-    pub(super) fn open_file(&self, st: &mut State, node: u64, flags: i32) -> io::Result<File> {
+    pub(super) fn open_file(&self, st: &mut State, node: u64, flags: i32) -> io::Result<LayerFile> {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if let Err(e) = st.path(node) {
             // Unlinked but still open (reopened through /proc/PID/fd):
@@ -444,21 +444,23 @@ impl UnionFs {
             // handle may be a lower layer's file, which must never be
             // written.
             use std::os::fd::AsRawFd;
-            let writable = |f: &File| {
-                nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL)
-                    .is_ok_and(|fl| fl & libc::O_ACCMODE != libc::O_RDONLY)
-            };
+            let writable = |f: &LayerFile| f.access().1;
             // Held (not just its number) while reopened: a release may
             // close the handle meanwhile.
             let held = self
                 .handles()
                 .file_of_node(node, |f| !writes || writable(f));
             let held = held.ok_or(if writes { os_err(libc::EACCES) } else { e })?;
-            let fd = held.as_raw_fd();
+            let fd = match &*held {
+                LayerFile::Os(f) => f.as_raw_fd(),
+                // (Never for writing: an image's file is not writable.)
+                LayerFile::Image(f) => return Ok(LayerFile::Image(f.clone())),
+            };
             return std::fs::OpenOptions::new()
                 .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
                 .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
-                .open(format!("/proc/self/fd/{fd}"));
+                .open(format!("/proc/self/fd/{fd}"))
+                .map(LayerFile::from);
         }
         let at = if writes {
             self.copy_up_node(st, node)?
@@ -543,13 +545,14 @@ impl UnionFs {
                 false => self.held_file(node, fh, at.is_none()),
             };
             match held {
-                Some(f) if at.is_none() || f.set_len(size).is_ok() => {
-                    f.set_len(size)?;
+                Some(f) if at.is_none() || f.os().and_then(|f| f.set_len(size)).is_ok() => {
+                    f.os()?.set_len(size)?;
                 }
                 _ => {
                     let at = at.as_ref().ok_or_else(|| os_err(libc::ENOENT))?;
                     at.dir
                         .open_regular(&at.name, OFlag::O_WRONLY, None)?
+                        .os()?
                         .set_len(size)?;
                 }
             }
@@ -614,7 +617,8 @@ impl UnionFs {
             None if lower => self.writable_orphan(st, node, u64::MAX)?,
             None => return Ok(()), // nothing kept: not a file, or gone
         };
-        match self.stack.override_of_file(&f) {
+        let f = f.os()?;
+        match self.stack.override_of_file(f) {
             Some(o) => {
                 let value = o.changed(None, None, Some(mode)).encode();
                 f.set_xattr(override_stat::XATTR, value.as_bytes())
@@ -630,7 +634,7 @@ impl UnionFs {
         node: u64,
         fh: Option<FileHandle>,
         unlinked: bool,
-    ) -> Option<std::sync::Arc<File>> {
+    ) -> Option<std::sync::Arc<LayerFile>> {
         match fh {
             Some(fh) if fh.0 != 0 => self.handles().file(fh.0).cloned(),
             _ if unlinked => self.node_files().any(node),

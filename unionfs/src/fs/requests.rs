@@ -359,15 +359,19 @@ impl Filesystem for UnionFs {
         // The writer may not keep set-user-ID (FUSE_HANDLE_KILLPRIV_V2):
         // burrowfs writes with CAP_FSETID, so it clears the bits itself.
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        let file = match self.io_file(ino.0, fh, true) {
+        let held = match self.io_file(ino.0, fh, true) {
             Ok(f) => f,
             Err(e) => return reply.error(e),
+        };
+        let file = match held.os() {
+            Ok(f) => f,
+            Err(e) => return reply.error(err(e)),
         };
         let turn = self.write_turns[ino.0 as usize % 16]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if kill {
-            let cleared = match self.stack.override_of_file(&file) {
+            let cleared = match self.stack.override_of_file(file) {
                 // The bits are the override's: cleared there.
                 Some(o) => {
                     use xattr::FileExt;
@@ -466,10 +470,11 @@ impl Filesystem for UnionFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        let res = if datasync {
-            file.sync_data()
-        } else {
-            file.sync_all()
+        // (An image's file has nothing to sync.)
+        let res = match (file.os(), datasync) {
+            (Err(_), _) => Ok(()),
+            (Ok(f), true) => f.sync_data(),
+            (Ok(f), false) => f.sync_all(),
         };
         match res {
             Ok(()) => reply.ok(),
@@ -580,7 +585,7 @@ impl Filesystem for UnionFs {
             Some(u) => u.root(),
             None => self.stack.layer_root(0),
         };
-        match nix::sys::statvfs::fstatvfs(dir) {
+        match dir.statvfs() {
             Ok(s) => reply.statfs(
                 s.blocks(),
                 s.blocks_free(),
@@ -723,7 +728,7 @@ impl Filesystem for UnionFs {
         };
         match self.create_object(req, &mut st, parent.0, name, true, build) {
             Ok(attr) => {
-                let file = opened.expect("created file");
+                let file = LayerFile::from(opened.expect("created file"));
                 if self.no_open() {
                     // Handle 0, as for every open: the new file becomes
                     // the node's own.
