@@ -890,6 +890,17 @@ fn upper_dir(dir: &Path, lowers: &[Lower]) -> Result<UpperLayer> {
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     let upper = std::fs::canonicalize(dir).map_err(fail)?;
+    let work = work_dir_of(&upper);
+    for image in lowers.iter().filter(|l| l.is_image()).map(Lower::path) {
+        // The sandbox's writes could change the layer below them.
+        if image.starts_with(&upper) || image.starts_with(&work) {
+            return Err(Error::usage(format!(
+                "--upper {}: holds the image file {}",
+                dir.display(),
+                image.display()
+            )));
+        }
+    }
     for lower in lowers.iter().filter_map(|l| match l {
         Lower::Dir(d) => Some(d),
         _ => None,
@@ -903,7 +914,6 @@ fn upper_dir(dir: &Path, lowers: &[Lower]) -> Result<UpperLayer> {
             )));
         }
     }
-    let work = work_dir_of(&upper);
     std::fs::create_dir_all(&work).map_err(|e| {
         Error::usage(format!(
             "--upper {}: cannot create its work directory {}: {}",

@@ -423,6 +423,26 @@ fn bad_and_corrupt_images_fail_cleanly() {
         assert_eq!(out.stderr.lines().count(), 1, "{opts}: {out:?}");
         assert!(out.stderr.contains(needle), "{opts}: {out:?}");
     }
+    // An image inside the upper or work directory: what the union writes
+    // could change the layer below it.
+    std::fs::create_dir_all(t.join("u")).unwrap();
+    std::fs::create_dir_all(t.join("w")).unwrap();
+    std::fs::copy(&img, t.join("u/inside.sqfs")).unwrap();
+    let out = output(
+        Command::new(burrowfs_bin())
+            .args(["-o", "lowerdir=squashfs:u/inside.sqfs,upperdir=u,workdir=w"])
+            .arg(t.join("m"))
+            .current_dir(t.path()),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("is inside upperdir"), "{out:?}");
+    let out = output(
+        burrow_run()
+            .args(["--rootfs=squashfs:u/inside.sqfs", "--upper=u", "--", "true"])
+            .current_dir(t.path()),
+    );
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("holds the image file"), "{out:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(t.s()),
@@ -447,4 +467,79 @@ fn bad_and_corrupt_images_fail_cleanly() {
     assert!(m
         .server
         .is_some_and(|p| nix::sys::signal::kill(p, None).is_ok()));
+}
+
+/// Every file under `dir`, read (errors ignored): what a sandbox's reads
+/// of a damaged image do.
+fn read_everything(dir: &Path, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() && depth < 16 => read_everything(&path, depth + 1),
+            Ok(t) if t.is_file() => {
+                let _ = std::fs::read(&path);
+            }
+            Ok(t) if t.is_symlink() => {
+                let _ = std::fs::read_link(&path);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn damaged_tables_are_refused_at_mount_or_served_never_crashing_the_server() {
+    assert_unprivileged();
+    let t = TempDir::new("sqfs-damage");
+    let src = tree(&t);
+    // Compressed tables, and tables stored as they are (so that damage
+    // reaches the parser's numbers rather than the decompressor).
+    for (name, args) in [
+        ("packed.sqfs", &[][..]),
+        ("plain.sqfs", &["-noI", "-noD", "-noF", "-noX"][..]),
+    ] {
+        let img = t.join(name);
+        mksquashfs(&src, &img, args);
+        let good = std::fs::read(&img).unwrap();
+        let u64_at = |at: usize| u64::from_le_bytes(good[at..at + 8].try_into().unwrap());
+        // The superblock's inode table start and bytes used: the tables.
+        let (tables, used) = (u64_at(64) as usize, u64_at(40) as usize);
+        assert!(tables < used && used <= good.len(), "{tables} {used}");
+        let (mut refused, mut served) = (0, 0);
+        for i in 0..24usize {
+            let mut bad = good.clone();
+            let at = tables + (used - tables) * i / 24;
+            let len = 12.min(used - at);
+            for (k, b) in bad[at..at + len].iter_mut().enumerate() {
+                *b = b.wrapping_mul(31).wrapping_add(0x9d ^ k as u8) | 0x80;
+            }
+            std::fs::write(t.join("bad.sqfs"), &bad).unwrap();
+            let at_dir = t.join("m");
+            std::fs::create_dir_all(&at_dir).unwrap();
+            let out = output(
+                Command::new(burrowfs_bin())
+                    .args(["-o", "lowerdir=squashfs:bad.sqfs", "m"])
+                    .current_dir(t.path()),
+            );
+            if out.code != 0 {
+                assert_eq!(out.code, 1, "{name} at {at}: {out:?}");
+                assert_eq!(out.stderr.lines().count(), 1, "{name} at {at}: {out:?}");
+                assert!(out.stderr.contains("bad.sqfs"), "{name} at {at}: {out:?}");
+                refused += 1;
+                continue;
+            }
+            let server = burrowfs_server_in(t.path()).expect("the mounted image's server");
+            read_everything(&at_dir, 0);
+            assert!(
+                nix::sys::signal::kill(server, None).is_ok(),
+                "{name}: damage at {at} killed the server"
+            );
+            unmount_and_wait(&at_dir, server);
+            served += 1;
+        }
+        eprintln!("{name}: {refused} refused at mount, {served} mounted and served");
+    }
 }

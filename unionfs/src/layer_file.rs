@@ -14,7 +14,7 @@ use crate::squashfs::Image;
 pub struct ImageFile {
     image: Arc<Image>,
     node: u32,
-    starts: Box<[u64]>,
+    starts: Arc<[u64]>,
 }
 
 impl ImageFile {
@@ -85,6 +85,15 @@ impl LayerFile {
         match self {
             LayerFile::Os(f) => Ok(f),
             LayerFile::Image(_) => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+
+    /// For an image's file, when the byte at `pos` is in a hole: the end
+    /// of the hole's block.
+    pub fn hole_at(&self, pos: u64) -> Option<u64> {
+        match self {
+            LayerFile::Os(_) => None,
+            LayerFile::Image(f) => f.image.hole_at(f.node, pos),
         }
     }
 

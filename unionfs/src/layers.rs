@@ -293,11 +293,11 @@ impl Lower {
     pub fn check(&self) -> Result<(), StackError> {
         match self {
             Lower::Dir(_) => Ok(()),
-            Lower::Squashfs(p) => Ok(crate::squashfs::Image::check(p, 0)?),
-            Lower::Sif(p) => Ok(crate::squashfs::Image::check(
-                p,
-                crate::sif::squashfs_offset(p)?,
-            )?),
+            Lower::Squashfs(p) => Ok(crate::squashfs::Image::check(p, 0, None)?),
+            Lower::Sif(p) => {
+                let (offset, end) = crate::sif::squashfs_partition(p)?;
+                Ok(crate::squashfs::Image::check(p, offset, Some(end))?)
+            }
         }
     }
 }
@@ -401,7 +401,7 @@ impl Stack {
             let path = match lower {
                 Lower::Dir(path) => path,
                 Lower::Squashfs(path) => {
-                    let image = crate::squashfs::Image::open(&path, 0)?;
+                    let image = crate::squashfs::Image::open(&path, 0, None)?;
                     let root = Dir::image_root(image);
                     layers.push(Layer {
                         path,
@@ -411,8 +411,8 @@ impl Stack {
                     continue;
                 }
                 Lower::Sif(path) => {
-                    let offset = crate::sif::squashfs_offset(&path)?;
-                    let image = crate::squashfs::Image::open(&path, offset)?;
+                    let (offset, end) = crate::sif::squashfs_partition(&path)?;
+                    let image = crate::squashfs::Image::open(&path, offset, Some(end))?;
                     let root = Dir::image_root(image);
                     layers.push(Layer {
                         path,
@@ -520,7 +520,8 @@ impl Stack {
     /// `meta` of `name` in `dir` (empty: `dir` itself), of layer `l`, with
     /// its owner, mode and type as the union shows them.
     pub fn owned(&self, l: usize, dir: &Dir, name: &OsStr, mut meta: Stat) -> Stat {
-        if Some(l) != self.upper() {
+        // (An image's owners are its own: no kernel mapped them.)
+        if Some(l) != self.upper() && !self.layers[l].image {
             (meta.uid, meta.gid) = self.lower_owner(meta.uid, meta.gid);
         }
         if self.override_stat && !meta.mount_root && meta.kind() != Kind::Symlink {
@@ -563,7 +564,10 @@ impl Stack {
     /// it is on the upper layer's device (a lower layer on that device, as
     /// with `--upper` beside its lowers, then shows its own ids).
     pub fn file_owner(&self, dev: u64, uid: u32, gid: u32) -> (u32, u32) {
-        if self.unmapped_as_root == (false, false) || self.upper_dev == Some(dev) {
+        if self.unmapped_as_root == (false, false)
+            || self.upper_dev == Some(dev)
+            || crate::squashfs::is_image_dev(dev)
+        {
             (uid, gid)
         } else {
             self.lower_owner(uid, gid)

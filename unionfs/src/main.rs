@@ -69,6 +69,17 @@ fn run(args: Vec<String>) -> Result<()> {
         _ => (None, None),
     };
     if let (Some(u), Some(w)) = (&upper, &work) {
+        for l in lowers.iter().filter(|l| l.is_image()).map(|l| l.path()) {
+            // What the union writes could change the layer below it.
+            if is_within(l, u) || is_within(l, w) {
+                bail!(
+                    "lowerdir {} is inside upperdir {} or workdir {}",
+                    l.display(),
+                    u.display(),
+                    w.display()
+                );
+            }
+        }
         for l in lowers.iter().filter(|l| !l.is_image()).map(|l| l.path()) {
             if is_within(u, l) || is_within(l, u) {
                 bail!(

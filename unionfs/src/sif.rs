@@ -3,9 +3,8 @@
 //! partition's descriptor says where its squashfs starts. Integers are
 //! little-endian; the structures are packed.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why a SIF file's squashfs cannot be found.
@@ -51,8 +50,8 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
 }
 
 /// Where the squashfs of the SIF file `path`'s primary system partition
-/// (or else its first system partition) starts.
-pub fn squashfs_offset(path: &Path) -> Result<u64, SifError> {
+/// (or else its first system partition) is: its offset and its end.
+pub fn squashfs_partition(path: &Path) -> Result<(u64, u64), SifError> {
     let io_err = |source| SifError::Io {
         path: path.to_path_buf(),
         source,
@@ -61,8 +60,16 @@ pub fn squashfs_offset(path: &Path) -> Result<u64, SifError> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = File::open(path).map_err(io_err)?;
-    let len = file.metadata().map_err(io_err)?.len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file"));
+    }
+    let len = meta.len();
     let mut header = [0u8; HEADER_LEN];
     file.read_exact_at(&mut header, 0)
         .map_err(|_| bad("shorter than its header"))?;
@@ -77,7 +84,7 @@ pub fn squashfs_offset(path: &Path) -> Result<u64, SifError> {
     let mut table = vec![0u8; total as usize * DESCRIPTOR_LEN];
     file.read_exact_at(&mut table, at)
         .map_err(|_| bad("its descriptor table is cut short"))?;
-    let mut found: Option<(bool, u64)> = None;
+    let mut found: Option<(bool, u64, u64)> = None;
     for d in table.chunks_exact(DESCRIPTOR_LEN) {
         if d[USED_AT] == 0
             || i32_at(d, TYPE_AT) != DATA_PARTITION
@@ -94,14 +101,14 @@ pub fn squashfs_offset(path: &Path) -> Result<u64, SifError> {
         let (Ok(offset), Ok(size)) = (u64::try_from(offset), u64::try_from(size)) else {
             return Err(bad("a partition with a negative offset or size"));
         };
-        if offset.checked_add(size).is_none_or(|end| end > len) {
+        let Some(end) = offset.checked_add(size).filter(|&end| end <= len) else {
             return Err(bad("a partition beyond the end of the file"));
-        }
-        if found.is_none_or(|(p, _)| primary && !p) {
-            found = Some((primary, offset));
+        };
+        if found.is_none_or(|(p, ..)| primary && !p) {
+            found = Some((primary, offset, end));
         }
     }
     found
-        .map(|(_, offset)| offset)
+        .map(|(_, offset, end)| (offset, end))
         .ok_or(bad("no squashfs system partition"))
 }

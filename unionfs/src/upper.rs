@@ -312,18 +312,25 @@ impl Upper {
 fn copy_read(from: &LayerFile, to: &File, up_to: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let size = from.stat()?.size.min(up_to);
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 1 << 17];
     let mut at = 0;
     while at < size {
+        // Holes stay holes: sparse blocks, and data that is all zeros.
+        if let Some(end) = from.hole_at(at) {
+            at = end;
+            continue;
+        }
         let want = (size - at).min(buf.len() as u64) as usize;
         let n = from.read_at(&mut buf[..want], at)?;
         if n == 0 {
             break;
         }
-        to.write_all_at(&buf[..n], at)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            to.write_all_at(&buf[..n], at)?;
+        }
         at += n as u64;
     }
-    Ok(())
+    to.set_len(size)
 }
 
 /// Copies a regular file's data to `tmp` in the work directory, keeping

@@ -28,9 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
-use backhand::{DataSize, FilesystemReader, Fragment, InnerNode};
+use backhand::{DataSize, Fragment};
 
 use crate::layers::{Kind, Stat};
+
+mod index;
 
 /// Why an image cannot be used as a layer.
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +47,10 @@ pub enum ImageError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// Decompressed blocks kept, at most (bytes).
+/// Decompressed blocks kept, at most (bytes; each counted as at least
+/// [`CACHE_MIN_CHARGE`]).
 const CACHE_BYTES: usize = 8 << 20;
-
-/// Stack reserved for parsing an image: backhand walks directories
-/// recursively, and an image may nest them deep.
-const PARSE_STACK: usize = 256 << 20;
+const CACHE_MIN_CHARGE: usize = 4096;
 
 /// One object of the image.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +76,9 @@ struct FileData {
     frag_index: u32,
     block_offset: u32,
     blocks: Box<[DataSize]>,
+    /// Where each block starts in the image file (and the last ends),
+    /// worked out at the file's first open and shared by every open.
+    starts: std::sync::OnceLock<Arc<[u64]>>,
 }
 
 /// Blocks read lately, decompressed, by their place in the image file.
@@ -115,7 +118,32 @@ impl std::fmt::Debug for Image {
 }
 
 /// Device numbers for images: above any real device's (majors are 12 bits).
-static NEXT_DEV: AtomicU64 = AtomicU64::new(1 << 44);
+static NEXT_DEV: AtomicU64 = AtomicU64::new(FIRST_DEV);
+const FIRST_DEV: u64 = 1 << 44;
+
+/// Whether `dev` is an image's (see [`Image::stat`]).
+pub fn is_image_dev(dev: u64) -> bool {
+    dev >= FIRST_DEV
+}
+
+/// Opens an image file without blocking (a FIFO put in its place cannot
+/// hold burrowfs up), as a regular file only.
+fn open_file(path: &Path) -> Result<File, ImageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open_err = |source| ImageError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(open_err)?;
+    if !file.metadata().map_err(open_err)?.is_file() {
+        return Err(open_err(io::Error::other("not a regular file")));
+    }
+    Ok(file)
+}
 
 fn eio() -> io::Error {
     io::Error::from_raw_os_error(libc::EIO)
@@ -123,25 +151,32 @@ fn eio() -> io::Error {
 
 /// A backhand error as words (its Display is empty without its
 /// `error-strings` feature).
-fn reason(e: backhand::BackhandError) -> String {
+pub(crate) fn reason(e: backhand::BackhandError) -> String {
     format!("{e:?}")
 }
 
 impl Image {
     /// Checks that file `path` holds a squashfs image at `offset` whose
-    /// superblock reads and which the file holds whole (a quick look, for
-    /// an error before the image is indexed).
-    pub fn check(path: &Path, offset: u64) -> Result<(), ImageError> {
+    /// superblock reads and which the file holds whole, up to `end` when
+    /// given (a SIF partition's end): a quick look, for an error before the
+    /// image is indexed.
+    pub fn check(path: &Path, offset: u64, end: Option<u64>) -> Result<(), ImageError> {
+        Self::check_file(path, &open_file(path)?, offset, end)
+    }
+
+    fn check_file(
+        path: &Path,
+        file: &File,
+        offset: u64,
+        end: Option<u64>,
+    ) -> Result<(), ImageError> {
         use std::io::Seek;
         let corrupt = |reason: String| ImageError::Corrupt {
             path: path.to_path_buf(),
             reason,
         };
-        let file = File::open(path).map_err(|source| ImageError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = end.map_or(len, |end| end.min(len));
         let mut magic = [0u8; 4];
         file.read_exact_at(&mut magic, offset)
             .map_err(|_| corrupt("shorter than a superblock".into()))?;
@@ -166,36 +201,16 @@ impl Image {
         Ok(())
     }
 
-    /// Opens and indexes the squashfs image at `offset` in file `path`.
-    pub fn open(path: &Path, offset: u64) -> Result<Arc<Image>, ImageError> {
-        let open_err = |source| ImageError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(open_err)?;
-        if !file.metadata().map_err(open_err)?.is_file() {
-            return Err(open_err(io::Error::other("not a regular file")));
-        }
-        Self::check(path, offset)?;
-        let corrupt = |reason: String| ImageError::Corrupt {
+    /// Opens and indexes the squashfs image at `offset` in file `path`
+    /// (which holds it up to `end`, when given).
+    pub fn open(path: &Path, offset: u64, end: Option<u64>) -> Result<Arc<Image>, ImageError> {
+        let file = open_file(path)?;
+        Self::check_file(path, &file, offset, end)?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let parsed = index::index(&file, offset, len).map_err(|reason| ImageError::Corrupt {
             path: path.to_path_buf(),
             reason,
-        };
-        let reader = io::BufReader::new(file.try_clone().map_err(open_err)?);
-        // Parsed on a thread of its own: a deep image cannot overflow this
-        // one's stack, and a panic in the parser is an error, not a crash.
-        let parsed = std::thread::Builder::new()
-            .name("squashfs-index".into())
-            .stack_size(PARSE_STACK)
-            .spawn(move || -> Result<Index, String> {
-                let fs =
-                    FilesystemReader::from_reader_with_offset(reader, offset).map_err(reason)?;
-                Index::of(&fs)
-            })
-            .map_err(open_err)?
-            .join()
-            .map_err(|_| corrupt("its tables could not be read".into()))?
-            .map_err(corrupt)?;
+        })?;
         // The parser's tree is gone: give its memory back.
         // SAFETY: malloc_trim only returns free heap memory to the system.
         unsafe { libc::malloc_trim(0) };
@@ -302,13 +317,16 @@ impl Image {
         )))
     }
 
-    /// Where each full block of file `n` starts in the image file (plus
-    /// where the last ends): kept by an open file.
-    pub fn block_starts(&self, n: u32) -> io::Result<Box<[u64]>> {
+    /// Where each block of file `n` starts in the image file (and where
+    /// the last ends): kept by the file's opens.
+    pub fn block_starts(&self, n: u32) -> io::Result<Arc<[u64]>> {
         if self.kind(n) != Kind::File {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
         let f = &self.files[self.node(n).data.0 as usize];
+        if let Some(starts) = f.starts.get() {
+            return Ok(starts.clone());
+        }
         let mut at = self.offset.checked_add(f.blocks_start).ok_or_else(eio)?;
         let mut out = Vec::with_capacity(f.blocks.len() + 1);
         out.push(at);
@@ -316,7 +334,16 @@ impl Image {
             at = at.checked_add(u64::from(b.size())).ok_or_else(eio)?;
             out.push(at);
         }
-        Ok(out.into())
+        Ok(f.starts.get_or_init(|| out.into()).clone())
+    }
+
+    /// Whether the byte at `pos` of file `n` is in a hole (a sparse block):
+    /// then the end of that block.
+    pub fn hole_at(&self, n: u32, pos: u64) -> Option<u64> {
+        let f = &self.files[self.node(n).data.0 as usize];
+        let bs = u64::from(self.block_size);
+        let index = usize::try_from(pos / bs).ok()?;
+        (f.blocks.get(index)?.size() == 0).then(|| (pos / bs + 1) * bs)
     }
 
     /// Reads file `n` (whose [`Image::block_starts`] are `starts`) at
@@ -338,10 +365,12 @@ impl Image {
             let (data, from) = if index < f.blocks.len() {
                 let block = self.block(starts[index], f.blocks[index])?;
                 (block, 0)
-            } else {
+            } else if index == f.blocks.len() {
                 let frag = self.fragments.get(f.frag_index as usize).ok_or_else(eio)?;
                 let at = self.offset.checked_add(frag.start).ok_or_else(eio)?;
                 (self.block(at, frag.size)?, f.block_offset as usize)
+            } else {
+                return Err(eio()); // a file longer than its blocks
             };
             let end = from.checked_add(len).ok_or_else(eio)?;
             let bytes = data.get(from..end).ok_or_else(eio)?;
@@ -366,13 +395,8 @@ impl Image {
             return Ok(hit);
         }
         let mut raw = vec![0u8; stored];
-        self.file.read_exact_at(&mut raw, at).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                eio() // a truncated image
-            } else {
-                e
-            }
-        })?;
+        // (Cut short, or out of range: the image is bad here.)
+        self.file.read_exact_at(&mut raw, at).map_err(|_| eio())?;
         let data: Arc<[u8]> = if size.uncompressed() {
             raw.into()
         } else {
@@ -406,11 +430,11 @@ impl Image {
         if cache.entries.iter().any(|(k, _)| *k == at) {
             return;
         }
-        cache.bytes += data.len();
+        cache.bytes += data.len().max(CACHE_MIN_CHARGE);
         cache.entries.push_front((at, data));
         while cache.bytes > CACHE_BYTES {
             match cache.entries.pop_back() {
-                Some((_, old)) => cache.bytes -= old.len(),
+                Some((_, old)) => cache.bytes -= old.len().max(CACHE_MIN_CHARGE),
                 None => break,
             }
         }
@@ -422,127 +446,4 @@ fn decode_dev(dev: u32) -> u64 {
     let major = (dev & 0xfff00) >> 8;
     let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
     libc::makedev(major, minor)
-}
-
-/// What [`Image::open`] builds from backhand's tree.
-struct Index {
-    block_size: u32,
-    compressor: Compressor,
-    fragments: Vec<Fragment>,
-    nodes: Vec<Node>,
-    names: Vec<u8>,
-    children: Vec<u32>,
-    files: Vec<FileData>,
-}
-
-impl Index {
-    fn of(fs: &FilesystemReader) -> Result<Index, String> {
-        let all = &fs.root.nodes;
-        if all.is_empty() || all.len() > u32::MAX as usize / 2 {
-            return Err("no root directory".into());
-        }
-        if !fs.block_size.is_power_of_two() || !(4096..=1 << 20).contains(&fs.block_size) {
-            return Err(format!("block size {}", fs.block_size));
-        }
-        let compressor: Compressor = fs.compressor.ok_or("no compressor recorded")?.into();
-        // Each node's parent: the nodes are sorted by path, a directory's
-        // descendants right after it, so the parent is on the stack of
-        // directories above.
-        let mut parents = vec![0u32; all.len()];
-        let mut counts = vec![0u32; all.len()];
-        let mut above: Vec<usize> = vec![0];
-        for (i, n) in all.iter().enumerate().skip(1) {
-            let parent = n.fullpath.parent().ok_or("a node without a parent")?;
-            while let Some(&top) = above.last() {
-                if all[top].fullpath == parent {
-                    break;
-                }
-                above.pop();
-            }
-            let &p = above.last().ok_or("a node outside the tree")?;
-            parents[i] = p as u32;
-            counts[p] += 1;
-            if matches!(n.inner, InnerNode::Dir(_)) {
-                above.push(i);
-            }
-        }
-        // Each directory's children, in path order (so by name), in one array.
-        let mut starts = vec![0u32; all.len()];
-        let mut total = 0u32;
-        for (i, c) in counts.iter().enumerate() {
-            starts[i] = total;
-            total += c;
-        }
-        let mut children = vec![0u32; total as usize];
-        let mut filled = vec![0u32; all.len()];
-        for (i, &p) in parents.iter().enumerate().skip(1) {
-            let p = p as usize;
-            children[(starts[p] + filled[p]) as usize] = i as u32;
-            filled[p] += 1;
-        }
-        let mut subdirs = vec![0u32; all.len()];
-        for (i, n) in all.iter().enumerate().skip(1) {
-            if matches!(n.inner, InnerNode::Dir(_)) {
-                subdirs[parents[i] as usize] += 1;
-            }
-        }
-        let mut names = Vec::new();
-        let mut push = |b: &[u8]| -> Result<(u32, u32), String> {
-            let at = u32::try_from(names.len()).map_err(|_| "too many names")?;
-            names.extend_from_slice(b);
-            Ok((at, b.len() as u32))
-        };
-        let mut nodes = Vec::with_capacity(all.len());
-        let mut files = Vec::new();
-        for (i, n) in all.iter().enumerate() {
-            let name = match n.fullpath.file_name() {
-                Some(name) => push(name.as_bytes())?,
-                None => (0, 0),
-            };
-            let perm = u32::from(n.header.permissions) & 0o7777;
-            let (kind, size, nlink, data) = match &n.inner {
-                InnerNode::Dir(_) => (libc::S_IFDIR, 0, 2 + subdirs[i], (starts[i], counts[i])),
-                InnerNode::File(f) => {
-                    files.push(FileData {
-                        blocks_start: f.blocks_start(),
-                        frag_index: f.frag_index() as u32,
-                        block_offset: f.block_offset(),
-                        blocks: f.block_sizes().into(),
-                    });
-                    let index = files.len() as u32 - 1;
-                    (libc::S_IFREG, f.file_len() as u64, 1, (index, 0))
-                }
-                InnerNode::Symlink(s) => {
-                    let target = push(s.link.as_os_str().as_bytes())?;
-                    (libc::S_IFLNK, u64::from(target.1), 1, target)
-                }
-                InnerNode::CharacterDevice(d) => (libc::S_IFCHR, 0, 1, (d.device_number, 0)),
-                InnerNode::BlockDevice(d) => (libc::S_IFBLK, 0, 1, (d.device_number, 0)),
-                InnerNode::NamedPipe => (libc::S_IFIFO, 0, 1, (0, 0)),
-                InnerNode::Socket => (libc::S_IFSOCK, 0, 1, (0, 0)),
-            };
-            nodes.push(Node {
-                name,
-                mode: kind | perm,
-                uid: n.header.uid,
-                gid: n.header.gid,
-                mtime: n.header.mtime,
-                size,
-                nlink,
-                data,
-            });
-        }
-        if !matches!(all[0].inner, InnerNode::Dir(_)) {
-            return Err("the root is not a directory".into());
-        }
-        Ok(Index {
-            block_size: fs.block_size,
-            compressor,
-            fragments: fs.fragments.clone().unwrap_or_default(),
-            nodes,
-            names,
-            children,
-            files,
-        })
-    }
 }

@@ -1,0 +1,234 @@
+//! The index of an image: backhand parses the image's tables once, and
+//! its tree is turned into burrowfs' compact one (names in one buffer,
+//! each directory's children sorted by name, each file's block list).
+//!
+//! backhand may panic, recurse without end or allocate without bound on a
+//! hostile image, and burrow's binaries abort on a panic: so an image is
+//! first indexed by a child process under address-space and CPU limits,
+//! and indexed here only when that child did so cleanly.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+
+use backhand::compression::Compressor;
+use backhand::{FilesystemReader, Fragment, InnerNode};
+
+use super::{reason, FileData, Node};
+
+/// Stack reserved for indexing: backhand walks directories recursively.
+const PARSE_STACK: usize = 256 << 20;
+
+/// Memory the trial index may take beyond what the process has: a base,
+/// plus this many times the image's size, at most [`TRIAL_MAX`].
+const TRIAL_BASE: u64 = 1 << 30;
+const TRIAL_PER_BYTE: u64 = 64;
+const TRIAL_MAX: u64 = 16 << 30;
+/// CPU seconds the trial index may take.
+const TRIAL_CPU: u64 = 120;
+
+/// What [`super::Image::open`] builds from backhand's tree.
+pub(super) struct Index {
+    pub(super) block_size: u32,
+    pub(super) compressor: Compressor,
+    pub(super) fragments: Vec<Fragment>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) names: Vec<u8>,
+    pub(super) children: Vec<u32>,
+    pub(super) files: Vec<FileData>,
+}
+
+/// Indexes the image at `offset` in `file` (on a thread with a large
+/// stack), first in a child process (see the module's notes).
+pub(super) fn index(file: &File, offset: u64, len: u64) -> Result<Index, String> {
+    trial(file, offset, len)?;
+    parse(file, offset)
+}
+
+fn parse(file: &File, offset: u64) -> Result<Index, String> {
+    use std::io::Seek;
+    let mut reader = io::BufReader::new(file.try_clone().map_err(|e| e.to_string())?);
+    // (backhand reads an image at offset 0 from where the reader is.)
+    reader.rewind().map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("squashfs-index".into())
+        .stack_size(PARSE_STACK)
+        .spawn(move || -> Result<Index, String> {
+            let fs = FilesystemReader::from_reader_with_offset(reader, offset).map_err(reason)?;
+            Index::of(&fs)
+        })
+        .map_err(|e| e.to_string())?
+        .join()
+        .map_err(|_| "its tables could not be read".to_string())?
+}
+
+/// [`parse`] in a child process under limits: Err when it died (killed at
+/// a limit, or aborted); a parse error is left for [`parse`] to report.
+fn trial(file: &File, offset: u64, len: u64) -> Result<(), String> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let budget = TRIAL_BASE
+        .saturating_add(len.saturating_mul(TRIAL_PER_BYTE))
+        .min(TRIAL_MAX);
+    let limit = vm_size().saturating_add(budget);
+    // SAFETY: the child only indexes the image and exits; glibc makes its
+    // allocator usable in the child of a fork.
+    match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+        nix::unistd::ForkResult::Child => {
+            std::panic::set_hook(Box::new(|_| {}));
+            let limits = [
+                (libc::RLIMIT_AS, limit),
+                (libc::RLIMIT_CPU, TRIAL_CPU),
+                (libc::RLIMIT_CORE, 0),
+            ];
+            for (resource, value) in limits {
+                let r = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                // SAFETY: setrlimit reads the struct it is given.
+                unsafe { libc::setrlimit(resource, &r) };
+            }
+            let ok = parse(file, offset).is_ok();
+            // SAFETY: _exit ends the child at once, running nothing of the
+            // parent's (no atexit handlers, no buffered output).
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(..)) => return Ok(()),
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    return Err(format!(
+                        "indexing it failed ({signal}: past {} MiB of memory or \
+                         {TRIAL_CPU} s of CPU, or a fault in the parser)",
+                        budget >> 20
+                    ))
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(format!("indexing it: {e}")),
+            }
+        },
+    }
+}
+
+/// This process's virtual memory size, in bytes.
+fn vm_size() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+impl Index {
+    fn of(fs: &FilesystemReader) -> Result<Index, String> {
+        let all = &fs.root.nodes;
+        if all.is_empty() || all.len() > u32::MAX as usize / 2 {
+            return Err("no root directory".into());
+        }
+        if !fs.block_size.is_power_of_two() || !(4096..=1 << 20).contains(&fs.block_size) {
+            return Err(format!("block size {}", fs.block_size));
+        }
+        let compressor: Compressor = fs.compressor.ok_or("no compressor recorded")?.into();
+        // Each node's parent: the nodes are sorted by path, a directory's
+        // descendants right after it, so the parent is on the stack of
+        // directories above.
+        let mut parents = vec![0u32; all.len()];
+        let mut counts = vec![0u32; all.len()];
+        let mut above: Vec<usize> = vec![0];
+        for (i, n) in all.iter().enumerate().skip(1) {
+            let parent = n.fullpath.parent().ok_or("a node without a parent")?;
+            while let Some(&top) = above.last() {
+                if all[top].fullpath == parent {
+                    break;
+                }
+                above.pop();
+            }
+            let &p = above.last().ok_or("a node outside the tree")?;
+            parents[i] = p as u32;
+            counts[p] += 1;
+            if matches!(n.inner, InnerNode::Dir(_)) {
+                above.push(i);
+            }
+        }
+        // Each directory's children, in path order (so by name), in one array.
+        let mut starts = vec![0u32; all.len()];
+        let mut total = 0u32;
+        for (i, c) in counts.iter().enumerate() {
+            starts[i] = total;
+            total += c;
+        }
+        let mut children = vec![0u32; total as usize];
+        let mut filled = vec![0u32; all.len()];
+        for (i, &p) in parents.iter().enumerate().skip(1) {
+            let p = p as usize;
+            children[(starts[p] + filled[p]) as usize] = i as u32;
+            filled[p] += 1;
+        }
+        let mut subdirs = vec![0u32; all.len()];
+        for (i, n) in all.iter().enumerate().skip(1) {
+            if matches!(n.inner, InnerNode::Dir(_)) {
+                subdirs[parents[i] as usize] += 1;
+            }
+        }
+        let mut names = Vec::new();
+        let mut push = |b: &[u8]| -> Result<(u32, u32), String> {
+            let at = u32::try_from(names.len()).map_err(|_| "too many names")?;
+            let len = u32::try_from(b.len()).map_err(|_| "a name too long")?;
+            at.checked_add(len).ok_or("too many names")?;
+            names.extend_from_slice(b);
+            Ok((at, len))
+        };
+        let mut nodes = Vec::with_capacity(all.len());
+        let mut files = Vec::new();
+        for (i, n) in all.iter().enumerate() {
+            let name = match n.fullpath.file_name() {
+                Some(name) => push(name.as_bytes())?,
+                None => (0, 0),
+            };
+            let perm = u32::from(n.header.permissions) & 0o7777;
+            let (kind, size, nlink, data) = match &n.inner {
+                InnerNode::Dir(_) => (libc::S_IFDIR, 0, 2 + subdirs[i], (starts[i], counts[i])),
+                InnerNode::File(f) => {
+                    files.push(FileData {
+                        blocks_start: f.blocks_start(),
+                        frag_index: f.frag_index() as u32,
+                        block_offset: f.block_offset(),
+                        blocks: f.block_sizes().into(),
+                        starts: Default::default(),
+                    });
+                    let index = files.len() as u32 - 1;
+                    (libc::S_IFREG, f.file_len() as u64, 1, (index, 0))
+                }
+                InnerNode::Symlink(s) => {
+                    let target = push(s.link.as_os_str().as_bytes())?;
+                    (libc::S_IFLNK, u64::from(target.1), 1, target)
+                }
+                InnerNode::CharacterDevice(d) => (libc::S_IFCHR, 0, 1, (d.device_number, 0)),
+                InnerNode::BlockDevice(d) => (libc::S_IFBLK, 0, 1, (d.device_number, 0)),
+                InnerNode::NamedPipe => (libc::S_IFIFO, 0, 1, (0, 0)),
+                InnerNode::Socket => (libc::S_IFSOCK, 0, 1, (0, 0)),
+            };
+            nodes.push(Node {
+                name,
+                mode: kind | perm,
+                uid: n.header.uid,
+                gid: n.header.gid,
+                mtime: n.header.mtime,
+                size,
+                nlink,
+                data,
+            });
+        }
+        if !matches!(all[0].inner, InnerNode::Dir(_)) {
+            return Err("the root is not a directory".into());
+        }
+        Ok(Index {
+            block_size: fs.block_size,
+            compressor,
+            fragments: fs.fragments.clone().unwrap_or_default(),
+            nodes,
+            names,
+            children,
+            files,
+        })
+    }
+}
