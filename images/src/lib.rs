@@ -25,6 +25,7 @@ mod reference;
 mod registry;
 mod save;
 mod scratch;
+mod squashfs;
 mod store;
 mod unpack;
 
@@ -37,6 +38,7 @@ pub use pack::{pack, Markers};
 pub use platform::Platform;
 pub use reference::{Name, Reference};
 pub use save::{save, Format as SaveFormat};
+pub use squashfs::save_squashfs;
 pub use store::{parse_size, remove_tree, Store};
 
 /// Why an image could not be used; each message is one line naming the

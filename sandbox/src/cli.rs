@@ -72,8 +72,10 @@ pub struct SaveArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
 
-    /// oci-archive (an OCI layout in a tar file) or docker-archive (what
-    /// `docker save` writes, for `docker load`).
+    /// oci-archive (an OCI layout in a tar file), docker-archive (what
+    /// `docker save` writes, for `docker load`) or squashfs (the layers
+    /// merged into one squashfs file, for `run --image squashfs:FILE`,
+    /// Apptainer or enroot).
     #[arg(long, value_name = "FORMAT", default_value = "oci-archive")]
     pub format: String,
 

@@ -89,11 +89,12 @@ pub fn commit(args: &CommitArgs) -> Result<String> {
 /// `burrow save REF FILE`: the saved manifest's digest.
 pub fn save(args: &SaveArgs) -> Result<String> {
     let format = match args.format.as_str() {
-        "oci-archive" => burrow_images::SaveFormat::OciArchive,
-        "docker-archive" => burrow_images::SaveFormat::DockerArchive,
+        "oci-archive" => Some(burrow_images::SaveFormat::OciArchive),
+        "docker-archive" => Some(burrow_images::SaveFormat::DockerArchive),
+        "squashfs" => None,
         other => {
             return Err(Error::usage(format!(
-                "save --format {other}: burrow writes oci-archive or docker-archive"
+                "save --format {other}: burrow writes oci-archive, docker-archive or squashfs"
             )))
         }
     };
@@ -107,8 +108,13 @@ pub fn save(args: &SaveArgs) -> Result<String> {
         nix::unistd::getgid().as_raw(),
     );
     crate::mapped::run(&maps, || {
-        burrow_images::save(&args.reference, &opts, &store, &args.file, format, owner)
-            .map_err(|e| format!("save {}: {e}", args.reference))
+        match format {
+            Some(format) => {
+                burrow_images::save(&args.reference, &opts, &store, &args.file, format, owner)
+            }
+            None => burrow_images::save_squashfs(&args.reference, &opts, &store, &args.file),
+        }
+        .map_err(|e| format!("save {}: {e}", args.reference))
     })
 }
 

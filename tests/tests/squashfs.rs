@@ -543,3 +543,120 @@ fn damaged_tables_are_refused_at_mount_or_served_never_crashing_the_server() {
         eprintln!("{name}: {refused} refused at mount, {served} mounted and served");
     }
 }
+
+#[test]
+fn burrow_save_writes_an_image_as_one_squashfs_file_that_squashfs_tools_read() {
+    let t = TempDir::new("sqfs-save");
+    let oci = t.join("oci");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let s = |t: &str| t.as_bytes().to_vec();
+    // Three layers: whiteouts, an opaque directory, an owned set-id file
+    // and a device node, as an image's tars carry them.
+    burrow_tests::oci::write_layout(
+        &oci,
+        &[
+            vec![
+                ("bin/", vec![]),
+                ("bin/busybox", busybox),
+                ("bin/sh", s("->busybox")),
+                ("bin/cat", s("->busybox")),
+                ("bin/ls", s("->busybox")),
+                ("a", s("one\n")),
+                ("keep", s("keep\n")),
+                ("d/", vec![]),
+                ("d/x", s("x")),
+                ("e/", vec![]),
+                ("e/z", s("z")),
+                ("proc/", vec![]),
+                ("dev/", vec![]),
+                ("sys/", vec![]),
+                ("tmp/", vec![]),
+            ],
+            vec![
+                (".wh.a", vec![]),
+                ("d/", vec![]),
+                ("d/.wh..wh..opq", vec![]),
+                ("d/new", s("new")),
+                ("owned@1234:5678:4755", s("mine\n")),
+                ("null@0:0:666:c1,3", vec![]),
+            ],
+            vec![("e/", vec![]), ("e/.wh.z", vec![]), ("a", s("again\n"))],
+        ],
+        serde_json::json!({"config": {"Cmd": ["/bin/sh"]}}),
+    );
+    let store = t.join("store");
+    let img = t.join("saved.sqfs");
+    let reference = format!("oci:{}:v1", oci.display());
+    let out = output(
+        Command::new(burrow_bin())
+            .args(["save", "--format", "squashfs", &reference])
+            .arg(&img)
+            .env("XDG_DATA_HOME", &store),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    // squashfs-tools read it: the merged tree, owners and devices kept.
+    let out = output(Command::new("unsquashfs").arg("-lln").arg(&img));
+    assert_eq!(out.code, 0, "{out:?}");
+    let listed: Vec<(String, String, String)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let path = f.last()?.strip_prefix("squashfs-root")?;
+            Some((f[0].to_string(), f[1].to_string(), path.to_string()))
+        })
+        .collect();
+    let find = |p: &str| listed.iter().find(|(_, _, path)| path == p).cloned();
+    assert!(
+        find("/a").is_some() && find("/d/new").is_some(),
+        "{listed:?}"
+    );
+    assert!(
+        find("/d/x").is_none() && find("/e/z").is_none(),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().all(|(_, _, p)| !p.contains(".wh.")),
+        "{listed:?}"
+    );
+    let owned = find("/owned").unwrap();
+    assert_eq!(
+        (owned.0.as_str(), owned.1.as_str()),
+        ("-rwsr-xr-x", "1234/5678")
+    );
+    let null = find("/null").unwrap();
+    assert!(null.0.starts_with('c'), "{null:?}");
+    let out = output(Command::new("unsquashfs").args(["-cat"]).arg(&img).arg("a"));
+    assert_eq!(out.stdout, "again\n", "{out:?}");
+    // And burrow runs it, as the image itself runs.
+    let script = "ls -A /d /e; cat /a /keep /owned";
+    let from_file = output(burrow_run().args([
+        &format!("--image=squashfs:{}", img.display()),
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]));
+    let from_oci = output(
+        burrow_run()
+            .args([
+                &format!("--image={reference}"),
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+            ])
+            .env("XDG_DATA_HOME", &store),
+    );
+    assert_eq!(from_file.ok(), from_oci.ok());
+    assert_eq!(from_file.stdout, "/d:\nnew\n\n/e:\nagain\nkeep\nmine\n");
+    // A format burrow does not write is refused by name.
+    let out = output(
+        Command::new(burrow_bin())
+            .args(["save", "--format", "ext4", &reference])
+            .arg(t.join("x"))
+            .env("XDG_DATA_HOME", &store),
+    );
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("save --format ext4"), "{out:?}");
+}
