@@ -13,7 +13,9 @@ use std::time::Duration;
 /// host's pid and IPC namespaces as the caller, in a user namespace of its
 /// own. Without --hpc (pid namespaces of their own, /dev/shm of their
 /// own) the same job fails: Open MPI tells peers apart by pid, and finds
-/// their memory in /dev/shm.
+/// their memory in /dev/shm. The program comes in a squashfs image, read
+/// in place as a layer over the host's root (whose Open MPI libraries it
+/// links), as a cluster ships an application.
 #[test]
 fn mpi_ranks_in_sandboxes_exchange_messages_over_shared_memory() {
     assert_unprivileged();
@@ -35,17 +37,28 @@ fn mpi_ranks_in_sandboxes_exchange_messages_over_shared_memory() {
         Duration::from_secs(120),
     );
     assert_eq!(cc.code, 0, "{cc:?}");
+    std::fs::create_dir_all(t.join("app/opt/app")).unwrap();
+    std::fs::rename(t.join("ping"), t.join("app/opt/app/ping")).unwrap();
+    let pack = output(
+        Command::new("mksquashfs")
+            .arg(t.join("app"))
+            .arg(t.join("app.sqfs"))
+            .args(["-quiet", "-no-progress", "-noappend"]),
+    );
+    assert_eq!(pack.code, 0, "{pack:?}");
+    let layer = format!("--layer=squashfs:{}", t.join("app.sqfs").display());
     let job = |flags: &[&str]| {
         let mut cmd = Command::new("mpirun");
         cmd.args(["--mca", "btl", "self,vader", "-np", "2"])
             .arg(burrow_bin())
             .arg("run")
+            .arg(&layer)
             .args(flags)
             .args(["--", "sh", "-c"])
-            .arg(format!(
-                "{} && readlink /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/user && id -u",
-                t.join("ping").display()
-            ))
+            .arg(
+                "/opt/app/ping && readlink /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/user \
+                 && id -u",
+            )
             .current_dir(t.path())
             .stdin(std::process::Stdio::null());
         output_within(&mut cmd, Duration::from_secs(120))

@@ -241,6 +241,45 @@ fn slurm_runs_each_task_in_a_sandbox_as_real_root() {
         assert!(!line.ends_with(&host_user[5..]), "sandboxed: {out:?}");
     }
 
+    // The form: each task on a root that is one squashfs file.
+    let root = c.dir.join("jobs/root");
+    for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let img = c.dir.join("jobs/root.sqfs");
+    let pack = output(Command::new("mksquashfs").arg(&root).arg(&img).args([
+        "-quiet",
+        "-no-progress",
+        "-noappend",
+    ]));
+    assert_eq!(pack.code, 0, "{pack:?}");
+    std::fs::set_permissions(&img, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let image = format!("--image=squashfs:{}", img.display());
+    let out = c.as_user(
+        "srun",
+        &[
+            "-n",
+            "2",
+            b,
+            "run",
+            &image,
+            "--",
+            "sh",
+            "-c",
+            "echo $SLURM_PROCID; ls /bin",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["0", "1", "busybox", "busybox", "sh", "sh"],
+        "{out:?}"
+    );
+
     let script = c.dir.join("jobs/batch.sh");
     std::fs::write(
         &script,
