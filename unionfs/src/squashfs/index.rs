@@ -4,8 +4,9 @@
 //!
 //! backhand may panic, recurse without end or allocate without bound on a
 //! hostile image, and burrow's binaries abort on a panic: so an image is
-//! first indexed by a child process under address-space and CPU limits,
-//! and indexed here only when that child did so cleanly.
+//! indexed by a child process under address-space and CPU limits, which
+//! sends the compact index back (see [`super::wire`]). backhand's tree, some
+//! hundreds of bytes a node, never takes memory in the server.
 
 use std::fs::File;
 use std::io;
@@ -38,11 +39,10 @@ pub(super) struct Index {
     pub(super) files: Vec<FileData>,
 }
 
-/// Indexes the image at `offset` in `file` (on a thread with a large
-/// stack), first in a child process (see the module's notes).
+/// Indexes the image at `offset` in `file`, in a child process (see the
+/// module's notes).
 pub(super) fn index(file: &File, offset: u64, len: u64) -> Result<Index, String> {
-    trial(file, offset, len)?;
-    parse(file, offset)
+    in_child(file, offset, len)
 }
 
 fn parse(file: &File, offset: u64) -> Result<Index, String> {
@@ -62,18 +62,22 @@ fn parse(file: &File, offset: u64) -> Result<Index, String> {
         .map_err(|_| "its tables could not be read".to_string())?
 }
 
-/// [`parse`] in a child process under limits: Err when it died (killed at
-/// a limit, or aborted); a parse error is left for [`parse`] to report.
-fn trial(file: &File, offset: u64, len: u64) -> Result<(), String> {
+/// [`parse`] in a child process under limits, which writes the index (or
+/// `E` and the parse error) to a pipe: an error too when the child died
+/// (killed at a limit, or aborted) or sent what does not decode.
+fn in_child(file: &File, offset: u64, len: u64) -> Result<Index, String> {
     use nix::sys::wait::{waitpid, WaitStatus};
+    use std::io::{Read, Write};
     let budget = TRIAL_BASE
         .saturating_add(len.saturating_mul(TRIAL_PER_BYTE))
         .min(TRIAL_MAX);
     let limit = vm_size().saturating_add(budget);
-    // SAFETY: the child only indexes the image and exits; glibc makes its
-    // allocator usable in the child of a fork.
+    let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    // SAFETY: the child only indexes the image, writes it and exits; glibc
+    // makes its allocator usable in the child of a fork.
     match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
         nix::unistd::ForkResult::Child => {
+            drop(rx);
             std::panic::set_hook(Box::new(|_| {}));
             let limits = [
                 (libc::RLIMIT_AS, limit),
@@ -88,14 +92,27 @@ fn trial(file: &File, offset: u64, len: u64) -> Result<(), String> {
                 // SAFETY: setrlimit reads the struct it is given.
                 unsafe { libc::setrlimit(resource, &r) };
             }
-            let ok = parse(file, offset).is_ok();
+            let bytes = match parse(file, offset) {
+                Ok(index) => super::wire::encode(&index),
+                Err(e) => [b"E", e.as_bytes()].concat(),
+            };
+            let sent = std::fs::File::from(tx).write_all(&bytes).is_ok();
             // SAFETY: _exit ends the child at once, running nothing of the
             // parent's (no atexit handlers, no buffered output).
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            unsafe { libc::_exit(if sent { 0 } else { 1 }) }
         }
-        nix::unistd::ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(..)) => return Ok(()),
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(tx);
+            let mut bytes = Vec::new();
+            let read = std::fs::File::from(rx).read_to_end(&mut bytes);
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            match status {
+                Ok(WaitStatus::Exited(_, 0)) if read.is_ok() => {}
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
                     return Err(format!(
                         "indexing it failed ({signal}: past {} MiB of memory or \
@@ -103,10 +120,13 @@ fn trial(file: &File, offset: u64, len: u64) -> Result<(), String> {
                         budget >> 20
                     ))
                 }
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(format!("indexing it: {e}")),
+                other => return Err(format!("indexing it failed ({other:?})")),
             }
-        },
+            match bytes.strip_prefix(b"E") {
+                Some(e) => Err(String::from_utf8_lossy(e).into_owned()),
+                None => super::wire::decode(&bytes),
+            }
+        }
     }
 }
 

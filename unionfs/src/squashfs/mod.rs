@@ -33,6 +33,7 @@ use backhand::{DataSize, Fragment};
 use crate::layers::{Kind, Stat};
 
 mod index;
+mod wire;
 
 /// Why an image cannot be used as a layer.
 #[derive(Debug, thiserror::Error)]
