@@ -229,3 +229,89 @@ fn check(x: &Index) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: (u32, u32), mode: u32, data: (u32, u32)) -> Node {
+        Node {
+            name,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 3,
+            nlink: 1,
+            data,
+        }
+    }
+
+    /// `/` holding `d/` (holding `f`) and `l -> f`.
+    fn sample() -> Index {
+        Index {
+            block_size: 4096,
+            compressor: Compressor::Gzip,
+            fragments: vec![Fragment::new(96, DataSize::new(40, false), 0)],
+            nodes: vec![
+                node((0, 0), libc::S_IFDIR | 0o755, (0, 2)),
+                node((0, 1), libc::S_IFDIR | 0o755, (2, 1)),
+                node((1, 1), libc::S_IFLNK | 0o777, (2, 1)),
+                node((2, 1), libc::S_IFREG | 0o644, (0, 0)),
+            ],
+            names: b"dlf".to_vec(),
+            children: vec![1, 2, 3],
+            files: vec![FileData {
+                blocks_start: 96,
+                frag_index: 0,
+                block_offset: 0,
+                blocks: vec![DataSize::new(4096, true)].into(),
+                starts: OnceLock::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn an_index_comes_back_as_it_was_sent() {
+        let x = decode(&encode(&sample())).unwrap();
+        assert_eq!(x.names, b"dlf");
+        assert_eq!(x.children, [1, 2, 3]);
+        assert_eq!(x.nodes.len(), 4);
+        assert_eq!(x.nodes[2].data, (2, 1));
+        assert_eq!(x.files[0].blocks[0].size(), 4096);
+        assert!(x.files[0].blocks[0].uncompressed());
+        assert_eq!(x.fragments[0].start, 96);
+        assert_eq!(x.compressor, Compressor::Gzip);
+    }
+
+    #[test]
+    fn what_is_not_a_tree_or_out_of_bounds_is_refused() {
+        let refused = |change: fn(&mut Index)| {
+            let mut x = sample();
+            change(&mut x);
+            assert!(decode(&encode(&x)).is_err());
+        };
+        refused(|x| x.children[2] = 0); // the root as a child: a cycle
+        refused(|x| x.children[2] = 1); // a directory inside itself
+        refused(|x| x.children[1] = 1); // two parents
+        refused(|x| x.children[0] = 9); // no such node
+        refused(|x| x.nodes[3].name = (2, 5)); // a name past the names
+        refused(|x| x.nodes[2].data = (u32::MAX, 2)); // a target past them
+        refused(|x| x.nodes[3].data = (1, 0)); // no such file
+        refused(|x| x.nodes[0].mode = libc::S_IFREG); // a file as the root
+        refused(|x| x.block_size = 3000);
+    }
+
+    #[test]
+    fn damaged_bytes_are_an_error_never_a_panic() {
+        let good = encode(&sample());
+        for at in 0..good.len() {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[at] = v;
+                let _ = decode(&bad);
+            }
+            let _ = decode(&good[..at]);
+        }
+    }
+}
