@@ -1,6 +1,7 @@
 //! A squashfs image file as a read-only layer, read in place: no unpacking,
 //! no kernel mount, no privilege. The `backhand` crate parses the image's
-//! tables once, at start; burrowfs keeps a compact index of it (names,
+//! tables once, at start, in a child process ([`index`]); burrowfs keeps a
+//! compact index of them (names,
 //! attributes, each directory's children sorted by name, each file's block
 //! list) and reads file data itself, with positioned reads of the image
 //! file and backhand's decompressors, so that every worker thread reads
