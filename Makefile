@@ -38,6 +38,7 @@ bench:
 	bash benches/podman_runtime.sh
 	bash benches/net.sh
 	bash benches/vm.sh
+	bash benches/squashfs.sh
 
 build: vm-init
 	$(CARGO) build --release -p burrow-sandbox -p burrow-unionfs -p burrow-netstack

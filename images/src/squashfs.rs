@@ -22,14 +22,25 @@ use crate::{io_err, Error, Options, Result};
 /// Directories deeper than this are refused (as a layer's pack does).
 const MAX_DEPTH: usize = 256;
 
-/// Writes `reference`'s image to `out` as a squashfs file (whole or not at
-/// all); gives the image's manifest digest.
+/// Writes `reference`'s image (or with `dir:PATH`, the directory PATH, its
+/// owners as this process sees them) to `out` as a squashfs file, whole or
+/// not at all; gives the file's digest.
 pub fn save_squashfs(reference: &str, opts: &Options, store: &Store, out: &Path) -> Result<String> {
-    let image = crate::open(reference, opts, store)?;
     let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("{reference}: {e}"));
+    let dir = reference.strip_prefix("dir:").map(PathBuf::from);
+    // (An image's claim on its layers is held until the file is written.)
+    let image = match dir {
+        Some(_) => None,
+        None => Some(crate::open(reference, opts, store)?),
+    };
     // The union's layers are top first; an image lists them bottom first.
-    let mut stack = Stack::new(image.layers.iter().rev().cloned(), None).map_err(|e| fail(&e))?;
-    stack.present_override_stat(true);
+    let layers: Vec<PathBuf> = match (&dir, &image) {
+        (Some(dir), _) => vec![dir.clone()],
+        (_, Some(image)) => image.layers.iter().rev().cloned().collect(),
+        (None, None) => Vec::new(),
+    };
+    let mut stack = Stack::new(layers, None).map_err(|e| fail(&e))?;
+    stack.present_override_stat(image.is_some());
     let root = stack.lookup(Path::new("")).map_err(|e| fail(&e))?;
     let mut w = FilesystemWriter::default();
     w.set_compressor(FilesystemCompressor::new(Compressor::Gzip, None).map_err(|e| fail(&e))?);
@@ -56,7 +67,12 @@ pub fn save_squashfs(reference: &str, opts: &Options, store: &Store, out: &Path)
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    written.map(|()| image.digest.clone())
+    written?;
+    drop(image);
+    let mut file = std::fs::File::open(out).map_err(io_err(out.display()))?;
+    let mut hash = sha2::Sha256::default();
+    std::io::copy(&mut file, &mut hash).map_err(io_err(out.display()))?;
+    Ok(format!("sha256:{:x}", sha2::Digest::finalize(hash)))
 }
 
 enum Walk {

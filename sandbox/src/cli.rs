@@ -79,7 +79,8 @@ pub struct SaveArgs {
     #[arg(long, value_name = "FORMAT", default_value = "oci-archive")]
     pub format: String,
 
-    /// Any reference `run --image` takes.
+    /// Any reference `run --image` takes; with --format squashfs also
+    /// dir:PATH, a directory.
     #[arg(value_name = "REF")]
     pub reference: String,
 

@@ -650,6 +650,44 @@ fn burrow_save_writes_an_image_as_one_squashfs_file_that_squashfs_tools_read() {
     );
     assert_eq!(from_file.ok(), from_oci.ok());
     assert_eq!(from_file.stdout, "/d:\nnew\n\n/e:\nagain\nkeep\nmine\n");
+    // The file's digest is what save prints.
+    let sum = output(Command::new("sha256sum").arg(&img));
+    let printed = output(
+        Command::new(burrow_bin())
+            .args(["save", "--format", "squashfs", &reference])
+            .arg(&img)
+            .env("XDG_DATA_HOME", &store),
+    );
+    assert_eq!(
+        printed.ok().trim(),
+        format!("sha256:{}", sum.stdout.split_whitespace().next().unwrap())
+    );
+    // A directory of the caller's: its files root's in the image, as the
+    // caller is root of its own namespace.
+    std::fs::create_dir_all(t.join("tree/etc")).unwrap();
+    std::fs::write(t.join("tree/etc/motd"), "from a directory\n").unwrap();
+    let dir_img = t.join("dir.sqfs");
+    let out = output(
+        Command::new(burrow_bin())
+            .args(["save", "--format", "squashfs"])
+            .arg(format!("dir:{}", t.join("tree").display()))
+            .arg(&dir_img),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = output(Command::new("unsquashfs").arg("-lln").arg(&dir_img));
+    let motd = out
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("/etc/motd"))
+        .unwrap_or_default();
+    assert!(motd.contains(" 0/0 "), "{out:?}");
+    let out = output(
+        Command::new("unsquashfs")
+            .args(["-cat"])
+            .arg(&dir_img)
+            .arg("etc/motd"),
+    );
+    assert_eq!(out.stdout, "from a directory\n", "{out:?}");
     // A format burrow does not write is refused by name.
     let out = output(
         Command::new(burrow_bin())
