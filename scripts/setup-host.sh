@@ -24,7 +24,7 @@ PACKAGES=(
   containerd      # tests: burrow-runtime under containerd's runc shim (ctr run --runc-binary)
   skopeo docker-registry apache2-utils openssl  # tests: images from skopeo, a local registry with htpasswd or token auth
   umoci time      # benches/pull.sh: skopeo copy + umoci unpack --rootless beside burrow pull; peak RSS
-  openmpi-bin libopenmpi-dev  # tests: MPI ranks each in a sandbox (burrow run --hpc)
+  openmpi-bin libopenmpi-dev mpich libmpich-dev  # tests: MPI ranks each in a sandbox (burrow run --hpc), Open MPI and MPICH
   slurmctld slurmd slurm-client munge  # tests: a one-node Slurm cluster of the test's own runs jobs in sandboxes
   squashfs-tools squashfuse  # tests: squashfs images as layers (mksquashfs); benches: squashfuse_ll beside burrowfs
 )

@@ -139,6 +139,25 @@ fn hpc_preset() -> serde_json::Map<String, Value> {
     t.insert("ipc".into(), "host".into());
     t.insert("bind".into(), binds.into());
     t.insert("keep-id".into(), true.into());
+    // Each rank is in a user namespace of its own, so a peer's
+    // /proc/PID/fd and memory are out of its reach: UCX (MPICH's transport,
+    // and Open MPI's where built with it) must share memory through named
+    // files and not through cma (process_vm_readv), or MPI_Init fails or a
+    // large message hangs; Open MPI's vader falls back by itself, with a
+    // warning. Unless the job set them.
+    let mut env: Vec<Value> = Vec::new();
+    for (name, value) in [
+        ("UCX_POSIX_USE_PROC_LINK", "n"),
+        ("UCX_TLS", "^cma"),
+        ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            env.push(Value::from(vec![name, value]));
+        }
+    }
+    if !env.is_empty() {
+        t.insert("setenv".into(), env.into());
+    }
     // A PMI launcher's descriptor (srun --mpi=pmi2, MPICH's Hydra): kept
     // open for the task, with those below it.
     if let Some(fd) = std::env::var("PMI_FD")
