@@ -21,6 +21,10 @@ use crate::{io_err, Error, Options, Result};
 
 /// Directories deeper than this are refused (as a layer's pack does).
 const MAX_DEPTH: usize = 256;
+/// What a squashfs inode as backhand writes it holds, at most: a symlink's
+/// target (bytes), and a file's size (less than 2 TiB).
+const MAX_TARGET: usize = 255;
+const MAX_FILE: u64 = (2 << 40) - 1;
 
 /// Writes `reference`'s image (or with `dir:PATH`, the directory PATH, its
 /// owners as this process sees them) to `out` as a squashfs file, whole or
@@ -51,13 +55,19 @@ pub fn save_squashfs(reference: &str, opts: &Options, store: &Store, out: &Path)
     walk(&stack, &mut w, Path::new(""), &root.dir_layers, 0).map_err(|e| match e {
         Walk::Io(what, e) => io_err(what)(e),
         Walk::Squashfs(what, e) => Error::Layer(format!("{what}: {e:?}")),
+        Walk::Refused(what) => {
+            Error::Layer(format!("{what}: squashfs as written here cannot hold it"))
+        }
     })?;
     let name = out.file_name().unwrap_or_default();
     let mut tmp_name = OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".burrow-{}", std::process::id()));
     let tmp = out.with_file_name(tmp_name);
-    let written = std::fs::File::create(&tmp)
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
         .map_err(io_err(tmp.display()))
         .and_then(|f| {
             w.write(std::io::BufWriter::new(f))
@@ -78,6 +88,7 @@ pub fn save_squashfs(reference: &str, opts: &Options, store: &Store, out: &Path)
 enum Walk {
     Io(String, std::io::Error),
     Squashfs(String, backhand::BackhandError),
+    Refused(String),
 }
 
 fn mtime(meta: &Stat) -> u32 {
@@ -113,6 +124,14 @@ fn walk<'s>(
     }
     for e in stack.read_dir_in(dirs, rel).map_err(io(&at(&"")))? {
         let path = at(&e.name);
+        // What backhand's writer would abort on, and its reader refuse.
+        let refuse = |why: &str| Walk::Refused(format!("{}: {why}", path.display()));
+        if e.name.to_str().is_none() {
+            return Err(refuse("a name that is not UTF-8"));
+        }
+        if e.kind == Kind::File && e.meta.size > MAX_FILE {
+            return Err(refuse("a file of 2 TiB or more"));
+        }
         let item = rel.join(&e.name);
         let h = header(&e.meta);
         let sq = |r: std::result::Result<(), backhand::BackhandError>| {
@@ -140,6 +159,9 @@ fn walk<'s>(
                     .place(e.layer, &item)
                     .and_then(|p| p.read_link())
                     .map_err(io(&path))?;
+                if target.as_os_str().len() > MAX_TARGET {
+                    return Err(refuse("a symlink target of 256 bytes or more"));
+                }
                 sq(w.push_symlink(target, &path, h))?;
             }
             Kind::CharDevice => sq(w.push_char_device(encode_dev(e.meta.rdev), &path, h))?,

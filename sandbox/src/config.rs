@@ -268,6 +268,11 @@ impl SandboxConfig {
         };
         if let Some(file) = args.image.as_deref().filter(|r| Lower::parse(r).is_image()) {
             // An image file is a root filesystem, with nothing else to apply.
+            if args.entrypoint.is_some() {
+                return Err(Error::usage(format!(
+                    "--entrypoint: {file} is an image file, with no entrypoint to replace"
+                )));
+            }
             args.rootfs = Some(PathBuf::from(file));
             args.image = None;
         }
@@ -1077,7 +1082,7 @@ fn build_env(
             // and its launcher.
             env.extend(std::env::vars_os().filter(|(k, _)| {
                 let k = k.as_encoded_bytes();
-                [&b"SLURM_"[..], b"PMI", b"PMIX_", b"OMPI_"]
+                [&b"SLURM_"[..], b"PMI", b"PMIX_", b"OMPI_", b"UCX_"]
                     .iter()
                     .any(|p| k.starts_with(p))
             }));

@@ -70,7 +70,9 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
         if taken.iter().any(|id| id == "netns") {
             taken.push("net".into());
         }
-        flags.extend(flags_of(&hpc_preset(), "--hpc", &taken)?);
+        // (Nor a variable the profile or the command line sets or unsets.)
+        let named = env_names(flags.iter().chain(args.iter()));
+        flags.extend(flags_of(&hpc_preset(&named), "--hpc", &taken)?);
     }
     let run_at = args
         .iter()
@@ -118,7 +120,21 @@ fn read(file: &Path, given: &[String]) -> Result<(Vec<OsString>, Option<Vec<OsSt
 }
 
 /// `--hpc`: the options it stands for, as a profile's table.
-fn hpc_preset() -> serde_json::Map<String, Value> {
+/// The variables `--setenv NAME VALUE` and `--unsetenv NAME` in `args` name.
+fn env_names<'a>(args: impl Iterator<Item = &'a OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut args = args.take_while(|a| *a != "--").peekable();
+    while let Some(a) = args.next() {
+        if a == "--setenv" || a == "--unsetenv" {
+            if let Some(name) = args.peek() {
+                out.push((*name).clone());
+            }
+        }
+    }
+    out
+}
+
+fn hpc_preset(named: &[OsString]) -> serde_json::Map<String, Value> {
     let mut binds: Vec<Value> = Vec::new();
     let mut bind = |p: &std::path::Path| {
         if p.is_absolute() && p.is_dir() && p != Path::new("/") {
@@ -151,7 +167,7 @@ fn hpc_preset() -> serde_json::Map<String, Value> {
         ("UCX_TLS", "^cma"),
         ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
     ] {
-        if std::env::var_os(name).is_none() {
+        if std::env::var_os(name).is_none() && !named.iter().any(|n| n == name) {
             env.push(Value::from(vec![name, value]));
         }
     }

@@ -173,6 +173,18 @@ fn hpc_shares_the_hosts_pid_and_ipc_namespaces_and_the_command_line_wins() {
     assert_eq!(lines.len(), 2, "{out:?}");
     assert_eq!(lines[0], me, "{out:?}");
     assert_ne!(lines[1], host_ns("net"), "{out:?}");
+    // UCX's defaults, unless the job or the command line sets or unsets
+    // the variable.
+    let ucx = "echo ${UCX_TLS-unset} ${UCX_POSIX_USE_PROC_LINK-unset}";
+    assert_eq!(sh(&["--hpc"], ucx).ok(), "^cma n\n");
+    assert_eq!(
+        sh(&["--hpc", "--setenv", "UCX_TLS", "rc,sm"], ucx).ok(),
+        "rc,sm n\n"
+    );
+    assert_eq!(
+        sh(&["--hpc", "--unsetenv", "UCX_TLS"], ucx).ok(),
+        "unset n\n"
+    );
     // Alone, and not with what they replace.
     let out = sh(
         &["--pid", "host"],

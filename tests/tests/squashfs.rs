@@ -688,6 +688,31 @@ fn burrow_save_writes_an_image_as_one_squashfs_file_that_squashfs_tools_read() {
             .arg("etc/motd"),
     );
     assert_eq!(out.stdout, "from a directory\n", "{out:?}");
+    // What squashfs as written cannot hold is refused by name, before
+    // anything is written: no file, no temporary one left.
+    std::os::unix::fs::symlink("x".repeat(300), t.join("tree/long")).unwrap();
+    let out_dir = t.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = output(
+        Command::new(burrow_bin())
+            .args(["save", "--format", "squashfs"])
+            .arg(format!("dir:{}", t.join("tree").display()))
+            .arg(out_dir.join("long.sqfs")),
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains("/long: a symlink target of 256 bytes"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+    // An image file has no entrypoint to replace.
+    let out = output(burrow_run().args([
+        &format!("--image=squashfs:{}", img.display()),
+        "--entrypoint=/bin/true",
+    ]));
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("--entrypoint"), "{out:?}");
     // A format burrow does not write is refused by name.
     let out = output(
         Command::new(burrow_bin())

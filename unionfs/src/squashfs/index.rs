@@ -25,8 +25,9 @@ const PARSE_STACK: usize = 256 << 20;
 const TRIAL_BASE: u64 = 1 << 30;
 const TRIAL_PER_BYTE: u64 = 64;
 const TRIAL_MAX: u64 = 16 << 30;
-/// CPU seconds the trial index may take.
+/// CPU seconds the trial index may take, and seconds in all.
 const TRIAL_CPU: u64 = 120;
+const TRIAL_WALL: u64 = 300;
 
 /// What [`super::Image::open`] builds from backhand's tree.
 pub(super) struct Index {
@@ -67,24 +68,36 @@ fn parse(file: &File, offset: u64) -> Result<Index, String> {
 /// (killed at a limit, or aborted) or sent what does not decode.
 fn in_child(file: &File, offset: u64, len: u64) -> Result<Index, String> {
     use nix::sys::wait::{waitpid, WaitStatus};
-    use std::io::{Read, Write};
+    use std::io::Write;
     let budget = TRIAL_BASE
         .saturating_add(len.saturating_mul(TRIAL_PER_BYTE))
         .min(TRIAL_MAX);
-    let limit = vm_size().saturating_add(budget);
+    // (Without the process's size, no address-space limit: one below what
+    // it has would fail every image.)
+    let limit = vm_size().map(|size| size.saturating_add(budget));
     let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let parent = nix::unistd::getpid();
     // SAFETY: the child only indexes the image, writes it and exits; glibc
     // makes its allocator usable in the child of a fork.
     match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
         nix::unistd::ForkResult::Child => {
             drop(rx);
+            // Gone with the server (which holds /dev/fuse: a child left
+            // parsing would keep the connection up).
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            if nix::unistd::getppid() != parent {
+                // SAFETY: as below.
+                unsafe { libc::_exit(1) }
+            }
             std::panic::set_hook(Box::new(|_| {}));
             let limits = [
                 (libc::RLIMIT_AS, limit),
-                (libc::RLIMIT_CPU, TRIAL_CPU),
-                (libc::RLIMIT_CORE, 0),
+                (libc::RLIMIT_CPU, Some(TRIAL_CPU)),
+                (libc::RLIMIT_CORE, Some(0)),
             ];
             for (resource, value) in limits {
+                let Some(value) = value else { continue };
                 let r = libc::rlimit {
                     rlim_cur: value,
                     rlim_max: value,
@@ -104,15 +117,21 @@ fn in_child(file: &File, offset: u64, len: u64) -> Result<Index, String> {
         nix::unistd::ForkResult::Parent { child } => {
             drop(tx);
             let mut bytes = Vec::new();
-            let read = std::fs::File::from(rx).read_to_end(&mut bytes);
+            let read = read_within(rx, &mut bytes, TRIAL_WALL);
+            if read.is_err() {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            }
             let status = loop {
                 match waitpid(child, None) {
                     Err(nix::errno::Errno::EINTR) => continue,
                     other => break other,
                 }
             };
+            if let Err(e) = read {
+                return Err(format!("indexing it: {e} (after {TRIAL_WALL} s at most)"));
+            }
             match status {
-                Ok(WaitStatus::Exited(_, 0)) if read.is_ok() => {}
+                Ok(WaitStatus::Exited(_, 0)) => {}
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
                     return Err(format!(
                         "indexing it failed ({signal}: past {} MiB of memory or \
@@ -130,12 +149,44 @@ fn in_child(file: &File, offset: u64, len: u64) -> Result<Index, String> {
     }
 }
 
-/// This process's virtual memory size, in bytes.
-fn vm_size() -> u64 {
+/// Reads `rx` to its end into `out`, for at most `seconds`.
+fn read_within(rx: std::os::fd::OwnedFd, out: &mut Vec<u8>, seconds: u64) -> io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut file = std::fs::File::from(rx);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// This process's virtual memory size, in bytes, when known.
+fn vm_size() -> Option<u64> {
+    // SAFETY: sysconf reads a constant.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+        .map(|pages| pages * page)
 }
 
 impl Index {
