@@ -17,7 +17,7 @@ shift || true
 OPTS=("$@")
 [ ${#OPTS[@]} -gt 0 ] || OPTS=(--map-users none)
 [ "$(id -u)" -eq 0 ] || { echo "timeline.sh: needs root for system-wide tracepoints" >&2; exit 1; }
-if ! command -v perf >/dev/null || ! perf list 2>/dev/null | grep -q 'fuse:fuse_request_send'; then
+if ! command -v perf >/dev/null || ! perf list 2>/dev/null | grep 'fuse:fuse_request_send' >/dev/null; then
   echo "timeline.sh: SKIPPED: perf or the kernel's fuse tracepoints are missing (apt-get install linux-perf)"
   exit 0
 fi
