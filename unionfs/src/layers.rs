@@ -398,25 +398,22 @@ impl Stack {
             .map(|u| ("upperdir", Lower::Dir(u)))
             .chain(lowers.into_iter().map(|l| ("lowerdir", l)));
         for (role, lower) in roles {
+            let lower_is_sif = matches!(lower, Lower::Sif(_));
             let path = match lower {
                 Lower::Dir(path) => path,
-                Lower::Squashfs(path) => {
-                    let image = crate::squashfs::Image::open(&path, 0, None)?;
-                    let root = Dir::image_root(image);
+                Lower::Squashfs(path) | Lower::Sif(path) => {
+                    // A SIF's squashfs is one partition of the file.
+                    let (offset, end) = match lower_is_sif {
+                        true => {
+                            let (offset, end) = crate::sif::squashfs_partition(&path)?;
+                            (offset, Some(end))
+                        }
+                        false => (0, None),
+                    };
+                    let image = crate::squashfs::Image::open(&path, offset, end)?;
                     layers.push(Layer {
+                        root: Dir::image_root(image),
                         path,
-                        root,
-                        image: true,
-                    });
-                    continue;
-                }
-                Lower::Sif(path) => {
-                    let (offset, end) = crate::sif::squashfs_partition(&path)?;
-                    let image = crate::squashfs::Image::open(&path, offset, Some(end))?;
-                    let root = Dir::image_root(image);
-                    layers.push(Layer {
-                        path,
-                        root,
                         image: true,
                     });
                     continue;
