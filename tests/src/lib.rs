@@ -8,13 +8,14 @@
 pub mod bundle;
 pub mod differential;
 pub mod oci;
+pub mod overrun;
 pub mod podman;
 pub mod pty;
 pub mod registry;
 pub mod token;
 pub mod unionops;
 
-use std::io::Read;
+use overrun::Capture;
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -86,43 +87,40 @@ pub fn output(cmd: &mut Command) -> Output {
     output_within(cmd, RUN_TIMEOUT)
 }
 
-/// [`output`] with a time limit of its own.
+/// [`output`] with a time limit of its own. On overrunning it, the test
+/// fails with what the command had printed so far and the processes it
+/// had left (which are killed).
 pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn burrow");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = wait_timeout(&mut child, limit);
+    let out = Capture::start(child.stdout.take().unwrap());
+    let err = Capture::start(child.stderr.take().unwrap());
+    let Some(status) = overrun::wait_until(&mut child, limit) else {
+        let tree = overrun::kill_tree(&mut child);
+        let grace = Duration::from_secs(2);
+        panic!(
+            "burrow did not finish within {limit:?}\nprocesses (pid, state, wait channel, \
+             command):\n{tree}\nstdout so far: {:?}\nstderr so far: {:?}",
+            out.so_far(grace),
+            err.so_far(grace)
+        );
+    };
     Output {
         code: exit_code(status),
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
+        stdout: out.finish(),
+        stderr: err.finish(),
     }
 }
 
-/// Waits for `child`, killing it and failing the test after `limit`.
+/// Waits for `child`, killing it (and what it started) and failing the
+/// test after `limit`.
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
+    match overrun::wait_until(child, limit) {
+        Some(status) => status,
+        None => {
+            let tree = overrun::kill_tree(child);
+            panic!("burrow did not finish within {limit:?}\nprocesses:\n{tree}");
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("burrow did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
