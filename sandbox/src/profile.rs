@@ -160,11 +160,15 @@ fn hpc_preset(named: &[OsString]) -> serde_json::Map<String, Value> {
     // and Open MPI's where built with it) must share memory through named
     // files and not through cma (process_vm_readv), or MPI_Init fails or a
     // large message hangs; Open MPI's vader falls back by itself, with a
-    // warning. Unless the job set them.
+    // warning. Without cma, UCX would send a large message between ranks
+    // on one node over TCP (its zero-copy put), whose end-of-job cleanup
+    // can hang when one rank finishes first: no TCP puts, so the message
+    // goes through the shared memory. Unless the job set them.
     let mut env: Vec<Value> = Vec::new();
     for (name, value) in [
         ("UCX_POSIX_USE_PROC_LINK", "n"),
         ("UCX_TLS", "^cma"),
+        ("UCX_TCP_PUT_ENABLE", "n"),
         ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
     ] {
         if std::env::var_os(name).is_none() && !named.iter().any(|n| n == name) {

@@ -102,7 +102,9 @@ fn ping_image(cc: &str, run: &str, what: &str) -> Option<TempDir> {
 
 /// The same exchange under MPICH 4 (its UCX transport: --hpc keeps it off
 /// the peers' /proc/PID/fd and off cma, which a user namespace of the
-/// rank's own puts out of reach), started by MPICH's Hydra.
+/// rank's own puts out of reach, and off TCP between the ranks), started
+/// by MPICH's Hydra. UCX's log names the transports each rank chose for
+/// its peers: shared memory alone.
 #[test]
 fn mpich_ranks_in_sandboxes_exchange_messages_over_shared_memory() {
     assert_unprivileged();
@@ -123,11 +125,35 @@ fn mpich_ranks_in_sandboxes_exchange_messages_over_shared_memory() {
         .current_dir(t.path())
         .env_remove("UCX_TLS")
         .env_remove("UCX_POSIX_USE_PROC_LINK")
+        .env_remove("UCX_TCP_PUT_ENABLE")
+        .env("UCX_LOG_LEVEL", "info")
         .stdin(std::process::Stdio::null());
     let out = output_within(&mut cmd, Duration::from_secs(120));
     assert_eq!(out.code, 0, "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_both_ranks_exchanged(&lines, &out);
+    // `ep_cfg[N]: tag(TRANSPORTS) rma(...) am(TRANSPORTS)`, an endpoint's
+    // configuration a line: to itself (self), and to the other rank.
+    let tags: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| {
+            l.split_once("ep_cfg[")?
+                .1
+                .split_once(" tag(")?
+                .1
+                .split_once(')')
+        })
+        .map(|(tag, _)| tag)
+        .collect();
+    let to_peer = tags.iter().filter(|t| !t.starts_with("self/"));
+    assert_eq!(to_peer.clone().count(), 2, "{out:?}");
+    for tag in to_peer {
+        assert!(
+            tag.split(' ')
+                .all(|t| t.starts_with("sysv/") || t.starts_with("posix/")),
+            "a rank sends its peer tagged messages over {tag}: {out:?}"
+        );
+    }
     let users: Vec<&&str> = lines.iter().filter(|l| l.starts_with("user:[")).collect();
     assert_eq!(users.len(), 2, "{out:?}");
     assert!(users.iter().all(|u| **u != host_ns("user")), "{out:?}");
@@ -171,15 +197,16 @@ fn hpc_shares_the_hosts_pid_and_ipc_namespaces_and_the_command_line_wins() {
     assert_ne!(lines[1], host_ns("net"), "{out:?}");
     // UCX's defaults, unless the job or the command line sets or unsets
     // the variable.
-    let ucx = "echo ${UCX_TLS-unset} ${UCX_POSIX_USE_PROC_LINK-unset}";
-    assert_eq!(sh(&["--hpc"], ucx).ok(), "^cma n\n");
+    let ucx = "echo ${UCX_TLS-unset} ${UCX_POSIX_USE_PROC_LINK-unset} \
+               ${UCX_TCP_PUT_ENABLE-unset}";
+    assert_eq!(sh(&["--hpc"], ucx).ok(), "^cma n n\n");
     assert_eq!(
         sh(&["--hpc", "--setenv", "UCX_TLS", "rc,sm"], ucx).ok(),
-        "rc,sm n\n"
+        "rc,sm n n\n"
     );
     assert_eq!(
         sh(&["--hpc", "--unsetenv", "UCX_TLS"], ucx).ok(),
-        "unset n\n"
+        "unset n n\n"
     );
     // Alone, and not with what they replace.
     let out = sh(
