@@ -120,18 +120,25 @@ fn serve(
     sock: OwnedFd,
     sandbox: Option<OwnedFd>,
 ) -> i32 {
-    let received = nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
+    if let Err(e) = nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)
         .ctx(|| "joining the sandbox's user namespace")
-        .map(|()| sandbox.map_or((), sys::exit_when_ended))
-        .and_then(|()| sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem"));
-    let mut fds = match received {
+    {
+        return report(&e);
+    }
+    if let Some(sandbox) = sandbox {
+        sys::exit_when_ended(sandbox);
+    }
+    // The layers are opened while pid 1 sets up and mounts: the kernel's
+    // INIT, and with it every request of pid 1's, waits for this server.
+    let lowers = open_layers(root, hidden);
+    let mut fds = match sys::recv_fds(sock.as_fd()).ctx(|| "receiving the root filesystem") {
         Ok(fds) => fds.into_iter(),
         Err(e) => return report(&e),
     };
     let Some(fuse) = fds.next() else {
         return 0; // the sandbox failed before mounting: nothing to serve
     };
-    match prepare(root, hidden, fds) {
+    match lowers.and_then(|stack| prepare(root, stack, fds)) {
         Ok(fs) => match serve_mounted(fs, fuse) {
             Ok(()) => 0,
             Err(e) => report(&Error::usage(format!("serving the root filesystem: {e}"))),
@@ -153,15 +160,42 @@ fn report(e: &Error) -> i32 {
     1
 }
 
-/// The union the server will serve: its layers, what they hide and show,
-/// and the upper layer (from the descriptors pid 1 sent after the FUSE
-/// device's).
+/// The union's layers as far as they are known before pid 1 has mounted
+/// it (all but an ephemeral upper layer), and what they hide and show.
+fn open_layers(root: &Root, mut hidden: Vec<PathBuf>) -> Result<Stack> {
+    let lowers = &root.lowers;
+    let upper_dir = match &root.upper {
+        Some(UpperLayer::Dir { upper, work }) => {
+            hidden.extend([upper.clone(), work.clone()]);
+            Some(upper.clone())
+        }
+        _ => None,
+    };
+    let mut stack = Stack::new(lowers.to_vec(), upper_dir)
+        .map_err(|e| Error::usage(format!("root filesystem layers: {e}")))?;
+    stack.hide(hidden);
+    stack.present_override_stat(root.override_stat);
+    if lowers
+        .last()
+        .is_some_and(|l| *l == Lower::Dir(PathBuf::from("/")))
+    {
+        // The sandbox gets its own of these: the host's are not shown.
+        stack.seal_top(SEALED.iter().map(std::ffi::OsString::from));
+    }
+    // This process forks no more: the mount table is followed from now on
+    // (and not in the INIT exchange, which pid 1 waits for).
+    stack.watch_mounts();
+    Ok(stack)
+}
+
+/// The union the server will serve: `stack` with the upper layer (from
+/// the descriptors pid 1 sent after the FUSE device's).
 fn prepare(
     root: &Root,
-    mut hidden: Vec<PathBuf>,
+    mut stack: Stack,
     mut fds: impl Iterator<Item = OwnedFd>,
 ) -> Result<UnionFs> {
-    let (lowers, upper) = (&root.lowers, root.upper.as_ref());
+    let upper = root.upper.as_ref();
     let (upper_dir, work_dir) = match upper {
         None => (None, None),
         Some(UpperLayer::Dir { upper, work }) => (Some(upper.clone()), Some(work.clone())),
@@ -172,16 +206,13 @@ fn prepare(
             let base = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
             // Keep the descriptor open for the server's lifetime.
             std::mem::forget(dir);
-            (Some(base.join("upper")), Some(base.join("work")))
+            let upper = base.join("upper");
+            stack
+                .add_upper(upper.clone())
+                .map_err(|e| Error::usage(format!("root filesystem layers: {e}")))?;
+            (Some(upper), Some(base.join("work")))
         }
     };
-    let mut stack = Stack::new(lowers.to_vec(), upper_dir.clone())
-        .map_err(|e| Error::usage(format!("root filesystem layers: {e}")))?;
-    if let Some(UpperLayer::Dir { upper, work }) = upper {
-        hidden.extend([upper.clone(), work.clone()]);
-    }
-    stack.hide(hidden);
-    stack.present_override_stat(root.override_stat);
     // The host's root has no id here unless the caller is root: then the
     // host's system shows as root's inside (see Stack::show_unmapped_as_root).
     let unmapped = |file: &str| {
@@ -190,13 +221,6 @@ fn prepare(
             .unwrap_or(false)
     };
     stack.show_unmapped_as_root(unmapped("uid_map"), unmapped("gid_map"));
-    if lowers
-        .last()
-        .is_some_and(|l| *l == Lower::Dir(PathBuf::from("/")))
-    {
-        // The sandbox gets its own of these: the host's are not shown.
-        stack.seal_top(SEALED.iter().map(std::ffi::OsString::from));
-    }
     if let (Some(UpperLayer::Ephemeral), Some(dir)) = (upper, &upper_dir) {
         crate::shadow::write_stand_ins(&stack, dir)?;
     }

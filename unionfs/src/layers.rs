@@ -387,17 +387,25 @@ impl Stack {
         lowers: impl IntoIterator<Item = L>,
         upper: Option<PathBuf>,
     ) -> Result<Stack, StackError> {
+        let mut stack = Stack::lowers(lowers)?;
+        if let Some(upper) = upper {
+            stack.add_upper(upper)?;
+        }
+        Ok(stack)
+    }
+
+    /// The lower layers alone (read-only), to which [`Stack::add_upper`]
+    /// may add the upper one: a caller that learns its upper layer late
+    /// opens the lowers, and reads the mount table, before.
+    pub fn lowers<L: Into<Lower>>(
+        lowers: impl IntoIterator<Item = L>,
+    ) -> Result<Stack, StackError> {
         let lowers: Vec<Lower> = lowers.into_iter().map(Into::into).collect();
         if lowers.is_empty() {
             return Err(StackError::NoLower);
         }
-        let has_upper = upper.is_some();
         let mut layers = Vec::with_capacity(lowers.len() + 1);
-        let roles = upper
-            .into_iter()
-            .map(|u| ("upperdir", Lower::Dir(u)))
-            .chain(lowers.into_iter().map(|l| ("lowerdir", l)));
-        for (role, lower) in roles {
+        for lower in lowers {
             let lower_is_sif = matches!(lower, Lower::Sif(_));
             let path = match lower {
                 Lower::Dir(path) => path,
@@ -419,17 +427,7 @@ impl Stack {
                     continue;
                 }
             };
-            let unusable = |source| StackError::Unusable {
-                role,
-                path: path.clone(),
-                source,
-            };
-            let meta = std::fs::metadata(&path).map_err(unusable)?;
-            if !meta.is_dir() {
-                return Err(StackError::NotDir { role, path });
-            }
-            let root = Dir::open(&path).map_err(unusable)?;
-            root.names().map_err(unusable)?;
+            let root = Self::open_dir("lowerdir", &path)?;
             layers.push(Layer {
                 path,
                 root,
@@ -438,12 +436,11 @@ impl Stack {
         }
         let roots = layers
             .iter()
-            .enumerate()
-            .map(|(i, l)| ((i > 0 || !has_upper) && !l.image).then(|| l.path.clone()))
+            .map(|l| (!l.image).then(|| l.path.clone()))
             .collect();
         let mut stack = Stack {
             layers,
-            has_upper,
+            has_upper: false,
             root: Vec::new(),
             hidden: Default::default(),
             sealed_top: Default::default(),
@@ -452,22 +449,56 @@ impl Stack {
             upper_dev: None,
             override_stat: false,
         };
-        stack.upper_dev = match stack.upper() {
-            Some(u) => Some(
-                stack.layers[u]
-                    .root
-                    .stat_self()
-                    .map_err(|source| StackError::Unusable {
-                        role: "upperdir",
-                        path: stack.layers[u].path.clone(),
-                        source,
-                    })?
-                    .dev,
-            ),
-            None => None,
-        };
         stack.root = stack.root_layers();
         Ok(stack)
+    }
+
+    /// Puts the writable layer `upper` on top of the lowers, once, before
+    /// the union is served.
+    pub fn add_upper(&mut self, upper: PathBuf) -> Result<(), StackError> {
+        assert!(!self.has_upper, "a stack has one upper layer");
+        let root = Self::open_dir("upperdir", &upper)?;
+        let dev = root
+            .stat_self()
+            .map_err(|source| StackError::Unusable {
+                role: "upperdir",
+                path: upper.clone(),
+                source,
+            })?
+            .dev;
+        self.mounts.add_top_layer();
+        self.layers.insert(
+            0,
+            Layer {
+                path: upper,
+                root,
+                image: false,
+            },
+        );
+        self.has_upper = true;
+        self.upper_dev = Some(dev);
+        self.root = self.root_layers();
+        Ok(())
+    }
+
+    /// The directory `path`, which must be one and readable, opened as a
+    /// layer's root.
+    fn open_dir(role: &'static str, path: &Path) -> Result<Dir, StackError> {
+        let unusable = |source| StackError::Unusable {
+            role,
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(unusable)?;
+        if !meta.is_dir() {
+            return Err(StackError::NotDir {
+                role,
+                path: path.to_path_buf(),
+            });
+        }
+        let root = Dir::open(path).map_err(unusable)?;
+        root.names().map_err(unusable)?;
+        Ok(root)
     }
 
     /// Leaves `paths` (files or directories, as they are now) out of the
@@ -843,7 +874,7 @@ impl Stack {
     }
 
     /// Follows the mount table from now on (once the process will not fork
-    /// again).
+    /// again); a second call does nothing.
     pub fn watch_mounts(&self) {
         self.mounts.watch();
     }

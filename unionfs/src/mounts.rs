@@ -170,10 +170,15 @@ pub fn below(root: &Path, mounts: &[Mount]) -> LayerMounts {
 /// The mount table as the lower layers see it, kept up to date.
 #[derive(Debug)]
 pub struct MountWatch {
-    roots: Vec<Option<PathBuf>>,
+    /// Each layer's directory, when it is a lower one (locked before
+    /// `layers` where both are).
+    roots: RwLock<Vec<Option<PathBuf>>>,
     layers: RwLock<Vec<LayerMounts>>,
     /// Bumped whenever the table changed.
     generation: AtomicU64,
+    /// /proc/self/mountinfo, opened before the table was first read: it
+    /// polls ready for any change since, which the watch then reads.
+    table: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 fn read_table() -> Vec<Mount> {
@@ -188,17 +193,28 @@ impl MountWatch {
     pub fn new(roots: Vec<Option<PathBuf>>) -> MountWatch {
         let watch = MountWatch {
             layers: RwLock::new(Vec::new()),
-            roots,
+            roots: RwLock::new(roots),
             generation: AtomicU64::new(0),
+            table: std::sync::Mutex::new(std::fs::File::open("/proc/self/mountinfo").ok()),
         };
         watch.refresh();
         watch
     }
 
+    /// Puts a layer without lower mounts (an upper one) above the others,
+    /// which move down one.
+    pub fn add_top_layer(&self) {
+        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
+        roots.insert(0, None);
+        let mut layers = self.layers.write().unwrap_or_else(|e| e.into_inner());
+        layers.insert(0, LayerMounts::default());
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     fn refresh(&self) {
         let table = read_table();
-        let layers = self
-            .roots
+        let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
+        let layers = roots
             .iter()
             .map(|r| r.as_deref().map(|r| below(r, &table)).unwrap_or_default())
             .collect();
@@ -231,15 +247,15 @@ impl MountWatch {
     }
 
     /// Follows the mount table from a thread of its own (started once the
-    /// process will not fork again).
+    /// process will not fork again); once, a second call does nothing.
     pub fn watch(self: &Arc<Self>) {
         let me = self.clone();
+        let Some(file) = self.table.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
         let spawned = std::thread::Builder::new()
             .name("burrowfs-mounts".into())
             .spawn(move || {
-                let Ok(file) = std::fs::File::open("/proc/self/mountinfo") else {
-                    return;
-                };
                 loop {
                     let mut fds = [nix::poll::PollFd::new(
                         std::os::fd::AsFd::as_fd(&file),
@@ -299,5 +315,24 @@ mod tests {
         let h = below(Path::new("/home/u"), &parse(TABLE));
         assert_eq!(h.at(Path::new("my mnt")), Some(MountView::Untouched(25)));
         assert!(!h.crosses);
+    }
+
+    /// This process's own table: /proc is mounted below the lower layer
+    /// `/`; an upper layer put on top later shows no mounts, and the lower
+    /// keeps its view one index down.
+    #[test]
+    fn a_top_layer_added_later_moves_the_lowers_views_down() {
+        let watch = MountWatch::new(vec![Some(PathBuf::from("/"))]);
+        assert_eq!(watch.at(0, Path::new("proc")), Some(MountView::Sealed));
+        let before = watch.generation();
+        watch.add_top_layer();
+        assert_eq!(watch.at(0, Path::new("proc")), None);
+        assert_eq!(watch.has_any(0), (false, false));
+        assert_eq!(watch.at(1, Path::new("proc")), Some(MountView::Sealed));
+        assert!(watch.generation() > before);
+        // A refresh keeps the order.
+        watch.refresh();
+        assert_eq!(watch.at(0, Path::new("proc")), None);
+        assert_eq!(watch.at(1, Path::new("proc")), Some(MountView::Sealed));
     }
 }

@@ -24,7 +24,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for UnionFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // Serving now, in the process that stays: the mount table is
-        // followed from here on.
+        // followed from here on (if the caller has not started that).
         self.stack.watch_mounts();
         let _ = config.set_max_readahead(1 << 20);
         // Passthrough (reads and writes straight to the layer's file) and
