@@ -11,21 +11,25 @@ REV=${1:?usage: benches/startup_ab.sh REV [RUNS] [-- BURROW-RUN-OPTIONS...]}
 shift
 RUNS=300
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then RUNS=$1; shift; fi
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "startup_ab.sh: RUNS must be a positive number, not $RUNS (options for burrow run go after --)" >&2; exit 2; }
 [ "${1:-}" = "--" ] && shift
 OPTS=("$@")
 git rev-parse --verify -q "$REV^{commit}" >/dev/null || { echo "startup_ab.sh: no such revision: $REV" >&2; exit 2; }
 . benches/common.sh
 mv "$STAGE/burrow" "$STAGE/burrow-new"
-# REV built in a worktree of its own, into a target directory of its own
-# (target/ab, kept for the next run): cargo names a workspace's crates by
-# their path in it, so the two trees' builds must not share one.
-WT=$(mktemp -d /tmp/burrow-ab-src.XXXXXX)
-trap 'git worktree remove --force "$WT" >/dev/null 2>&1 || rm -rf "$WT"; rm -rf "$STAGE"' EXIT
+# REV built in a worktree of its own, at a fixed path, into a target
+# directory of its own (target/ab, kept for the next run): cargo names a
+# workspace's crates by their path, so the two trees' builds must not
+# share one, and the next run's worktree reuses what this one built.
+WT=$PWD/target/ab-src
+git worktree remove --force "$WT" >/dev/null 2>&1 || rm -rf "$WT"
+git worktree prune
+trap 'git worktree remove --force "$WT" >/dev/null 2>&1 || rm -rf "$WT"; git worktree prune; rm -rf "$STAGE"' EXIT
 git worktree add -q --detach "$WT" "$REV"
 (cd "$WT" && CARGO_TARGET_DIR="$OLDPWD/target/ab" cargo build --release --quiet -p burrow-sandbox)
 cp target/ab/release/burrow "$STAGE/burrow-old"
 chmod -R a+rX "$STAGE"
-echo "REV $(git rev-parse --short "$REV") against the working tree ($(git rev-parse --short HEAD)$(git diff --quiet || echo ', modified')), burrow run ${OPTS[*]} -- true, $RUNS runs each"
+echo "REV $(git rev-parse --short "$REV") against the working tree ($(git rev-parse --short HEAD)$(git diff HEAD --quiet || echo ', modified')), burrow run ${OPTS[*]} -- true, $RUNS runs each"
 "${RUNAS[@]}" env PATH=/usr/local/bin:/usr/bin:/bin python3 - "$STAGE" "$RUNS" "${OPTS[@]}" <<'PY'
 import statistics, subprocess, sys, time
 stage, runs, opts = sys.argv[1], int(sys.argv[2]), sys.argv[3:]

@@ -87,7 +87,7 @@ pub fn process_tree(root: u32) -> Vec<(i32, String)> {
             .iter()
             .find(|(p, _, _)| *p == pid)
             .map_or('?', |(_, _, s)| *s);
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let wchan = wait_channels(pid);
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
             .unwrap_or_default();
@@ -105,6 +105,32 @@ pub fn process_tree(root: u32) -> Vec<(i32, String)> {
     tree
 }
 
+/// Where the threads of `pid` wait in the kernel: each distinct wait
+/// channel, with how many threads wait there when more than one (a hung
+/// server's workers wait apart from its main thread).
+fn wait_channels(pid: i32) -> String {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let w = std::fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+            match seen.iter_mut().find(|(s, _)| *s == w) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((w, 1)),
+            }
+        }
+    }
+    seen.iter()
+        .map(|(w, n)| {
+            if *n > 1 {
+                format!("{w}×{n}")
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The parent pid and state letter from /proc/PID/stat (whose command
 /// name, in parentheses, may hold spaces and parentheses itself).
 fn stat_fields(pid: i32) -> Option<(i32, char)> {
@@ -115,21 +141,43 @@ fn stat_fields(pid: i32) -> Option<(i32, char)> {
     Some((ppid, state))
 }
 
-/// Kills `child` and every descendant it had (so that nothing the test
-/// started is left running), reaps it, and returns the tree as it was.
+/// Kills `child` and every descendant it has, so that nothing the test
+/// started is left running, reaps it within a few seconds, and returns
+/// the tree as it was first read. Each process is stopped first, while
+/// the tree is read again until no new one appears: a stopped process
+/// forks no more, and its children stay its own instead of going to init
+/// when it dies. (A process that had left the tree, double-forked, is out
+/// of reach.)
 pub fn kill_tree(child: &mut Child) -> String {
+    use nix::sys::signal::{kill, Signal};
     let tree = process_tree(child.id());
-    for (pid, _) in &tree {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let _ = child.wait();
-    tree.iter()
+    let report = tree
+        .iter()
         .map(|(_, line)| line.as_str())
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    let mut stopped: Vec<i32> = Vec::new();
+    let mut now = tree;
+    for _ in 0..20 {
+        let new: Vec<i32> = now
+            .iter()
+            .map(|(pid, _)| *pid)
+            .filter(|pid| !stopped.contains(pid))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for pid in new {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP);
+            stopped.push(pid);
+        }
+        now = process_tree(child.id());
+    }
+    for pid in &stopped {
+        let _ = kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let _ = wait_until(child, Duration::from_secs(5));
+    report
 }
 
 #[cfg(test)]
@@ -162,7 +210,12 @@ mod tests {
             message.contains("stderr so far: \"to-stderr\\n\""),
             "{message}"
         );
-        assert!(message.contains(&format!("sleep {token}")), "{message}");
+        // The grandchild itself, not only the shell's line naming it.
+        let grandchild = format!(" sleep {token}");
+        assert!(
+            message.lines().any(|l| l.ends_with(&grandchild)),
+            "{message}"
+        );
         let gone = eventually(Duration::from_secs(10), || {
             processes_with_arg(&token).is_empty()
         });

@@ -132,22 +132,27 @@ fn mpich_ranks_in_sandboxes_exchange_messages_over_shared_memory() {
     assert_eq!(out.code, 0, "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_both_ranks_exchanged(&lines, &out);
-    // `ep_cfg[N]: tag(TRANSPORTS) rma(...) am(TRANSPORTS)`, an endpoint's
-    // configuration a line: to itself (self), and to the other rank.
-    let tags: Vec<&str> = lines
+    // `[TIME] [HOST:PID:THREAD] ... ep_cfg[N]: tag(TRANSPORTS) rma(...)
+    // am(...)`, an endpoint's configuration a line: to itself (self), and
+    // to the other rank.
+    let to_peer: Vec<(&str, &str)> = lines
         .iter()
         .filter_map(|l| {
-            l.split_once("ep_cfg[")?
-                .1
-                .split_once(" tag(")?
-                .1
-                .split_once(')')
+            let pid = l.split_once("] [")?.1.split(':').nth(1)?.trim();
+            let tag = l.split_once("ep_cfg[")?.1.split_once(" tag(")?.1;
+            Some((pid, tag.split_once(')')?.0))
         })
-        .map(|(tag, _)| tag)
+        .filter(|(_, tag)| !tag.starts_with("self/"))
         .collect();
-    let to_peer = tags.iter().filter(|t| !t.starts_with("self/"));
-    assert_eq!(to_peer.clone().count(), 2, "{out:?}");
-    for tag in to_peer {
+    let mut ranks: Vec<&str> = to_peer.iter().map(|(pid, _)| *pid).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    assert_eq!(
+        ranks.len(),
+        2,
+        "each rank logs its endpoint to the other: {out:?}"
+    );
+    for (_, tag) in to_peer {
         assert!(
             tag.split(' ')
                 .all(|t| t.starts_with("sysv/") || t.starts_with("posix/")),
