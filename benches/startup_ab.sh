@@ -18,9 +18,10 @@ git rev-parse --verify -q "$REV^{commit}" >/dev/null || { echo "startup_ab.sh: n
 . benches/common.sh
 mv "$STAGE/burrow" "$STAGE/burrow-new"
 # REV built in a worktree of its own, at a fixed path, into a target
-# directory of its own (target/ab, kept for the next run): cargo names a
-# workspace's crates by their path, so the two trees' builds must not
-# share one, and the next run's worktree reuses what this one built.
+# directory of its own (target/ab, kept for the next run, whose build
+# reuses its dependencies; burrow's own crates are built again, their
+# files being new): cargo names a workspace's crates by their path in it,
+# so the two trees' builds must not share one.
 WT=$PWD/target/ab-src
 git worktree remove --force "$WT" >/dev/null 2>&1 || rm -rf "$WT"
 git worktree prune
