@@ -335,4 +335,72 @@ mod tests {
         assert_eq!(watch.at(0, Path::new("proc")), None);
         assert_eq!(watch.at(1, Path::new("proc")), Some(MountView::Sealed));
     }
+
+    /// A mount made after the table was first read but before the watch
+    /// starts is seen once it starts (the table's file was opened before
+    /// the read). In a child process, in a user and mount namespace of its
+    /// own, which may mount.
+    #[test]
+    fn a_mount_made_before_the_watch_starts_is_seen() {
+        let dir = std::env::temp_dir().join(format!("burrowfs-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rel = dir.strip_prefix("/").unwrap().to_path_buf();
+        // SAFETY: the child only makes system calls, allocates (glibc's
+        // allocator works after fork) and ends with _exit.
+        let code = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = (|| -> Result<i32, String> {
+                    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+                    use nix::sched::CloneFlags as F;
+                    if nix::sched::unshare(F::CLONE_NEWUSER | F::CLONE_NEWNS).is_err() {
+                        return Ok(77);
+                    }
+                    let write =
+                        |f: &str, v: String| std::fs::write(f, v).map_err(|e| e.to_string());
+                    write("/proc/self/setgroups", "deny".into())?;
+                    write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+                    write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                    let watch = Arc::new(MountWatch::new(vec![Some(PathBuf::from("/"))]));
+                    if watch.at(0, &rel).is_some() {
+                        return Err("mounted before the test mounted".into());
+                    }
+                    nix::mount::mount(
+                        Some("tmpfs"),
+                        &dir,
+                        Some("tmpfs"),
+                        nix::mount::MsFlags::empty(),
+                        None::<&str>,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    watch.watch();
+                    for _ in 0..1000 {
+                        if watch.at(0, &rel) == Some(MountView::Sealed) {
+                            return Ok(0);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err("the mount made before the watch was never seen".into())
+                })();
+                let code = code.unwrap_or_else(|e| {
+                    eprintln!("{e}");
+                    1
+                });
+                // SAFETY: ends the child at once, running nothing of the
+                // test harness's.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let _ = std::fs::remove_dir(&dir);
+        if code == 77 {
+            println!("SKIPPED: no unprivileged user namespaces here");
+            return;
+        }
+        assert_eq!(code, 0, "see the child's line above");
+    }
 }

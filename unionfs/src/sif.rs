@@ -4,7 +4,7 @@
 //! little-endian; the structures are packed.
 
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Why a SIF file's squashfs cannot be found.
@@ -60,16 +60,8 @@ pub fn squashfs_partition(path: &Path) -> Result<(u64, u64), SifError> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(io_err)?;
-    let meta = file.metadata().map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file"));
-    }
-    let len = meta.len();
+    let file = crate::sys::open_image_file(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
     let mut header = [0u8; HEADER_LEN];
     file.read_exact_at(&mut header, 0)
         .map_err(|_| bad("shorter than its header"))?;

@@ -371,6 +371,21 @@ pub fn remove_xattr_at(dir: BorrowedFd, name: &OsStr, key: &OsStr) -> io::Result
     }
 }
 
+/// Opens the image file `path` (a squashfs or SIF file) for reading
+/// without blocking (a FIFO put in its place cannot hold burrowfs up), as
+/// a regular file only.
+pub fn open_image_file(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,23 +128,11 @@ pub fn is_image_dev(dev: u64) -> bool {
     dev >= FIRST_DEV
 }
 
-/// Opens an image file without blocking (a FIFO put in its place cannot
-/// hold burrowfs up), as a regular file only.
 fn open_file(path: &Path) -> Result<File, ImageError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let open_err = |source| ImageError::Open {
+    crate::sys::open_image_file(path).map_err(|source| ImageError::Open {
         path: path.to_path_buf(),
         source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(open_err)?;
-    if !file.metadata().map_err(open_err)?.is_file() {
-        return Err(open_err(io::Error::other("not a regular file")));
-    }
-    Ok(file)
+    })
 }
 
 fn eio() -> io::Error {
