@@ -123,8 +123,9 @@ fn run(args: Vec<String>) -> Result<()> {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
     let mut config = fuser::Config::default();
+    // Workers share the session's descriptor (no clones): READs are
+    // answered on it by splicing (see `UnionFs::splicing_to`).
     config.n_threads = Some(burrow_unionfs::fs::WORKERS);
-    config.clone_fd = true;
     config.mount_options = vec![
         fuser::MountOption::FSName(opts.source.clone()),
         fuser::MountOption::Subtype("burrowfs".into()),
@@ -169,6 +170,7 @@ fn serve(
     stop.thread_block().context("blocking signals")?;
     let allow_other = config.acl == fuser::SessionACL::All;
     if let Some(fd) = mount_direct(&opts.source, mountpoint, opts.upper.is_none(), allow_other)? {
+        let fs = fs.splicing_to(fd.try_clone().context("duplicating /dev/fuse")?);
         let slot = fs.notifier_slot();
         let session = fuser::Session::from_fd(fs, fd, config.acl, config.clone())
             .context("starting the FUSE session")?;

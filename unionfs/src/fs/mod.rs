@@ -40,6 +40,7 @@ use crate::upper::{self, Upper};
 mod nodes;
 mod ops;
 mod requests;
+mod spliced_read;
 
 use nodes::{Handles, Key, State};
 
@@ -87,6 +88,8 @@ pub struct UnionFs {
     /// namespace), and whether the kernel granted it.
     want_passthrough: bool,
     passthrough: bool,
+    /// Answers READs by splicing, where the session's descriptor is known.
+    splicer: Option<spliced_read::Splicer>,
 }
 
 fn err(e: io::Error) -> Errno {
@@ -228,6 +231,7 @@ impl UnionFs {
             write_turns: Default::default(),
             want_passthrough: admin_of_initial_namespace(),
             passthrough: false,
+            splicer: None,
         }
     }
 
@@ -235,6 +239,14 @@ impl UnionFs {
     /// takes the filesystem, so the notifier comes after).
     pub fn notifier_slot(&self) -> std::sync::Arc<std::sync::OnceLock<fuser::Notifier>> {
         self.notifier.clone()
+    }
+
+    /// Answers READs by splicing the layer file's pages into `dev`, a
+    /// duplicate of the session's /dev/fuse descriptor. The session must
+    /// not clone descriptors for its workers (fuser's `clone_fd`).
+    pub fn splicing_to(mut self, dev: std::os::fd::OwnedFd) -> UnionFs {
+        self.splicer = Some(spliced_read::Splicer::new(dev));
+        self
     }
 
     /// Refuses FUSE passthrough even where it is available.
@@ -609,7 +621,7 @@ pub fn serve_mounted(fs: UnionFs, fd: std::os::fd::OwnedFd) -> io::Result<()> {
     let mut config = fuser::Config::default();
     config.acl = fuser::SessionACL::All;
     config.n_threads = Some(WORKERS);
-    config.clone_fd = true;
+    let fs = fs.splicing_to(fd.try_clone()?);
     let slot = fs.notifier_slot();
     let session = fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?;
     let _ = slot.set(session.notifier());

@@ -308,7 +308,7 @@ impl Filesystem for UnionFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -321,6 +321,13 @@ impl Filesystem for UnionFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
+        if let (Some(splicer), Ok(f)) = (&self.splicer, file.os()) {
+            if splicer.read(req.unique().0, f, offset, size) {
+                // Answered. fuser, not knowing, answers again as `reply`
+                // is dropped, and the kernel refuses that: no such request.
+                return;
+            }
+        }
         thread_local! {
             // One buffer per worker, reused: a fresh megabyte per request
             // would cost an mmap and its page faults every time.

@@ -1,0 +1,143 @@
+//! Reading files through the union root: every byte of a large lower or
+//! upper file, read whole, from page-cache misses at odd offsets and with
+//! O_DIRECT in several sizes; and reads racing a sandbox that truncates
+//! the layer's file behind the union (through a bind of the layer) always
+//! finish.
+
+use burrow_tests::*;
+use std::time::Duration;
+
+/// Bytes that differ from one 4 KiB page to the next, and at every offset
+/// within a page, so that a page read from the wrong place shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[(i / 4096) % 4])
+        .collect()
+}
+
+/// Reads `path` whole (buffered), then again after dropping the union's
+/// cached pages, in pieces from odd offsets, then with O_DIRECT (no page
+/// cache at all: each read is one READ of that size, up to 2 MiB), and
+/// checks every byte against `ref`.
+const CHECK: &str = r#"
+import mmap, os, sys
+path, ref = sys.argv[1], open(sys.argv[2], 'rb').read()
+def same(what, got, off=0):
+    want = ref[off:off + len(got)]
+    if got != want:
+        at = next(i for i in range(len(got)) if i >= len(want) or got[i] != want[i])
+        sys.exit(f'{what}: differs at byte {off + at} of {len(ref)}')
+with open(path, 'rb') as f:
+    whole = f.read()
+if len(whole) != len(ref):
+    sys.exit(f'whole read: {len(whole)} bytes, not {len(ref)}')
+same('whole read', whole)
+fd = os.open(path, os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+for off in (len(ref) - 1, 1, 4095, 123457, 1 << 20, 3 * (1 << 20) - 5):
+    for size in (1, 4097, 300000):
+        same(f'pread {size} at {off}', os.pread(fd, size, off), off)
+os.close(fd)
+for size in (4096, 65536, 262144, 1 << 20, 2 << 20):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, size)
+    off = 0
+    while True:
+        n = os.readv(fd, [buf])
+        same(f'O_DIRECT read of {size} at {off}', buf[:n], off)
+        off += n
+        if n < size:
+            break
+    if off != len(ref):
+        sys.exit(f'O_DIRECT reads of {size}: {off} bytes, not {len(ref)}')
+    os.close(fd)
+print('same', path)
+"#;
+
+/// The lower file, then its copy in the upper layer (synced, so that its
+/// pages can be dropped and read again from burrowfs).
+const COPY_AND_CHECK: &str = "python3 -c \"$1\" /big /t/ref && cp /big /srv/copy && \
+    sync /srv/copy && python3 -c \"$1\" /srv/copy /t/ref";
+
+#[test]
+fn large_lower_and_upper_files_read_back_every_byte() {
+    let t = TempDir::new("union-reads");
+    std::fs::create_dir(t.join("layer")).unwrap();
+    let data = pattern(3 * (1 << 20) + 123);
+    std::fs::write(t.join("layer/big"), &data).unwrap();
+    std::fs::write(t.join("ref"), &data).unwrap();
+    let out = output_within(
+        burrow_run()
+            .args([
+                "--layer",
+                &format!("{}/layer", t.s()),
+                "--bind",
+                t.s(),
+                "/t",
+                "--",
+            ])
+            .args(["sh", "-c", COPY_AND_CHECK, "sh", CHECK]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.ok(), "same /big\nsame /srv/copy\n");
+}
+
+/// The sandbox truncates a lower file (through a bind of its layer) again
+/// and again, for a moment at a time, while another of its threads reads
+/// it through the union with O_DIRECT: burrowfs finds the file shorter
+/// than it was a moment before. Every read must still end (a reply the
+/// kernel refuses must not leave the reader waiting), and the union must
+/// go on serving: a file the writer left alone reads back whole. (What
+/// the raced file reads as is not checked: like overlayfs, the union does
+/// not expect its layers to change under it.)
+const RACE: &str = r#"
+import mmap, os, threading
+# The size the kernel keeps for /f (learnt here, before the writer
+# starts) stays 1 MiB, so that every read reaches burrowfs.
+assert os.stat('/f').st_size == 1 << 20
+stop = threading.Event()
+def churn():
+    with open('/low/f', 'r+b') as f:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            f.truncate(4096 * (n % 61))
+            f.truncate(1 << 20)
+writer = threading.Thread(target=churn)
+writer.start()
+buf = mmap.mmap(-1, 512 * 1024)
+try:
+    for i in range(1000):
+        fd = os.open('/f', os.O_RDONLY | os.O_DIRECT)
+        while os.readv(fd, [buf]) == len(buf):
+            pass
+        os.close(fd)
+finally:
+    stop.set()
+    writer.join()
+want = open('/low/g', 'rb').read()
+for flags in (0, os.O_DIRECT):
+    fd = os.open('/g', os.O_RDONLY | flags)
+    got = b''
+    while n := os.readv(fd, [buf]):
+        got += buf[:n]
+    os.close(fd)
+    print('same' if got == want else f'/g reads {len(got)} bytes, not its {len(want)}')
+"#;
+
+#[test]
+fn reads_racing_a_truncate_of_the_layer_file_all_end() {
+    let t = TempDir::new("union-read-race");
+    std::fs::create_dir(t.join("layer")).unwrap();
+    std::fs::write(t.join("layer/f"), pattern(1 << 20)).unwrap();
+    std::fs::write(t.join("layer/g"), pattern(2 << 20)).unwrap();
+    let layer = t.join("layer");
+    let layer = layer.to_str().unwrap();
+    let out = output_within(
+        burrow_run()
+            .args(["--layer", layer, "--bind", layer, "/low", "--"])
+            .args(["python3", "-c", RACE]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.ok(), "same\nsame\n");
+}
