@@ -1,8 +1,8 @@
-//! Reading files through the union root: every byte of a large lower or
-//! upper file, read whole, from page-cache misses at odd offsets and with
-//! O_DIRECT in several sizes; and reads racing a sandbox that truncates
-//! the layer's file behind the union (through a bind of the layer) always
-//! finish.
+//! Reading files through the union: every byte of a large lower or upper
+//! file, read whole, from page-cache misses at odd offsets and with
+//! O_DIRECT in several sizes; reads racing a sandbox that truncates the
+//! layer's file behind the union (through a bind of the layer) always
+//! finish; and large reads are spliced, not copied through burrowfs.
 
 use burrow_tests::*;
 use std::time::Duration;
@@ -91,7 +91,7 @@ fn large_lower_and_upper_files_read_back_every_byte() {
 /// the raced file reads as is not checked: like overlayfs, the union does
 /// not expect its layers to change under it.)
 const RACE: &str = r#"
-import mmap, os, threading
+import mmap, os, threading, time
 # The size the kernel keeps for /f (learnt here, before the writer
 # starts) stays 1 MiB, so that every read reaches burrowfs.
 assert os.stat('/f').st_size == 1 << 20
@@ -106,8 +106,11 @@ def churn():
 writer = threading.Thread(target=churn)
 writer.start()
 buf = mmap.mmap(-1, 512 * 1024)
+deadline = time.monotonic() + 10
 try:
     for i in range(1000):
+        if time.monotonic() > deadline:
+            break
         fd = os.open('/f', os.O_RDONLY | os.O_DIRECT)
         while os.readv(fd, [buf]) == len(buf):
             pass
@@ -140,4 +143,66 @@ fn reads_racing_a_truncate_of_the_layer_file_all_end() {
         Duration::from_secs(120),
     );
     assert_eq!(out.ok(), "same\nsame\n");
+}
+
+/// Mounts burrowfs (argv[1]; daemonized, it returns once mounted) over l,
+/// u and w on m, reads m/big, unmounts with argv[2:], and prints how many
+/// bytes the server read(2) the while (/proc/PID/io's rchar) and whether
+/// m/big read as l/big.
+const MEASURE: &str = r#"
+import os, select, subprocess, sys
+subprocess.run([sys.argv[1], '-o', 'lowerdir=l,upperdir=u,workdir=w', 'm'], check=True)
+def burrowfs_here(p):
+    try:
+        return (os.path.basename(os.readlink(f'/proc/{p}/exe')) == 'burrowfs'
+                and os.readlink(f'/proc/{p}/cwd') == os.getcwd())
+    except OSError:  # not ours, or gone
+        return False
+pid = next(int(p) for p in os.listdir('/proc') if p.isdigit() and burrowfs_here(p))
+server = os.pidfd_open(pid)
+def rchar():
+    return int(next(l.split()[1] for l in open(f'/proc/{pid}/io') if l.startswith('rchar:')))
+before = rchar()
+got = open('m/big', 'rb').read()
+after = rchar()
+subprocess.run(sys.argv[2:] + ['m'], check=True)
+select.select([server], [], [])
+print(after - before, got == open('l/big', 'rb').read())
+"#;
+
+/// burrowfs moves a large file's pages from the layer into /dev/fuse
+/// without reading them into its own memory: while 8 MiB are read through
+/// it, its read(2)s take in only the requests (a few hundred bytes each).
+/// Mounted both ways: itself, in a user namespace, and through
+/// fusermount3.
+#[test]
+fn large_reads_do_not_pass_through_the_servers_memory() {
+    assert_unprivileged();
+    let burrowfs = burrow_bin().with_file_name("burrowfs");
+    let in_userns = ["unshare", "--user", "--map-root-user", "--mount"];
+    for (how, prefix, unmount) in [
+        ("mount(2) in a user namespace", &in_userns[..], "umount"),
+        ("fusermount3", &[][..], "fusermount3 -u"),
+    ] {
+        let t = TempDir::new("union-read-splice");
+        for d in ["l", "u", "w", "m"] {
+            std::fs::create_dir(t.join(d)).unwrap();
+        }
+        std::fs::write(t.join("l/big"), pattern(8 << 20)).unwrap();
+        let mut cmd = std::process::Command::new("env");
+        cmd.args(prefix)
+            .args(["python3", "-c", MEASURE])
+            .arg(&burrowfs)
+            .args(unmount.split(' '))
+            .current_dir(t.path());
+        let out = output_within(&mut cmd, Duration::from_secs(60));
+        let line = out.ok();
+        let (read, same) = line.trim().split_once(' ').expect("two fields");
+        assert_eq!(same, "True", "{how}: m/big read as something else: {out:?}");
+        let read: u64 = read.parse().unwrap();
+        assert!(
+            read < 1 << 20,
+            "{how}: the server read {read} bytes itself while 8 MiB were read through it"
+        );
+    }
 }

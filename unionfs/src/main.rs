@@ -124,7 +124,7 @@ fn run(args: Vec<String>) -> Result<()> {
 
     let mut config = fuser::Config::default();
     // Workers share the session's descriptor (no clones): READs are
-    // answered on it by splicing (see `UnionFs::splicing_to`).
+    // answered on it by splicing (see `SessionSlots`).
     config.n_threads = Some(burrow_unionfs::fs::WORKERS);
     config.mount_options = vec![
         fuser::MountOption::FSName(opts.source.clone()),
@@ -170,11 +170,10 @@ fn serve(
     stop.thread_block().context("blocking signals")?;
     let allow_other = config.acl == fuser::SessionACL::All;
     if let Some(fd) = mount_direct(&opts.source, mountpoint, opts.upper.is_none(), allow_other)? {
-        let fs = fs.splicing_to(fd.try_clone().context("duplicating /dev/fuse")?);
-        let slot = fs.notifier_slot();
+        let slots = fs.session_slots();
         let session = fuser::Session::from_fd(fs, fd, config.acl, config.clone())
             .context("starting the FUSE session")?;
-        let _ = slot.set(session.notifier());
+        slots.fill(&session).context("duplicating /dev/fuse")?;
         let target = mountpoint.to_path_buf();
         std::thread::spawn(move || {
             if stop.wait().is_ok() {
@@ -185,10 +184,10 @@ fn serve(
         return session.run().context("serving the filesystem");
     }
     // Not allowed to mount here: let fusermount3 do it.
-    let slot = fs.notifier_slot();
+    let slots = fs.session_slots();
     let mut session = fuser::Session::new(fs, mountpoint, config)
         .with_context(|| format!("mounting on {}", mountpoint.display()))?;
-    let _ = slot.set(session.notifier());
+    slots.fill(&session).context("duplicating /dev/fuse")?;
     let mut unmounter = session.unmount_callable();
     std::thread::spawn(move || {
         if stop.wait().is_ok() {

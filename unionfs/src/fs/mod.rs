@@ -77,9 +77,9 @@ pub struct UnionFs {
     /// "no open"): each node's file for its reads and writes. Locked after
     /// the state, never together with the handles.
     node_files: Mutex<NodeFiles>,
-    /// Tells the kernel what burrowfs changed of its own accord (set once
-    /// the session exists: see [`UnionFs::notifier_slot`]).
-    notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// What it learns of its session once the session is made: see
+    /// [`SessionSlots`].
+    session: SessionSlots,
     /// Writes to one file take turns here, by inode: in the kernel they
     /// would contend on the inode's lock by spinning, which on a small
     /// machine steals the CPU that the copy itself needs.
@@ -88,8 +88,30 @@ pub struct UnionFs {
     /// namespace), and whether the kernel granted it.
     want_passthrough: bool,
     passthrough: bool,
-    /// Answers READs by splicing, where the session's descriptor is known.
-    splicer: Option<spliced_read::Splicer>,
+}
+
+/// What a [`UnionFs`] learns of its session once the session is made (it
+/// takes the filesystem, so it comes after).
+#[derive(Clone, Default)]
+pub struct SessionSlots {
+    /// Tells the kernel what burrowfs changed of its own accord.
+    notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// The session's /dev/fuse descriptor (a duplicate), on which READs
+    /// are answered by splicing. The session's workers must all read this
+    /// one descriptor (fuser's `clone_fd` off): the kernel takes a reply
+    /// only on the descriptor its request was read from.
+    dev: std::sync::Arc<std::sync::OnceLock<std::os::fd::OwnedFd>>,
+}
+
+impl SessionSlots {
+    /// Fills the slots from `session`, made from the filesystem they
+    /// came from.
+    pub fn fill(&self, session: &fuser::Session<UnionFs>) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        let _ = self.notifier.set(session.notifier());
+        let _ = self.dev.set(session.as_fd().try_clone_to_owned()?);
+        Ok(())
+    }
 }
 
 fn err(e: io::Error) -> Errno {
@@ -227,26 +249,17 @@ impl UnionFs {
             state: Mutex::new(state),
             handles: Mutex::default(),
             node_files: Mutex::default(),
-            notifier: Default::default(),
+            session: SessionSlots::default(),
             write_turns: Default::default(),
             want_passthrough: admin_of_initial_namespace(),
             passthrough: false,
-            splicer: None,
         }
     }
 
-    /// Where the session's notifier goes once the session is made (it
-    /// takes the filesystem, so the notifier comes after).
-    pub fn notifier_slot(&self) -> std::sync::Arc<std::sync::OnceLock<fuser::Notifier>> {
-        self.notifier.clone()
-    }
-
-    /// Answers READs by splicing the layer file's pages into `dev`, a
-    /// duplicate of the session's /dev/fuse descriptor. The session must
-    /// not clone descriptors for its workers (fuser's `clone_fd`).
-    pub fn splicing_to(mut self, dev: std::os::fd::OwnedFd) -> UnionFs {
-        self.splicer = Some(spliced_read::Splicer::new(dev));
-        self
+    /// Where what it learns of its session goes: fill them once the
+    /// session is made.
+    pub fn session_slots(&self) -> SessionSlots {
+        self.session.clone()
     }
 
     /// Refuses FUSE passthrough even where it is available.
@@ -621,10 +634,9 @@ pub fn serve_mounted(fs: UnionFs, fd: std::os::fd::OwnedFd) -> io::Result<()> {
     let mut config = fuser::Config::default();
     config.acl = fuser::SessionACL::All;
     config.n_threads = Some(WORKERS);
-    let fs = fs.splicing_to(fd.try_clone()?);
-    let slot = fs.notifier_slot();
+    let slots = fs.session_slots();
     let session = fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config)?;
-    let _ = slot.set(session.notifier());
+    slots.fill(&session)?;
     session.run()
 }
 

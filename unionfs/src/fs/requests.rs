@@ -321,8 +321,8 @@ impl Filesystem for UnionFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        if let (Some(splicer), Ok(f)) = (&self.splicer, file.os()) {
-            if splicer.read(req.unique().0, f, offset, size) {
+        if let (Some(dev), Ok(f)) = (self.session.dev.get(), file.os()) {
+            if spliced_read::read(dev, req.unique().0, f, offset, size) {
                 // Answered. fuser, not knowing, answers again as `reply`
                 // is dropped, and the kernel refuses that: no such request.
                 return;
@@ -403,7 +403,7 @@ impl Filesystem for UnionFs {
             match cleared {
                 // The kernel still has the old mode: drop its attributes.
                 Ok(true) => {
-                    if let Some(n) = self.notifier.get() {
+                    if let Some(n) = self.session.notifier.get() {
                         let _ = n.inval_inode(ino, -1, 0);
                     }
                 }
