@@ -27,6 +27,7 @@ bench:
 	bash benches/startup.sh
 	bash benches/seccomp.sh
 	bash benches/unionfs.sh
+	bash benches/readbig.sh
 	bash benches/coldread.sh
 	bash benches/roundtrip.sh
 	if [ "$$(id -u)" -eq 0 ]; then bash benches/passthrough.sh; bash benches/timeline.sh; fi
