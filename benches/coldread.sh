@@ -40,25 +40,11 @@ MAKE
 "${RUNAS[@]}" bash "$WORK/make-tree.sh" "$WORK"
 
 # One read of every file through FS on a new mount; prints the seconds.
-cat > "$WORK/read-all.sh" <<'INNER'
-set -euo pipefail
-cd "$1"; FS=$2
-export LOWER=$PWD/lower UPPER=$PWD/upper WORK=$PWD/work MERGED=$PWD/merged
-unshare -Ur rm -rf upper work merged; mkdir -p upper work merged
-unshare -Urm bash -c '
-  case '"$FS"' in
-    overlay) mount -t overlay overlay -o lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK,userxattr $MERGED ;;
-    burrowfs) ./burrowfs -o lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK $MERGED ;;
-    fuse-overlayfs) fuse-overlayfs -o lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK $MERGED ;;
-  esac
-  s=$(date +%s.%N)
-  n=$(find $MERGED/usr -type f -print0 | xargs -0 cat | wc -c)
-  e=$(date +%s.%N)
-  [ "$n" -gt 0 ]
-  echo "$e - $s" | bc
-  fusermount3 -u $MERGED 2>/dev/null || umount $MERGED'
-INNER
-chmod a+r "$WORK/read-all.sh"
+READ_ALL='s=$(date +%s.%N)
+n=$(find $MERGED/usr -type f -print0 | xargs -0 cat | wc -c)
+e=$(date +%s.%N)
+[ "$n" -gt 0 ]
+echo "$e - $s" | bc'
 
 RESULTS="$WORK/results.txt"; : > "$RESULTS"
 for round in $(seq "$ROUNDS"); do
@@ -66,9 +52,9 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round: $fs" >&2
     if [ "$ROOT" = 1 ]; then
       sync; echo 3 > /proc/sys/vm/drop_caches
-      echo "cold $fs $("${RUNAS[@]}" bash "$WORK/read-all.sh" "$WORK" "$fs")" >> "$RESULTS"
+      echo "cold $fs $("${RUNAS[@]}" bash "$WORK/fresh-mount.sh" "$WORK" "$fs" "$READ_ALL")" >> "$RESULTS"
     fi
-    echo "fresh $fs $("${RUNAS[@]}" bash "$WORK/read-all.sh" "$WORK" "$fs")" >> "$RESULTS"
+    echo "fresh $fs $("${RUNAS[@]}" bash "$WORK/fresh-mount.sh" "$WORK" "$fs" "$READ_ALL")" >> "$RESULTS"
   done
 done
 [ "$ROOT" = 1 ] || echo "cold: SKIPPED (dropping the kernel's caches needs root)"

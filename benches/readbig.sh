@@ -17,31 +17,16 @@ WORK=/var/tmp/burrow-readbig-bench
   head -c $((512 * 1024 * 1024)) /dev/urandom > lower/big.new && mv lower/big.new lower/big' sh "$WORK"
 
 # Both reads through FS on a new mount; prints their seconds.
-cat > "$WORK/read-big.sh" <<'INNER'
-set -euo pipefail
-cd "$1"; FS=$2
-export LOWER=$PWD/lower UPPER=$PWD/upper WORK=$PWD/work MERGED=$PWD/merged
-unshare -Ur rm -rf upper work merged; mkdir -p upper work merged
-unshare -Urm bash -c '
-  case '"$FS"' in
-    overlay) mount -t overlay overlay -o lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK,userxattr $MERGED ;;
-    burrowfs) ./burrowfs -o lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK $MERGED ;;
-    fuse-overlayfs) fuse-overlayfs -o lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK $MERGED 2>/dev/null ;;
-  esac
-  for i in 1 2; do
-    s=$(date +%s.%N); cat $MERGED/big > /dev/null; e=$(date +%s.%N)
-    echo -n "$(echo "$e - $s" | bc) "
-  done
-  echo
-  fusermount3 -u $MERGED 2>/dev/null || umount $MERGED'
-INNER
-chmod a+r "$WORK/read-big.sh"
+READ_BIG='for i in 1 2; do
+  s=$(date +%s.%N); cat $MERGED/big > /dev/null; e=$(date +%s.%N)
+  echo -n "$(echo "$e - $s" | bc) "
+done; echo'
 
 RESULTS="$WORK/results.txt"; : > "$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for fs in overlay burrowfs fuse-overlayfs; do
     echo "round $round: $fs" >&2
-    echo "$fs $("${RUNAS[@]}" bash "$WORK/read-big.sh" "$WORK" "$fs")" >> "$RESULTS"
+    echo "$fs $("${RUNAS[@]}" bash "$WORK/fresh-mount.sh" "$WORK" "$fs" "$READ_BIG")" >> "$RESULTS"
   done
 done
 
