@@ -2,7 +2,8 @@
 //! file, read whole, from page-cache misses at odd offsets and with
 //! O_DIRECT in several sizes; reads racing a sandbox that truncates the
 //! layer's file behind the union (through a bind of the layer) always
-//! finish; and large reads are spliced, not copied through burrowfs.
+//! finish; a layer directory moved out of the layer serves no file put in
+//! it; and large reads are spliced, not copied through burrowfs.
 
 use burrow_tests::*;
 use std::time::Duration;
@@ -143,6 +144,47 @@ fn reads_racing_a_truncate_of_the_layer_file_all_end() {
         Duration::from_secs(120),
     );
     assert_eq!(out.ok(), "same\nsame\n");
+}
+
+/// burrowfs keeps a layer's directory open once it has opened a file in
+/// it, and that descriptor follows the directory wherever it goes. The
+/// sandbox, through a bind of the layer's parent, moves the directory out
+/// of the layer and puts a file of its own where one the union showed was
+/// (renamed over it, so a new inode), and another beside it: through the
+/// union neither may read as the file from outside the layer.
+const MOVED_OUT: &str = r#"
+import os
+print(open('/kept/a').read().strip())  # the directory is kept now
+os.stat('/kept/b')  # b is known to the kernel, and not read yet
+os.rename('/p/layer/kept', '/p/out')
+for name in ('x', 'c'):
+    with open(f'/p/out/{name}', 'w') as f:
+        f.write('from outside the layer\n')
+os.rename('/p/out/x', '/p/out/b')
+for name in ('b', 'c'):
+    try:
+        print(open(f'/kept/{name}').read().strip())
+    except OSError as e:
+        print(name, os.strerror(e.errno))
+"#;
+
+#[test]
+fn a_directory_moved_out_of_the_layer_serves_no_file_put_in_it() {
+    let t = TempDir::new("union-read-moved");
+    std::fs::create_dir_all(t.join("p/layer/kept")).unwrap();
+    std::fs::write(t.join("p/layer/kept/a"), "a\n").unwrap();
+    std::fs::write(t.join("p/layer/kept/b"), "b\n").unwrap();
+    let out = output_within(
+        burrow_run()
+            .args(["--layer", &format!("{}/p/layer", t.s())])
+            .args(["--bind", &format!("{}/p", t.s()), "/p", "--"])
+            .args(["python3", "-c", MOVED_OUT]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.ok(),
+        "a\nb No such file or directory\nc No such file or directory\n"
+    );
 }
 
 /// Mounts burrowfs (argv[1]; daemonized, it returns once mounted) over l,

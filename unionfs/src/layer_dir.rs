@@ -8,7 +8,10 @@
 //! `mount -t fuse.burrowfs`) can swap a directory for a symlink at any
 //! moment: the walk then fails (ELOOP) instead of going where it points.
 //! Host paths are never built, so there is no PATH_MAX limit of burrowfs'
-//! own: a long path is walked a piece at a time.
+//! own: a long path is walked a piece at a time. (A directory so walked
+//! may be kept open for reading the files in it; a file found through it
+//! later is used only when it is the file its node was found as: see
+//! `fs/dir_fds.rs`.)
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

@@ -661,18 +661,15 @@ impl Stack {
         self.layers[idx].root.place_of(rel, self.may_cross(idx))
     }
 
-    /// Where `name` in `parent` must be if it exists, when `dirs` (the
-    /// layers merging into `parent`) is a single layer: nothing above can
-    /// hide it and nothing below can show through.
-    pub fn only_place(&self, dirs: &[usize], parent: &Path, name: &OsStr) -> Option<Place> {
+    /// The one layer where every name in a directory merging the layers
+    /// `dirs` must be if it exists, when that is a single layer: nothing
+    /// above can hide a name and nothing below can show through.
+    pub fn sole_layer(&self, dirs: &[usize]) -> Option<usize> {
         let [l] = dirs else { return None };
         if !self.hidden.is_empty() && Some(*l) != self.upper() {
             return None; // the name may be hidden: a lookup decides
         }
-        Some(Place {
-            dir: self.dir(*l, parent).ok()?,
-            name: name.to_os_string(),
-        })
+        Some(*l)
     }
 
     /// Number of layers.

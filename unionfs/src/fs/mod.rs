@@ -37,6 +37,7 @@ use crate::layers::{Attrs, Entry, Kind, Stack, Stat};
 use crate::node_files::NodeFiles;
 use crate::upper::{self, Upper};
 
+mod dir_fds;
 mod nodes;
 mod ops;
 mod requests;
@@ -567,14 +568,61 @@ impl UnionFs {
         Ok((parent_rel.join(name), e))
     }
 
-    /// Where `node`'s file must be when its directory is made of a single
-    /// layer (see [`Stack::only_place`]).
-    fn only_place(&self, st: &mut State, node: u64) -> io::Result<Option<Place>> {
+    /// Where `node`'s file must be, and in which layer, when its directory
+    /// is made of a single layer (see [`Stack::sole_layer`]).
+    fn only_place(&self, st: &mut State, node: u64) -> io::Result<Option<(usize, Place)>> {
         let Some((parent, name)) = st.first_name(node).map(|(p, n)| (p, n.to_owned())) else {
             return Ok(None);
         };
         let (parent_rel, layers) = self.dir_layers(st, parent)?;
-        Ok(self.stack.only_place(&layers, &parent_rel, &name))
+        let Some(layer) = self.stack.sole_layer(&layers) else {
+            return Ok(None);
+        };
+        Ok(self.stack.dir(layer, &parent_rel).ok().map(|dir| {
+            let name = name.to_os_string();
+            (layer, Place { dir, name })
+        }))
+    }
+
+    /// The single layer `node`'s directory is made of, by the layers cached
+    /// for it; with the directory.
+    fn parent_in_one_layer(st: &State, node: u64) -> Option<(u64, usize)> {
+        let (parent, _) = st.first_name(node)?;
+        match st.cached_layers(parent)? {
+            (gen, [layer]) if gen == st.layers_gen => Some((parent, *layer)),
+            _ => None,
+        }
+    }
+
+    /// `node`'s file opened for reading (with `flags`) in the directory
+    /// kept for its own, where that is made of a single layer and the file
+    /// there is the node's own (see [`dir_fds`]).
+    fn open_in_kept_dir(&self, st: &mut State, node: u64, flags: OFlag) -> Option<LayerFile> {
+        let (parent, layer) = Self::parent_in_one_layer(st, node)?;
+        let id = st.inode_identity(node)?;
+        let name = st.first_name(node)?.1.to_owned();
+        let gen = st.layers_gen;
+        match st
+            .dir_fds
+            .get(gen, parent, layer)?
+            .open_regular(&name, flags, Some(id))
+        {
+            Ok(f) => Some(f),
+            Err(_) => {
+                st.dir_fds.forget(parent, layer);
+                None
+            }
+        }
+    }
+
+    /// Keeps `dir`, where `node`'s file was just opened in `layer`, for
+    /// opening the files beside it (see [`dir_fds`]).
+    fn keep_dir(st: &mut State, node: u64, layer: usize, dir: Dir) {
+        if let Some((parent, only)) = Self::parent_in_one_layer(st, node) {
+            if only == layer {
+                st.dir_fds.keep(st.layers_gen, parent, layer, dir);
+            }
+        }
     }
 
     /// The path of directory `dir` and the layers merging into it.

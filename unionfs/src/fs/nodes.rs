@@ -133,6 +133,8 @@ pub(super) struct State {
     /// each passthrough handle holds.
     pub(super) node_io: HashMap<u64, NodeIo>,
     pub(super) backings: HashMap<u64, std::sync::Arc<fuser::BackingId>>,
+    /// Layer directories kept open for reading files in them.
+    pub(super) dir_fds: super::dir_fds::DirFds,
 }
 
 impl State {
@@ -147,11 +149,22 @@ impl State {
             mounts_seen: 0,
             node_io: HashMap::new(),
             backings: HashMap::new(),
+            dir_fds: Default::default(),
         };
         if let Some(key) = root {
             st.alias(ROOT, key);
         }
         st
+    }
+
+    /// The (device, inode) `node` was last found as in a layer: its copy
+    /// in the upper layer once copied up. None for a file known by name
+    /// (a lower file with several links).
+    pub(super) fn inode_identity(&self, node: u64) -> Option<(u64, u64)> {
+        match self.node(node)?.identities.last()? {
+            Key::Inode(dev, ino) => Some((*dev, *ino)),
+            Key::Name(_) => None,
+        }
     }
 
     fn node(&self, node: u64) -> Option<&Node> {

@@ -462,20 +462,26 @@ impl UnionFs {
                 .open(format!("/proc/self/fd/{fd}"))
                 .map(LayerFile::from);
         }
-        let at = if writes {
-            self.copy_up_node(st, node)?
-        } else if let Some(at) = self.only_place(st, node)? {
+        let keep = libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
+        if !writes {
+            let reading = OFlag::O_RDONLY | OFlag::from_bits_truncate(flags & keep);
+            if let Some(f) = self.open_in_kept_dir(st, node, reading) {
+                return Ok(f);
+            }
+        }
+        let (layer, at) = if writes {
+            (None, self.copy_up_node(st, node)?)
+        } else if let Some((layer, at)) = self.only_place(st, node)? {
             // Opened as it is, without a stat first: a READ is only ever
             // for a regular file, and O_NOFOLLOW keeps it one.
-            at
+            (Some(layer), at)
         } else {
             let (rel, e) = self.resolve(st, node)?;
-            self.place_of(&e, &rel)?
+            (Some(e.layer), self.place_of(&e, &rel)?)
         };
         // With the writeback cache the kernel picks every write's offset
         // (O_APPEND included) and may read to fill a partial page, so a
         // file opened for writing is opened for reading too where allowed.
-        let keep = libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
         let write =
             writes && flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0; // O_RDONLY|O_TRUNC truncates on Linux
         let read_asked = flags & libc::O_ACCMODE != libc::O_WRONLY;
@@ -491,10 +497,14 @@ impl UnionFs {
                 None,
             )
         };
-        match open(true) {
+        let opened = match open(true) {
             Err(e) if !read_asked && e.raw_os_error() == Some(libc::EACCES) => open(false),
             other => other,
+        }?;
+        if let Some(layer) = layer {
+            Self::keep_dir(st, node, layer, at.dir);
         }
+        Ok(opened)
     }
 
     pub(super) fn set_times(
