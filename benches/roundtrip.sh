@@ -7,7 +7,11 @@
 #   - reading an extended attribute the file does not have, N times, on
 #     kernel overlayfs and on burrowfs (one GETXATTR round trip each: the
 #     kernel caches no attributes of that kind), free to run anywhere and
-#     with everything on CPU 0.
+#     with everything on CPU 0;
+#   - reading 4 KiB of a file the server holds open, after dropping the
+#     mount's cached page, N times, on burrowfs and fuse-overlayfs (one
+#     READ round trip each, with the server's read of the layer's file:
+#     the least a first read of a small file costs beyond its open).
 #   benches/roundtrip.sh [N]      (default 20000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +22,7 @@ WORK=$STAGE
 cp target/release/burrowfs "$WORK/"
 mkdir -p "$WORK/lower"
 echo data > "$WORK/lower/file"
+head -c 4096 /dev/urandom > "$WORK/lower/page"
 chmod -R a+rX "$WORK"
 if [ "$(id -u)" -eq 0 ]; then chown -R "$TEST_USER" "$WORK"; fi
 
@@ -59,17 +64,34 @@ for _ in range(n):
     once()
 print(f"{(time.perf_counter() - t) / n * 1e6:.1f}")
 PY
+cat > "$WORK/read.py" <<'PY'
+import os, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDONLY)
+def once():
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    assert len(os.pread(fd, 4096, 0)) == 4096
+for _ in range(100):
+    once()
+t = time.perf_counter()
+for _ in range(n):
+    once()
+print(f"{(time.perf_counter() - t) / n * 1e6:.1f}")
+PY
 cat > "$WORK/inner.sh" <<'SH'
 set -eu
-W=$1 FS=$2 N=$3
+W=$1 FS=$2 N=$3 TEST=$4
 cd "$W"; rm -rf upper work merged; mkdir -p upper work merged
-if [ "$FS" = overlay ]; then
-  mount -t overlay overlay -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work,userxattr merged
-else
-  ./burrowfs -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work merged
-fi
-python3 getxattr.py merged/file "$N"
-umount merged
+case $FS in
+  overlay) mount -t overlay overlay -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work,userxattr merged ;;
+  burrowfs) ./burrowfs -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work merged ;;
+  fuse-overlayfs) fuse-overlayfs -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work merged 2>/dev/null ;;
+esac
+case $TEST in
+  getxattr) python3 getxattr.py merged/file "$N" ;;
+  read) python3 read.py merged/page "$N" ;;
+esac
+fusermount3 -u merged 2>/dev/null || umount merged
 SH
 
 "${RUNAS[@]}" python3 "$WORK/pingpong.py" "$N"
@@ -81,7 +103,18 @@ for pin in "" 0; do
   row=()
   for fs in overlay burrowfs; do
     PIN=(); [ -n "$pin" ] && PIN=(taskset -c "$pin")
-    row+=("$("${PIN[@]}" "${RUNAS[@]}" unshare -Urm bash "$WORK/inner.sh" "$WORK" "$fs" "$N")")
+    row+=("$("${PIN[@]}" "${RUNAS[@]}" unshare -Urm bash "$WORK/inner.sh" "$WORK" "$fs" "$N" getxattr)")
+  done
+  label="any CPU"; [ -n "$pin" ] && label="all on CPU $pin"
+  printf '%-28s %10s %10s\n' "$label" "${row[@]}"
+done
+echo
+printf '%-28s %10s %10s\n' "4 KiB READ, page dropped, us" burrowfs fuse-ovl
+for pin in "" 0; do
+  row=()
+  for fs in burrowfs fuse-overlayfs; do
+    PIN=(); [ -n "$pin" ] && PIN=(taskset -c "$pin")
+    row+=("$("${PIN[@]}" "${RUNAS[@]}" unshare -Urm bash "$WORK/inner.sh" "$WORK" "$fs" "$N" read)")
   done
   label="any CPU"; [ -n "$pin" ] && label="all on CPU $pin"
   printf '%-28s %10s %10s\n' "$label" "${row[@]}"
