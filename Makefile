@@ -28,6 +28,7 @@ bench:
 	bash benches/seccomp.sh
 	bash benches/unionfs.sh
 	bash benches/readbig.sh
+	bash benches/readsmall.sh
 	bash benches/coldread.sh
 	bash benches/roundtrip.sh
 	if [ "$$(id -u)" -eq 0 ]; then bash benches/passthrough.sh; bash benches/timeline.sh; fi
