@@ -187,6 +187,58 @@ fn a_directory_moved_out_of_the_layer_serves_no_file_put_in_it() {
     );
 }
 
+/// burrowfs (argv[1]) over lower layer l, which shows a bind mount (a
+/// disk filesystem's, so crossed into) at l/sub; a file read in l/top and
+/// one in l/sub/d. Prints whether the server holds the directories l/top
+/// and l/sub/d open.
+const KEPT_ON_MOUNTS: &str = r#"
+import os, stat, subprocess, sys
+for d in ('l/sub', 'l/top', 'u', 'w', 'm', 'other/d'):
+    os.makedirs(d)
+subprocess.run(['mount', '--bind', 'other', 'l/sub'], check=True)
+for p in ('l/sub/d/f', 'l/top/f'):
+    with open(p, 'w') as f:
+        f.write(p + '\n')
+subprocess.run([sys.argv[1], '-o', 'lowerdir=l,upperdir=u,workdir=w', 'm'], check=True)
+assert open('m/top/f').read() == 'l/top/f\n' and open('m/sub/d/f').read() == 'l/sub/d/f\n'
+def burrowfs_here(p):
+    try:
+        return (os.path.basename(os.readlink(f'/proc/{p}/exe')) == 'burrowfs'
+                and os.readlink(f'/proc/{p}/cwd') == os.getcwd())
+    except OSError:  # not ours, or gone
+        return False
+pid = next(int(p) for p in os.listdir('/proc') if p.isdigit() and burrowfs_here(p))
+held = set()
+for fd in os.listdir(f'/proc/{pid}/fd'):
+    try:
+        st = os.stat(f'/proc/{pid}/fd/{fd}')
+    except OSError:
+        continue
+    if stat.S_ISDIR(st.st_mode):
+        held.add((st.st_dev, st.st_ino))
+for d in ('l/top', 'l/sub/d'):
+    st = os.stat(d)
+    print(d, 'held' if (st.st_dev, st.st_ino) in held else 'not held')
+subprocess.run(['umount', 'm'], check=True)
+"#;
+
+/// A directory is kept open for the next file read in it, but not one on
+/// a mount the layer merely shows, which that would hold busy against its
+/// unmount (the layer's own directories are held: the kept descriptor).
+#[test]
+fn directories_kept_for_reads_are_the_layers_own() {
+    assert_unprivileged();
+    let t = TempDir::new("union-read-kept-mounts");
+    let burrowfs = burrow_bin().with_file_name("burrowfs");
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "--mount", "python3", "-c"])
+        .arg(KEPT_ON_MOUNTS)
+        .arg(&burrowfs)
+        .current_dir(t.path());
+    let out = output_within(&mut cmd, Duration::from_secs(60));
+    assert_eq!(out.ok(), "l/top held\nl/sub/d not held\n");
+}
+
 /// Mounts burrowfs (argv[1]; daemonized, it returns once mounted) over l,
 /// u and w on m, reads m/big, unmounts with argv[2:], and prints how many
 /// bytes the server read(2) the while (/proc/PID/io's rchar) and whether

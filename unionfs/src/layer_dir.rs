@@ -84,6 +84,11 @@ impl Dir {
         }
     }
 
+    /// The id of the mount the directory is on; None in an image layer.
+    pub fn mount_id(&self) -> Option<u64> {
+        sys::mount_id(self.borrowed().ok()?).ok()
+    }
+
     fn borrowed(&self) -> io::Result<BorrowedFd<'_>> {
         Ok(self.fd()?.as_fd())
     }

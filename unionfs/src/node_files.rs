@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// descriptors this process may have where that is fewer.
 const CACHED: usize = 4096;
 
-fn cached_at_most() -> usize {
+pub(crate) fn cached_at_most() -> usize {
     static AT_MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *AT_MOST.get_or_init(|| {
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

@@ -81,6 +81,29 @@ pub fn stat_at(dir: BorrowedFd, name: &OsStr) -> io::Result<Stat> {
 
 /// The mode of the object `fd` (an O_PATH descriptor) holds: fchmodat2
 /// with AT_EMPTY_PATH, or chmod through /proc/self/fd on older kernels.
+/// The id of the mount `fd` is on.
+pub fn mount_id(fd: BorrowedFd) -> io::Result<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: the path is a NUL-terminated literal; `st` has room for the
+    // struct statx fills.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT,
+            libc::STATX_MNT_ID,
+            st.as_mut_ptr(),
+        )
+    };
+    check(r.into())?;
+    // SAFETY: statx succeeded, so it filled the struct (zeroed before).
+    let st = unsafe { st.assume_init() };
+    if st.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    }
+    Ok(st.stx_mnt_id)
+}
+
 pub fn chmod_object(fd: BorrowedFd, mode: u32) -> io::Result<()> {
     const SYS_FCHMODAT2: libc::c_long = 452;
     let st = stat_at(fd, OsStr::new(""))?;

@@ -17,8 +17,13 @@ use std::collections::HashMap;
 use crate::layer_dir::Dir;
 
 /// How many directories stay open at most: enough for a walk that reads
-/// directory after directory, few beside the node table's descriptors.
+/// directory after directory, few beside the node table's descriptors
+/// (and a quarter of those where the descriptor limit makes them few).
 const KEPT: usize = 256;
+
+fn kept_at_most() -> usize {
+    (crate::node_files::cached_at_most() / 4).clamp(4, KEPT)
+}
 
 /// Kept directories, by (union directory node, layer), valid for one
 /// generation of the directories' layers (`State::layers_gen`).
@@ -48,7 +53,7 @@ impl DirFds {
     /// when the table is full).
     pub(super) fn keep(&mut self, gen: u64, dir: u64, layer: usize, opened: Dir) {
         let map = self.at_gen(gen);
-        if map.len() >= KEPT && !map.contains_key(&(dir, layer)) {
+        if map.len() >= kept_at_most() && !map.contains_key(&(dir, layer)) {
             map.clear();
         }
         map.insert((dir, layer), opened);

@@ -616,13 +616,21 @@ impl UnionFs {
     }
 
     /// Keeps `dir`, where `node`'s file was just opened in `layer`, for
-    /// opening the files beside it (see [`dir_fds`]).
-    fn keep_dir(st: &mut State, node: u64, layer: usize, dir: Dir) {
-        if let Some((parent, only)) = Self::parent_in_one_layer(st, node) {
-            if only == layer {
-                st.dir_fds.keep(st.layers_gen, parent, layer, dir);
-            }
+    /// opening the files beside it (see [`dir_fds`]): not for a node
+    /// without an identity to check, nor on a mount other than the layer
+    /// root's (a mount burrowfs merely shows, which a kept descriptor
+    /// would hold busy against its unmount).
+    fn keep_dir(&self, st: &mut State, node: u64, layer: usize, dir: Dir) {
+        let Some((parent, only)) = Self::parent_in_one_layer(st, node) else {
+            return;
+        };
+        if only != layer || st.inode_identity(node).is_none() {
+            return;
         }
+        if dir.mount_id() != self.stack.layer_root(layer).mount_id() {
+            return;
+        }
+        st.dir_fds.keep(st.layers_gen, parent, layer, dir);
     }
 
     /// The path of directory `dir` and the layers merging into it.

@@ -502,7 +502,7 @@ impl UnionFs {
             other => other,
         }?;
         if let Some(layer) = layer {
-            Self::keep_dir(st, node, layer, at.dir);
+            self.keep_dir(st, node, layer, at.dir);
         }
         Ok(opened)
     }
