@@ -49,28 +49,20 @@ if len(cpus) > 1:
     print(f"pipe round trip, CPUs {cpus[0]} and {cpus[1]}   {pingpong(cpus[0], cpus[1]):7.1f} us")
 print(f"pipe round trip, both on CPU {cpus[0]}      {pingpong(cpus[0], cpus[0]):7.1f} us")
 PY
-cat > "$WORK/getxattr.py" <<'PY'
+# timed.py getxattr|read PATH N: microseconds per request, N of them.
+cat > "$WORK/timed.py" <<'PY'
 import os, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-def once():
+what, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fd = os.open(path, os.O_RDONLY)
+def getxattr():
     try:
         os.getxattr(path, "user.burrow-absent")
     except OSError:
         pass
-for _ in range(100):
-    once()
-t = time.perf_counter()
-for _ in range(n):
-    once()
-print(f"{(time.perf_counter() - t) / n * 1e6:.1f}")
-PY
-cat > "$WORK/read.py" <<'PY'
-import os, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-fd = os.open(path, os.O_RDONLY)
-def once():
+def read():
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     assert len(os.pread(fd, 4096, 0)) == 4096
+once = {"getxattr": getxattr, "read": read}[what]
 for _ in range(100):
     once()
 t = time.perf_counter()
@@ -88,8 +80,8 @@ case $FS in
   fuse-overlayfs) fuse-overlayfs -o lowerdir=$W/lower,upperdir=$W/upper,workdir=$W/work merged 2>/dev/null ;;
 esac
 case $TEST in
-  getxattr) python3 getxattr.py merged/file "$N" ;;
-  read) python3 read.py merged/page "$N" ;;
+  getxattr) python3 timed.py getxattr merged/file "$N" ;;
+  read) python3 timed.py read merged/page "$N" ;;
 esac
 fusermount3 -u merged 2>/dev/null || umount merged
 SH
@@ -98,24 +90,21 @@ SH
 hp=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 [ -r "$hp" ] && echo "(guest halt polling: $(cat "$hp") ns)"
 echo
-printf '%-28s %10s %10s\n' "getxattr of one file, us" overlay burrowfs
-for pin in "" 0; do
-  row=()
-  for fs in overlay burrowfs; do
-    PIN=(); [ -n "$pin" ] && PIN=(taskset -c "$pin")
-    row+=("$("${PIN[@]}" "${RUNAS[@]}" unshare -Urm bash "$WORK/inner.sh" "$WORK" "$fs" "$N" getxattr)")
+# table TITLE TEST FS1 FS2: TEST on FS1 and FS2, free and all on CPU 0.
+table() {
+  local title=$1 test=$2 pin fs row label
+  shift 2
+  printf '%-28s %10s %10s\n' "$title" "$@"
+  for pin in "" 0; do
+    row=()
+    for fs in "$@"; do
+      PIN=(); [ -n "$pin" ] && PIN=(taskset -c "$pin")
+      row+=("$("${PIN[@]}" "${RUNAS[@]}" unshare -Urm bash "$WORK/inner.sh" "$WORK" "$fs" "$N" "$test")")
+    done
+    label="any CPU"; [ -n "$pin" ] && label="all on CPU $pin"
+    printf '%-28s %10s %10s\n' "$label" "${row[@]}"
   done
-  label="any CPU"; [ -n "$pin" ] && label="all on CPU $pin"
-  printf '%-28s %10s %10s\n' "$label" "${row[@]}"
-done
+}
+table "getxattr of one file, us" getxattr overlay burrowfs
 echo
-printf '%-28s %10s %10s\n' "4 KiB READ, page dropped, us" burrowfs fuse-ovl
-for pin in "" 0; do
-  row=()
-  for fs in burrowfs fuse-overlayfs; do
-    PIN=(); [ -n "$pin" ] && PIN=(taskset -c "$pin")
-    row+=("$("${PIN[@]}" "${RUNAS[@]}" unshare -Urm bash "$WORK/inner.sh" "$WORK" "$fs" "$N" read)")
-  done
-  label="any CPU"; [ -n "$pin" ] && label="all on CPU $pin"
-  printf '%-28s %10s %10s\n' "$label" "${row[@]}"
-done
+table "4 KiB READ, page dropped, us" read burrowfs fuse-overlayfs

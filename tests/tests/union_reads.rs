@@ -187,6 +187,20 @@ fn a_directory_moved_out_of_the_layer_serves_no_file_put_in_it() {
     );
 }
 
+/// Python put before the scripts below: `burrowfs_pid()`, the pid of the
+/// burrowfs serving from the current directory.
+const SERVER_PID: &str = r#"
+import os
+def burrowfs_pid():
+    def here(p):
+        try:
+            return (os.path.basename(os.readlink(f'/proc/{p}/exe')) == 'burrowfs'
+                    and os.readlink(f'/proc/{p}/cwd') == os.getcwd())
+        except OSError:  # not ours, or gone
+            return False
+    return next(int(p) for p in os.listdir('/proc') if p.isdigit() and here(p))
+"#;
+
 /// burrowfs (argv[1]) over lower layer l, which shows a bind mount (a
 /// disk filesystem's, so crossed into) at l/sub; a file read in l/top and
 /// one in l/sub/d. Prints whether the server holds the directories l/top
@@ -201,13 +215,7 @@ for p in ('l/sub/d/f', 'l/top/f'):
         f.write(p + '\n')
 subprocess.run([sys.argv[1], '-o', 'lowerdir=l,upperdir=u,workdir=w', 'm'], check=True)
 assert open('m/top/f').read() == 'l/top/f\n' and open('m/sub/d/f').read() == 'l/sub/d/f\n'
-def burrowfs_here(p):
-    try:
-        return (os.path.basename(os.readlink(f'/proc/{p}/exe')) == 'burrowfs'
-                and os.readlink(f'/proc/{p}/cwd') == os.getcwd())
-    except OSError:  # not ours, or gone
-        return False
-pid = next(int(p) for p in os.listdir('/proc') if p.isdigit() and burrowfs_here(p))
+pid = burrowfs_pid()
 held = set()
 for fd in os.listdir(f'/proc/{pid}/fd'):
     try:
@@ -232,7 +240,7 @@ fn directories_kept_for_reads_are_the_layers_own() {
     let burrowfs = burrow_bin().with_file_name("burrowfs");
     let mut cmd = std::process::Command::new("unshare");
     cmd.args(["--user", "--map-root-user", "--mount", "python3", "-c"])
-        .arg(KEPT_ON_MOUNTS)
+        .arg(format!("{SERVER_PID}{KEPT_ON_MOUNTS}"))
         .arg(&burrowfs)
         .current_dir(t.path());
     let out = output_within(&mut cmd, Duration::from_secs(60));
@@ -246,13 +254,7 @@ fn directories_kept_for_reads_are_the_layers_own() {
 const MEASURE: &str = r#"
 import os, select, subprocess, sys
 subprocess.run([sys.argv[1], '-o', 'lowerdir=l,upperdir=u,workdir=w', 'm'], check=True)
-def burrowfs_here(p):
-    try:
-        return (os.path.basename(os.readlink(f'/proc/{p}/exe')) == 'burrowfs'
-                and os.readlink(f'/proc/{p}/cwd') == os.getcwd())
-    except OSError:  # not ours, or gone
-        return False
-pid = next(int(p) for p in os.listdir('/proc') if p.isdigit() and burrowfs_here(p))
+pid = burrowfs_pid()
 server = os.pidfd_open(pid)
 def rchar():
     return int(next(l.split()[1] for l in open(f'/proc/{pid}/io') if l.startswith('rchar:')))
@@ -285,7 +287,7 @@ fn large_reads_do_not_pass_through_the_servers_memory() {
         std::fs::write(t.join("l/big"), pattern(8 << 20)).unwrap();
         let mut cmd = std::process::Command::new("env");
         cmd.args(prefix)
-            .args(["python3", "-c", MEASURE])
+            .args(["python3", "-c", &format!("{SERVER_PID}{MEASURE}")])
             .arg(&burrowfs)
             .args(unmount.split(' '))
             .current_dir(t.path());
